@@ -1,0 +1,33 @@
+"""Domain errors: one place that says what went wrong and how to fix it.
+
+The CLI turns these into one line and a non-zero exit; the gRPC layer (later) maps each
+class to a status code, so every layer reports a bad input the same way.
+"""
+
+from __future__ import annotations
+
+
+class OriselError(Exception):
+    """Base of every error a user can cause and fix."""
+
+
+class InvalidArgument(OriselError):
+    """A field holds a value outside what is allowed."""
+
+    def __init__(self, field: str, allowed: str, got: object) -> None:
+        self.field = field
+        self.allowed = allowed
+        self.got = got
+        super().__init__(f"{field}: must be {allowed} (got {got!r})")
+
+
+class NotFound(OriselError):
+    """A named thing (file, model, layer, checkpoint) does not exist."""
+
+
+class FailedPrecondition(OriselError):
+    """The request is valid but the state does not allow it (e.g. resuming another model)."""
+
+
+class DataError(OriselError):
+    """A data source is missing, corrupt or laid out in an unknown way."""

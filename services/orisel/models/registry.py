@@ -1,0 +1,148 @@
+"""Build a model by name, with weights from torchvision's cache or a local file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from orisel.models.cnn7 import CNN7
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """How inputs must be prepared for a model: the paper's mean image, or mean/std."""
+
+    name: str
+    image_size: int
+    preprocessing: str  # "mean_image" (cnn7) or "normalize" (torchvision weights)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@lru_cache(maxsize=1)
+def _torchvision_names() -> tuple[str, ...]:
+    import torchvision.models as tvm
+
+    return tuple(sorted(tvm.list_models(module=tvm)))
+
+
+def available_models() -> tuple[str, ...]:
+    return ("cnn7", *_torchvision_names())
+
+
+def _check_name(name: str) -> None:
+    if name not in available_models():
+        raise NotFound(
+            f"model {name!r} is unknown; choose cnn7 or a torchvision classification model "
+            f"(e.g. vgg16, resnet18, alexnet; `orisel models` lists all)"
+        )
+
+
+def _hub_weights(name: str, weights: str, download: bool) -> dict[str, Any]:
+    import torchvision.models as tvm
+
+    enum = tvm.get_model_weights(name)
+    try:
+        entry = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+    except KeyError as exc:
+        allowed = ", ".join(["DEFAULT", *(w.name for w in enum)])
+        raise InvalidArgument("weights", f"one of {allowed} or a file path", weights) from exc
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
+    if not cache.exists() and not download:
+        raise NotFound(
+            f"pretrained weights {name}/{entry.name} are not in the local cache {cache}; "
+            f"pass --download on a machine with a network, or --weights PATH to a local file"
+        )
+    try:
+        state: dict[str, Any] = entry.get_state_dict(progress=False, check_hash=True)
+    except OSError as exc:
+        raise NotFound(
+            f"fetching {entry.url} failed ({exc}); pass --weights PATH to a local weights file"
+        ) from exc
+    return state
+
+
+def load_weights_file(path: Path) -> dict[str, Any]:
+    """A state dict from a file: a bare state dict or an orisel checkpoint's `model`."""
+    if not path.is_file():
+        raise NotFound(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise FailedPrecondition(f"weights file {path} cannot be read ({exc})") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict):
+        raise FailedPrecondition(f"weights file {path} holds no state dict")
+    return obj
+
+
+def load_state(model: nn.Module, state: dict[str, Any], what: str) -> None:
+    """Load strictly, turning a mismatch into one line that says which model was expected."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise FailedPrecondition(
+            f"{what} does not fit model {type(model).__name__} ({first}); "
+            f"it was saved from another model or class count"
+        ) from exc
+
+
+def _classes_in(state: dict[str, Any]) -> int:
+    """Output size of a state dict's read-out: its last 2-D weight (torchvision's key order)."""
+    mats = [v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
+    if not mats:
+        raise FailedPrecondition("the weights hold no linear read-out to size the model from")
+    return int(mats[-1].shape[0])
+
+
+def build_model(
+    name: str,
+    num_classes: int | None = None,
+    weights: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+) -> tuple[nn.Module, ModelInfo]:
+    """Return (model, how to preprocess for it).
+
+    `weights` is None (random init), a torchvision weights name ("DEFAULT",
+    "IMAGENET1K_V1", ...) or a path to a local state-dict / checkpoint file. Without
+    `num_classes`, pretrained weights decide it; random models get 10 (cnn7) or 1000.
+    """
+    _check_name(name)
+    is_file = weights is not None and (os.sep in weights or Path(weights).suffix in {".pt", ".pth"})
+    if name == "cnn7" and weights is not None and not is_file:
+        raise InvalidArgument(
+            "weights", "a local weights file for cnn7 (it has no hub weights)", weights
+        )
+    state: dict[str, Any] | None = None
+    if weights is not None:
+        state = (
+            load_weights_file(Path(weights)) if is_file else _hub_weights(name, weights, download)
+        )
+    if num_classes is None:
+        num_classes = _classes_in(state) if state is not None else (10 if name == "cnn7" else 1000)
+    if name == "cnn7":
+        size = image_size or 32
+        model: nn.Module = CNN7(num_classes=num_classes, image_size=size)
+        info = ModelInfo(name, size, "mean_image")
+    else:
+        import torchvision.models as tvm
+
+        model = tvm.get_model(name, weights=None, num_classes=num_classes)
+        info = ModelInfo(name, image_size or 224, "normalize", IMAGENET_MEAN, IMAGENET_STD)
+    if state is not None:
+        load_state(model, state, f"weights {weights}")
+    return model, info

@@ -1,0 +1,69 @@
+"""Training configuration: the paper's recipe as defaults, every field overridable."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from orisel.data.augment import Fill
+from orisel.data.prepare import SplitSpec
+
+# Fields that may differ when a run is resumed; everything else must match the stored run.
+RESUMABLE_CHANGES = frozenset({"epochs", "device"})
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines a training run (with the data's sha256 and the code)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field("cnn7", description="cnn7 or a torchvision classification model")
+    epochs: int = Field(200, ge=1, description="epochs to train")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, description="learning rate (constant, as in the paper)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    weight_decay: float = Field(0.0, ge=0.0)
+    seed: int = Field(0, ge=0, description="model initialisation, shuffling and augmentation")
+    data: SplitSpec = SplitSpec()
+    augment: bool = Field(True, description="random shifts and horizontal flips")
+    max_shift: float = Field(0.1, ge=0.0, le=0.5, description="largest shift, fraction of size")
+    hflip: bool = True
+    fill: Fill = Field("nearest", description="how shifted-in pixels are filled")
+    early_checkpoint_every: float = Field(
+        0.25, gt=0.0, le=1.0, description="epoch fraction between early checkpoints"
+    )
+    early_checkpoint_until: float = Field(2.0, ge=0.0, description="epochs with early checkpoints")
+    checkpoint_every_epochs: int = Field(1, ge=1, description="epochs between later checkpoints")
+    select_by: Literal["val_loss", "val_accuracy"] = Field(
+        "val_loss", description="which validation metric picks the kept (best) checkpoint"
+    )
+    eval_batch_size: int = Field(256, ge=1, description="evaluation batch size")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision (CUDA)")
+    channels_last: bool = False
+    deterministic: bool = Field(False, description="deterministic kernels (bit-exact resume)")
+
+    @model_validator(mode="after")
+    def _amp_needs_cuda(self) -> TrainConfig:
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ValueError("amp=fp16 needs a CUDA device; use bf16 or off on the CPU")
+        return self
+
+
+def checkpoint_steps(cfg: TrainConfig, steps_per_epoch: int) -> list[int]:
+    """Global steps at which a checkpoint is written, initial network (step 0) included."""
+    steps = {0, cfg.epochs * steps_per_epoch}
+    k = 1
+    while k * cfg.early_checkpoint_every < min(cfg.early_checkpoint_until, cfg.epochs) - 1e-9:
+        steps.add(round(k * cfg.early_checkpoint_every * steps_per_epoch))
+        k += 1
+    steps.update(e * steps_per_epoch for e in range(0, cfg.epochs + 1, cfg.checkpoint_every_epochs))
+    return sorted(s for s in steps if s <= cfg.epochs * steps_per_epoch)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches per epoch; the last one may be short, as in Keras."""
+    return math.ceil(n_train / batch_size)
