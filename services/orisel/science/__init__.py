@@ -1,0 +1,1 @@
+"""Pure analysis: stimuli, unit responses, selectivity indices, ablation, shift-invariance."""
