@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from orisel.core.errors import InvalidArgument
+from orisel.models import CNN7
+from orisel.science.ablation import (
+    ablated,
+    ablation_site,
+    channel_means,
+    cumulative_masks,
+    median_split,
+    random_ranking,
+    ranking,
+    sweep,
+)
+
+
+@pytest.fixture(scope="module")
+def net() -> CNN7:
+    torch.manual_seed(0)
+    model = CNN7().eval()
+    # Non-trivial BN statistics, so BN outputs are not just the conv outputs.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(0.0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(60, 3, 32, 32, generator=g), torch.arange(60) % 10
+
+
+def _capture(model: torch.nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    seen: list[torch.Tensor] = []
+    handle = dict(model.named_modules())[name].register_forward_hook(
+        lambda _m, _i, o: seen.append(o)
+    )
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return seen[0]
+
+
+def test_hook_changes_exactly_the_chosen_channels(
+    net: CNN7, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, _ = batch
+    before_bn3 = _capture(net, "bn3", x)
+    before_layer3 = _capture(net, "layer3", x)
+    with ablated(net, "bn3", [2, 5, 40]):
+        after_bn3 = _capture(net, "bn3", x)
+        after_layer3 = _capture(net, "layer3", x)
+    assert torch.equal(before_layer3, after_layer3)  # upstream untouched
+    chosen = torch.zeros(64, dtype=torch.bool)
+    chosen[[2, 5, 40]] = True
+    assert (after_bn3[:, chosen] == 0).all()
+    assert (before_bn3[:, chosen] != 0).any()
+    assert torch.equal(after_bn3[:, ~chosen], before_bn3[:, ~chosen])
+    assert torch.equal(_capture(net, "bn3", x), before_bn3)  # hook removed on exit
+
+
+def test_unit_without_outgoing_weights_changes_nothing(
+    batch: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    torch.manual_seed(0)
+    model = CNN7().eval()
+    with torch.no_grad():
+        model.layer4.weight[:, 7] = 0.0  # bn3's channel 7 feeds nothing
+        ref = model(batch[0])
+        with ablated(model, "bn3", [7]):
+            assert torch.equal(model(batch[0]), ref)
+        with ablated(model, "bn3", [8]):
+            assert not torch.equal(model(batch[0]), ref)
+
+
+def test_mean_clamp_of_every_channel_makes_outputs_identical(
+    net: CNN7, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = batch
+    mean = channel_means(net, "bn6", x)
+    with ablated(net, "bn6", range(128), "mean", mean), torch.no_grad():
+        out = net(x)
+    # Every image then sees the same activations after bn6, hence the same output.
+    assert torch.allclose(out, out[:1].expand_as(out), atol=1e-6)
+    res = sweep(net, "bn6", np.ones((1, 128), dtype=bool), x, y, mode="mean")[0]
+    assert res.accuracy == pytest.approx(float((y == out[0].argmax()).float().mean()))
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+@pytest.mark.parametrize("site", ["bn1", "bn3", "layer5", "bn7"])
+def test_cached_engine_equals_naive(
+    net: CNN7, batch: tuple[torch.Tensor, torch.Tensor], site: str, mode: str
+) -> None:
+    x, y = batch
+    c = _capture(net, site, x[:1]).shape[1]
+    scores = np.random.default_rng(0).random(c)
+    fractions = [0.0, 0.1, 0.5, 1.0]
+    masks = np.concatenate([
+        cumulative_masks(ranking(scores, "descending"), fractions),
+        cumulative_masks(ranking(scores, "ascending"), fractions),
+        cumulative_masks(random_ranking(c, 3), fractions),
+    ])  # fmt: skip
+    fast = sweep(net, site, masks, x, y, mode=mode, chunk_images=25, max_batch=70)  # type: ignore[arg-type]
+    slow = sweep(net, site, masks, x, y, mode=mode, engine="naive", max_batch=25)  # type: ignore[arg-type]
+    for a, b in zip(fast, slow, strict=True):
+        assert a.accuracy == pytest.approx(b.accuracy, abs=1e-12)
+        assert a.loss_increase_mean == pytest.approx(b.loss_increase_mean, abs=1e-5)
+        assert a.loss_increase_sem == pytest.approx(b.loss_increase_sem, abs=1e-5)
+        np.testing.assert_allclose(a.per_class_accuracy, b.per_class_accuracy)
+    assert fast[0].loss_increase_mean == 0.0  # fraction 0 is the intact network
+    assert fast[0].n_ablated == 0
+    assert fast[3].n_ablated == c
+
+
+def test_orders_and_fractions() -> None:
+    scores = np.array([0.1, 0.9, 0.5, 0.5, 0.0])
+    np.testing.assert_array_equal(ranking(scores, "descending"), [1, 2, 3, 0, 4])
+    np.testing.assert_array_equal(ranking(scores, "ascending"), [4, 0, 2, 3, 1])
+    masks = cumulative_masks(ranking(scores, "descending"), [0.0, 0.4, 1.0])
+    np.testing.assert_array_equal(masks.sum(axis=1), [0, 2, 5])
+    assert masks[1].tolist() == [False, True, True, False, False]
+    with pytest.raises(InvalidArgument, match="fractions"):
+        cumulative_masks(ranking(scores, "descending"), [1.5])
+
+
+def test_median_split_handles_ties_and_dead_units() -> None:
+    scores = np.array([0.0, 0.0, 0.2, 0.4, 0.4, 0.4, 0.7, 0.9])
+    dead = np.array([True, True, False, False, False, False, False, False])
+    s = median_split(scores, dead)
+    assert s.median == pytest.approx(0.4)
+    assert s.top.tolist() == [False] * 6 + [True, True]
+    assert s.bottom.tolist() == [False, False, True] + [False] * 5
+    assert s.ties == 3
+    assert s.dead_excluded == 2
+    with_dead = median_split(scores, dead, include_dead=True)
+    assert with_dead.bottom[:2].all()
+
+
+def test_ablation_site_follows_the_paper() -> None:
+    model = CNN7()
+    assert ablation_site(model, "layer3", "bn") == "bn3"
+    assert ablation_site(model, "fc1", "bn") == "bn7"
+    assert ablation_site(model, "layer3", "relu") == "layer3"
