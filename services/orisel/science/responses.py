@@ -68,6 +68,7 @@ class Recorder:
         self.store: dict[str, list[torch.Tensor]] = {n: [] for n in self.modules}
         self._fired: set[str] = set()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.last_output = torch.empty(0)
 
     def _hook(self, name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
@@ -88,10 +89,12 @@ class Recorder:
         self._handles = []
 
     def forward(self, x: torch.Tensor) -> None:
-        """One batch through the model; every requested layer must fire exactly once."""
+        """One batch through the model; every requested layer must fire exactly once.
+
+        Without early stopping, the model's output stays in `last_output`."""
         self._fired.clear()
         with contextlib.suppress(_Done):
-            self.model(x)
+            self.last_output = self.model(x)
         silent = sorted(set(self.modules) - self._fired)
         if silent:
             raise InvalidArgument("layers", "modules that run in the forward pass", silent)
