@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _add_model_fields(
     parser: argparse.ArgumentParser, model: type[BaseModel], skip: set[str]
 ) -> None:
@@ -46,8 +51,12 @@ def _add_model_fields(
             continue
         ann = info.annotation
         kwargs: dict[str, Any] = {"dest": name, "default": None}
+        parts = (ann, *typing.get_args(ann))
         if ann is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif any(typing.get_origin(p) is tuple for p in parts):
+            kwargs["type"] = _comma_list
+            kwargs["metavar"] = "A,B,..."
         elif ann in (int, float, str):
             kwargs["type"] = ann
         elif ann == int | None:
@@ -162,6 +171,145 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spec(model: type[BaseModel], args: argparse.Namespace) -> Any:
+    given = {k: v for k, v in vars(args).items() if k in model.model_fields and v is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        raise OriselError(_validation_message(exc)) from exc
+
+
+def _network(args: argparse.Namespace) -> Any:
+    from orisel.extraction.network import load_network
+
+    if args.checkpoint is None and args.model is None:
+        raise InvalidArgument(
+            "--checkpoint", "a checkpoint file (or --model NAME --weights W)", None
+        )
+    return load_network(args.checkpoint, args.model, args.weights, args.device, args.download)
+
+
+def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str] | None:
+    """CIFAR-10 test images for a cnn7 network (class selectivity, ablation, invariance)."""
+    from orisel.data.prepare import stratified_split
+    from orisel.data.sources import load_cifar10
+
+    path = args.data or get_settings().data
+    if path is None:
+        return None
+    if net.mean_image is None:
+        raise InvalidArgument(
+            "--data",
+            "CIFAR-10 data for a cnn7 checkpoint (ImageNet evaluation is not wired here)",
+            str(path),
+        )
+    ds = load_cifar10(Path(path), args.cache_dir or get_settings().cache_dir)
+    expected = net.source.get("data_sha256")
+    if expected and expected != ds.sha256:
+        log.warning(
+            "the checkpoint was trained on data %s, this is %s", expected[:12], ds.sha256[:12]
+        )
+    images, labels = ds.test_images, ds.test_labels
+    if args.test_subset is not None and args.test_subset < len(labels):
+        _, keep = stratified_split(labels, args.test_subset, seed=0)
+        images, labels = images[keep], labels[keep]
+    return images, labels, len(ds.classes), ds.sha256
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from orisel.scoring.tune import TuneSpec, tune
+
+    spec = _spec(TuneSpec, args)
+    net = _network(args)
+    split = _test_split(args, net)
+    images, labels, n_classes, sha = split if split is not None else (None, None, 10, None)
+    out = Path(args.out)
+    result = tune(
+        net, spec, out, images, labels, n_classes, {"data_sha256": sha, "command": sys.argv}
+    )
+    lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
+    for kind in spec.stimuli:
+        for layer, s in result["summary"][kind]["layers"].items():
+            lines.append(
+                f"  {kind:8s} {layer:14s} selective {s['fraction_selective']:.2f} "
+                f"(null above threshold {s['null_fraction_above_threshold']:.2f}), "
+                f"mean gOSI {s['mean_gosi']:.3f} (null {s['null_mean_gosi']:.3f}), dead {s['dead']}"
+            )
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
+def _needs_test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str]:
+    split = _test_split(args, net)
+    if split is None:
+        raise InvalidArgument(
+            "--data", "the CIFAR-10 source to evaluate on (or set ORISEL_DATA)", None
+        )
+    return split
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from orisel.ablation.run import AblateSpec, UnitScores, ablate
+
+    spec = _spec(AblateSpec, args)
+    scores = UnitScores(args.scores, spec.stimulus)
+    net = _network(args)
+    images, labels, _, sha = _needs_test_split(args, net)
+    result = ablate(
+        net, spec, scores, images, labels, Path(args.out), {"data_sha256": sha, "command": sys.argv}
+    )
+    lines = [f"ablation on {len(labels)} test images -> {args.out}"]
+    for s in result["splits"]:
+        top, bottom = s["top50"], s["bottom50"]
+        lines.append(
+            f"  {s['layer']:8s} by {s['by']:4s}: top-50% +{top['loss_increase_mean']:.4f}"
+            f"±{top['loss_increase_sem']:.4f} (acc {top['accuracy']:.3f}) vs bottom-50% "
+            f"+{bottom['loss_increase_mean']:.4f}±{bottom['loss_increase_sem']:.4f} "
+            f"(acc {bottom['accuracy']:.3f})"
+        )
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_invariance(args: argparse.Namespace) -> int:
+    from orisel.ablation.run import InvarianceSpec, UnitScores, invariance
+
+    spec = _spec(InvarianceSpec, args)
+    scores = UnitScores(args.scores, spec.stimulus)
+    net = _network(args)
+    images, _, _, sha = _needs_test_split(args, net)
+    result = invariance(
+        net, spec, scores, images, Path(args.out), {"data_sha256": sha, "command": sys.argv}
+    )
+    lines = [f"shift-invariance on {len(images)} test images -> {args.out}"]
+    for name, v in result["summary"].items():
+        lines.append(
+            f"  {name:20s} consistency {v['consistency']:.3f}  correlation {v['correlation']:.3f}"
+        )
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
+def _network_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
+    )
+    parser.add_argument(
+        "--model", help="a torchvision model name instead of a checkpoint (e.g. vgg16)"
+    )
+    parser.add_argument(
+        "--weights", help="torchvision weights name (DEFAULT, IMAGENET1K_V1) or file"
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="allow fetching torchvision weights"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument(
+        "--test-subset", type=int, help="use a stratified subset of the test images"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced whole)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from orisel.training.config import TrainConfig
 
@@ -220,6 +368,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_fields(train, TrainConfig, skip={"data"})
     _add_model_fields(train, SplitSpec, skip=set())
     train.set_defaults(func=cmd_train)
+
+    from orisel.scoring.tune import TuneSpec
+
+    tune = sub.add_parser(
+        "tune", parents=[common, data_src], help="orientation and class selectivity of every unit",
+        description="Present gratings and bars, score every unit (OSI, gOSI, preference, range, "
+        "bandwidth, permutation p-value against shuffled stimuli) and, with --data, class "
+        "selectivity on the test images. Writes units.csv|parquet, summary.json and plots.",
+    )  # fmt: skip
+    _network_args(tune)
+    _add_model_fields(tune, TuneSpec, skip=set())
+    tune.set_defaults(func=cmd_tune)
+
+    from orisel.ablation.run import AblateSpec, InvarianceSpec
+
+    scores_help = "the output folder of `orisel tune` whose indices order the units"
+    ablate = sub.add_parser(
+        "ablate", parents=[common, data_src], help="ablation curves and the paper's median split",
+        description="Silence units layer by layer: cumulatively by each index (descending and "
+        "ascending) and at random, and the top vs bottom 50% by each index. Reports test "
+        "accuracy (overall and per class) and the per-image cross-entropy increase ± SEM.",
+    )  # fmt: skip
+    _network_args(ablate)
+    ablate.add_argument("--scores", type=Path, required=True, help=scores_help)
+    _add_model_fields(ablate, AblateSpec, skip=set())
+    ablate.set_defaults(func=cmd_ablate)
+
+    inv = sub.add_parser(
+        "invariance", parents=[common, data_src], help="shift-invariance with and without ablation",
+        description="Correlation of higher layers' pooled responses to shifted test images, and "
+        "prediction consistency, intact and with the most / least selective lower-layer units "
+        "ablated, against random ablations of the same size.",
+    )  # fmt: skip
+    _network_args(inv)
+    inv.add_argument("--scores", type=Path, required=True, help=scores_help)
+    _add_model_fields(inv, InvarianceSpec, skip=set())
+    inv.set_defaults(func=cmd_invariance)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Ablation evaluation: cumulative sweeps, the median split, and shift-invariance."""

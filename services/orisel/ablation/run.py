@@ -1,0 +1,253 @@
+"""`orisel ablate` and `orisel invariance`: causal tests of the units `orisel tune` scored."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from orisel.core.atomic import atomic_dir
+from orisel.core.errors import InvalidArgument, NotFound
+from orisel.core.provenance import environment
+from orisel.core.tables import TableFormat, read_table, write_table
+from orisel.extraction.network import Network
+from orisel.science import ablation as ab
+from orisel.science.invariance import Padding, shift_invariance
+
+Index = Literal["gosi", "osi", "csi"]
+DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+class UnitScores:
+    """The per-unit indices of one `orisel tune` output, looked up by layer."""
+
+    def __init__(self, tune_dir: Path, stimulus: str) -> None:
+        tables = sorted(Path(tune_dir).glob("units.*"))
+        if not tables:
+            raise NotFound(f"no units.csv or units.parquet in {tune_dir}; run `orisel tune` first")
+        self.cols = read_table(tables[0])
+        self.stimulus = stimulus
+        if stimulus not in set(self.cols["stimulus"].tolist()):
+            raise InvalidArgument("stimulus", f"one scored in {tune_dir}", stimulus)
+
+    def get(self, layer: str, index: str) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, dead) in unit order for `layer`."""
+        sel = (self.cols["layer"] == layer) & (self.cols["stimulus"] == self.stimulus)
+        if not sel.any():
+            scored = sorted(set(self.cols["layer"].tolist()))
+            raise NotFound(f"layer {layer} was not scored by the tune run; scored: {scored}")
+        order = np.argsort(self.cols["unit"][sel])
+        scores = self.cols[index][sel][order].astype(np.float64)
+        if np.isnan(scores).all():
+            allowed = f"indices the tune run computed ({index} needs `orisel tune --data`)"
+            raise InvalidArgument("orders", allowed, index)
+        return scores, self.cols["dead"][sel][order].astype(bool)
+
+
+class AblateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6")
+    stimulus: Literal["gratings", "bars"] = "gratings"
+    orders: tuple[Index, ...] = ("gosi", "csi")
+    seeds: tuple[int, ...] = Field((0, 1, 2), description="seeds of the random orders")
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    mode: ab.Mode = "zero"
+    point: ab.Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
+    include_dead: bool = Field(False, description="let dead units into the median split")
+    chunk_images: int = Field(2000, ge=1)
+    max_batch: int = Field(4000, ge=1)
+    format: TableFormat = "csv"
+
+
+def _result_row(r: ab.MaskResult) -> dict[str, Any]:
+    return {
+        "n_ablated": r.n_ablated,
+        "accuracy": r.accuracy,
+        "loss_increase_mean": r.loss_increase_mean,
+        "loss_increase_sem": r.loss_increase_sem,
+    }
+
+
+def ablate(
+    net: Network, spec: AblateSpec, scores: UnitScores, images: np.ndarray, labels: np.ndarray,
+    out: Path, provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Cumulative curves (each index descending and ascending, and random) and the median split."""
+    from orisel.report import plots
+
+    t0 = time.perf_counter()
+    x = torch.cat([net.preprocess_u8(images[s : s + 1000]) for s in range(0, len(images), 1000)])
+    y = torch.from_numpy(labels).to(net.device)
+    curves: list[dict[str, Any]] = []
+    splits: dict[tuple[str, str], dict[str, Any]] = {}
+    for layer in spec.layers:
+        site = ab.ablation_site(net.model, layer, spec.point)
+        # (order, direction, seed, masks): every mask of a layer goes into one sweep.
+        plan: list[tuple[str, str, int, np.ndarray]] = []
+        for index in spec.orders:
+            s, dead = scores.get(layer, index)
+            for direction in ("descending", "ascending"):
+                ranked = ab.ranking(s, direction)
+                plan.append((index, direction, -1, ab.cumulative_masks(ranked, spec.fractions)))
+            split = ab.median_split(s, dead, spec.include_dead)
+            plan.append((index, "top50", -1, split.top[None]))
+            plan.append((index, "bottom50", -1, split.bottom[None]))
+            splits[(layer, index)] = {
+                "layer": layer, "site": site, "by": index, "median": split.median,
+                "ties": split.ties, "dead_excluded": split.dead_excluded,
+            }  # fmt: skip
+        n_units = len(scores.get(layer, "gosi")[0])
+        for seed in spec.seeds:
+            ranked = ab.random_ranking(n_units, seed)
+            plan.append(("random", "random", seed, ab.cumulative_masks(ranked, spec.fractions)))
+        masks = np.concatenate([p[3] for p in plan])
+        results = iter(
+            ab.sweep(
+                net.model, site, masks, x, y, spec.mode, "cached", spec.chunk_images, spec.max_batch
+            )
+        )
+        for order, direction, seed, m in plan:
+            for k in range(len(m)):
+                r = next(results)
+                if direction in ("top50", "bottom50"):
+                    splits[(layer, order)][direction] = _result_row(r)
+                    continue
+                per_class = {
+                    f"accuracy_class{c}": float(a) for c, a in enumerate(r.per_class_accuracy)
+                }
+                name = "random" if order == "random" else f"{order}:{direction}"
+                curves.append({
+                    "layer": layer, "site": site, "order": name, "seed": seed,
+                    "fraction": spec.fractions[k], **_result_row(r), **per_class,
+                })  # fmt: skip
+    with atomic_dir(out) as tmp:
+        cols = {k: np.asarray([row[k] for row in curves]) for k in curves[0]}
+        table = write_table(cols, tmp / "curves", spec.format)
+        for layer in spec.layers:
+            plots.ablation_curves(cols, layer, "accuracy", tmp / f"curves_{layer}.png")
+        for by in spec.orders:
+            rows = [v for v in splits.values() if v["by"] == by]
+            series = {
+                g: (np.array([r[g]["loss_increase_mean"] for r in rows]),
+                    np.array([r[g]["loss_increase_sem"] for r in rows]))
+                for g in ("top50", "bottom50")
+            }  # fmt: skip
+            ylabel = f"cross-entropy increase (by {by})"
+            plots.grouped_bars([r["layer"] for r in rows], series, ylabel, tmp / f"split_{by}.png")
+        result = {
+            "spec": spec.model_dump(mode="json"),
+            "network": net.source,
+            "test_images": len(labels),
+            "splits": list(splits.values()),
+            "table": table.name,
+            "environment": environment(net.device),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            **(provenance or {}),
+        }
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+class InvarianceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: tuple[str, ...] = ("layer4", "layer5", "layer6", "fc1")
+    ablate_layers: tuple[str, ...] = ("layer1", "layer2")
+    by: Index = "gosi"
+    stimulus: Literal["gratings", "bars"] = "gratings"
+    shift: int = Field(3, ge=0, description="pixels; images move by (k,0), (0,k), (-k,0), (0,-k)")
+    padding: Padding = "zeros"
+    seeds: tuple[int, ...] = Field(
+        (0, 1, 2), description="seeds of the size-matched random ablations"
+    )
+    mode: ab.Mode = "zero"
+    point: ab.Point = "bn"
+    include_dead: bool = False
+    batch_size: int = Field(500, ge=1)
+    format: TableFormat = "csv"
+
+
+def invariance(
+    net: Network, spec: InvarianceSpec, scores: UnitScores, images: np.ndarray, out: Path,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Shift-invariance of higher layers: intact, with the top-50% selective lower-layer units
+    ablated, with the bottom 50%, and with random sets of the same size."""
+    from orisel.report import plots
+
+    t0 = time.perf_counter()
+    x = torch.cat([net.preprocess_u8(images[s : s + 1000]) for s in range(0, len(images), 1000)])
+    k = spec.shift
+    shifts = [(k, 0), (0, k), (-k, 0), (0, -k)] if k else [(0, 0)]
+    rows: list[dict[str, Any]] = []
+
+    def record(ablated_layer: str, condition: str, seed: int, n: int, ctx: Any) -> None:
+        for res in shift_invariance(
+            net.model, x, spec.layers, shifts, spec.padding, ctx, spec.batch_size
+        ):
+            for layer, corr in res.correlation.items():
+                rows.append({"ablated_layer": ablated_layer, "condition": condition, "seed": seed,
+                             "n_ablated": n, "layer": layer, "dx": res.dx, "dy": res.dy,
+                             "correlation": corr, "consistency": res.consistency})  # fmt: skip
+
+    record("none", "intact", -1, 0, None)
+    for lower in spec.ablate_layers:
+        site = ab.ablation_site(net.model, lower, spec.point)
+        s, dead = scores.get(lower, spec.by)
+        split = ab.median_split(s, dead, spec.include_dead)
+        mean = ab.channel_means(net.model, site, x) if spec.mode == "mean" else None
+        for name, mask in (("top50", split.top), ("bottom50", split.bottom)):
+            units = np.flatnonzero(mask)
+            record(lower, name, -1, len(units), ab.ablated(net.model, site, units, spec.mode, mean))
+        n_top = int(split.top.sum())
+        for seed in spec.seeds:
+            units = ab.random_ranking(len(s), seed)[:n_top]
+            record(
+                lower, "random", seed, n_top, ab.ablated(net.model, site, units, spec.mode, mean)
+            )
+    with atomic_dir(out) as tmp:
+        cols = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
+        table = write_table(cols, tmp / "invariance", spec.format)
+        summary = _invariance_summary(cols)
+        groups = [f"{a}:{c}" for a, c in summary]
+        for metric in ("consistency", "correlation"):
+            plots.grouped_bars(
+                groups, {metric: (np.array([v[metric] for v in summary.values()]),
+                                  np.array([v[f"{metric}_sd"] for v in summary.values()]))},
+                f"{metric} under shifts of {k}px", tmp / f"{metric}.png",
+            )  # fmt: skip
+        result = {
+            "spec": spec.model_dump(mode="json"),
+            "network": net.source,
+            "images": len(images),
+            "summary": {f"{a}:{c}": v for (a, c), v in summary.items()},
+            "table": table.name,
+            "environment": environment(net.device),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            **(provenance or {}),
+        }
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _invariance_summary(cols: dict[str, np.ndarray]) -> dict[tuple[str, str], dict[str, float]]:
+    """Mean (and spread over shifts, layers and seeds) of each metric per condition."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    keys = dict.fromkeys(
+        zip(cols["ablated_layer"].tolist(), cols["condition"].tolist(), strict=True)
+    )
+    for a, c in keys:
+        sel = (cols["ablated_layer"] == a) & (cols["condition"] == c)
+        out[(a, c)] = {
+            "consistency": float(cols["consistency"][sel].mean()),
+            "consistency_sd": float(cols["consistency"][sel].std()),
+            "correlation": float(cols["correlation"][sel].mean()),
+            "correlation_sd": float(cols["correlation"][sel].std()),
+        }
+    return out

@@ -1,0 +1,34 @@
+"""Column tables written as CSV or Parquet (pyarrow), the two formats users ask for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from orisel.core.errors import InvalidArgument
+
+TableFormat = Literal["csv", "parquet"]
+
+
+def write_table(columns: Mapping[str, np.ndarray], path_stem: Path, fmt: TableFormat) -> Path:
+    """Write equal-length columns to `<path_stem>.csv` or `.parquet`; return the path."""
+    if fmt not in ("csv", "parquet"):
+        raise InvalidArgument("format", "csv or parquet", fmt)
+    table = pa.table({k: pa.array(v) for k, v in columns.items()})
+    path = path_stem.with_suffix(f".{fmt}")
+    if fmt == "csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    return path
+
+
+def read_table(path: Path) -> dict[str, np.ndarray]:
+    table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+    return {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}

@@ -1,0 +1,1 @@
+"""Activation extraction: a network from a checkpoint, its preprocessing, unit responses."""

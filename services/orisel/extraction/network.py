@@ -1,0 +1,147 @@
+"""A network ready for analysis: the model, how to preprocess for it, its analysed layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from orisel.core.errors import InvalidArgument
+from orisel.core.provenance import sha256_file
+from orisel.models.cnn7 import CNN7
+from orisel.models.registry import ModelInfo, build_model
+from orisel.science.responses import Reduction, forward_collect, stimulus_batches
+from orisel.science.stimuli import StimulusSet
+from orisel.training.checkpoint import load_checkpoint
+from orisel.training.loop import resolve_device
+
+CNN7_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "fc1")
+LOWER_CNN7_LAYERS = ("layer1", "layer2", "layer3")
+
+
+@dataclass
+class Network:
+    """A model in eval mode with what it takes to feed it stimuli or data-set images."""
+
+    model: nn.Module
+    info: ModelInfo
+    device: torch.device
+    mean_image: np.ndarray | None  # (C, H, W) in [0, 1]: cnn7's preprocessing
+    source: dict[str, object]  # where it came from, for the manifests
+
+    def preprocess_grey(self, images: np.ndarray) -> torch.Tensor:
+        """(B, H, W) greyscale in [0, 1] -> (B, 3, H, W), preprocessed like the training data."""
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None].expand(
+            -1, 3, -1, -1
+        )
+        return self._normalise(x)
+
+    def preprocess_u8(self, images: np.ndarray) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, 3, H, W) preprocessed."""
+        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
+        return self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean_image is not None:
+            if tuple(x.shape[1:]) != self.mean_image.shape:
+                raise InvalidArgument(
+                    "image size",
+                    f"{self.mean_image.shape[1:]} like the training data",
+                    tuple(x.shape[2:]),
+                )
+            x = x - torch.from_numpy(self.mean_image)
+        elif self.info.mean is not None and self.info.std is not None:
+            mean = torch.tensor(self.info.mean).view(1, -1, 1, 1)
+            std = torch.tensor(self.info.std).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return x.to(self.device)
+
+    def default_layers(self) -> tuple[str, ...]:
+        return analysed_layers(self.model)
+
+    def stimulus_responses(
+        self, stimuli: StimulusSet, layers: tuple[str, ...], reduction: Reduction, batch_size: int,
+        order: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """(stimuli, units) responses per layer; `order` presents stimulus order[i] as label i."""
+
+        def render(idx: np.ndarray) -> np.ndarray:
+            return stimuli.render(idx if order is None else order[idx])
+
+        batches = stimulus_batches(render, len(stimuli), batch_size, self.preprocess_grey)
+        return forward_collect(self.model, batches, layers, reduction)
+
+    def image_responses(
+        self, images: np.ndarray, layers: tuple[str, ...], reduction: Reduction, batch_size: int
+    ) -> dict[str, np.ndarray]:
+        batches = (
+            self.preprocess_u8(images[s : s + batch_size])
+            for s in range(0, len(images), batch_size)
+        )
+        return forward_collect(self.model, batches, layers, reduction)
+
+
+def analysed_layers(model: nn.Module) -> tuple[str, ...]:
+    """cnn7: layer1..6 and fc1 (conv+ReLU outputs); VGG: every conv's ReLU and every pool of
+    blocks 1-5, then fc1 and fc2 (the ReLUs of the first two dense layers), as in the paper."""
+    if isinstance(model, CNN7):
+        return CNN7_LAYERS
+    features = getattr(model, "features", None)
+    classifier = getattr(model, "classifier", None)
+    if isinstance(features, nn.Sequential) and isinstance(classifier, nn.Sequential):
+        feats = [
+            f"features.{n}"
+            for n, m in features.named_children()
+            if isinstance(m, nn.ReLU | nn.MaxPool2d)
+        ]
+        dense = [
+            f"classifier.{n}" for n, m in classifier.named_children() if isinstance(m, nn.ReLU)
+        ]
+        return (*feats, *dense[:2])
+    return tuple(n for n, m in model.named_modules() if isinstance(m, nn.ReLU))
+
+
+def load_network(
+    checkpoint: Path | None = None,
+    model_name: str | None = None,
+    weights: str | None = None,
+    device: str = "auto",
+    download: bool = False,
+) -> Network:
+    """From an orisel checkpoint (cnn7 and friends), or a torchvision model and its weights."""
+    dev = resolve_device(device)
+    if checkpoint is not None:
+        ckpt = load_checkpoint(Path(checkpoint), model_name)
+        model, info = build_model(
+            ckpt["model_name"],
+            num_classes=ckpt["num_classes"],
+            image_size=int(ckpt["mean_image"].shape[-1]),
+        )
+        model.load_state_dict(ckpt["model"])
+        source: dict[str, object] = {
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": sha256_file(Path(checkpoint)),
+            "model": ckpt["model_name"],
+            "epoch": ckpt["epoch"],
+            "step": ckpt["step"],
+            "data_sha256": ckpt.get("data_sha256"),
+            "metrics": ckpt.get("metrics"),
+        }
+        mean = (
+            ckpt["mean_image"].numpy().astype(np.float32)
+            if info.preprocessing == "mean_image"
+            else None
+        )
+    else:
+        if model_name is None:
+            raise InvalidArgument(
+                "--checkpoint/--model", "a checkpoint, or a model name with --weights", None
+            )
+        model, info = build_model(model_name, weights=weights, download=download)
+        source = {"model": model_name, "weights": weights}
+        mean = None
+    model.to(dev).eval()
+    return Network(model, info, dev, mean, source)

@@ -1,0 +1,1 @@
+"""Selectivity scoring: orientation and class selectivity for every unit of a network."""

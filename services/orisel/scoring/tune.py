@@ -1,0 +1,179 @@
+"""`orisel tune`: per-unit orientation (and class) selectivity of a network, with its null."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from orisel.core.atomic import atomic_dir
+from orisel.core.provenance import environment
+from orisel.core.tables import TableFormat, write_table
+from orisel.extraction.network import Network
+from orisel.science import indices as ix
+from orisel.science.responses import Reduction
+from orisel.science.stimuli import StimulusSet, bars, gratings
+
+HIST_BINS = 20
+UNIT_COLUMNS = (
+    "gosi", "osi", "preferred_deg", "range_deg", "bandwidth_deg", "preferred_condition",
+    "p_value", "null_gosi", "selective", "dead",
+)  # fmt: skip
+
+
+class TuneSpec(BaseModel):
+    """Everything that determines a tuning analysis besides the network and the data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stimuli: tuple[Literal["gratings", "bars"], ...] = ("gratings", "bars")
+    layers: tuple[str, ...] | None = None
+    reduction: Reduction = "mean"
+    n_orientations: int = Field(12, ge=2, multiple_of=2)
+    n_phases: int = Field(4, ge=1)
+    n_frequencies: int = Field(9, ge=1)
+    permutations: int = Field(1000, ge=0, description="shuffles for the gOSI p-value")
+    threshold: float = Field(
+        0.33, ge=0.0, le=1.0, description="gOSI above which a unit is selective"
+    )
+    alpha: float = Field(
+        0.05, gt=0.0, le=1.0, description="p-value below which a unit is selective"
+    )
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(256, ge=1)
+    format: TableFormat = "csv"
+
+
+def make_stimuli(kind: str, size: int, spec: TuneSpec) -> StimulusSet:
+    if kind == "gratings":
+        return gratings(size, spec.n_orientations, spec.n_phases, spec.n_frequencies)
+    return bars(size, spec.n_orientations)
+
+
+def score_layer(
+    r: np.ndarray, stim: StimulusSet, spec: TuneSpec, seed: int
+) -> dict[str, np.ndarray]:
+    """Per-unit indices of one layer's (stimuli, units) responses, with the permutation null."""
+    t = ix.tuning(r, stim.shape)
+    g = ix.gosi(t.curves)
+    null = ix.null_gosi(r, stim.shape, max(spec.permutations, 1), seed)
+    p = ix.permutation_pvalue(g, null) if spec.permutations else np.full(len(g), np.nan)
+    selective = (g > spec.threshold) & (p < spec.alpha) if spec.permutations else g > spec.threshold
+    return {
+        "gosi": g,
+        "osi": ix.osi(t.curves),
+        "preferred_deg": ix.preferred_orientation(t.curves),
+        "range_deg": ix.orientation_range(t.by_condition),
+        "bandwidth_deg": ix.bandwidth(t.curves),
+        "preferred_condition": t.preferred_condition,
+        "p_value": p,
+        "null_gosi": null[0],  # one shuffled presentation: the paper's null control
+        "selective": selective & ~t.dead,
+        "dead": t.dead,
+        "curves": t.curves,
+        "_null_all": null,
+    }
+
+
+def layer_summary(s: dict[str, np.ndarray], spec: TuneSpec) -> dict[str, Any]:
+    live = ~s["dead"]
+    null_all = s["_null_all"][:, live].ravel()
+    edges = np.linspace(0, 1, HIST_BINS + 1)
+    return {
+        "units": len(live),
+        "dead": int((~live).sum()),
+        "fraction_selective": float(s["selective"].mean()),
+        "fraction_above_threshold": float((s["gosi"][live] > spec.threshold).sum() / len(live)),
+        "null_fraction_above_threshold": float((null_all > spec.threshold).mean())
+        if null_all.size
+        else 0.0,
+        "mean_gosi": float(s["gosi"][live].mean()) if live.any() else 0.0,
+        "median_gosi": float(np.median(s["gosi"][live])) if live.any() else 0.0,
+        "null_mean_gosi": float(null_all.mean()) if null_all.size else 0.0,
+        "mean_osi": float(s["osi"][live].mean()) if live.any() else 0.0,
+        "histogram_edges": edges.tolist(),
+        "histogram": np.histogram(s["gosi"][live], edges)[0].tolist(),
+        "null_histogram_density": (
+            np.histogram(null_all, edges)[0] / max(null_all.size, 1)
+        ).tolist(),
+    }
+
+
+def class_selectivity_by_layer(
+    net: Network, images: np.ndarray, labels: np.ndarray, n_classes: int, layers: tuple[str, ...],
+    batch_size: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    resp = net.image_responses(images, layers, "mean", batch_size)
+    return {n: ix.class_selectivity(resp[n], labels, n_classes) for n in layers}
+
+
+def tune(
+    net: Network,
+    spec: TuneSpec,
+    out: Path,
+    test_images: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    n_classes: int = 10,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score every unit of the analysed layers; write the table, summary and plots to `out`."""
+    from orisel.report import plots
+
+    t0 = time.perf_counter()
+    layers = spec.layers or net.default_layers()
+    csi = (
+        class_selectivity_by_layer(
+            net, test_images, test_labels, n_classes, layers, spec.batch_size
+        )
+        if test_images is not None and test_labels is not None
+        else None
+    )
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("stimulus", "layer", "unit", *UNIT_COLUMNS, "csi")
+    }
+    summary: dict[str, Any] = {}
+    with atomic_dir(out) as tmp:
+        for k, kind in enumerate(spec.stimuli):
+            stim = make_stimuli(kind, net.info.image_size, spec)
+            responses = net.stimulus_responses(stim, layers, spec.reduction, spec.batch_size)
+            summary[kind] = {"stimuli": stim.describe(), "layers": {}}
+            scored = {}
+            for i, layer in enumerate(layers):
+                s = score_layer(responses[layer], stim, spec, seed=spec.seed * 1000 + 100 * k + i)
+                scored[layer] = s
+                summary[kind]["layers"][layer] = layer_summary(s, spec)
+                n = len(s["gosi"])
+                columns["stimulus"] += [kind] * n
+                columns["layer"] += [layer] * n
+                columns["unit"] += list(range(n))
+                for col in UNIT_COLUMNS:
+                    columns[col] += s[col].tolist()
+                columns["csi"] += csi[layer].tolist() if csi is not None else [float("nan")] * n
+            plots.tuning_grid(scored, kind, tmp / f"tuning_{kind}.png")
+            plots.stimulus_sheet(stim, tmp / f"stimuli_{kind}.png")
+        plots.histograms(summary, spec.threshold, tmp / "gosi_histograms.png")
+        table = write_table(
+            {k: np.asarray(v) for k, v in columns.items()}, tmp / "units", spec.format
+        )
+        if csi is not None:
+            for layer in layers:
+                summary.setdefault("class_selectivity", {})[layer] = {
+                    "mean_csi": float(np.mean(csi[layer])),
+                    "median_csi": float(np.median(csi[layer])),
+                }
+        result = {
+            "spec": spec.model_dump(mode="json"),
+            "network": net.source,
+            "layers": list(layers),
+            "summary": summary,
+            "table": table.name,
+            "environment": environment(net.device),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            **(provenance or {}),
+        }
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
