@@ -116,3 +116,20 @@ def imagefolder_archive(tmp_path_factory: pytest.TempPathFactory, arrays: Arrays
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Path:
+    """best.pt of a one-epoch cnn7 run on the tiny data set."""
+    from orisel.data.prepare import SplitSpec, prepare
+    from orisel.data.sources import load_cifar10
+    from orisel.training.config import TrainConfig
+    from orisel.training.loop import Trainer
+
+    spec = SplitSpec(val_size=50)
+    cfg = TrainConfig(epochs=1, data=spec, device="cpu", early_checkpoint_until=0)
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    Trainer.open(
+        cfg, prepare(load_cifar10(python_archive), spec), run, resume=False, progress=False
+    ).run()
+    return run / "best.pt"

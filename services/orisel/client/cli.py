@@ -225,7 +225,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     images, labels, n_classes, sha = split if split is not None else (None, None, 10, None)
     out = Path(args.out)
     result = tune(
-        net, spec, out, images, labels, n_classes, {"data_sha256": sha, "command": sys.argv}
+        net, spec, out, images, labels, n_classes, {"data_sha256": sha, "command": args.command}
     )
     lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
     for kind in spec.stimuli:
@@ -256,7 +256,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     net = _network(args)
     images, labels, _, sha = _needs_test_split(args, net)
     result = ablate(
-        net, spec, scores, images, labels, Path(args.out), {"data_sha256": sha, "command": sys.argv}
+        net,
+        spec,
+        scores,
+        images,
+        labels,
+        Path(args.out),
+        {"data_sha256": sha, "command": args.command},
     )
     lines = [f"ablation on {len(labels)} test images -> {args.out}"]
     for s in result["splits"]:
@@ -279,7 +285,7 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     net = _network(args)
     images, _, _, sha = _needs_test_split(args, net)
     result = invariance(
-        net, spec, scores, images, Path(args.out), {"data_sha256": sha, "command": sys.argv}
+        net, spec, scores, images, Path(args.out), {"data_sha256": sha, "command": args.command}
     )
     lines = [f"shift-invariance on {len(images)} test images -> {args.out}"]
     for name, v in result["summary"].items():
@@ -410,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command = ["orisel", *argv]
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

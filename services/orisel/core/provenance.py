@@ -52,7 +52,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "host": platform.node(),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "command": sys.argv,
+        "argv": sys.argv,
     }
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)

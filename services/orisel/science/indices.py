@@ -52,7 +52,8 @@ def gosi(curves: np.ndarray) -> np.ndarray:
     phasor = np.exp(2j * _angles(curves.shape[-1]))
     total = curves.sum(axis=-1)
     vec = np.abs(curves @ phasor)
-    return np.where(total > 0, vec / np.where(total > 0, total, 1.0), 0.0)
+    # <= 1 by the triangle inequality; the clip only removes rounding above 1.
+    return np.clip(np.where(total > 0, vec / np.where(total > 0, total, 1.0), 0.0), 0.0, 1.0)
 
 
 def osi(curves: np.ndarray) -> np.ndarray:
@@ -178,6 +179,7 @@ def null_gosi(
         re = torch.einsum("pou,o->pu", curves, phasor_re)
         im = torch.einsum("pou,o->pu", curves, phasor_im)
         g = torch.where(total > 0, torch.sqrt(re**2 + im**2) / total.clamp_min(1e-30), 0.0)
+        g = g.clamp(0.0, 1.0)
         out.append(g)
     return torch.cat(out).numpy().astype(np.float64)
 

@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orisel.client.cli import main
+from orisel.core.tables import read_table
+
+
+@pytest.fixture(scope="module")
+def scores(
+    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, python_archive: Path
+) -> Path:
+    out = tmp_path_factory.mktemp("scores") / "tune"
+    assert (
+        main(
+            [
+                "tune",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                str(python_archive),
+                "--layers",
+                "layer1,layer2,layer5",
+                "--stimuli",
+                "gratings",
+                "--permutations",
+                "10",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def _common(tiny_checkpoint: Path, python_archive: Path, scores: Path, out: Path) -> list[str]:
+    return [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data",
+        str(python_archive),
+        "--scores",
+        str(scores),
+        "--out",
+        str(out),
+        "-q",
+    ]
+
+
+def test_ablate_curves_and_split(
+    tiny_checkpoint: Path, python_archive: Path, scores: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ablate"
+    rc = main(
+        [
+            "ablate",
+            *_common(tiny_checkpoint, python_archive, scores, out),
+            "--layers",
+            "layer1,layer2",
+            "--fractions",
+            "0,0.5,1",
+            "--seeds",
+            "0,1",
+        ]
+    )
+    assert rc == 0
+    cols = read_table(out / "curves.csv")
+    # per layer: 2 indices x 2 directions x 3 fractions + 2 random seeds x 3 fractions
+    assert len(cols["layer"]) == 2 * (2 * 2 * 3 + 2 * 3)
+    zero = cols["fraction"] == 0
+    np.testing.assert_allclose(cols["loss_increase_mean"][zero], 0.0)
+    full = cols["fraction"] == 1
+    assert len(set(np.round(cols["accuracy"][full & (cols["layer"] == "layer1")], 12))) == 1
+    assert set(cols["site"].tolist()) == {"bn1", "bn2"}
+    summary = json.loads((out / "summary.json").read_text())
+    split = summary["splits"][0]
+    assert split["layer"] == "layer1"
+    assert (
+        split["top50"]["n_ablated"]
+        + split["bottom50"]["n_ablated"]
+        + split["ties"]
+        + split["dead_excluded"]
+        == 32
+    )
+    assert {p.name for p in out.iterdir()} >= {
+        "curves_layer1.png",
+        "split_gosi.png",
+        "split_csi.png",
+    }
+
+
+def test_invariance_intact_and_ablated(
+    tiny_checkpoint: Path, python_archive: Path, scores: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "inv"
+    rc = main(
+        [
+            "invariance",
+            *_common(tiny_checkpoint, python_archive, scores, out),
+            "--layers",
+            "layer5",
+            "--ablate-layers",
+            "layer1",
+            "--seeds",
+            "0",
+            "--shift",
+            "2",
+        ]
+    )
+    assert rc == 0
+    cols = read_table(out / "invariance.csv")
+    conditions = set(zip(cols["ablated_layer"].tolist(), cols["condition"].tolist(), strict=True))
+    assert conditions == {
+        ("none", "intact"),
+        ("layer1", "top50"),
+        ("layer1", "bottom50"),
+        ("layer1", "random"),
+    }
+    assert len(cols["layer"]) == 4 * 4  # four shifts per condition
+
+
+def test_zero_shift_is_invariant(
+    tiny_checkpoint: Path, python_archive: Path, scores: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "inv0"
+    rc = main(
+        [
+            "invariance",
+            *_common(tiny_checkpoint, python_archive, scores, out),
+            "--layers",
+            "layer5",
+            "--ablate-layers",
+            "layer1",
+            "--seeds",
+            "0",
+            "--shift",
+            "0",
+        ]
+    )
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    for v in summary.values():
+        assert v["consistency"] == 1.0
+        assert v["correlation"] == pytest.approx(1.0)
+
+
+def test_ablate_needs_data(
+    tiny_checkpoint: Path,
+    scores: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ORISEL_DATA", raising=False)
+    from orisel.core.settings import get_settings
+
+    get_settings.cache_clear()
+    rc = main(
+        [
+            "ablate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--scores",
+            str(scores),
+            "--out",
+            str(tmp_path / "a"),
+        ]
+    )
+    assert rc == 2
+    assert "--data: must be the CIFAR-10 source" in capsys.readouterr().err
+
+
+def test_ablate_layer_not_scored(
+    tiny_checkpoint: Path,
+    python_archive: Path,
+    scores: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc = main(
+        [
+            "ablate",
+            *_common(tiny_checkpoint, python_archive, scores, tmp_path / "a"),
+            "--layers",
+            "layer3",
+        ]
+    )
+    assert rc == 2
+    assert "layer layer3 was not scored by the tune run" in capsys.readouterr().err
+
+
+def test_missing_scores(
+    tiny_checkpoint: Path, python_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        ["ablate", *_common(tiny_checkpoint, python_archive, tmp_path / "none", tmp_path / "a")]
+    )
+    assert rc == 2
+    assert "run `orisel tune` first" in capsys.readouterr().err
