@@ -108,8 +108,8 @@ def test_cached_engine_equals_naive(
         cumulative_masks(ranking(scores, "ascending"), fractions),
         cumulative_masks(random_ranking(c, 3), fractions),
     ])  # fmt: skip
-    fast = sweep(net, site, masks, x, y, mode=mode, chunk_images=25, max_batch=70)  # type: ignore[arg-type]
-    slow = sweep(net, site, masks, x, y, mode=mode, engine="naive", max_batch=25)  # type: ignore[arg-type]
+    fast = sweep(net, site, masks, x, y, mode=mode, chunk_images=25, batch_bytes=40 * 1024)  # type: ignore[arg-type]
+    slow = sweep(net, site, masks, x, y, mode=mode, engine="naive", chunk_images=25)  # type: ignore[arg-type]
     for a, b in zip(fast, slow, strict=True):
         assert a.accuracy == pytest.approx(b.accuracy, abs=1e-12)
         assert a.loss_increase_mean == pytest.approx(b.loss_increase_mean, abs=1e-5)

@@ -61,7 +61,6 @@ class AblateSpec(BaseModel):
     point: ab.Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
     include_dead: bool = Field(False, description="let dead units into the median split")
     chunk_images: int = Field(2000, ge=1)
-    max_batch: int = Field(4000, ge=1)
     format: TableFormat = "csv"
 
 
@@ -86,10 +85,11 @@ def ablate(
     y = torch.from_numpy(labels).to(net.device)
     curves: list[dict[str, Any]] = []
     splits: dict[tuple[str, str], dict[str, Any]] = {}
-    for layer in spec.layers:
-        site = ab.ablation_site(net.model, layer, spec.point)
-        # (order, direction, seed, masks): every mask of a layer goes into one sweep.
-        plan: list[tuple[str, str, int, np.ndarray]] = []
+    # Per layer, (order, direction, seed, masks); all layers go through one sweep.
+    plans: dict[str, list[tuple[str, str, int, np.ndarray]]] = {}
+    sites = {layer: ab.ablation_site(net.model, layer, spec.point) for layer in spec.layers}
+    for layer, site in sites.items():
+        plan = plans.setdefault(layer, [])
         for index in spec.orders:
             s, dead = scores.get(layer, index)
             for direction in ("descending", "ascending"):
@@ -106,12 +106,10 @@ def ablate(
         for seed in spec.seeds:
             ranked = ab.random_ranking(n_units, seed)
             plan.append(("random", "random", seed, ab.cumulative_masks(ranked, spec.fractions)))
-        masks = np.concatenate([p[3] for p in plan])
-        results = iter(
-            ab.sweep(
-                net.model, site, masks, x, y, spec.mode, "cached", spec.chunk_images, spec.max_batch
-            )
-        )
+    masks = {sites[layer]: np.concatenate([p[3] for p in plan]) for layer, plan in plans.items()}
+    swept = ab.sweep_sites(net.model, masks, x, y, spec.mode, "cached", spec.chunk_images)
+    for layer, plan in plans.items():
+        results = iter(swept[sites[layer]])
         for order, direction, seed, m in plan:
             for k in range(len(m)):
                 r = next(results)
@@ -123,7 +121,7 @@ def ablate(
                 }
                 name = "random" if order == "random" else f"{order}:{direction}"
                 curves.append({
-                    "layer": layer, "site": site, "order": name, "seed": seed,
+                    "layer": layer, "site": sites[layer], "order": name, "seed": seed,
                     "fraction": spec.fractions[k], **_result_row(r), **per_class,
                 })  # fmt: skip
     with atomic_dir(out) as tmp:
