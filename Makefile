@@ -9,21 +9,26 @@ STAMP := $(VENV)/.installed-stamp
 DATA ?= ../shared/datasets/cifar10-jpeg.tar.gz
 RUNS ?= runs
 ifeq ($(FULL),1)
+RUN ?= $(RUNS)/full
 EPOCHS ?= 200
-RUN_FLAGS ?=
-RUN_NAME ?= cnn7-full
+TRAIN_FLAGS ?=
+PERMUTATIONS ?= 1000
+EVAL_FLAGS ?=
 else
-EPOCHS ?= 4
-RUN_FLAGS ?= --train-subset 20000
-RUN_NAME ?= cnn7-quick
+RUN ?= $(RUNS)/quick
+EPOCHS ?= 3
+TRAIN_FLAGS ?= --train-subset 20000
+PERMUTATIONS ?= 200
+EVAL_FLAGS ?= --test-subset 2000
 endif
+ORISEL := $(BIN)/orisel
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-fast lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
-	@echo "  make run FULL=1   trains the paper's full recipe (200 epochs, 40k images)"
+	@echo "  make run FULL=1   the paper's full size (200 epochs on 40k images, full test set)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +38,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install orisel with its dev tools
 
-run: $(STAMP) ## Train cnn7 on CIFAR-10 for a few epochs and print test accuracy (FULL=1: paper size)
-	$(BIN)/orisel train --data $(DATA) --out $(RUNS)/$(RUN_NAME) --epochs $(EPOCHS) $(RUN_FLAGS) --resume
+run: $(STAMP) ## The paper's analysis, short: train cnn7, tune, ablate, invariance, report (FULL=1: paper size)
+	$(ORISEL) train --data $(DATA) --out $(RUN)/train --epochs $(EPOCHS) $(TRAIN_FLAGS) --resume
+	$(ORISEL) tune --checkpoint $(RUN)/train/best.pt --data $(DATA) $(EVAL_FLAGS) --permutations $(PERMUTATIONS) --out $(RUN)/tune
+	$(ORISEL) ablate --checkpoint $(RUN)/train/best.pt --data $(DATA) $(EVAL_FLAGS) --scores $(RUN)/tune --out $(RUN)/ablate
+	$(ORISEL) invariance --checkpoint $(RUN)/train/best.pt --data $(DATA) $(EVAL_FLAGS) --scores $(RUN)/tune --out $(RUN)/invariance
+	$(ORISEL) report --run $(RUN)
 
 lint: $(STAMP) ## ruff (lint + format check) and strict mypy
 	$(BIN)/ruff check services tests bench
@@ -51,8 +60,10 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix services tests bench
 	$(BIN)/ruff format services tests bench
 
-bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md)
+BENCH_IMAGES ?= 2000
+bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md; BENCH_IMAGES=10000)
 	$(BIN)/python bench/bench_training.py --data $(DATA)
+	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
 
 clean: ## Remove caches (not .venv, not runs/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build

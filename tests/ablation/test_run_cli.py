@@ -203,3 +203,31 @@ def test_missing_scores(
     )
     assert rc == 2
     assert "run `orisel tune` first" in capsys.readouterr().err
+
+
+def test_report_collects_every_part(
+    tiny_checkpoint: Path, python_archive: Path, scores: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "analysis"
+    run.mkdir()
+    (run / "train").symlink_to(tiny_checkpoint.parent)
+    (run / "tune").symlink_to(scores)
+    common = _common(tiny_checkpoint, python_archive, scores, run / "ablate")
+    assert (
+        main(["ablate", *common, "--layers", "layer1", "--fractions", "0,1", "--seeds", "0"]) == 0
+    )
+    common = _common(tiny_checkpoint, python_archive, scores, run / "invariance")
+    assert main(["invariance", *common, "--layers", "layer5", "--ablate-layers", "layer1"]) == 0
+    assert main(["report", "--run", str(run), "-q"]) == 0
+    text = (run / "report.md").read_text()
+    for heading in ("## Training", "## Orientation selectivity (C1)", "## Ablation (C4)",
+                    "## Shift-invariance (C5)", "## Commands"):  # fmt: skip
+        assert heading in text
+    assert "| gratings | layer1 | 32 |" in text
+    assert "| layer1 | gosi |" in text
+    assert "orisel ablate" in text
+
+
+def test_report_of_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--run", str(tmp_path)]) == 2
+    assert "nothing to report" in capsys.readouterr().err

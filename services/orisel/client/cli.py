@@ -296,6 +296,14 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from orisel.report.markdown import write_report
+
+    out = write_report(Path(args.run), Path(args.out or Path(args.run) / "report.md"))
+    _emit(args, {"report": str(out)}, f"report: {out}")
+    return 0
+
+
 def _network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
@@ -411,6 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--scores", type=Path, required=True, help=scores_help)
     _add_model_fields(inv, InvarianceSpec, skip=set())
     inv.set_defaults(func=cmd_invariance)
+
+    report = sub.add_parser(
+        "report", parents=[common], help="a Markdown report of one analysis folder",
+        description="Collect RUN/train (a training run), RUN/tune, RUN/ablate and RUN/invariance "
+        "into one Markdown report with their figures; missing parts are skipped.",
+    )  # fmt: skip
+    report.add_argument("--run", type=Path, required=True, help="the analysis folder")
+    report.add_argument("--out", type=Path, help="report path (default: RUN/report.md)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
