@@ -24,7 +24,7 @@ endif
 ORISEL := $(BIN)/orisel
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format bench clean
+.PHONY: help install run test test-fast lint format bench clean protos
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -45,9 +45,13 @@ run: $(STAMP) ## The paper's analysis, short: train cnn7, tune, ablate, invarian
 	$(ORISEL) invariance --checkpoint $(RUN)/train/best.pt --data $(DATA) $(EVAL_FLAGS) --scores $(RUN)/tune --out $(RUN)/invariance
 	$(ORISEL) report --run $(RUN)
 
-lint: $(STAMP) ## ruff (lint + format check) and strict mypy
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+protos: $(STAMP) ## Regenerate services/orisel/api from protos/ (commit the result)
+	$(BIN)/python protos/generate.py
+
+lint: $(STAMP) ## ruff, strict mypy, and generated gRPC code up to date with protos/
+	$(BIN)/python protos/generate.py --check
+	$(BIN)/ruff check services tests bench protos
+	$(BIN)/ruff format --check services tests bench protos
 	$(BIN)/mypy
 
 test: lint ## Lint, then the whole test suite (unit and integration)

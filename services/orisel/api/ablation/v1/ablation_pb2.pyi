@@ -1,0 +1,120 @@
+from orisel.api.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SweepSpec(_message.Message):
+    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset")
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
+    FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    POINT_FIELD_NUMBER: _ClassVar[int]
+    TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: _common_pb2.ArtifactRef
+    scores: _common_pb2.ArtifactRef
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    orders: _containers.RepeatedScalarFieldContainer[str]
+    seeds: _containers.RepeatedScalarFieldContainer[int]
+    fractions: _containers.RepeatedScalarFieldContainer[float]
+    mode: str
+    point: str
+    test_subset: int
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ...) -> None: ...
+
+class InvarianceSpec(_message.Message):
+    __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset")
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    ABLATE_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
+    TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: _common_pb2.ArtifactRef
+    scores: _common_pb2.ArtifactRef
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    ablate_layers: _containers.RepeatedScalarFieldContainer[str]
+    shift: int
+    padding: str
+    seeds: _containers.RepeatedScalarFieldContainer[int]
+    test_subset: int
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., ablate_layers: _Optional[_Iterable[str]] = ..., shift: _Optional[int] = ..., padding: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., test_subset: _Optional[int] = ...) -> None: ...
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("idempotency_key", "sweep", "invariance")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    SWEEP_FIELD_NUMBER: _ClassVar[int]
+    INVARIANCE_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    sweep: SweepSpec
+    invariance: InvarianceSpec
+    def __init__(self, idempotency_key: _Optional[str] = ..., sweep: _Optional[_Union[SweepSpec, _Mapping]] = ..., invariance: _Optional[_Union[InvarianceSpec, _Mapping]] = ...) -> None: ...
+
+class SubmitResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: _common_pb2.Job
+    def __init__(self, job: _Optional[_Union[_common_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("state", "page_size", "page_token")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    state: _common_pb2.JobState
+    page_size: int
+    page_token: str
+    def __init__(self, state: _Optional[_Union[_common_pb2.JobState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[_common_pb2.Job]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[_common_pb2.Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

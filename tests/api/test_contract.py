@@ -1,0 +1,37 @@
+"""The gRPC contract: every service offers the same job verbs; messages carry references."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+DOMAINS = ("training", "extraction", "scoring", "ablation", "pipeline")
+VERBS = {"Submit", "Get", "Watch", "Cancel", "List"}
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_service_has_the_job_verbs(domain: str) -> None:
+    pb2 = importlib.import_module(f"orisel.api.{domain}.v1.{domain}_pb2")
+    (service,) = pb2.DESCRIPTOR.services_by_name.values()
+    assert service.full_name.startswith(f"orisel.api.{domain}.v1.")
+    assert {m.name for m in service.methods} == VERBS
+    watch = service.methods_by_name["Watch"]
+    assert watch.server_streaming
+    assert "idempotency_key" in pb2.SubmitRequest.DESCRIPTOR.fields_by_name
+
+
+def test_no_tensor_fields() -> None:
+    """Specs reference artifacts; no message carries raw bytes."""
+    for domain in ("common", *DOMAINS):
+        pb2 = importlib.import_module(f"orisel.api.{domain}.v1.{domain}_pb2")
+        for message in pb2.DESCRIPTOR.message_types_by_name.values():
+            for f in message.fields:
+                assert f.type != f.TYPE_BYTES, f"{message.full_name}.{f.name}"
+
+
+def test_artifact_ref_roundtrip() -> None:
+    from orisel.api.common.v1 import common_pb2
+
+    ref = common_pb2.ArtifactRef(bucket="orisel", key="runs/a/best.pt", sha256="ab" * 32, size=7)
+    assert common_pb2.ArtifactRef.FromString(ref.SerializeToString()) == ref
