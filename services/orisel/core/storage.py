@@ -1,0 +1,230 @@
+"""The artifact store: one interface, a local-folder backend and an S3/MinIO backend.
+
+Object layout (both backends), under one bucket:
+
+    data/<sha256>/<file name>            data sets, content-addressed
+    runs/<run id>/...                    training runs: manifest.json, checkpoints/*.pt, best.pt
+    analyses/<job id>/<kind>/...         tune / ablate / invariance outputs
+    jobs/<job id>.json                   job records (state survives service restarts)
+
+Every object's sha256 is recorded when it is written and checked when it is read. No reader
+ever sees half an object: the local backend writes a temporary file and renames it; S3
+makes an object visible only once its (single or multipart) upload completes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from orisel.core.errors import DataError, InvalidArgument, NotFound
+from orisel.core.provenance import sha256_file
+
+SHA_META = "sha256"
+PART_SIZE = 16 * 2**20  # multipart chunk for large checkpoints
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+
+    def to_proto(self) -> object:
+        from orisel.api.common.v1 import common_pb2
+
+        return common_pb2.ArtifactRef(
+            bucket=self.bucket, key=self.key, sha256=self.sha256, size=self.size
+        )
+
+    @classmethod
+    def from_proto(cls, msg: object) -> ArtifactRef:
+        return cls(msg.bucket, msg.key, msg.sha256, msg.size)  # type: ignore[attr-defined]
+
+
+def check_key(key: str) -> str:
+    """Keys are relative POSIX paths without '..', so no backend can escape its bucket."""
+    p = PurePosixPath(key)
+    if not key or p.is_absolute() or ".." in p.parts or key.endswith("/"):
+        raise InvalidArgument("key", "a relative path like runs/x/best.pt, without '..'", key)
+    return key
+
+
+class ArtifactStore(Protocol):
+    bucket: str
+
+    def put_file(self, key: str, path: Path) -> ArtifactRef: ...
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path: ...
+    def stat(self, key: str) -> ArtifactRef: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> list[ArtifactRef]: ...
+    def delete(self, key: str) -> None: ...
+    def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str: ...
+
+
+def put_bytes(store: ArtifactStore, key: str, data: bytes) -> ArtifactRef:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "blob"
+        path.write_bytes(data)
+        return store.put_file(key, path)
+
+
+def get_bytes(store: ArtifactStore, ref: ArtifactRef) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return store.get_file(ref, Path(tmp) / "blob").read_bytes()
+
+
+def _verify_into(tmp: Path, dest: Path, ref: ArtifactRef) -> Path:
+    digest = sha256_file(tmp)
+    if digest != ref.sha256:
+        tmp.unlink(missing_ok=True)
+        raise DataError(
+            f"artifact {ref.bucket}/{ref.key} is corrupt: sha256 {digest[:12]} != {ref.sha256[:12]}"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+class LocalStore:
+    """Objects as files under <root>/<bucket>/<key>; sha256 kept in <root>/.meta/<bucket>/<key>."""
+
+    def __init__(self, root: Path, bucket: str = "orisel") -> None:
+        self.root = Path(root)
+        self.bucket = bucket
+
+    def _path(self, key: str) -> Path:
+        return self.root / self.bucket / check_key(key)
+
+    def _meta(self, key: str) -> Path:
+        return self.root / ".meta" / self.bucket / f"{check_key(key)}.json"
+
+    def put_file(self, key: str, path: Path) -> ArtifactRef:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            ref = ArtifactRef(self.bucket, key, sha256_file(Path(tmp)), Path(tmp).stat().st_size)
+            meta = self._meta(key)
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta.write_text(json.dumps({SHA_META: ref.sha256, "size": ref.size}))
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return ref
+
+    def stat(self, key: str) -> ArtifactRef:
+        path, meta = self._path(key), self._meta(key)
+        if not path.is_file():
+            raise NotFound(f"artifact {self.bucket}/{key} does not exist")
+        recorded = json.loads(meta.read_text()) if meta.is_file() else {}
+        sha = recorded.get(SHA_META) or sha256_file(path)
+        return ArtifactRef(self.bucket, key, sha, path.stat().st_size)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+        src = self._path(ref.key)
+        if not src.is_file():
+            raise NotFound(f"artifact {self.bucket}/{ref.key} does not exist")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+        return _verify_into(Path(tmp), dest, ref)
+
+    def list(self, prefix: str) -> list[ArtifactRef]:
+        base = self.root / self.bucket
+        found = sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
+        keys = [p.relative_to(base).as_posix() for p in found]
+        return [self.stat(k) for k in keys if k.startswith(prefix)]
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+        self._meta(key).unlink(missing_ok=True)
+
+    def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return self._path(key).resolve().as_uri()
+
+
+class S3Store:
+    """S3 or MinIO through the `minio` client; sha256 travels as object metadata."""
+
+    def __init__(
+        self, endpoint: str, access_key: str, secret_key: str, bucket: str = "orisel",
+        secure: bool = False, region: str | None = None,
+    ) -> None:  # fmt: skip
+        from minio import Minio
+
+        self.client = Minio(
+            endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
+        )
+        self.bucket = bucket
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket)
+
+    def put_file(self, key: str, path: Path) -> ArtifactRef:
+        sha = sha256_file(path)
+        size = path.stat().st_size
+        self.client.fput_object(
+            self.bucket, check_key(key), str(path), metadata={SHA_META: sha}, part_size=PART_SIZE
+        )
+        return ArtifactRef(self.bucket, key, sha, size)
+
+    def stat(self, key: str) -> ArtifactRef:
+        from minio.error import S3Error
+
+        try:
+            st = self.client.stat_object(self.bucket, check_key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                raise NotFound(f"artifact {self.bucket}/{key} does not exist") from exc
+            raise
+        meta = {k.lower(): v for k, v in (st.metadata or {}).items()}
+        sha = meta.get(f"x-amz-meta-{SHA_META}", "")
+        return ArtifactRef(self.bucket, key, sha, int(st.size or 0))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+        self.stat(ref.key)  # NotFound before any download
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        response = self.client.get_object(ref.bucket, check_key(ref.key))
+        try:
+            with open(tmp, "wb") as fh:
+                for chunk in response.stream(1 << 20):
+                    fh.write(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return _verify_into(Path(tmp), dest, ref)
+
+    def list(self, prefix: str) -> list[ArtifactRef]:
+        objs = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        return [self.stat(o.object_name) for o in objs if o.object_name]
+
+    def delete(self, key: str) -> None:
+        self.client.remove_object(self.bucket, check_key(key))
+
+    def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        url: str = self.client.presigned_get_object(self.bucket, check_key(key), expires=expires)
+        return url
