@@ -21,10 +21,13 @@ import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orisel.core.errors import DataError, InvalidArgument, NotFound
 from orisel.core.provenance import sha256_file
+
+if TYPE_CHECKING:
+    from orisel.api.common.v1 import common_pb2
 
 SHA_META = "sha256"
 PART_SIZE = 16 * 2**20  # multipart chunk for large checkpoints
@@ -37,7 +40,7 @@ class ArtifactRef:
     sha256: str
     size: int
 
-    def to_proto(self) -> object:
+    def to_proto(self) -> common_pb2.ArtifactRef:
         from orisel.api.common.v1 import common_pb2
 
         return common_pb2.ArtifactRef(
