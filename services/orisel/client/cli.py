@@ -304,6 +304,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from orisel.core.grpcserver import serve_until_signal, start_server
+    from orisel.training.__main__ import registration
+
+    settings = get_settings()
+    if args.port is not None:
+        settings = settings.model_copy(update={"grpc_port": args.port})
+    server, port, health = start_server(
+        [registration(settings)], settings.grpc_host, settings.grpc_port
+    )
+    sys.stderr.write(f"orisel {args.service} service on {settings.grpc_host}:{port}\n")
+    serve_until_signal(server, health, settings.grace_s)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from orisel.core.celery_app import app
+
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(args.queues),
+        "--concurrency",
+        str(args.concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv)
+    return 0
+
+
 def _network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
@@ -386,11 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     from orisel.scoring.tune import TuneSpec
 
     tune = sub.add_parser(
-        "tune", parents=[common, data_src], help="orientation and class selectivity of every unit",
+        "tune",
+        parents=[common, data_src],
+        help="orientation and class selectivity of every unit",
         description="Present gratings and bars, score every unit (OSI, gOSI, preference, range, "
         "bandwidth, permutation p-value against shuffled stimuli) and, with --data, class "
         "selectivity on the test images. Writes units.csv|parquet, summary.json and plots.",
-    )  # fmt: skip
+    )
     _network_args(tune)
     _add_model_fields(tune, TuneSpec, skip=set())
     tune.set_defaults(func=cmd_tune)
@@ -399,35 +434,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     scores_help = "the output folder of `orisel tune` whose indices order the units"
     ablate = sub.add_parser(
-        "ablate", parents=[common, data_src], help="ablation curves and the paper's median split",
+        "ablate",
+        parents=[common, data_src],
+        help="ablation curves and the paper's median split",
         description="Silence units layer by layer: cumulatively by each index (descending and "
         "ascending) and at random, and the top vs bottom 50% by each index. Reports test "
         "accuracy (overall and per class) and the per-image cross-entropy increase ± SEM.",
-    )  # fmt: skip
+    )
     _network_args(ablate)
     ablate.add_argument("--scores", type=Path, required=True, help=scores_help)
     _add_model_fields(ablate, AblateSpec, skip=set())
     ablate.set_defaults(func=cmd_ablate)
 
     inv = sub.add_parser(
-        "invariance", parents=[common, data_src], help="shift-invariance with and without ablation",
+        "invariance",
+        parents=[common, data_src],
+        help="shift-invariance with and without ablation",
         description="Correlation of higher layers' pooled responses to shifted test images, and "
         "prediction consistency, intact and with the most / least selective lower-layer units "
         "ablated, against random ablations of the same size.",
-    )  # fmt: skip
+    )
     _network_args(inv)
     inv.add_argument("--scores", type=Path, required=True, help=scores_help)
     _add_model_fields(inv, InvarianceSpec, skip=set())
     inv.set_defaults(func=cmd_invariance)
 
     report = sub.add_parser(
-        "report", parents=[common], help="a Markdown report of one analysis folder",
+        "report",
+        parents=[common],
+        help="a Markdown report of one analysis folder",
         description="Collect RUN/train (a training run), RUN/tune, RUN/ablate and RUN/invariance "
         "into one Markdown report with their figures; missing parts are skipped.",
-    )  # fmt: skip
+    )
     report.add_argument("--run", type=Path, required=True, help="the analysis folder")
     report.add_argument("--out", type=Path, help="report path (default: RUN/report.md)")
     report.set_defaults(func=cmd_report)
+
+    serve = sub.add_parser("serve", help="run a gRPC service (settings: ORISEL_* variables)")
+    serve.add_argument("service", choices=["training"], help="which service")
+    serve.add_argument(
+        "--port", type=int, help="port (default: $ORISEL_GRPC_PORT or 50051; 0: any)"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    from orisel.core.celery_app import QUEUES
+
+    worker = sub.add_parser("worker", help="run a Celery worker for some service queues")
+    worker.add_argument(
+        "--queues", type=_comma_list, default=list(QUEUES), help="e.g. training,ablation"
+    )
+    worker.add_argument("--concurrency", type=int, default=1, help="tasks at once (default 1)")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

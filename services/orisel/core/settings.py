@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".local" / "share" / "orisel"
 
 
 class Settings(BaseSettings):
-    """Where orisel finds data and keeps caches and runs (environment: ORISEL_<NAME>)."""
+    """Where orisel finds data, keeps caches, runs and artifacts, and how services connect.
+
+    Every field is read from the environment as ORISEL_<NAME> (e.g. ORISEL_BROKER_URL).
+    """
 
     model_config = SettingsConfigDict(env_prefix="ORISEL_", extra="ignore")
 
@@ -22,7 +28,40 @@ class Settings(BaseSettings):
     )
     runs_dir: Path = Field(default=Path("runs"), description="where training runs are written")
 
+    store: Literal["local", "s3"] = Field("local", description="artifact store backend")
+    store_root: Path = Field(DEFAULT_HOME / "store", description="local store folder")
+    bucket: str = Field("orisel", description="bucket of every artifact")
+    s3_endpoint: str = Field("127.0.0.1:9000", description="S3/MinIO host:port")
+    s3_access_key: str = Field("", description="S3 access key")
+    s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key")
+    s3_secure: bool = Field(False, description="HTTPS to S3")
+    s3_region: str | None = Field(None, description="S3 region")
+
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker")
+    result_backend: str = Field("redis://127.0.0.1:6379/1", description="Celery result backend")
+    work_dir: Path = Field(DEFAULT_HOME / "work", description="workers' local scratch space")
+    segment_epochs: int = Field(5, ge=1, description="epochs per training task")
+    task_time_limit_s: int = Field(6 * 3600, ge=60, description="hard limit of one task")
+
+    grpc_host: str = Field("127.0.0.1", description="address the gRPC services bind")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
+    grace_s: float = Field(10.0, ge=0, description="seconds to finish calls on SIGTERM")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def make_store(settings: Settings) -> object:
+    """The artifact store the settings describe (typed as ArtifactStore by callers)."""
+    from orisel.core.storage import LocalStore, S3Store
+
+    if settings.store == "local":
+        return LocalStore(settings.store_root, settings.bucket)
+    s3 = S3Store(
+        settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),
+        settings.bucket, settings.s3_secure, settings.s3_region,
+    )  # fmt: skip
+    s3.ensure_bucket()
+    return s3

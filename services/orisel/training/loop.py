@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,8 @@ class Trainer:
     run_dir: Path
     data_source: str = ""
     progress: bool = True
+    # Called with each checkpoint's history entry (e.g. to report progress to a job record).
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None
     device: torch.device = field(init=False)
     checkpoint_s: float = field(init=False, default=0.0)
     manifest: dict[str, Any] = field(init=False, default_factory=dict)
@@ -470,6 +472,8 @@ class Trainer:
             copy_checkpoint(path, self.run_dir / BEST)
         self.state.history.append(entry)
         self._write_manifest(status="running")
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(entry)
         val, test = metrics["validation"], metrics["test"]
         log.info(
             "epoch %.2f step %d: val loss %.4f acc %.4f | test acc %.4f%s",

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainSpec(_message.Message):
-    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment")
+    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class TrainSpec(_message.Message):
     TRAIN_SUBSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_PER_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    VAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     model: str
     epochs: int
     batch_size: int
@@ -27,7 +28,8 @@ class TrainSpec(_message.Message):
     train_subset: int
     data: _common_pb2.ArtifactRef
     epochs_per_segment: int
-    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ...) -> None: ...
+    val_size: int
+    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")

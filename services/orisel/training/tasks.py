@@ -1,0 +1,121 @@
+"""Celery tasks of the training service: long runs as a chain of bounded segments.
+
+A segment restores the run's latest checkpoint from the artifact store (so any worker can
+take it, and a lost worker costs at most one segment), trains `segment_epochs` epochs,
+uploads the new checkpoints, and enqueues the next segment until the run is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+from orisel.core.celery_app import app
+from orisel.core.errors import OriselError
+from orisel.core.jobs import JobState, JobStore
+from orisel.core.settings import Settings, get_settings, make_store
+from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.data.prepare import prepare
+from orisel.data.sources import load_cifar10
+from orisel.training.checkpoint import BEST, MANIFEST, list_checkpoints
+from orisel.training.config import TrainConfig
+from orisel.training.loop import Trainer
+
+SEGMENT_TASK = "orisel.training.segment"
+
+log = logging.getLogger(__name__)
+
+
+def run_prefix(job_id: str) -> str:
+    return f"runs/{job_id}/"
+
+
+def _data_path(spec: dict[str, Any], store: ArtifactStore, settings: Settings) -> Path:
+    ref = spec.get("data")
+    if ref:
+        artifact = ArtifactRef(**ref)
+        local = settings.work_dir / "data" / artifact.sha256 / Path(artifact.key).name
+        return local if local.is_file() else store.get_file(artifact, local)
+    if settings.data is None:
+        raise OriselError("no data: the job names none and ORISEL_DATA is not set on the worker")
+    return settings.data
+
+
+def _restore(store: ArtifactStore, job_id: str, run_dir: Path) -> None:
+    """Bring down what resuming needs: the manifest, best.pt and the latest checkpoint."""
+    refs = {r.key.removeprefix(run_prefix(job_id)): r for r in store.list(run_prefix(job_id))}
+    ckpts = sorted(k for k in refs if k.startswith("checkpoints/"))
+    for name in [MANIFEST, BEST, *ckpts[-1:]]:
+        if name in refs and not (run_dir / name).is_file():
+            store.get_file(refs[name], run_dir / name)
+
+
+def _upload(store: ArtifactStore, job_id: str, run_dir: Path) -> dict[str, ArtifactRef]:
+    """Upload checkpoints not yet in the store, and the manifest and best.pt every time."""
+    present = {r.key for r in store.list(run_prefix(job_id) + "checkpoints/")}
+    out = {}
+    for path in list_checkpoints(run_dir):
+        key = run_prefix(job_id) + path.relative_to(run_dir).as_posix()
+        if key not in present:
+            store.put_file(key, path)
+    for name in (BEST, MANIFEST):
+        if (run_dir / name).is_file():
+            out[name] = store.put_file(run_prefix(job_id) + name, run_dir / name)
+    return out
+
+
+@app.task(name=SEGMENT_TASK, bind=True, max_retries=3, default_retry_delay=10)  # type: ignore[untyped-decorator]
+def segment(self: Any, job_id: str) -> str:
+    settings = get_settings()
+    store = cast(ArtifactStore, make_store(settings))
+    jobs = JobStore(store)
+    job = jobs.get(job_id)
+    if job.state.done:
+        return job.state.name
+    try:
+        cfg = TrainConfig.model_validate(job.spec["config"])
+        ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
+        run_dir = settings.work_dir / "runs" / job_id
+        _restore(store, job_id, run_dir)
+        trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
+        total = cfg.epochs * trainer.steps_per_epoch
+
+        def report(entry: dict[str, Any]) -> None:
+            m = entry["metrics"]
+            metrics = {
+                "val_loss": m["validation"]["loss"],
+                "val_accuracy": m["validation"]["accuracy"],
+                "test_accuracy": m["test"]["accuracy"],
+                "epoch": entry["epoch"],
+            }
+            jobs.update(
+                job_id,
+                state=JobState.RUNNING,
+                phase="train",
+                fraction=entry["step"] / total,
+                metrics=metrics,
+            )
+
+        trainer.on_checkpoint = report
+        jobs.update(job_id, state=JobState.RUNNING, phase="train")
+        epochs = job.spec.get("segment_epochs") or settings.segment_epochs
+        stop = min(total, trainer.state.step + epochs * trainer.steps_per_epoch)
+        summary = trainer.run(max_steps=stop)
+        refs = _upload(store, job_id, run_dir)
+    except OriselError as exc:
+        jobs.update(job_id, state=JobState.FAILED, error=str(exc))
+        return "FAILED"
+    if jobs.get(job_id).state == JobState.CANCELLED:
+        return "CANCELLED"
+    if summary["status"] == "completed":
+        jobs.update(
+            job_id,
+            state=JobState.SUCCEEDED,
+            fraction=1.0,
+            phase="done",
+            outputs=(refs[BEST], refs[MANIFEST]),
+        )
+        return "SUCCEEDED"
+    segment.apply_async((job_id,), queue="training")
+    return "CONTINUED"
