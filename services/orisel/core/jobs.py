@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
 
 
@@ -33,6 +33,7 @@ class JobState(enum.IntEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
+READ_ATTEMPTS = 20
 KINDS = ("training", "extraction", "scoring", "ablation", "invariance", "pipeline")
 
 
@@ -139,11 +140,17 @@ class JobStore:
     def get(self, job_id: str) -> Job:
         if not job_id or "/" in job_id:
             raise InvalidArgument("id", "a job id as returned by Submit", job_id)
-        try:
-            ref = self.store.stat(self._key(job_id))
-        except NotFound as exc:
-            raise NotFound(f"job {job_id} does not exist") from exc
-        return Job.from_json(get_bytes(self.store, ref))
+        for _ in range(READ_ATTEMPTS):
+            try:
+                ref = self.store.stat(self._key(job_id))
+            except NotFound as exc:
+                raise NotFound(f"job {job_id} does not exist") from exc
+            try:
+                return Job.from_json(get_bytes(self.store, ref))
+            except DataError:
+                # Rewritten between stat and read (a worker reporting progress): read again.
+                time.sleep(0.01)
+        raise DataError(f"job {job_id}: its record kept changing while being read")
 
     def update(self, job_id: str, **changes: Any) -> Job:
         job = self.get(job_id)

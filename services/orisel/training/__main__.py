@@ -6,7 +6,7 @@ from typing import cast
 
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.grpcserver import Registration
-from orisel.core.jobs import JobStore
+from orisel.core.jobs import Job, JobStore
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactStore
 
@@ -17,15 +17,16 @@ SEGMENT_TASK = "orisel.training.segment"
 def registration(settings: Settings) -> Registration:
     """The servicer wired to the settings' store and broker (tasks are sent by name)."""
     from orisel.core.celery_app import make_celery
-    from orisel.training.servicer import TrainingServicer
+    from orisel.core.jobservice import JobServicer
+    from orisel.training.servicer import spec_of
 
     jobs = JobStore(cast(ArtifactStore, make_store(settings)))
     celery = make_celery(settings)
 
-    def enqueue(job_id: str) -> None:
-        celery.send_task(SEGMENT_TASK, args=(job_id,), queue="training")
+    def enqueue(job: Job) -> None:
+        celery.send_task(SEGMENT_TASK, args=(job.id,), queue="training")
 
-    servicer = TrainingServicer(jobs, enqueue)
+    servicer = JobServicer(training_pb2, "training", jobs, spec_of, enqueue)
     return training_pb2_grpc.add_TrainingServiceServicer_to_server, servicer, SERVICE_NAME
 
 
