@@ -165,10 +165,9 @@ class JobStore:
         return new
 
     def list(self, kind: str | None = None, state: JobState | None = None) -> list[Job]:
-        refs = [
-            r for r in self.store.list("jobs/") if r.key.endswith(".json") and r.key.count("/") == 1
-        ]
-        jobs = [Job.from_json(get_bytes(self.store, r)) for r in refs]
+        keys = [r.key for r in self.store.list("jobs/") if r.key.count("/") == 1]
+        ids = [k.removeprefix("jobs/").removesuffix(".json") for k in keys if k.endswith(".json")]
+        jobs = [self.get(i) for i in ids]
         jobs = [
             j
             for j in jobs
