@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,8 @@ from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.grpcserver import start_server
 from orisel.core.settings import Settings
 from orisel.core.storage import LocalStore
-from orisel.training.__main__ import registration
+from orisel.training.servicer import registration
+from tests.procs import start_worker
 
 pytestmark = pytest.mark.integration
 REDIS = "redis://127.0.0.1:6379"
@@ -47,15 +46,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> 
 
 @pytest.fixture(scope="module")
 def worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"ORISEL_{name.upper()}"] = str(
-                value.get_secret_value() if hasattr(value, "get_secret_value") else value
-            )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orisel", "worker", "--queues", "training"], env=env
-    )
+    proc = start_worker(settings, "training")
     yield proc
     proc.terminate()
     proc.wait(30)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class AblateSpec(BaseModel):
     stimulus: Literal["gratings", "bars"] = "gratings"
     orders: tuple[Index, ...] = ("gosi", "csi")
     seeds: tuple[int, ...] = Field((0, 1, 2), description="seeds of the random orders")
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    fractions: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = DEFAULT_FRACTIONS
     mode: ab.Mode = "zero"
     point: ab.Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
     include_dead: bool = Field(False, description="let dead units into the median split")
@@ -73,83 +74,167 @@ def _result_row(r: ab.MaskResult) -> dict[str, Any]:
     }
 
 
-def ablate(
-    net: Network, spec: AblateSpec, scores: UnitScores, images: np.ndarray, labels: np.ndarray,
-    out: Path, provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Cumulative curves (each index descending and ascending, and random) and the median split."""
-    from orisel.report import plots
+@dataclass(frozen=True)
+class Chunk:
+    """A unit of sweep work: one layer and one order family (an index, or one random seed)."""
 
-    t0 = time.perf_counter()
-    x = torch.cat([net.preprocess_u8(images[s : s + 1000]) for s in range(0, len(images), 1000)])
-    y = torch.from_numpy(labels).to(net.device)
+    layer: str
+    family: str  # "gosi", "osi", "csi" or "random:<seed>"
+
+
+def chunks(spec: AblateSpec) -> list[Chunk]:
+    """Every chunk of a sweep, in the canonical order of the output table."""
+    out = []
+    for layer in spec.layers:
+        out += [Chunk(layer, index) for index in spec.orders]
+        out += [Chunk(layer, f"random:{seed}") for seed in spec.seeds]
+    return out
+
+
+def _chunk_plan(
+    chunk: Chunk, spec: AblateSpec, scores: UnitScores
+) -> tuple[list[tuple[str, str, int, np.ndarray]], dict[str, Any] | None]:
+    """(order, direction, seed, masks) entries of a chunk, and its median-split record."""
+    if chunk.family.startswith("random:"):
+        seed = int(chunk.family.split(":")[1])
+        ranked = ab.random_ranking(len(scores.get(chunk.layer, "gosi")[0]), seed)
+        return [("random", "random", seed, ab.cumulative_masks(ranked, spec.fractions))], None
+    s, dead = scores.get(chunk.layer, chunk.family)
+    plan = [
+        (chunk.family, d, -1, ab.cumulative_masks(ab.ranking(s, d), spec.fractions))
+        for d in ("descending", "ascending")
+    ]
+    split = ab.median_split(s, dead, spec.include_dead)
+    plan += [
+        (chunk.family, "top50", -1, split.top[None]),
+        (chunk.family, "bottom50", -1, split.bottom[None]),
+    ]
+    meta = {
+        "layer": chunk.layer,
+        "by": chunk.family,
+        "median": split.median,
+        "ties": split.ties,
+        "dead_excluded": split.dead_excluded,
+    }
+    return plan, meta
+
+
+def run_chunks(
+    net: Network,
+    spec: AblateSpec,
+    scores: UnitScores,
+    todo: list[Chunk],
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> dict[str, list[dict[str, Any]]]:
+    """Curve rows and split records of `todo`, every site swept in one walk of the network."""
+    sites = {c.layer: ab.ablation_site(net.model, c.layer, spec.point) for c in todo}
+    plans = [(c, *_chunk_plan(c, spec, scores)) for c in todo]
+    masks: dict[str, list[np.ndarray]] = {}
+    for c, plan, _ in plans:
+        masks.setdefault(sites[c.layer], []).extend(p[3] for p in plan)
+    swept = ab.sweep_sites(
+        net.model,
+        {k: np.concatenate(v) for k, v in masks.items()},
+        x,
+        y,
+        spec.mode,
+        "cached",
+        spec.chunk_images,
+    )
+    results = {site: iter(r) for site, r in swept.items()}
     curves: list[dict[str, Any]] = []
-    splits: dict[tuple[str, str], dict[str, Any]] = {}
-    # Per layer, (order, direction, seed, masks); all layers go through one sweep.
-    plans: dict[str, list[tuple[str, str, int, np.ndarray]]] = {}
-    sites = {layer: ab.ablation_site(net.model, layer, spec.point) for layer in spec.layers}
-    for layer, site in sites.items():
-        plan = plans.setdefault(layer, [])
-        for index in spec.orders:
-            s, dead = scores.get(layer, index)
-            for direction in ("descending", "ascending"):
-                ranked = ab.ranking(s, direction)
-                plan.append((index, direction, -1, ab.cumulative_masks(ranked, spec.fractions)))
-            split = ab.median_split(s, dead, spec.include_dead)
-            plan.append((index, "top50", -1, split.top[None]))
-            plan.append((index, "bottom50", -1, split.bottom[None]))
-            splits[(layer, index)] = {
-                "layer": layer, "site": site, "by": index, "median": split.median,
-                "ties": split.ties, "dead_excluded": split.dead_excluded,
-            }  # fmt: skip
-        n_units = len(scores.get(layer, "gosi")[0])
-        for seed in spec.seeds:
-            ranked = ab.random_ranking(n_units, seed)
-            plan.append(("random", "random", seed, ab.cumulative_masks(ranked, spec.fractions)))
-    masks = {sites[layer]: np.concatenate([p[3] for p in plan]) for layer, plan in plans.items()}
-    swept = ab.sweep_sites(net.model, masks, x, y, spec.mode, "cached", spec.chunk_images)
-    for layer, plan in plans.items():
-        results = iter(swept[sites[layer]])
+    splits: list[dict[str, Any]] = []
+    for c, plan, meta in plans:
+        site = sites[c.layer]
+        split = dict(meta, site=site) if meta is not None else None
         for order, direction, seed, m in plan:
             for k in range(len(m)):
-                r = next(results)
-                if direction in ("top50", "bottom50"):
-                    splits[(layer, order)][direction] = _result_row(r)
+                r = next(results[site])
+                if split is not None and direction in ("top50", "bottom50"):
+                    split[direction] = _result_row(r)
                     continue
                 per_class = {
-                    f"accuracy_class{c}": float(a) for c, a in enumerate(r.per_class_accuracy)
+                    f"accuracy_class{i}": float(a) for i, a in enumerate(r.per_class_accuracy)
                 }
                 name = "random" if order == "random" else f"{order}:{direction}"
-                curves.append({
-                    "layer": layer, "site": sites[layer], "order": name, "seed": seed,
-                    "fraction": spec.fractions[k], **_result_row(r), **per_class,
-                })  # fmt: skip
+                curves.append(
+                    {
+                        "layer": c.layer,
+                        "site": site,
+                        "order": name,
+                        "seed": seed,
+                        "fraction": spec.fractions[k],
+                        **_result_row(r),
+                        **per_class,
+                    }
+                )
+        if split is not None:
+            splits.append(split)
+    return {"curves": curves, "splits": splits}
+
+
+def write_ablation(
+    out: Path, spec: AblateSpec, parts: dict[str, list[dict[str, Any]]], summary: dict[str, Any]
+) -> dict[str, Any]:
+    """The curves table, plots and summary.json of a sweep, committed to `out` whole."""
+    from orisel.report import plots
+
+    curves, splits = parts["curves"], parts["splits"]
     with atomic_dir(out) as tmp:
         cols = {k: np.asarray([row[k] for row in curves]) for k in curves[0]}
         table = write_table(cols, tmp / "curves", spec.format)
         for layer in spec.layers:
             plots.ablation_curves(cols, layer, "accuracy", tmp / f"curves_{layer}.png")
         for by in spec.orders:
-            rows = [v for v in splits.values() if v["by"] == by]
+            rows = [v for v in splits if v["by"] == by]
             series = {
-                g: (np.array([r[g]["loss_increase_mean"] for r in rows]),
-                    np.array([r[g]["loss_increase_sem"] for r in rows]))
+                g: (
+                    np.array([r[g]["loss_increase_mean"] for r in rows]),
+                    np.array([r[g]["loss_increase_sem"] for r in rows]),
+                )
                 for g in ("top50", "bottom50")
-            }  # fmt: skip
+            }
             ylabel = f"cross-entropy increase (by {by})"
             plots.grouped_bars([r["layer"] for r in rows], series, ylabel, tmp / f"split_{by}.png")
         result = {
             "spec": spec.model_dump(mode="json"),
-            "network": net.source,
-            "test_images": len(labels),
-            "splits": list(splits.values()),
+            "splits": splits,
             "table": table.name,
-            "environment": environment(net.device),
-            "wall_s": round(time.perf_counter() - t0, 2),
-            **(provenance or {}),
+            **summary,
         }
         (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def evaluation_tensors(
+    net: Network, images: np.ndarray, labels: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.cat([net.preprocess_u8(images[s : s + 1000]) for s in range(0, len(images), 1000)])
+    return x, torch.from_numpy(labels).to(net.device)
+
+
+def ablate(
+    net: Network,
+    spec: AblateSpec,
+    scores: UnitScores,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out: Path,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Cumulative curves (each index descending and ascending, and random) and the median split."""
+    t0 = time.perf_counter()
+    x, y = evaluation_tensors(net, images, labels)
+    parts = run_chunks(net, spec, scores, chunks(spec), x, y)
+    summary = {
+        "network": net.source,
+        "test_images": len(labels),
+        "environment": environment(net.device),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        **(provenance or {}),
+    }
+    return write_ablation(out, spec, parts, summary)
 
 
 class InvarianceSpec(BaseModel):

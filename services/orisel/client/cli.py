@@ -305,12 +305,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib
+
     from orisel.core.grpcserver import serve_until_signal, start_server
-    from orisel.training.__main__ import registration
 
     settings = get_settings()
     if args.port is not None:
         settings = settings.model_copy(update={"grpc_port": args.port})
+    registration = importlib.import_module(f"orisel.{args.service}.servicer").registration
     server, port, health = start_server(
         [registration(settings)], settings.grpc_host, settings.grpc_port
     )
@@ -332,6 +334,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "INFO",
         "--without-gossip",
         "--without-mingle",
+        "--pool",
+        args.pool,
     ]
     app.worker_main(argv)
     return 0
@@ -471,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     serve = sub.add_parser("serve", help="run a gRPC service (settings: ORISEL_* variables)")
-    serve.add_argument("service", choices=["training"], help="which service")
+    serve.add_argument("service", choices=["training", "ablation"], help="which service")
     serve.add_argument(
         "--port", type=int, help="port (default: $ORISEL_GRPC_PORT or 50051; 0: any)"
     )
@@ -484,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--queues", type=_comma_list, default=list(QUEUES), help="e.g. training,ablation"
     )
     worker.add_argument("--concurrency", type=int, default=1, help="tasks at once (default 1)")
+    worker.add_argument(
+        "--pool",
+        default="prefork",
+        choices=["prefork", "solo", "threads"],
+        help="Celery pool (solo: tasks run in the worker process itself)",
+    )
     worker.set_defaults(func=cmd_worker)
     return parser
 

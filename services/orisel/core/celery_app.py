@@ -23,14 +23,20 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=int(settings.task_time_limit_s * 0.95),
-        broker_transport_options={"visibility_timeout": settings.task_time_limit_s + 600},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s or settings.task_time_limit_s + 600,
+            **({"global_keyprefix": settings.broker_prefix} if settings.broker_prefix else {}),
+        },
+        result_backend_transport_options=(
+            {"global_keyprefix": settings.broker_prefix} if settings.broker_prefix else {}
+        ),
         task_routes={f"orisel.{q}.*": {"queue": q} for q in QUEUES},
         task_default_queue="pipeline",
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        include=["orisel.training.tasks"],
+        include=["orisel.training.tasks", "orisel.ablation.tasks"],
     )
     return app
 

@@ -39,9 +39,17 @@ class Settings(BaseSettings):
 
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker")
     result_backend: str = Field("redis://127.0.0.1:6379/1", description="Celery result backend")
+    broker_prefix: str = Field(
+        "", description="Redis key prefix, to share one Redis between stacks"
+    )
     work_dir: Path = Field(DEFAULT_HOME / "work", description="workers' local scratch space")
     segment_epochs: int = Field(5, ge=1, description="epochs per training task")
-    task_time_limit_s: int = Field(6 * 3600, ge=60, description="hard limit of one task")
+    task_time_limit_s: int = Field(6 * 3600, ge=1, description="hard limit of one task")
+    visibility_timeout_s: int | None = Field(
+        None,
+        ge=1,
+        description="broker redelivery delay of unacknowledged tasks (default: limit + 10 min)",
+    )
 
     grpc_host: str = Field("127.0.0.1", description="address the gRPC services bind")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")

@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
+from orisel.core.atomic import atomic_write_json
 from orisel.core.errors import DataError, InvalidArgument, NotFound
 from orisel.core.provenance import sha256_file
 
@@ -119,7 +120,8 @@ class LocalStore:
             ref = ArtifactRef(self.bucket, key, sha256_file(Path(tmp)), Path(tmp).stat().st_size)
             meta = self._meta(key)
             meta.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps({SHA_META: ref.sha256, "size": ref.size}))
+            # Readers race writers: the checksum and the object are each replaced whole.
+            atomic_write_json(meta, {SHA_META: ref.sha256, "size": ref.size})
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)

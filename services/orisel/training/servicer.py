@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
-from orisel.api.training.v1 import training_pb2
+from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.errors import InvalidArgument
-from orisel.core.storage import ArtifactRef
+from orisel.core.grpcserver import Registration
+from orisel.core.jobs import Job, JobStore
+from orisel.core.settings import Settings, make_store
+from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.training.config import TrainConfig
 
 
@@ -45,3 +48,22 @@ def spec_from_proto(spec: training_pb2.TrainSpec) -> dict[str, Any]:
 
 def spec_of(request: training_pb2.SubmitRequest) -> dict[str, Any]:
     return spec_from_proto(request.spec)
+
+
+SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
+SEGMENT_TASK = "orisel.training.segment"
+
+
+def registration(settings: Settings) -> Registration:
+    """The servicer wired to the settings' store and broker (tasks are sent by name)."""
+    from orisel.core.celery_app import make_celery
+    from orisel.core.jobservice import JobServicer
+
+    jobs = JobStore(cast(ArtifactStore, make_store(settings)))
+    celery = make_celery(settings)
+
+    def enqueue(job: Job) -> None:
+        celery.send_task(SEGMENT_TASK, args=(job.id,), queue="training")
+
+    servicer = JobServicer(training_pb2, "training", jobs, spec_of, enqueue)
+    return training_pb2_grpc.add_TrainingServiceServicer_to_server, servicer, SERVICE_NAME

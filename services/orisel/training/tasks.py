@@ -21,8 +21,7 @@ from orisel.data.sources import load_cifar10
 from orisel.training.checkpoint import BEST, MANIFEST, list_checkpoints
 from orisel.training.config import TrainConfig
 from orisel.training.loop import Trainer
-
-SEGMENT_TASK = "orisel.training.segment"
+from orisel.training.servicer import SEGMENT_TASK
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,83 @@
+"""AblationService: sweep and invariance specs to validated jobs; the verbs are shared."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from pydantic import BaseModel, ValidationError
+
+from orisel.ablation.run import AblateSpec, InvarianceSpec
+from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
+from orisel.core.errors import InvalidArgument, NotFound
+from orisel.core.grpcserver import Registration
+from orisel.core.jobs import Job, JobStore
+from orisel.core.settings import Settings, make_store
+from orisel.core.storage import ArtifactRef, ArtifactStore
+
+SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
+PLAN_TASK = "orisel.ablation.plan"
+INVARIANCE_TASK = "orisel.ablation.invariance"
+
+
+def _validate(model: type[BaseModel], fields: dict[str, Any], where: str) -> dict[str, Any]:
+    try:
+        return model.model_validate(fields).model_dump(mode="json")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"])
+        raise InvalidArgument(f"{where}.{name}", err["msg"].lower(), err.get("input")) from exc
+
+
+def _ref(msg: Any, field: str, store: ArtifactStore, where: str) -> dict[str, Any]:
+    if not msg.HasField(field):
+        raise InvalidArgument(f"{where}.{field}", "an ArtifactRef to an object in the store", None)
+    ref = ArtifactRef.from_proto(getattr(msg, field))
+    if not store.exists(ref.key):
+        raise NotFound(f"{where}.{field}: artifact {ref.key} does not exist in the store")
+    return ref.__dict__
+
+
+def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
+    which = request.WhichOneof("spec")
+    if which is None:
+        raise InvalidArgument("spec", "a sweep or an invariance spec", None)
+    msg = getattr(request, which)
+    where = f"spec.{which}"
+    if msg.test_subset < 0:
+        raise InvalidArgument(
+            f"{where}.test_subset", "0 (all test images) or more", msg.test_subset
+        )
+    common = {
+        "task": which,
+        "checkpoint": _ref(msg, "checkpoint", store, where),
+        "scores": _ref(msg, "scores", store, where),
+        "test_subset": msg.test_subset or None,
+    }
+    given: dict[str, Any] = {
+        k: list(getattr(msg, k)) for k in ("layers", "seeds") if getattr(msg, k)
+    }
+    if which == "sweep":
+        given |= {k: list(getattr(msg, k)) for k in ("orders", "fractions") if getattr(msg, k)}
+        given |= {k: getattr(msg, k) for k in ("mode", "point") if getattr(msg, k)}
+        return {**common, "ablate": _validate(AblateSpec, given, where)}
+    if msg.ablate_layers:
+        given["ablate_layers"] = list(msg.ablate_layers)
+    given |= {k: getattr(msg, k) for k in ("shift", "padding") if getattr(msg, k)}
+    return {**common, "invariance": _validate(InvarianceSpec, given, where)}
+
+
+def registration(settings: Settings) -> Registration:
+    from orisel.core.celery_app import make_celery
+    from orisel.core.jobservice import JobServicer
+
+    store = cast(ArtifactStore, make_store(settings))
+    celery = make_celery(settings)
+
+    def enqueue(job: Job) -> None:
+        task = PLAN_TASK if job.spec["task"] == "sweep" else INVARIANCE_TASK
+        celery.send_task(task, args=(job.id,), queue="ablation")
+
+    servicer = JobServicer(
+        ablation_pb2, "ablation", JobStore(store), lambda r: spec_of(r, store), enqueue
+    )
+    return ablation_pb2_grpc.add_AblationServiceServicer_to_server, servicer, SERVICE_NAME

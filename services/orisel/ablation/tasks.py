@@ -1,0 +1,167 @@
+"""Celery tasks of the ablation service: a sweep fans out one task per chunk of
+(layer, order family); a chord assembles the curves once every chunk is in.
+
+Chunk results go to content-addressed keys (the hash of everything that determines them),
+so a re-delivered chunk rewrites the same object and the assembly reads the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, cast
+
+from celery import chord
+
+from orisel.ablation.run import (
+    AblateSpec,
+    Chunk,
+    InvarianceSpec,
+    UnitScores,
+    chunks,
+    evaluation_tensors,
+    invariance,
+    run_chunks,
+    write_ablation,
+)
+from orisel.ablation.servicer import INVARIANCE_TASK, PLAN_TASK
+from orisel.core.artifacts import fetch, upload_dir
+from orisel.core.celery_app import app
+from orisel.core.errors import OriselError
+from orisel.core.jobs import Job, JobState, JobStore
+from orisel.core.settings import Settings, get_settings, make_store
+from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
+from orisel.extraction.network import Network, load_network
+
+CHUNK_TASK = "orisel.ablation.chunk"
+ASSEMBLE_TASK = "orisel.ablation.assemble"
+
+
+def _context(job_id: str) -> tuple[Settings, ArtifactStore, JobStore, Job]:
+    settings = get_settings()
+    store = cast(ArtifactStore, make_store(settings))
+    jobs = JobStore(store)
+    return settings, store, jobs, jobs.get(job_id)
+
+
+def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network, Path, Any, Any]:
+    """The network, the folder holding the scores table, and the evaluation images."""
+    from orisel.data.prepare import stratified_split
+    from orisel.data.sources import load_cifar10
+
+    ckpt = fetch(store, ArtifactRef(**job.spec["checkpoint"]), settings.work_dir / "artifacts")
+    scores = fetch(store, ArtifactRef(**job.spec["scores"]), settings.work_dir / "artifacts")
+    net = load_network(ckpt, device="auto")
+    if settings.data is None:
+        raise OriselError("ORISEL_DATA is not set on the worker: no test images to evaluate on")
+    ds = load_cifar10(settings.data, settings.cache_dir)
+    images, labels = ds.test_images, ds.test_labels
+    subset = job.spec.get("test_subset")
+    if subset and subset < len(labels):
+        _, keep = stratified_split(labels, subset, seed=0)
+        images, labels = images[keep], labels[keep]
+    return net, scores.parent, images, labels
+
+
+def chunk_key(job: Job, chunk: Chunk) -> str:
+    basis = json.dumps({"spec": job.spec, "chunk": [chunk.layer, chunk.family]}, sort_keys=True)
+    return f"analyses/{job.id}/ablate/chunks/{hashlib.sha256(basis.encode()).hexdigest()}.json"
+
+
+@app.task(name=PLAN_TASK, bind=True)  # type: ignore[untyped-decorator]
+def plan(self: Any, job_id: str) -> str:
+    _, _, jobs, job = _context(job_id)
+    spec = AblateSpec.model_validate(job.spec["ablate"])
+    todo = chunks(spec)
+    jobs.update(
+        job_id,
+        state=JobState.RUNNING,
+        phase="sweep",
+        fraction=0.0,
+        metrics={"chunks": float(len(todo))},
+    )
+    header = [chunk_task.s(job_id, c.layer, c.family) for c in todo]
+    chord(header)(assemble.s(job_id))
+    return f"{len(todo)} chunks"
+
+
+@app.task(name=CHUNK_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
+def chunk_task(self: Any, job_id: str, layer: str, family: str) -> str:
+    settings, store, jobs, job = _context(job_id)
+    key = chunk_key(job, Chunk(layer, family))
+    if store.exists(key):  # already computed by a worker that died before acknowledging
+        return key
+    if job.state.done:
+        return key
+    try:
+        net, scores_dir, images, labels = _inputs(job, store, settings)
+        spec = AblateSpec.model_validate(job.spec["ablate"])
+        scores = UnitScores(scores_dir, spec.stimulus)
+        x, y = evaluation_tensors(net, images, labels)
+        parts = run_chunks(net, spec, scores, [Chunk(layer, family)], x, y)
+    except OriselError as exc:
+        # The chord's callback sees a finished job and does nothing.
+        jobs.update(job_id, state=JobState.FAILED, error=f"{layer}/{family}: {exc}")
+        return key
+    put_bytes(store, key, json.dumps(parts, sort_keys=True).encode())
+    done = len([r for r in store.list(f"analyses/{job_id}/ablate/chunks/")])
+    total = len(chunks(spec))
+    if not jobs.get(job_id).state.done:
+        jobs.update(
+            job_id,
+            fraction=min(done / total, 0.99),
+            metrics={"chunks": float(total), "chunks_done": float(done)},
+        )
+    return key
+
+
+@app.task(name=ASSEMBLE_TASK, bind=True)  # type: ignore[untyped-decorator]
+def assemble(self: Any, keys: list[str], job_id: str) -> str:
+    settings, store, jobs, job = _context(job_id)
+    if job.state.done:
+        return job.state.name
+    spec = AblateSpec.model_validate(job.spec["ablate"])
+    # Canonical chunk order, whatever order the chord delivered the keys in.
+    parts: dict[str, list[dict[str, Any]]] = {"curves": [], "splits": []}
+    for c in chunks(spec):
+        got = json.loads(get_bytes(store, store.stat(chunk_key(job, c))))
+        parts["curves"] += got["curves"]
+        parts["splits"] += got["splits"]
+    with tempfile.TemporaryDirectory(
+        dir=settings.work_dir if settings.work_dir.exists() else None
+    ) as tmp:
+        out = Path(tmp) / "ablate"
+        summary = {
+            "checkpoint": job.spec["checkpoint"],
+            "scores": job.spec["scores"],
+            "test_images": job.spec.get("test_subset"),
+            "job": job_id,
+        }
+        write_ablation(out, spec, parts, summary)
+        refs = upload_dir(store, f"analyses/{job_id}/ablate", out)
+    jobs.update(job_id, state=JobState.SUCCEEDED, fraction=1.0, phase="done", outputs=tuple(refs))
+    return "SUCCEEDED"
+
+
+@app.task(name=INVARIANCE_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
+def invariance_task(self: Any, job_id: str) -> str:
+    settings, store, jobs, job = _context(job_id)
+    if job.state.done:
+        return job.state.name
+    jobs.update(job_id, state=JobState.RUNNING, phase="invariance")
+    try:
+        net, scores_dir, images, _ = _inputs(job, store, settings)
+        spec = InvarianceSpec.model_validate(job.spec["invariance"])
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "invariance"
+            invariance(
+                net, spec, UnitScores(scores_dir, spec.stimulus), images, out, {"job": job_id}
+            )
+            refs = upload_dir(store, f"analyses/{job_id}/invariance", out)
+    except OriselError as exc:
+        jobs.update(job_id, state=JobState.FAILED, error=str(exc))
+        return "FAILED"
+    jobs.update(job_id, state=JobState.SUCCEEDED, fraction=1.0, phase="done", outputs=tuple(refs))
+    return "SUCCEEDED"
