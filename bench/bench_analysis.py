@@ -94,17 +94,23 @@ def bench_responses(model_name: str, repeats: int) -> dict[str, Any]:
 
 
 def _peak_rss_mb(model_name: str, n_frequencies: int) -> float:
+    # VmHWM (the peak resident set of this process image) is read inside the child: unlike
+    # ru_maxrss it does not inherit the parent's peak across fork and exec.
     code = (
-        "import resource, numpy as np, torch\n"
+        "import numpy as np, torch\n"
         "from orisel.models import build_model\n"
         "from orisel.extraction.network import analysed_layers\n"
         "from orisel.science.responses import forward_collect, stimulus_batches\n"
         "from orisel.science.stimuli import gratings\n"
+        "def hwm():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM'):\n"
+        "            return int(line.split()[1]) / 1024\n"
         f"m = build_model({model_name!r})[0].eval()\n"
         f"g = gratings({224 if model_name != 'cnn7' else 32}, n_frequencies={n_frequencies})\n"
         "pre = lambda a: torch.from_numpy(a[:, None].repeat(3, 1) - 0.5)\n"
         "r = forward_collect(m, stimulus_batches(g.render, len(g), 32, pre), analysed_layers(m))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "print(hwm())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
