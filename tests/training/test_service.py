@@ -53,14 +53,17 @@ def worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @pytest.fixture(scope="module")
-def stub(
-    settings: Settings, worker: subprocess.Popen[bytes]
-) -> Iterator[training_pb2_grpc.TrainingServiceStub]:
+def address(settings: Settings, worker: subprocess.Popen[bytes]) -> Iterator[str]:
     server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def stub(address: str) -> Iterator[training_pb2_grpc.TrainingServiceStub]:
+    channel = grpc.insecure_channel(address)
     yield training_pb2_grpc.TrainingServiceStub(channel)
     channel.close()
-    server.stop(0)
 
 
 def _spec(**kw: object) -> training_pb2.TrainSpec:
@@ -124,3 +127,48 @@ def test_cancel(stub: training_pb2_grpc.TrainingServiceStub) -> None:
     with pytest.raises(grpc.RpcError) as err:
         stub.Cancel(training_pb2.CancelRequest(id="missing"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_client_commands(
+    settings: Settings,
+    address: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from orisel.client.cli import main
+    from orisel.core.settings import get_settings
+
+    rc = main(
+        [
+            "submit",
+            "train",
+            "--server",
+            address,
+            "--epochs",
+            "1",
+            "--val-size",
+            "50",
+            "--key",
+            "cli-1",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    job_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["watch", job_id, "--server", address, "--json"]) == 0
+    final = json.loads(capsys.readouterr().out)
+    assert final["state"] == "JOB_STATE_SUCCEEDED"
+    assert main(["jobs", "--server", address]) == 0
+    assert job_id in capsys.readouterr().out
+    for name, value in {"STORE_ROOT": settings.store_root, "STORE": "local"}.items():
+        monkeypatch.setenv(f"ORISEL_{name}", str(value))
+    get_settings.cache_clear()
+    out = tmp_path / "best.pt"
+    assert main(["fetch", f"runs/{job_id}/best.pt", "--out", str(out)]) == 0
+    get_settings.cache_clear()
+    from orisel.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out, "cnn7")["epoch"] > 0

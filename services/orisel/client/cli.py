@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from tqdm import tqdm
 
 from orisel.core.errors import InvalidArgument, OriselError
 from orisel.core.settings import get_settings
@@ -341,6 +342,103 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_dict(job: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    out: dict[str, Any] = MessageToDict(job, preserving_proto_field_name=True)
+    return out
+
+
+def _job_line(job: Any) -> str:
+    from orisel.api.common.v1 import common_pb2
+
+    state = common_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+    done = job.progress.fraction * 100
+    line = f"{job.id}  {job.kind:9s} {state:9s} {done:5.1f}%  {job.progress.phase}"
+    return line + (f"  error: {job.error}" if job.error else "")
+
+
+def cmd_submit_train(args: argparse.Namespace) -> int:
+    from orisel.api.training.v1 import training_pb2
+    from orisel.client.jobs import JobClient
+
+    spec = training_pb2.TrainSpec(
+        model=args.model or "",
+        epochs=args.epochs or 0,
+        seed=args.seed or 0,
+        label_corruption=args.label_corruption or 0.0,
+        train_subset=args.train_subset or 0,
+        val_size=args.val_size or 0,
+        epochs_per_segment=args.epochs_per_segment or 0,
+    )
+    client = JobClient(args.server, "training")
+    try:
+        job = client.submit(training_pb2.SubmitRequest(idempotency_key=args.key or "", spec=spec))
+    finally:
+        client.close()
+    _emit(
+        args,
+        _job_dict(job),
+        f"submitted {_job_line(job)}\n  follow it: orisel watch {job.id} --service training",
+    )
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from orisel.client.jobs import JobClient
+
+    client = JobClient(args.server, args.service)
+    try:
+        jobs = client.list()
+    finally:
+        client.close()
+    _emit(
+        args,
+        {"jobs": [_job_dict(j) for j in jobs]},
+        "\n".join(_job_line(j) for j in jobs) or "no jobs",
+    )
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from orisel.api.common.v1 import common_pb2
+    from orisel.client.jobs import JobClient
+
+    client = JobClient(args.server, args.service)
+    bar = tqdm(total=100, unit="%", disable=args.quiet or args.json, dynamic_ncols=True)
+    job = None
+    try:
+        for job in client.watch(args.job):
+            bar.n = round(job.progress.fraction * 100, 1)
+            state = common_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+            shown: dict[str, object] = {"state": state}
+            shown |= {k: f"{v:.4g}" for k, v in job.progress.metrics.items()}
+            bar.set_postfix(shown)
+    finally:
+        bar.close()
+        client.close()
+    assert job is not None
+    _emit(args, _job_dict(job), _job_line(job))
+    return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from typing import cast
+
+    from orisel.core.settings import make_store
+    from orisel.core.storage import ArtifactStore
+
+    store = cast(ArtifactStore, make_store(get_settings()))
+    ref = store.stat(args.key)
+    out = store.get_file(ref, Path(args.out or Path(args.key).name))
+    _emit(
+        args,
+        {"path": str(out), **ref.__dict__},
+        f"{ref.key} ({ref.size} bytes, sha256 {ref.sha256[:12]}) -> {out}",
+    )
+    return 0
+
+
 def _network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
@@ -495,6 +593,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="Celery pool (solo: tasks run in the worker process itself)",
     )
     worker.set_defaults(func=cmd_worker)
+
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--server", default="127.0.0.1:50051", help="host:port of the service")
+    submit = sub.add_parser("submit", help="submit a job to a service")
+    submit_sub = submit.add_subparsers(dest="submit_kind", required=True, metavar="KIND")
+    st = submit_sub.add_parser("train", parents=[common, server], help="a training job")
+    for flag, typ in (
+        ("--model", str),
+        ("--epochs", int),
+        ("--seed", int),
+        ("--label-corruption", float),
+        ("--train-subset", int),
+        ("--val-size", int),
+        ("--epochs-per-segment", int),
+    ):
+        st.add_argument(flag, type=typ)
+    st.add_argument("--key", help="idempotency key: submitting it again returns the same job")
+    st.set_defaults(func=cmd_submit_train)
+
+    service = argparse.ArgumentParser(add_help=False)
+    service.add_argument("--service", default="training", choices=["training", "ablation"])
+    jobs = sub.add_parser("jobs", parents=[common, server, service], help="list a service's jobs")
+    jobs.set_defaults(func=cmd_jobs)
+    watch = sub.add_parser(
+        "watch", parents=[common, server, service], help="follow a job to its end"
+    )
+    watch.add_argument("job", help="the job id")
+    watch.set_defaults(func=cmd_watch)
+    fetch = sub.add_parser("fetch", parents=[common], help="download an artifact from the store")
+    fetch.add_argument("key", help="object key, e.g. runs/<job>/best.pt")
+    fetch.add_argument("--out", help="local path (default: the key's file name)")
+    fetch.set_defaults(func=cmd_fetch)
     return parser
 
 

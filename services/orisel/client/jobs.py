@@ -1,0 +1,56 @@
+"""A small Python client for the job services: submit, get, watch, list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import grpc
+
+from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
+from orisel.api.common.v1 import common_pb2
+from orisel.api.training.v1 import training_pb2, training_pb2_grpc
+from orisel.core.errors import InvalidArgument
+
+SERVICES: dict[str, tuple[ModuleType, Any]] = {
+    "training": (training_pb2, training_pb2_grpc.TrainingServiceStub),
+    "ablation": (ablation_pb2, ablation_pb2_grpc.AblationServiceStub),
+}
+DONE = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
+
+
+class JobClient:
+    """One service's jobs at `address` (host:port)."""
+
+    def __init__(self, address: str, service: str) -> None:
+        if service not in SERVICES:
+            raise InvalidArgument("service", f"one of {', '.join(SERVICES)}", service)
+        self.pb2, stub = SERVICES[service]
+        self.channel = grpc.insecure_channel(address)
+        self.stub = stub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def submit(self, request: Any) -> common_pb2.Job:
+        job: common_pb2.Job = self.stub.Submit(request).job
+        return job
+
+    def get(self, job_id: str) -> common_pb2.Job:
+        job: common_pb2.Job = self.stub.Get(self.pb2.GetRequest(id=job_id)).job
+        return job
+
+    def watch(self, job_id: str, timeout: float | None = None) -> Iterator[common_pb2.Job]:
+        for update in self.stub.Watch(self.pb2.WatchRequest(id=job_id), timeout=timeout):
+            yield update.job
+
+    def list(self, state: int = 0) -> list[common_pb2.Job]:
+        jobs: list[common_pb2.Job] = []
+        token = ""
+        while True:
+            page = self.stub.List(self.pb2.ListRequest(state=state, page_token=token))
+            jobs += page.jobs
+            token = page.next_page_token
+            if not token:
+                return jobs
