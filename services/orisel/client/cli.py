@@ -573,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     serve = sub.add_parser("serve", help="run a gRPC service (settings: ORISEL_* variables)")
-    serve.add_argument("service", choices=["training", "ablation"], help="which service")
+    serve.add_argument("service", choices=["training", "scoring", "ablation"], help="which service")
     serve.add_argument(
         "--port", type=int, help="port (default: $ORISEL_GRPC_PORT or 50051; 0: any)"
     )

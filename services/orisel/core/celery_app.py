@@ -36,7 +36,7 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        include=["orisel.training.tasks", "orisel.ablation.tasks"],
+        include=["orisel.training.tasks", "orisel.scoring.tasks", "orisel.ablation.tasks"],
     )
     return app
 

@@ -1,0 +1,85 @@
+"""The scoring service for real: Redis, a Celery worker process, a gRPC server."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+
+from orisel.api.common.v1 import common_pb2
+from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+from orisel.core.grpcserver import start_server
+from orisel.core.settings import Settings
+from orisel.core.storage import ArtifactRef, LocalStore, get_bytes
+from orisel.scoring.servicer import registration
+from tests.procs import start_worker, unique_prefix
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Settings:
+    root = tmp_path_factory.mktemp("scoring")
+    redis.Redis.from_url("redis://127.0.0.1:6379/11").ping()
+    return Settings(
+        data=python_archive,
+        cache_dir=root / "cache",
+        store="local",
+        store_root=root / "store",
+        broker_url="redis://127.0.0.1:6379/11",
+        result_backend="redis://127.0.0.1:6379/11",
+        work_dir=root / "work",
+        grpc_port=0,
+        broker_prefix=unique_prefix(),
+    )
+
+
+@pytest.fixture(scope="module")
+def stub(settings: Settings) -> Iterator[scoring_pb2_grpc.ScoringServiceStub]:
+    worker: subprocess.Popen[bytes] = start_worker(settings, "scoring")
+    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield scoring_pb2_grpc.ScoringServiceStub(channel)
+    channel.close()
+    server.stop(0)
+    worker.terminate()
+    worker.wait(30)
+
+
+def test_tune_as_a_job(
+    settings: Settings, stub: scoring_pb2_grpc.ScoringServiceStub, tiny_checkpoint: Path
+) -> None:
+    store = LocalStore(settings.store_root, settings.bucket)
+    ckpt = store.put_file("runs/tiny/best.pt", tiny_checkpoint)
+    spec = scoring_pb2.ScoreSpec(
+        checkpoint=ckpt.to_proto(),
+        layers=["layer1", "layer2"],
+        stimuli=["gratings"],
+        permutations=10,
+    )
+    job = stub.Submit(scoring_pb2.SubmitRequest(idempotency_key="t1", spec=spec)).job
+    final = None
+    for update in stub.Watch(scoring_pb2.WatchRequest(id=job.id), timeout=240):
+        final = update.job
+    assert final is not None
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    names = {Path(o.key).name for o in final.outputs}
+    assert {"units.csv", "summary.json", "gosi_histograms.png"} <= names
+    units = next(ArtifactRef.from_proto(o) for o in final.outputs if o.key.endswith("units.csv"))
+    rows = get_bytes(store, units).decode().strip().splitlines()
+    assert len(rows) == 1 + 32 + 32  # header + the units of layer1 and layer2
+
+
+def test_missing_checkpoint_fails_fast(stub: scoring_pb2_grpc.ScoringServiceStub) -> None:
+    ref = common_pb2.ArtifactRef(bucket="orisel", key="runs/none/best.pt", sha256="0" * 64, size=1)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Submit(scoring_pb2.SubmitRequest(spec=scoring_pb2.ScoreSpec(checkpoint=ref)))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Submit(scoring_pb2.SubmitRequest(spec=scoring_pb2.ScoreSpec()))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.checkpoint" in err.value.details()
