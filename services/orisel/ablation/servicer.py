@@ -4,28 +4,18 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pydantic import BaseModel, ValidationError
-
 from orisel.ablation.run import AblateSpec, InvarianceSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.grpcserver import Registration
 from orisel.core.jobs import Job, JobStore
+from orisel.core.jobservice import JobServicer, validated
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore
 
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
 PLAN_TASK = "orisel.ablation.plan"
 INVARIANCE_TASK = "orisel.ablation.invariance"
-
-
-def _validate(model: type[BaseModel], fields: dict[str, Any], where: str) -> dict[str, Any]:
-    try:
-        return model.model_validate(fields).model_dump(mode="json")
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"])
-        raise InvalidArgument(f"{where}.{name}", err["msg"].lower(), err.get("input")) from exc
 
 
 def _ref(msg: Any, field: str, store: ArtifactStore, where: str) -> dict[str, Any]:
@@ -59,16 +49,15 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
     if which == "sweep":
         given |= {k: list(getattr(msg, k)) for k in ("orders", "fractions") if getattr(msg, k)}
         given |= {k: getattr(msg, k) for k in ("mode", "point") if getattr(msg, k)}
-        return {**common, "ablate": _validate(AblateSpec, given, where)}
+        return {**common, "ablate": validated(AblateSpec, given, where)}
     if msg.ablate_layers:
         given["ablate_layers"] = list(msg.ablate_layers)
     given |= {k: getattr(msg, k) for k in ("shift", "padding") if getattr(msg, k)}
-    return {**common, "invariance": _validate(InvarianceSpec, given, where)}
+    return {**common, "invariance": validated(InvarianceSpec, given, where)}
 
 
 def registration(settings: Settings) -> Registration:
     from orisel.core.celery_app import make_celery
-    from orisel.core.jobservice import JobServicer
 
     store = cast(ArtifactStore, make_store(settings))
     celery = make_celery(settings)

@@ -12,12 +12,23 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+from pydantic import BaseModel, ValidationError
 
 from orisel.core.errors import InvalidArgument
 from orisel.core.jobs import Job, JobState, JobStore
 
 WATCH_POLL_S = 0.25
 MAX_PAGE = 1000
+
+
+def validated(model: type[BaseModel], fields: dict[str, Any], where: str) -> dict[str, Any]:
+    """`fields` checked by `model`, as JSON; the first problem named as `<where>.<field>`."""
+    try:
+        return model.model_validate(fields).model_dump(mode="json")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"])
+        raise InvalidArgument(f"{where}.{name}", err["msg"].lower(), err.get("input")) from exc
 
 
 class JobServicer:

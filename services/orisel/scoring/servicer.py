@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pydantic import ValidationError
-
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.grpcserver import Registration
 from orisel.core.jobs import Job, JobStore
+from orisel.core.jobservice import JobServicer, validated
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.scoring.tune import TuneSpec
@@ -37,18 +36,12 @@ def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[st
         for k in ("reduction", "permutations", "threshold", "alpha", "seed")
         if getattr(spec, k)
     }
-    try:
-        tune = TuneSpec.model_validate(given).model_dump(mode="json")
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"])
-        raise InvalidArgument(f"spec.{name}", err["msg"].lower(), err.get("input")) from exc
+    tune = validated(TuneSpec, given, "spec")
     return {"checkpoint": ref.__dict__, "tune": tune, "test_subset": spec.test_subset or None}
 
 
 def registration(settings: Settings) -> Registration:
     from orisel.core.celery_app import make_celery
-    from orisel.core.jobservice import JobServicer
 
     store = cast(ArtifactStore, make_store(settings))
     celery = make_celery(settings)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pydantic import ValidationError
-
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobs import Job, JobStore
+from orisel.core.jobservice import JobServicer, validated
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.training.config import TrainConfig
@@ -29,18 +28,13 @@ def spec_from_proto(spec: training_pb2.TrainSpec) -> dict[str, Any]:
         data["train_subset"] = spec.train_subset
     if spec.val_size:
         data["val_size"] = spec.val_size
-    try:
-        cfg = TrainConfig.model_validate({**fields, "data": data, "device": "auto"})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InvalidArgument(f"spec.{where}", err["msg"].lower(), err.get("input")) from exc
+    config = validated(TrainConfig, {**fields, "data": data, "device": "auto"}, "spec")
     if spec.epochs_per_segment < 0:
         raise InvalidArgument(
             "spec.epochs_per_segment", "0 (the service default) or more", spec.epochs_per_segment
         )
     return {
-        "config": cfg.model_dump(mode="json"),
+        "config": config,
         "data": ArtifactRef.from_proto(spec.data).__dict__ if spec.HasField("data") else None,
         "segment_epochs": spec.epochs_per_segment or None,
     }
@@ -57,7 +51,6 @@ SEGMENT_TASK = "orisel.training.segment"
 def registration(settings: Settings) -> Registration:
     """The servicer wired to the settings' store and broker (tasks are sent by name)."""
     from orisel.core.celery_app import make_celery
-    from orisel.core.jobservice import JobServicer
 
     jobs = JobStore(cast(ArtifactStore, make_store(settings)))
     celery = make_celery(settings)
