@@ -210,7 +210,7 @@ def write_ablation(
 def evaluation_tensors(
     net: Network, images: np.ndarray, labels: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.cat([net.preprocess_u8(images[s : s + 1000]) for s in range(0, len(images), 1000)])
+    x = net.preprocess_all(images)
     return x, torch.from_numpy(labels).to(net.device)
 
 
@@ -265,7 +265,7 @@ def invariance(
     from orisel.report import plots
 
     t0 = time.perf_counter()
-    x = torch.cat([net.preprocess_u8(images[s : s + 1000]) for s in range(0, len(images), 1000)])
+    x = net.preprocess_all(images)
     k = spec.shift
     shifts = [(k, 0), (0, k), (-k, 0), (0, -k)] if k else [(0, 0)]
     rows: list[dict[str, Any]] = []

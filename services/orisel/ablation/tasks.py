@@ -11,7 +11,7 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from celery import chord
 
@@ -30,20 +30,13 @@ from orisel.ablation.servicer import INVARIANCE_TASK, PLAN_TASK
 from orisel.core.artifacts import fetch, upload_dir
 from orisel.core.celery_app import app
 from orisel.core.errors import OriselError
-from orisel.core.jobs import Job, JobState, JobStore
-from orisel.core.settings import Settings, get_settings, make_store
+from orisel.core.jobs import Job, JobState, open_job
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
 from orisel.extraction.network import Network, load_network
 
 CHUNK_TASK = "orisel.ablation.chunk"
 ASSEMBLE_TASK = "orisel.ablation.assemble"
-
-
-def _context(job_id: str) -> tuple[Settings, ArtifactStore, JobStore, Job]:
-    settings = get_settings()
-    store = cast(ArtifactStore, make_store(settings))
-    jobs = JobStore(store)
-    return settings, store, jobs, jobs.get(job_id)
 
 
 def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network, Path, Any, Any]:
@@ -72,7 +65,7 @@ def chunk_key(job: Job, chunk: Chunk) -> str:
 
 @app.task(name=PLAN_TASK, bind=True)  # type: ignore[untyped-decorator]
 def plan(self: Any, job_id: str) -> str:
-    _, _, jobs, job = _context(job_id)
+    _, _, jobs, job = open_job(job_id)
     spec = AblateSpec.model_validate(job.spec["ablate"])
     todo = chunks(spec)
     jobs.update(
@@ -89,7 +82,7 @@ def plan(self: Any, job_id: str) -> str:
 
 @app.task(name=CHUNK_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
 def chunk_task(self: Any, job_id: str, layer: str, family: str) -> str:
-    settings, store, jobs, job = _context(job_id)
+    settings, store, jobs, job = open_job(job_id)
     key = chunk_key(job, Chunk(layer, family))
     if store.exists(key):  # already computed by a worker that died before acknowledging
         return key
@@ -119,7 +112,7 @@ def chunk_task(self: Any, job_id: str, layer: str, family: str) -> str:
 
 @app.task(name=ASSEMBLE_TASK, bind=True)  # type: ignore[untyped-decorator]
 def assemble(self: Any, keys: list[str], job_id: str) -> str:
-    settings, store, jobs, job = _context(job_id)
+    settings, store, jobs, job = open_job(job_id)
     if job.state.done:
         return job.state.name
     spec = AblateSpec.model_validate(job.spec["ablate"])
@@ -147,7 +140,7 @@ def assemble(self: Any, keys: list[str], job_id: str) -> str:
 
 @app.task(name=INVARIANCE_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
 def invariance_task(self: Any, job_id: str) -> str:
-    settings, store, jobs, job = _context(job_id)
+    settings, store, jobs, job = open_job(job_id)
     if job.state.done:
         return job.state.name
     jobs.update(job_id, state=JobState.RUNNING, phase="invariance")

@@ -13,9 +13,10 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
+from orisel.core.settings import Settings, get_settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
 
 
@@ -96,6 +97,14 @@ class Job:
             outputs=[o.to_proto() for o in self.outputs],
             spec_json=json.dumps(self.spec, sort_keys=True),
         )
+
+
+def open_job(job_id: str) -> tuple[Settings, ArtifactStore, JobStore, Job]:
+    """What a task needs about its job: settings, the store, the job records, the job."""
+    settings = get_settings()
+    store = cast(ArtifactStore, make_store(settings))
+    jobs = JobStore(store)
+    return settings, store, jobs, jobs.get(job_id)
 
 
 class JobStore:

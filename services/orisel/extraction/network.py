@@ -44,6 +44,12 @@ class Network:
         x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
         return self._normalise(x)
 
+    def preprocess_all(self, images: np.ndarray, batch: int = 1000) -> torch.Tensor:
+        """A whole (N, H, W, 3) uint8 set, preprocessed in batches to bound the float copies."""
+        return torch.cat(
+            [self.preprocess_u8(images[s : s + batch]) for s in range(0, len(images), batch)]
+        )
+
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean_image is not None:
             if tuple(x.shape[1:]) != self.mean_image.shape:

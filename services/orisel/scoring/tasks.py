@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from orisel.core.artifacts import fetch, upload_dir
 from orisel.core.celery_app import app
 from orisel.core.errors import OriselError
-from orisel.core.jobs import JobState, JobStore
-from orisel.core.settings import get_settings, make_store
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.jobs import JobState, open_job
+from orisel.core.storage import ArtifactRef
 from orisel.scoring.servicer import SCORE_TASK
 from orisel.scoring.tune import TuneSpec, tune
 
@@ -22,10 +21,7 @@ def score(self: Any, job_id: str) -> str:
     from orisel.data.sources import load_cifar10
     from orisel.extraction.network import load_network
 
-    settings = get_settings()
-    store = cast(ArtifactStore, make_store(settings))
-    jobs = JobStore(store)
-    job = jobs.get(job_id)
+    settings, store, jobs, job = open_job(job_id)
     if job.state.done:
         return job.state.name
     jobs.update(job_id, state=JobState.RUNNING, phase="tune")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from orisel.core.celery_app import app
 from orisel.core.errors import OriselError
-from orisel.core.jobs import JobState, JobStore
-from orisel.core.settings import Settings, get_settings, make_store
+from orisel.core.jobs import JobState, open_job
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.data.prepare import prepare
 from orisel.data.sources import load_cifar10
@@ -66,10 +66,7 @@ def _upload(store: ArtifactStore, job_id: str, run_dir: Path) -> dict[str, Artif
 
 @app.task(name=SEGMENT_TASK, bind=True, max_retries=3, default_retry_delay=10)  # type: ignore[untyped-decorator]
 def segment(self: Any, job_id: str) -> str:
-    settings = get_settings()
-    store = cast(ArtifactStore, make_store(settings))
-    jobs = JobStore(store)
-    job = jobs.get(job_id)
+    settings, store, jobs, job = open_job(job_id)
     if job.state.done:
         return job.state.name
     try:
