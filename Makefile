@@ -50,8 +50,8 @@ protos: $(STAMP) ## Regenerate services/orisel/api from protos/ (commit the resu
 
 lint: $(STAMP) ## ruff, strict mypy, and generated gRPC code up to date with protos/
 	$(BIN)/python protos/generate.py --check
-	$(BIN)/ruff check services tests bench protos
-	$(BIN)/ruff format --check services tests bench protos
+	$(BIN)/ruff check services tests bench protos deploy
+	$(BIN)/ruff format --check services tests bench protos deploy
 	$(BIN)/mypy
 
 test: lint ## Lint, then the whole test suite (unit and integration)
@@ -61,8 +61,8 @@ test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -m "not integration"
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix services tests bench
-	$(BIN)/ruff format services tests bench
+	$(BIN)/ruff check --fix services tests bench deploy
+	$(BIN)/ruff format services tests bench deploy
 
 BENCH_IMAGES ?= 2000
 bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md; BENCH_IMAGES=10000)

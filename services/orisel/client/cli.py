@@ -579,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    from orisel.core.celery_app import QUEUES
+    from orisel.core.settings import QUEUES
 
     worker = sub.add_parser("worker", help="run a Celery worker for some service queues")
     worker.add_argument(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from orisel.core.settings import Settings, get_settings
-
-QUEUES = ("training", "extraction", "scoring", "ablation", "pipeline")
+from orisel.core.settings import QUEUES, Settings, get_settings
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_HOME = Path.home() / ".local" / "share" / "orisel"
 
 
+# One Celery queue per service, so GPU-bound queues can be served by workers on GPU nodes.
+QUEUES = ("training", "extraction", "scoring", "ablation", "pipeline")
+
+
 class Settings(BaseSettings):
     """Where orisel finds data, keeps caches, runs and artifacts, and how services connect.
 
