@@ -10,25 +10,24 @@ DATA ?= ../shared/datasets/cifar10-jpeg.tar.gz
 RUNS ?= runs
 ifeq ($(FULL),1)
 RUN ?= $(RUNS)/full
-EPOCHS ?= 200
-TRAIN_FLAGS ?=
-PERMUTATIONS ?= 1000
-EVAL_FLAGS ?=
+PAPER_FLAGS ?= --label-corruptions 0,0.1,0.2,0.4 --seeds 0,1 --epochs 200 --permutations 1000
 else
 RUN ?= $(RUNS)/quick
-EPOCHS ?= 3
-TRAIN_FLAGS ?= --train-subset 20000
-PERMUTATIONS ?= 200
-EVAL_FLAGS ?= --test-subset 2000
+PAPER_FLAGS ?= --label-corruptions 0,0.2,0.4 --seeds 0 --epochs 2 --train-subset 10000 \
+	--test-subset 1000 --permutations 100
 endif
+# The reproduction (docs/results/cifar10.md): trained runs and their analyses live outside
+# the repository; the report's numbers are committed as docs/results/cifar10/data.json.
+REPRO_RUNS ?= $(HOME)/orisel-runs/cifar10
+REPRO_ANALYSIS ?= $(HOME)/orisel-analysis/cifar10
 ORISEL := $(BIN)/orisel
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format bench clean protos
+.PHONY: help install run reproduce report test test-fast lint format bench clean protos
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
-	@echo "  make run FULL=1   the paper's full size (200 epochs on 40k images, full test set)"
+	@echo "  make run FULL=1   the paper's full size (4 corruption levels, 2 seeds, 200 epochs, all images)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,12 +37,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install orisel with its dev tools
 
-run: $(STAMP) ## The paper's analysis, short: train cnn7, tune, ablate, invariance, report (FULL=1: paper size)
-	$(ORISEL) train --data $(DATA) --out $(RUN)/train --epochs $(EPOCHS) $(TRAIN_FLAGS) --resume
-	$(ORISEL) tune --checkpoint $(RUN)/train/best.pt --data $(DATA) $(EVAL_FLAGS) --permutations $(PERMUTATIONS) --out $(RUN)/tune
-	$(ORISEL) ablate --checkpoint $(RUN)/train/best.pt --data $(DATA) $(EVAL_FLAGS) --scores $(RUN)/tune --out $(RUN)/ablate
-	$(ORISEL) invariance --checkpoint $(RUN)/train/best.pt --data $(DATA) $(EVAL_FLAGS) --scores $(RUN)/tune --out $(RUN)/invariance
-	$(ORISEL) report --run $(RUN)
+run: $(STAMP) ## The paper's pipeline, short, in embedded mode (no servers); FULL=1: paper size
+	$(ORISEL) up --paper --home $(RUN) --port 0 --data $(DATA) $(PAPER_FLAGS)
+
+reproduce: $(STAMP) ## Analyse the trained runs in REPRO_RUNS into REPRO_ANALYSIS (hours on a CPU)
+	PATH=$(abspath $(BIN)):$$PATH ORISEL_DATA=$(abspath $(DATA)) \
+	  deploy/reproduce/cifar10.sh $(REPRO_RUNS) $(REPRO_ANALYSIS)
+	$(ORISEL) paper-report --analysis $(REPRO_ANALYSIS) --out docs/results/cifar10.md \
+	  --preface docs/results/cifar10-preface.md
+
+report: $(STAMP) ## Rebuild docs/results/cifar10.md and its plots from the committed data.json
+	$(ORISEL) paper-report --from-data docs/results/cifar10/data.json \
+	  --out docs/results/cifar10.md --preface docs/results/cifar10-preface.md
 
 protos: $(STAMP) ## Regenerate services/orisel/api from protos/ (commit the result)
 	$(BIN)/python protos/generate.py

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
-from orisel.core.settings import Settings
+from orisel.core.settings import Settings, settings_env
 
 _PR_SET_PDEATHSIG = 1
 
@@ -21,12 +25,7 @@ def _die_with_parent() -> None:
 
 def env_for(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process exactly these settings."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            raw: Any = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-            env[f"ORISEL_{name.upper()}"] = str(raw)
-    return env
+    return {**os.environ, "OMP_NUM_THREADS": "1", **settings_env(settings)}
 
 
 def start_worker(settings: Settings, queues: str, pool: str = "solo") -> subprocess.Popen[bytes]:
@@ -43,3 +42,36 @@ def start_worker(settings: Settings, queues: str, pool: str = "solo") -> subproc
 def unique_prefix() -> str:
     """A Redis key prefix of this test run, so no other worker can take its tasks."""
     return f"orisel-test-{uuid.uuid4().hex[:12]}:"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A real S3 API (moto's server) on a loopback port; yields host:port."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("moto server did not start")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)

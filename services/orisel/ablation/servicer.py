@@ -6,25 +6,17 @@ from typing import Any, cast
 
 from orisel.ablation.run import AblateSpec, InvarianceSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
-from orisel.core.errors import InvalidArgument, NotFound
+from orisel.core.artifacts import resolve
+from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobs import Job, JobStore
 from orisel.core.jobservice import JobServicer, validated
 from orisel.core.settings import Settings, make_store
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.storage import ArtifactStore
 
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
 PLAN_TASK = "orisel.ablation.plan"
 INVARIANCE_TASK = "orisel.ablation.invariance"
-
-
-def _ref(msg: Any, field: str, store: ArtifactStore, where: str) -> dict[str, Any]:
-    if not msg.HasField(field):
-        raise InvalidArgument(f"{where}.{field}", "an ArtifactRef to an object in the store", None)
-    ref = ArtifactRef.from_proto(getattr(msg, field))
-    if not store.exists(ref.key):
-        raise NotFound(f"{where}.{field}: artifact {ref.key} does not exist in the store")
-    return ref.__dict__
 
 
 def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
@@ -39,8 +31,8 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
         )
     common = {
         "task": which,
-        "checkpoint": _ref(msg, "checkpoint", store, where),
-        "scores": _ref(msg, "scores", store, where),
+        "checkpoint": resolve(store, msg, "checkpoint", where).__dict__,
+        "scores": resolve(store, msg, "scores", where).__dict__,
         "test_subset": msg.test_subset or None,
     }
     given: dict[str, Any] = {

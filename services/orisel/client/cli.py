@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
 from orisel.core.errors import InvalidArgument, OriselError
-from orisel.core.settings import get_settings
+from orisel.core.settings import QUEUES, get_settings
 from orisel.data.prepare import SplitSpec
 
 log = logging.getLogger("orisel")
@@ -358,30 +358,182 @@ def _job_line(job: Any) -> str:
     return line + (f"  error: {job.error}" if job.error else "")
 
 
-def cmd_submit_train(args: argparse.Namespace) -> int:
-    from orisel.api.training.v1 import training_pb2
-    from orisel.client.jobs import JobClient
+def _ref(key: str | None) -> Any:
+    from orisel.api.common.v1 import common_pb2
 
-    spec = training_pb2.TrainSpec(
-        model=args.model or "",
-        epochs=args.epochs or 0,
-        seed=args.seed or 0,
-        label_corruption=args.label_corruption or 0.0,
-        train_subset=args.train_subset or 0,
-        val_size=args.val_size or 0,
-        epochs_per_segment=args.epochs_per_segment or 0,
+    return common_pb2.ArtifactRef(key=key) if key else None
+
+
+def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
+    """(service, SubmitRequest) for `orisel submit KIND`; the service validates the spec."""
+    key = args.key or ""
+    if args.submit_kind == "train":
+        from orisel.api.training.v1 import training_pb2
+
+        spec = training_pb2.TrainSpec(
+            model=args.model or "",
+            epochs=args.epochs or 0,
+            seed=args.seed or 0,
+            label_corruption=args.label_corruption or 0.0,
+            train_subset=args.train_subset or 0,
+            val_size=args.val_size or 0,
+            epochs_per_segment=args.epochs_per_segment or 0,
+            data=_ref(args.data_key),
+        )
+        return "training", training_pb2.SubmitRequest(idempotency_key=key, spec=spec)
+    if args.submit_kind == "extract":
+        from orisel.api.extraction.v1 import extraction_pb2
+
+        ext = extraction_pb2.ExtractSpec(
+            checkpoint=_ref(args.checkpoint_key), stimuli=args.stimuli or [],
+            layers=args.layers or [], reduction=args.reduction or "",
+        )  # fmt: skip
+        return "extraction", extraction_pb2.SubmitRequest(idempotency_key=key, spec=ext)
+    if args.submit_kind == "tune":
+        from orisel.api.scoring.v1 import scoring_pb2
+
+        score = scoring_pb2.ScoreSpec(
+            checkpoint=_ref(args.checkpoint_key), stimuli=args.stimuli or [],
+            layers=args.layers or [], permutations=args.permutations or 0,
+            test_subset=args.test_subset or 0,
+        )  # fmt: skip
+        return "scoring", scoring_pb2.SubmitRequest(idempotency_key=key, spec=score)
+    if args.submit_kind == "ablate":
+        from orisel.api.ablation.v1 import ablation_pb2
+
+        common = {
+            "checkpoint": _ref(args.checkpoint_key),
+            "scores": _ref(args.scores_key),
+            "layers": args.layers or [],
+            "seeds": [int(x) for x in args.seeds or []],
+            "test_subset": args.test_subset or 0,
+        }
+        if args.invariance:
+            inv = ablation_pb2.InvarianceSpec(
+                **common, ablate_layers=args.ablate_layers or [], shift=args.shift or 0
+            )
+            return "ablation", ablation_pb2.SubmitRequest(idempotency_key=key, invariance=inv)
+        sweep = ablation_pb2.SweepSpec(
+            **common, orders=args.orders or [], fractions=[float(x) for x in args.fractions or []]
+        )
+        return "ablation", ablation_pb2.SubmitRequest(idempotency_key=key, sweep=sweep)
+    from orisel.api.pipeline.v1 import pipeline_pb2
+
+    paper = pipeline_pb2.PaperSpec(
+        label_corruptions=[float(x) for x in args.label_corruptions or []],
+        seeds=[int(x) for x in args.seeds or []],
+        epochs=args.epochs or 0, train_subset=args.train_subset or 0,
+        val_size=args.val_size or 0, test_subset=args.test_subset or 0,
+        permutations=args.permutations or 0,
+        data=_ref(args.data_key),
+    )  # fmt: skip
+    return "pipeline", pipeline_pb2.SubmitRequest(idempotency_key=key, spec=paper)
+
+
+def _paper_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--label-corruptions", type=_comma_list, help="e.g. 0,0.1,0.2,0.4 (the default)"
     )
-    client = JobClient(args.server, "training")
-    try:
-        job = client.submit(training_pb2.SubmitRequest(idempotency_key=args.key or "", spec=spec))
-    finally:
-        client.close()
+    parser.add_argument("--seeds", type=_comma_list, help="seeds at the lowest corruption (0,1)")
+    parser.add_argument("--epochs", type=int, help="epochs per network (default: 200)")
+    parser.add_argument("--train-subset", type=int, help="training images (default: all 40k)")
+    parser.add_argument("--val-size", type=int, help="validation images (default: 10000)")
+    parser.add_argument("--test-subset", type=int, help="test images (default: all 10k)")
+    parser.add_argument("--permutations", type=int, help="gOSI shuffles (default: 1000)")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Serve every service and a worker from one folder; with --paper, run the pipeline."""
+    import signal
+    import threading
+    from typing import cast
+
+    from orisel.client.embedded import Embedded, embedded_settings
+    from orisel.core.settings import make_store
+    from orisel.core.storage import ArtifactStore
+
+    base = get_settings()
+    if args.data:
+        base = base.model_copy(update={"data": Path(args.data).resolve()})
+    if args.paper and base.data is None:
+        raise InvalidArgument("--data", "a CIFAR-10 archive or folder (or set ORISEL_DATA)", None)
+    home = Path(args.home)
+    settings = embedded_settings(base, home, args.port)
+    home.mkdir(parents=True, exist_ok=True)
+    with Embedded(settings, log=home / "worker.log") as stack:
+        sys.stderr.write(
+            f"orisel: all services on {stack.address} (store {settings.store_root}, "
+            f"worker log {home / 'worker.log'})\n"
+        )
+        if not args.paper:
+            stop = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+            return 0
+        args.server, args.submit_kind, args.data_key = stack.address, "paper", None
+        service, request = _submit_request(args)
+        from orisel.client.jobs import JobClient
+
+        client = JobClient(stack.address, service)
+        try:
+            job = client.submit(request)
+        finally:
+            client.close()
+        sys.stderr.write(f"orisel: pipeline job {job.id} submitted through {stack.address}\n")
+        job = _follow(stack.address, service, job.id, args.quiet or args.json)
+        if job.state != 3:  # JOB_STATE_SUCCEEDED
+            _emit(args, _job_dict(job), _job_line(job))
+            return 1
+        store = cast(ArtifactStore, make_store(settings))
+        out = Path(args.report_dir or home / "report")
+        prefix = f"analyses/{job.id}/report/"
+        for ref in job.outputs:
+            store.get_file(store.stat(ref.key), out / ref.key.removeprefix(prefix))
     _emit(
-        args,
-        _job_dict(job),
-        f"submitted {_job_line(job)}\n  follow it: orisel watch {job.id} --service training",
+        args, {**_job_dict(job), "report": str(out / "report.md")}, f"report: {out / 'report.md'}"
     )
     return 0
+
+
+def cmd_paper_report(args: argparse.Namespace) -> int:
+    from orisel.core.atomic import atomic_write_json
+    from orisel.report.paper import collect, render
+
+    if args.analysis:
+        data = collect(args.analysis)
+        data_file = args.out.parent / args.out.stem / "data.json"
+        data_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(data_file, data)
+    else:
+        if not args.from_data.is_file():
+            raise InvalidArgument(
+                "--from-data", "a data.json written by paper-report", args.from_data
+            )
+        data = json.loads(args.from_data.read_text())
+    preface = args.preface.read_text() if args.preface else ""
+    out = render(data, args.out, preface)
+    _emit(args, {"report": str(out)}, f"report: {out}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orisel.api.common.v1 import common_pb2
+    from orisel.client.jobs import JobClient
+
+    service, request = _submit_request(args)
+    client = JobClient(args.server, service)
+    try:
+        job = client.submit(request)
+    finally:
+        client.close()
+    if not args.wait:
+        follow = f"orisel watch {job.id} --service {service} --server {args.server}"
+        _emit(args, _job_dict(job), f"submitted {_job_line(job)}\n  follow it: {follow}")
+        return 0
+    job = _follow(args.server, service, job.id, args.quiet or args.json)
+    _emit(args, _job_dict(job), _job_line(job) + "".join(f"\n  {o.key}" for o in job.outputs))
+    return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -400,24 +552,33 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_watch(args: argparse.Namespace) -> int:
+def _follow(address: str, service: str, job_id: str, quiet: bool) -> Any:
+    """Watch a job to its end with a progress bar; returns the final job."""
     from orisel.api.common.v1 import common_pb2
     from orisel.client.jobs import JobClient
 
-    client = JobClient(args.server, args.service)
-    bar = tqdm(total=100, unit="%", disable=args.quiet or args.json, dynamic_ncols=True)
+    client = JobClient(address, service)
+    bar = tqdm(total=100, unit="%", disable=quiet, dynamic_ncols=True)
     job = None
     try:
-        for job in client.watch(args.job):
+        for job in client.watch(job_id):
             bar.n = round(job.progress.fraction * 100, 1)
             state = common_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
-            shown: dict[str, object] = {"state": state}
+            shown: dict[str, object] = {"state": state, "phase": job.progress.phase}
             shown |= {k: f"{v:.4g}" for k, v in job.progress.metrics.items()}
             bar.set_postfix(shown)
     finally:
         bar.close()
         client.close()
-    assert job is not None
+    if job is None:
+        raise OriselError(f"job {job_id}: the service sent no update")
+    return job
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from orisel.api.common.v1 import common_pb2
+
+    job = _follow(args.server, args.service, args.job, args.quiet or args.json)
     _emit(args, _job_dict(job), _job_line(job))
     return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
 
@@ -573,13 +734,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     serve = sub.add_parser("serve", help="run a gRPC service (settings: ORISEL_* variables)")
-    serve.add_argument("service", choices=["training", "scoring", "ablation"], help="which service")
+    serve.add_argument("service", choices=list(QUEUES), help="which service")
     serve.add_argument(
         "--port", type=int, help="port (default: $ORISEL_GRPC_PORT or 50051; 0: any)"
     )
     serve.set_defaults(func=cmd_serve)
-
-    from orisel.core.settings import QUEUES
 
     worker = sub.add_parser("worker", help="run a Celery worker for some service queues")
     worker.add_argument(
@@ -598,7 +757,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--server", default="127.0.0.1:50051", help="host:port of the service")
     submit = sub.add_parser("submit", help="submit a job to a service")
     submit_sub = submit.add_subparsers(dest="submit_kind", required=True, metavar="KIND")
-    st = submit_sub.add_parser("train", parents=[common, server], help="a training job")
+    submit_common = argparse.ArgumentParser(add_help=False, parents=[common, server])
+    submit_common.add_argument(
+        "--key", help="idempotency key: submitting it again returns the same job"
+    )
+    submit_common.add_argument(
+        "--wait", action="store_true", help="follow the job to its end (exit 1 unless it succeeds)"
+    )
+    st = submit_sub.add_parser("train", parents=[submit_common], help="a training job")
     for flag, typ in (
         ("--model", str),
         ("--epochs", int),
@@ -609,11 +775,77 @@ def build_parser() -> argparse.ArgumentParser:
         ("--epochs-per-segment", int),
     ):
         st.add_argument(flag, type=typ)
-    st.add_argument("--key", help="idempotency key: submitting it again returns the same job")
-    st.set_defaults(func=cmd_submit_train)
+    st.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
+    analysis = argparse.ArgumentParser(add_help=False)
+    analysis.add_argument(
+        "--checkpoint-key", required=True, help="checkpoint in the store, e.g. runs/<job>/best.pt"
+    )
+    analysis.add_argument("--layers", type=_comma_list, help="layers (default: all analysed)")
+    se = submit_sub.add_parser(
+        "extract", parents=[submit_common, analysis], help="stimulus responses of a checkpoint"
+    )
+    se.add_argument("--stimuli", type=_comma_list, help="gratings,bars (default: both)")
+    se.add_argument("--reduction", choices=["mean", "centre", "max"])
+    su = submit_sub.add_parser(
+        "tune", parents=[submit_common, analysis], help="orientation and class selectivity"
+    )
+    su.add_argument("--stimuli", type=_comma_list, help="gratings,bars (default: both)")
+    su.add_argument("--permutations", type=int)
+    su.add_argument("--test-subset", type=int)
+    sa = submit_sub.add_parser(
+        "ablate", parents=[submit_common, analysis], help="an ablation sweep or shift-invariance"
+    )
+    sa.add_argument(
+        "--scores-key", required=True, help="units table of a tune job, .../tune/units.csv"
+    )
+    sa.add_argument("--orders", type=_comma_list, help="gosi,osi,csi")
+    sa.add_argument("--fractions", type=_comma_list)
+    sa.add_argument("--seeds", type=_comma_list, help="seeds of the random orders")
+    sa.add_argument("--test-subset", type=int)
+    sa.add_argument("--invariance", action="store_true", help="shift-invariance instead")
+    sa.add_argument("--ablate-layers", type=_comma_list, help="with --invariance")
+    sa.add_argument("--shift", type=int, help="with --invariance: pixels")
+    sp = submit_sub.add_parser(
+        "paper", parents=[submit_common], help="the paper end to end: train, score, ablate, report"
+    )
+    _paper_flags(sp)
+    sp.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
+    for p in (st, se, su, sa, sp):
+        p.set_defaults(func=cmd_submit)
+
+    up = sub.add_parser(
+        "up",
+        parents=[common],
+        help="embedded mode: every service and a worker, no servers needed",
+        description="Serve all five gRPC services and one worker from one folder (local store, "
+        "Celery filesystem broker, SQLite results). With --paper, submit the paper pipeline "
+        "through the gRPC client, follow it, fetch its report and stop.",
+    )
+    up.add_argument("--home", default="runs/embedded", help="state folder (default: %(default)s)")
+    up.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
+    up.add_argument("--data", help="CIFAR-10 archive or folder (default: $ORISEL_DATA)")
+    up.add_argument("--paper", action="store_true", help="run the paper pipeline, then stop")
+    up.add_argument("--key", help="idempotency key of the pipeline job")
+    up.add_argument("--report-dir", help="where the report goes (default: HOME/report)")
+    _paper_flags(up)
+    up.set_defaults(func=cmd_up)
+    pr = sub.add_parser(
+        "paper-report",
+        parents=[common],
+        help="the C1-C5 claims report of many analysed networks",
+        description="Collect an analysis folder (<variant>/manifest.json, <variant>/best/"
+        "{tune,ablate,invariance}, <variant>/trajectory/*) into OUT with plots in OUT's stem "
+        "folder and the numbers in <stem>/data.json; or re-render from that data.json.",
+    )
+    src = pr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--analysis", type=Path, help="the analysis folder")
+    src.add_argument("--from-data", type=Path, help="a data.json written by an earlier run")
+    pr.add_argument("--out", type=Path, required=True, help="report path, e.g. docs/results/x.md")
+    pr.add_argument("--preface", type=Path, help="markdown placed before the claims table")
+    pr.set_defaults(func=cmd_paper_report)
 
     service = argparse.ArgumentParser(add_help=False)
-    service.add_argument("--service", default="training", choices=["training", "ablation"])
+    service.add_argument("--service", default="training", choices=list(QUEUES))
     jobs = sub.add_parser("jobs", parents=[common, server, service], help="list a service's jobs")
     jobs.set_defaults(func=cmd_jobs)
     watch = sub.add_parser(
@@ -642,6 +874,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = args.func(args)
     except OriselError as exc:
         sys.stderr.write(f"orisel: error: {exc}\n")
+        return 2
+    except Exception as exc:
+        # A service's answer (grpc.RpcError) without importing grpc for every command.
+        if not (type(exc).__module__.startswith("grpc") and hasattr(exc, "code")):
+            raise
+        sys.stderr.write(f"orisel: error: {exc.code().name}: {exc.details()}\n")  # type: ignore[attr-defined]
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("orisel: interrupted; --resume continues from the last checkpoint\n")

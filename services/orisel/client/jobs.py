@@ -10,12 +10,18 @@ import grpc
 
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2
+from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
+from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.errors import InvalidArgument
 
 SERVICES: dict[str, tuple[ModuleType, Any]] = {
     "training": (training_pb2, training_pb2_grpc.TrainingServiceStub),
+    "extraction": (extraction_pb2, extraction_pb2_grpc.ExtractionServiceStub),
+    "scoring": (scoring_pb2, scoring_pb2_grpc.ScoringServiceStub),
     "ablation": (ablation_pb2, ablation_pb2_grpc.AblationServiceStub),
+    "pipeline": (pipeline_pb2, pipeline_pb2_grpc.PipelineServiceStub),
 }
 DONE = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
 

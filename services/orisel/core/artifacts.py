@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.storage import ArtifactRef, ArtifactStore
 
 
@@ -20,3 +22,27 @@ def upload_dir(store: ArtifactStore, prefix: str, folder: Path) -> list[Artifact
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     ]
+
+
+def resolve(store: ArtifactStore, msg: Any, field: str, where: str = "spec") -> ArtifactRef:
+    """The stored object a request's ArtifactRef field names, with its recorded checksum.
+
+    A client may name an object by key alone; a checksum it gives must match the store's.
+    """
+    if not msg.HasField(field):
+        raise InvalidArgument(f"{where}.{field}", "an ArtifactRef to an object in the store", None)
+    given = ArtifactRef.from_proto(getattr(msg, field))
+    if not given.key:
+        raise InvalidArgument(f"{where}.{field}.key", "the key of an object in the store", "")
+    try:
+        stored = store.stat(given.key)
+    except NotFound as exc:
+        raise NotFound(
+            f"{where}.{field}: artifact {given.key} does not exist in the store"
+        ) from exc
+    if given.sha256 and given.sha256 != stored.sha256:
+        raise FailedPrecondition(
+            f"{where}.{field}: artifact {given.key} has sha256 {stored.sha256[:12]}, "
+            f"not {given.sha256[:12]}: it was replaced since the client read it"
+        )
+    return stored

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     )
     work_dir: Path = Field(DEFAULT_HOME / "work", description="workers' local scratch space")
     segment_epochs: int = Field(5, ge=1, description="epochs per training task")
+    pipeline_poll_s: float = Field(2.0, gt=0, description="seconds between pipeline advances")
     task_time_limit_s: int = Field(6 * 3600, ge=1, description="hard limit of one task")
     visibility_timeout_s: int | None = Field(
         None,
@@ -58,6 +59,16 @@ class Settings(BaseSettings):
     grpc_host: str = Field("127.0.0.1", description="address the gRPC services bind")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     grace_s: float = Field(10.0, ge=0, description="seconds to finish calls on SIGTERM")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """ORISEL_* variables that give a child process exactly these settings."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env[f"ORISEL_{name.upper()}"] = str(raw)
+    return env
 
 
 @lru_cache(maxsize=1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from orisel.core.errors import InvalidArgument, NotFound
+from orisel.core.artifacts import resolve
+from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobs import Job, JobStore
 from orisel.core.jobservice import JobServicer, validated
 from orisel.core.settings import Settings, make_store
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.storage import ArtifactStore
 from orisel.scoring.tune import TuneSpec
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
@@ -19,13 +20,7 @@ SCORE_TASK = "orisel.scoring.score"
 
 def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
     spec = request.spec
-    if not spec.HasField("checkpoint"):
-        raise InvalidArgument(
-            "spec.checkpoint", "an ArtifactRef to a checkpoint in the store", None
-        )
-    ref = ArtifactRef.from_proto(spec.checkpoint)
-    if not store.exists(ref.key):
-        raise NotFound(f"spec.checkpoint: artifact {ref.key} does not exist in the store")
+    ref = resolve(store, spec, "checkpoint")
     if spec.test_subset < 0:
         raise InvalidArgument("spec.test_subset", "0 (all test images) or more", spec.test_subset)
     given: dict[str, Any] = {

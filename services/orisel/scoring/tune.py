@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import TableFormat, write_table
+from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
 from orisel.science import indices as ix
 from orisel.science.responses import Reduction
-from orisel.science.stimuli import StimulusSet, bars, gratings
+from orisel.science.stimuli import StimulusSet
 
 HIST_BINS = 20
 UNIT_COLUMNS = (
@@ -46,12 +47,6 @@ class TuneSpec(BaseModel):
     seed: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=1)
     format: TableFormat = "csv"
-
-
-def make_stimuli(kind: str, size: int, spec: TuneSpec) -> StimulusSet:
-    if kind == "gratings":
-        return gratings(size, spec.n_orientations, spec.n_phases, spec.n_frequencies)
-    return bars(size, spec.n_orientations)
 
 
 def score_layer(

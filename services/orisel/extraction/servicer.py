@@ -1,0 +1,46 @@
+"""ExtractionService: ExtractSpec to a validated extraction job; the verbs are shared."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
+from orisel.core.artifacts import resolve
+from orisel.core.grpcserver import Registration
+from orisel.core.jobs import Job, JobStore
+from orisel.core.jobservice import JobServicer, validated
+from orisel.core.settings import Settings, make_store
+from orisel.core.storage import ArtifactStore
+from orisel.extraction.extract import ExtractSpec
+
+SERVICE_NAME = extraction_pb2.DESCRIPTOR.services_by_name["ExtractionService"].full_name
+EXTRACT_TASK = "orisel.extraction.extract"
+
+
+def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
+    spec = request.spec
+    ref = resolve(store, spec, "checkpoint")
+    given: dict[str, Any] = {
+        k: list(getattr(spec, k)) for k in ("stimuli", "layers") if getattr(spec, k)
+    }
+    given |= {
+        k: getattr(spec, k)
+        for k in ("reduction", "n_orientations", "n_phases", "n_frequencies")
+        if getattr(spec, k)
+    }
+    return {"checkpoint": ref.__dict__, "extract": validated(ExtractSpec, given, "spec")}
+
+
+def registration(settings: Settings) -> Registration:
+    from orisel.core.celery_app import make_celery
+
+    store = cast(ArtifactStore, make_store(settings))
+    celery = make_celery(settings)
+
+    def enqueue(job: Job) -> None:
+        celery.send_task(EXTRACT_TASK, args=(job.id,), queue="extraction")
+
+    servicer = JobServicer(
+        extraction_pb2, "extraction", JobStore(store), lambda r: spec_of(r, store), enqueue
+    )
+    return extraction_pb2_grpc.add_ExtractionServiceServicer_to_server, servicer, SERVICE_NAME

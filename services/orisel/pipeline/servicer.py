@@ -1,0 +1,44 @@
+"""PipelineService: the paper's pipeline as one job; the verbs are shared."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from orisel.core.grpcserver import Registration
+from orisel.core.jobs import Job, JobStore
+from orisel.core.jobservice import JobServicer, validated
+from orisel.core.settings import Settings, make_store
+from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.pipeline.spec import PaperSpec
+
+SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
+ADVANCE_TASK = "orisel.pipeline.advance"
+
+
+def spec_of(request: pipeline_pb2.SubmitRequest) -> dict[str, Any]:
+    """PaperSpec from the message; zero or empty fields take the paper's defaults."""
+    spec = request.spec
+    given: dict[str, Any] = {
+        k: list(getattr(spec, k)) for k in ("label_corruptions", "seeds") if getattr(spec, k)
+    }
+    given |= {
+        k: getattr(spec, k)
+        for k in ("epochs", "train_subset", "val_size", "test_subset", "permutations")
+        if getattr(spec, k)
+    }
+    data = ArtifactRef.from_proto(spec.data).__dict__ if spec.HasField("data") else None
+    return {"paper": validated(PaperSpec, given, "spec"), "data": data}
+
+
+def registration(settings: Settings) -> Registration:
+    from orisel.core.celery_app import make_celery
+
+    store = cast(ArtifactStore, make_store(settings))
+    celery = make_celery(settings)
+
+    def enqueue(job: Job) -> None:
+        celery.send_task(ADVANCE_TASK, args=(job.id,), queue="pipeline")
+
+    servicer = JobServicer(pipeline_pb2, "pipeline", JobStore(store), spec_of, enqueue)
+    return pipeline_pb2_grpc.add_PipelineServiceServicer_to_server, servicer, SERVICE_NAME

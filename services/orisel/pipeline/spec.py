@@ -1,0 +1,65 @@
+"""The paper's pipeline as a spec: which networks to train and how to analyse them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One network of the study: a label-corruption level and a seed."""
+
+    corruption: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"cnn7-c{self.corruption:g}-s{self.seed}"
+
+
+class PaperSpec(BaseModel):
+    """Train cnn7 at several label-corruption levels (and more seeds at the lowest), score every
+    network and the first one's training trajectory, sweep ablations and measure
+    shift-invariance on the lowest-corruption networks, then report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label_corruptions: tuple[float, ...] = Field((0.0, 0.1, 0.2, 0.4), min_length=1)
+    seeds: tuple[int, ...] = Field(
+        (0, 1), min_length=1, description="seeds at the lowest corruption"
+    )
+    epochs: int = Field(200, ge=1, le=10_000)
+    train_subset: int | None = Field(None, ge=10, description="training images (None: all)")
+    val_size: int | None = Field(None, ge=1, description="validation images (None: 10000)")
+    test_subset: int | None = Field(None, ge=10, description="test images (None: all)")
+    permutations: int = Field(1000, ge=0, le=100_000)
+    segment_epochs: int | None = Field(None, ge=1, description="epochs per training task")
+
+    @field_validator("label_corruptions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 <= c < 1.0 for c in v):
+            raise ValueError("every label corruption must be in [0, 1)")
+        if len(set(v)) != len(v):
+            raise ValueError("label corruptions must be distinct")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct and >= 0")
+        return v
+
+    def variants(self) -> list[Variant]:
+        """Each corruption level at the first seed, then the other seeds at the lowest level."""
+        first = [Variant(c, self.seeds[0]) for c in self.label_corruptions]
+        low = min(self.label_corruptions)
+        return first + [Variant(low, s) for s in self.seeds[1:]]
+
+    def reference(self) -> list[Variant]:
+        """The networks that get ablation sweeps and shift-invariance: the lowest corruption."""
+        low = min(self.label_corruptions)
+        return [v for v in self.variants() if v.corruption == low]

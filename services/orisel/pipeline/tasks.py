@@ -1,0 +1,259 @@
+"""The pipeline job: the paper end to end as a DAG of the other services' jobs.
+
+One task, `advance`, reconciles the DAG and re-schedules itself until the pipeline ends: it
+creates each stage's child jobs under idempotency keys derived from the pipeline's id (so a
+re-delivered advance finds the children it already made instead of making more), sends
+their tasks to the children's own queues, and moves on once every child of a stage has
+succeeded. No worker waits on another: the DAG's state is the children's job records.
+
+    train   one training job per variant
+    score   tune each best checkpoint, and every checkpoint of the first run (trajectory)
+    analyse ablation sweep and shift-invariance of each reference network
+    report  the report, built here from the children's outputs
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orisel.ablation.run import AblateSpec, InvarianceSpec
+from orisel.ablation.servicer import INVARIANCE_TASK, PLAN_TASK
+from orisel.core.artifacts import upload_dir
+from orisel.core.celery_app import app
+from orisel.core.errors import OriselError
+from orisel.core.jobs import Job, JobState, JobStore, open_job
+from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
+from orisel.pipeline.servicer import ADVANCE_TASK
+from orisel.pipeline.spec import PaperSpec
+from orisel.scoring.servicer import SCORE_TASK
+from orisel.scoring.tune import TuneSpec
+from orisel.training.config import TrainConfig
+from orisel.training.servicer import SEGMENT_TASK
+
+# Share of the whole pipeline's progress that each stage accounts for.
+STAGES = (("train", 0.6), ("score", 0.15), ("analyse", 0.2), ("report", 0.05))
+
+
+@dataclass(frozen=True)
+class Child:
+    name: str  # unique within the pipeline, e.g. "train/cnn7-c0-s0"
+    kind: str
+    spec: dict[str, Any]
+    task: str
+    queue: str
+
+
+class Dag:
+    """Creates (once) and reads the children of one pipeline job."""
+
+    def __init__(self, jobs: JobStore, parent: Job) -> None:
+        self.jobs = jobs
+        self.parent = parent
+
+    def ensure(self, children: list[Child]) -> list[Job]:
+        out = []
+        for c in children:
+            job, created = self.jobs.create(c.kind, c.spec, f"pipeline:{self.parent.id}:{c.name}")
+            if created:
+                app.send_task(c.task, args=(job.id,), queue=c.queue)
+            out.append(job)
+        return out
+
+
+def _train_children(spec: PaperSpec, data: dict[str, Any] | None) -> list[Child]:
+    out = []
+    for v in spec.variants():
+        split: dict[str, Any] = {"label_corruption": v.corruption}
+        if spec.train_subset:
+            split["train_subset"] = spec.train_subset
+        if spec.val_size:
+            split["val_size"] = spec.val_size
+        if spec.test_subset:  # the same test images for training curves and analyses
+            split["test_subset"] = spec.test_subset
+        cfg = TrainConfig.model_validate(
+            {"epochs": spec.epochs, "seed": v.seed, "data": split, "device": "auto"}
+        )
+        job_spec = {
+            "config": cfg.model_dump(mode="json"),
+            "data": data,
+            "segment_epochs": spec.segment_epochs,
+        }
+        out.append(Child(f"train/{v.name}", "training", job_spec, SEGMENT_TASK, "training"))
+    return out
+
+
+def _output(job: Job, suffix: str) -> ArtifactRef:
+    for ref in job.outputs:
+        if ref.key.endswith(suffix):
+            return ref
+    raise OriselError(f"{job.kind} job {job.id} has no output ending in {suffix}")
+
+
+def _score_children(spec: PaperSpec, trained: dict[str, Job], store: ArtifactStore) -> list[Child]:
+    tune = TuneSpec(permutations=spec.permutations).model_dump(mode="json")
+
+    def child(name: str, ref: ArtifactRef) -> Child:
+        job_spec = {"checkpoint": ref.__dict__, "tune": tune, "test_subset": spec.test_subset}
+        return Child(name, "scoring", job_spec, SCORE_TASK, "scoring")
+
+    out = [child(f"score/{n}", _output(j, "/best.pt")) for n, j in trained.items()]
+    first = spec.variants()[0].name
+    prefix = f"runs/{trained[first].id}/checkpoints/"
+    for ref in sorted(store.list(prefix), key=lambda r: r.key):
+        stem = Path(ref.key).stem
+        out.append(child(f"trajectory/{first}/{stem}", ref))
+    return out
+
+
+def _analysis_children(
+    spec: PaperSpec, trained: dict[str, Job], scored: dict[str, Job]
+) -> list[Child]:
+    out = []
+    for v in spec.reference():
+        common = {
+            "checkpoint": _output(trained[v.name], "/best.pt").__dict__,
+            "scores": _output(scored[v.name], "/units.csv").__dict__,
+            "test_subset": spec.test_subset,
+        }
+        sweep = {**common, "task": "sweep", "ablate": AblateSpec().model_dump(mode="json")}
+        inv = {**common, "task": "invariance", "invariance": InvarianceSpec().model_dump()}
+        out.append(Child(f"ablate/{v.name}", "ablation", sweep, PLAN_TASK, "ablation"))
+        out.append(Child(f"invariance/{v.name}", "ablation", inv, INVARIANCE_TASK, "ablation"))
+    return out
+
+
+def _stage_fraction(children: list[Job]) -> float:
+    return sum(1.0 if c.state == JobState.SUCCEEDED else c.fraction for c in children) / max(
+        len(children), 1
+    )
+
+
+def _failed(children: list[Job]) -> Job | None:
+    return next((c for c in children if c.state in (JobState.FAILED, JobState.CANCELLED)), None)
+
+
+def _reschedule(job_id: str, delay: float) -> None:
+    advance.apply_async((job_id,), queue="pipeline", countdown=delay)
+
+
+def _place(store: ArtifactStore, job: Job, root: Path, keep: int) -> None:
+    """Download a child's outputs under `root`, keeping the last `keep` parts of each key
+    (outputs are keyed analyses/<job>/<analysis>/<file> or runs/<job>/<file>)."""
+    for ref in job.outputs:
+        dest = root.joinpath(*ref.key.split("/")[-keep:])
+        if not dest.is_file():
+            store.get_file(ref, dest)
+
+
+def build_report(
+    store: ArtifactStore, spec: PaperSpec, children: dict[str, Job], out: Path, meta: dict[str, Any]
+) -> None:
+    """The pipeline's report from its children's artifacts (layout of report.paper)."""
+    from orisel.report.paper import write_paper_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name, job in children.items():
+            stage, rest = name.split("/", 1)
+            if stage == "train":
+                _place(store, job, root / rest, keep=1)
+            elif stage == "trajectory":
+                variant, stem = rest.split("/")
+                _place(store, job, root / variant / "trajectory" / stem, keep=1)
+            else:
+                _place(store, job, root / rest / "best", keep=2)
+        write_paper_report(root, out, meta)
+
+
+def _children_key(job_id: str) -> str:
+    return f"analyses/{job_id}/pipeline/children.json"
+
+
+def _stage(
+    stage: str, spec: PaperSpec, job: Job, store: ArtifactStore, made: dict[str, Job]
+) -> list[Child]:
+    trained = {k.removeprefix("train/"): j for k, j in made.items() if k.startswith("train/")}
+    if stage == "train":
+        return _train_children(spec, job.spec.get("data"))
+    if stage == "score":
+        return _score_children(spec, trained, store)
+    scored = {k.removeprefix("score/"): j for k, j in made.items() if k.startswith("score/")}
+    return _analysis_children(spec, trained, scored)
+
+
+def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]) -> dict[str, Any]:
+    fraction = before + weight * _stage_fraction(got)
+    elapsed = time.time() - job.created_at
+    done = sum(c.state == JobState.SUCCEEDED for c in got)
+    metrics = {"stage_jobs": float(len(got)), "stage_jobs_done": float(done)}
+    accuracies = [c.metrics["val_accuracy"] for c in got if "val_accuracy" in c.metrics]
+    if accuracies:
+        metrics["mean_val_accuracy"] = sum(accuracies) / len(accuracies)
+    return {
+        "state": JobState.RUNNING,
+        "phase": f"{stage} ({done}/{len(got)} jobs)",
+        "fraction": min(fraction, 0.99),
+        "eta_seconds": elapsed * (1 - fraction) / fraction if fraction > 0 else -1.0,
+        "metrics": metrics,
+    }
+
+
+@app.task(name=ADVANCE_TASK, bind=True)  # type: ignore[untyped-decorator]
+def advance(self: Any, job_id: str) -> str:
+    settings, store, jobs, job = open_job(job_id)
+    if job.state == JobState.CANCELLED:
+        if store.exists(_children_key(job_id)):
+            for child_id in json.loads(get_bytes(store, store.stat(_children_key(job_id)))):
+                if not jobs.get(child_id).state.done:
+                    jobs.update(child_id, state=JobState.CANCELLED)
+        return "CANCELLED"
+    if job.state.done:
+        return job.state.name
+    spec = PaperSpec.model_validate(job.spec["paper"])
+    dag = Dag(jobs, job)
+    made: dict[str, Job] = {}
+    before = 0.0
+    try:
+        for stage, weight in STAGES[:-1]:
+            wanted = _stage(stage, spec, job, store, made)
+            got = dag.ensure(wanted)
+            made |= {c.name: j for c, j in zip(wanted, got, strict=True)}
+            put_bytes(
+                store, _children_key(job_id), json.dumps([j.id for j in made.values()]).encode()
+            )
+            if bad := _failed(got):
+                name = next(n for n, j in made.items() if j.id == bad.id)
+                jobs.update(
+                    job_id,
+                    state=JobState.FAILED,
+                    error=f"{name} ({bad.kind} job {bad.id}) {bad.state.name.lower()}: {bad.error}",
+                )
+                return "FAILED"
+            if not all(c.state == JobState.SUCCEEDED for c in got):
+                if not jobs.get(job_id).state.done:
+                    jobs.update(job_id, **_progress(job, stage, before, weight, got))
+                _reschedule(job_id, settings.pipeline_poll_s)
+                return stage
+            before += weight
+        jobs.update(job_id, state=JobState.RUNNING, phase="report", fraction=before)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "report"
+            meta = {"job": job_id, "spec": spec.model_dump(mode="json")}
+            meta["children"] = {n: j.id for n, j in made.items()}
+            build_report(store, spec, made, out, meta)
+            refs = upload_dir(store, f"analyses/{job_id}/report", out)
+    except OriselError as exc:
+        jobs.update(job_id, state=JobState.FAILED, error=str(exc))
+        return "FAILED"
+    if jobs.get(job_id).state.done:
+        return jobs.get(job_id).state.name
+    report_first = sorted(refs, key=lambda r: not r.key.endswith("report.md"))
+    jobs.update(
+        job_id, state=JobState.SUCCEEDED, phase="done", fraction=1.0, outputs=tuple(report_first)
+    )
+    return "SUCCEEDED"

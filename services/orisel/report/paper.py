@@ -1,0 +1,523 @@
+"""The paper's claims (C1-C5 of METHODS.md) checked on a set of trained and analysed networks.
+
+`collect` reads an analysis folder laid out as
+
+    <root>/<variant>/manifest.json                   the training run's manifest
+    <root>/<variant>/best/{tune,ablate,invariance}/  analyses of the kept checkpoint
+    <root>/<variant>/trajectory/<checkpoint>/        tuning of checkpoints during training
+
+(variant names as `cnn7-c<corruption>-s<seed>`) into one JSON-able dict of exactly the numbers
+the report uses; `render` turns that dict into a markdown report with small PNG plots. The
+split lets a report be rebuilt, and its data be committed, without the checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orisel.core.atomic import atomic_write, atomic_write_json
+from orisel.core.errors import NotFound
+
+LOWER = ("layer1", "layer2", "layer3")
+HIGHER = ("layer4", "layer5", "layer6", "fc1")
+HOLDS = {True: "yes", False: "no", None: "not tested"}
+_VARIANT = re.compile(r"^cnn7-c(?P<c>[0-9.]+)-s(?P<s>\d+)$")
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _lower_mean(layers: dict[str, Any]) -> float:
+    return float(np.mean([layers[n]["mean_gosi"] for n in LOWER if n in layers]))
+
+
+def _tune_numbers(t: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "epoch": t["network"].get("epoch"),
+        "metrics": t["network"].get("metrics"),
+        "checkpoint_sha256": t["network"].get("checkpoint_sha256"),
+        "threshold": t["spec"]["threshold"],
+        "permutations": t["spec"]["permutations"],
+    }
+    for kind in ("gratings", "bars"):
+        if kind in t["summary"]:
+            out[kind] = t["summary"][kind]["layers"]
+    if "class_selectivity" in t["summary"]:
+        out["csi"] = {k: v["mean_csi"] for k, v in t["summary"]["class_selectivity"].items()}
+    return out
+
+
+def _curves(path: Path) -> list[dict[str, Any]]:
+    keep = ("layer", "order", "seed", "fraction", "accuracy", "loss_increase_mean")
+    with path.open() as f:
+        return [
+            {k: (r[k] if k in ("layer", "order") else float(r[k])) for k in keep}
+            for r in csv.DictReader(f)
+        ]
+
+
+def collect(root: Path) -> dict[str, Any]:
+    """Every number the report needs, from an analysis folder (layout above)."""
+    variants: dict[str, Any] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        m = _VARIANT.match(folder.name)
+        manifest = _json(folder / "manifest.json")
+        if not m or manifest is None:
+            continue
+        last = manifest["history"][-1]
+        v: dict[str, Any] = {
+            "corruption": float(m["c"]),
+            "seed": int(m["s"]),
+            "epochs_trained": last["epoch"],
+            "epochs_configured": manifest["config"]["epochs"],
+            "best": {"epoch": manifest["best"]["epoch"], "metrics": manifest["best"]["metrics"]},
+            "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+            "data_sha256": manifest["data"]["sha256"],
+            "code_version": manifest["environment"].get("code_version"),
+            "device": manifest["environment"].get("device_name"),
+            "history": [
+                {"epoch": h["epoch"], **{s: h["metrics"][s] for s in ("train", "test")}}
+                for h in manifest["history"]
+                if h["metrics"].get("train")
+            ],
+        }
+        tune = _json(folder / "best" / "tune" / "summary.json")
+        if tune:
+            v["tune"] = _tune_numbers(tune)
+            v["tune"]["command"] = tune.get("command")
+        ablate = _json(folder / "best" / "ablate" / "summary.json")
+        if ablate:
+            v["ablate"] = {
+                "splits": ablate["splits"],
+                "test_images": ablate.get("test_images"),
+                "curves": _curves(folder / "best" / "ablate" / ablate["table"]),
+                "command": ablate.get("command"),
+            }
+        inv = _json(folder / "best" / "invariance" / "summary.json")
+        if inv:
+            v["invariance"] = {
+                "spec": inv["spec"],
+                "summary": inv["summary"],
+                "images": inv.get("images"),
+                "command": inv.get("command"),
+            }
+        trajectory = []
+        for t_dir in sorted((folder / "trajectory").glob("*")):
+            t = _json(t_dir / "summary.json")
+            if t:
+                trajectory.append(_tune_numbers(t))
+        if trajectory:
+            v["trajectory"] = sorted(trajectory, key=lambda t: t["epoch"])
+        variants[folder.name] = v
+    if not variants:
+        raise NotFound(f"no analysed variants (cnn7-c<corruption>-s<seed>/manifest.json) in {root}")
+    return {"variants": variants}
+
+
+def rank(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    for value in np.unique(x):
+        tied = x == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = rank(np.asarray(x, float)), rank(np.asarray(y, float))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else 0.0
+
+
+def spearman_test(
+    x: np.ndarray, y: np.ndarray, seed: int = 0, resamples: int = 10_000
+) -> dict[str, float]:
+    """Spearman r, two-sided permutation p-value (exact up to 8 points) and a bootstrap 95% CI."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    r = spearman(x, y)
+    rng = np.random.default_rng(seed)
+    if len(x) <= 8:
+        null = np.array([spearman(x, y[list(p)]) for p in itertools.permutations(range(len(y)))])
+    else:
+        null = np.array([spearman(x, rng.permutation(y)) for _ in range(resamples)])
+    p = float((np.abs(null) >= abs(r) - 1e-12).mean())
+    boot = []
+    for _ in range(2000):
+        idx = rng.integers(0, len(x), len(x))
+        if len(np.unique(x[idx])) > 1 and len(np.unique(y[idx])) > 1:
+            boot.append(spearman(x[idx], y[idx]))
+    lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+    return {"r": r, "p": p, "ci_low": float(lo), "ci_high": float(hi), "n": float(len(x))}
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _reference(variants: dict[str, Any]) -> list[str]:
+    low = min(v["corruption"] for v in variants.values())
+    return [n for n, v in variants.items() if v["corruption"] == low]
+
+
+def claims(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The claim table: (claim, statistic, our value, holds) with the numbers behind each."""
+    variants = data["variants"]
+    ref = _reference(variants)
+    rows = []
+    # C1: more selective units than the shuffled null in every lower layer (gratings and bars).
+    c1 = []
+    for kind in ("gratings", "bars"):
+        for n in ref:
+            layers = (variants[n].get("tune") or {}).get(kind, {})
+            for layer in LOWER:
+                if layer in layers:
+                    s = layers[layer]
+                    c1.append(s["fraction_above_threshold"] > s["null_fraction_above_threshold"])
+    rows.append(
+        {
+            "claim": "C1 orientation-selective units exist in every lower layer",
+            "statistic": "fraction of units with gOSI > threshold vs the shuffled null, "
+            "layers 1-3, gratings and bars, every lowest-corruption network",
+            "value": f"{sum(c1)}/{len(c1)} (layer, stimulus, network) cases above the null",
+            "holds": all(c1) if c1 else None,
+        }
+    )
+    # C2: lower-layer gOSI grows with test accuracy over training.
+    c2 = {}
+    for n, v in variants.items():
+        traj = v.get("trajectory")
+        if traj and len(traj) >= 3:
+            lower = np.array([_lower_mean(t["gratings"]) for t in traj])
+            accuracy = np.array([t["metrics"]["test"]["accuracy"] for t in traj])
+            c2[n] = spearman_test(lower, accuracy)
+    rows.append(
+        {
+            "claim": "C2 selectivity emerges with training, alongside test accuracy",
+            "statistic": "Spearman r (permutation p) of lower-layer mean gOSI vs test accuracy "
+            "over each network's checkpoints",
+            "value": "; ".join(
+                f"{n}: r={_fmt(s['r'], 2)} (p={_fmt(s['p'], 4)}, {int(s['n'])} checkpoints)"
+                for n, s in c2.items()
+            )
+            or "no trajectory",
+            "holds": all(s["r"] > 0 and s["p"] < 0.05 for s in c2.values()) if c2 else None,
+        }
+    )
+    # C3: across networks, lower-layer gOSI rises with test accuracy.
+    named = [n for n, v in variants.items() if v.get("tune")]
+    c3 = None
+    if len(named) >= 3:
+        g = np.array([_lower_mean(variants[n]["tune"]["gratings"]) for n in named])
+        acc = np.array([variants[n]["tune"]["metrics"]["test"]["accuracy"] for n in named])
+        c3 = spearman_test(g, acc)
+    rows.append(
+        {
+            "claim": "C3 networks that generalize better have more selectivity",
+            "statistic": "Spearman r of lower-layer mean gOSI vs test accuracy across networks, "
+            "exact permutation p, bootstrap 95% CI",
+            "value": (
+                f"r={_fmt(c3['r'], 2)} [{_fmt(c3['ci_low'], 2)}, {_fmt(c3['ci_high'], 2)}], "
+                f"p={_fmt(c3['p'], 4)}, n={int(c3['n'])}"
+            )
+            if c3
+            else "fewer than 3 networks",
+            "holds": c3["r"] > 0 and c3["p"] < 0.05 if c3 else None,
+        }
+    )
+    # C4: top-50% by gOSI hurts more than bottom-50% in the lower layers.
+    c4 = []
+    for n in ref:
+        for s in (variants[n].get("ablate") or {}).get("splits", []):
+            if s["by"] == "gosi" and s["layer"] in LOWER:
+                diff = s["top50"]["loss_increase_mean"] - s["bottom50"]["loss_increase_mean"]
+                se = np.hypot(s["top50"]["loss_increase_sem"], s["bottom50"]["loss_increase_sem"])
+                c4.append((diff, se))
+    rows.append(
+        {
+            "claim": "C4 ablating the most selective lower-layer units hurts more than the least",
+            "statistic": "per-image cross-entropy increase, top-50% minus bottom-50% by gOSI "
+            "(difference > 2 SE counts), layers 1-3, lowest-corruption networks",
+            "value": f"{sum(d > 2 * se for d, se in c4)}/{len(c4)} cases top > bottom; "
+            f"{sum(d < -2 * se for d, se in c4)}/{len(c4)} bottom > top",
+            "holds": all(d > 2 * se for d, se in c4) if c4 else None,
+        }
+    )
+    # C5: that ablation disrupts higher layers' shift-invariance more than a random one.
+    c5 = []
+    for n in ref:
+        inv = variants[n].get("invariance")
+        if not inv:
+            continue
+        s = inv["summary"]
+        for layer in inv["spec"]["ablate_layers"]:
+            top, rnd = s.get(f"{layer}:top50"), s.get(f"{layer}:random")
+            if top and rnd:
+                c5.append(top["correlation"] < rnd["correlation"])
+    rows.append(
+        {
+            "claim": "C5 that ablation disrupts the shift-invariance of higher layers",
+            "statistic": "higher layers' response correlation under shifts, most-selective "
+            "ablation vs size-matched random ablation (lower = more disrupted)",
+            "value": f"{sum(c5)}/{len(c5)} (ablated layer, network) cases below random",
+            "holds": all(c5) if c5 else None,
+        }
+    )
+    return rows
+
+
+def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = data["variants"]
+    ref = _reference(variants)
+    made: dict[str, str] = {}
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(assets / name, dpi=80)
+        plt.close(fig)
+        made[name.removesuffix(".png")] = f"{assets.name}/{name}"
+
+    first = variants[ref[0]].get("tune")
+    if first:
+        layers = list(first["gratings"])
+        fig, axes = plt.subplots(2, len(layers), figsize=(2.0 * len(layers), 3.6), squeeze=False)
+        for r, kind in enumerate(("gratings", "bars")):
+            for c, layer in enumerate(layers):
+                s, ax = first.get(kind, {}).get(layer), axes[r, c]
+                if s is None:
+                    continue
+                edges = np.array(s["histogram_edges"])
+                h = np.array(s["histogram"], float)
+                ax.bar(edges[:-1], h / max(h.sum(), 1), np.diff(edges), align="edge", alpha=0.7)
+                ax.step(edges[:-1], s["null_histogram_density"], where="post", color="k", lw=1)
+                ax.axvline(first["threshold"], color="r", lw=0.8, ls="--")
+                ax.set_title(f"{kind} {layer}", fontsize=8)
+                ax.tick_params(labelsize=6)
+        fig.suptitle(f"{ref[0]}: gOSI (bars) vs shuffled null (line)", fontsize=9)
+        save(fig, "c1_gosi_histograms.png")
+    trajectories = {n: v["trajectory"] for n, v in variants.items() if v.get("trajectory")}
+    if trajectories:
+        fig, axes = plt.subplots(
+            1, len(trajectories), figsize=(4.2 * len(trajectories), 3.2), squeeze=False
+        )
+        for ax, (n, traj) in zip(axes[0], trajectories.items(), strict=True):
+            epochs = np.array([t["epoch"] for t in traj])
+            x = np.maximum(epochs, 0.05)
+            for layer in traj[-1]["gratings"]:
+                ax.plot(x, [t["gratings"][layer]["mean_gosi"] for t in traj], label=layer, lw=1)
+            ax.set_xscale("log")
+            ax.set_xlabel("epoch (0 drawn at 0.05)")
+            ax.set_ylabel("mean gOSI (gratings)")
+            twin = ax.twinx()
+            twin.plot(x, [t["metrics"]["test"]["accuracy"] for t in traj], "k--", label="test acc")
+            gap = [t["metrics"]["train"]["accuracy"] - t["metrics"]["test"]["accuracy"]
+                   if t["metrics"].get("train") else np.nan for t in traj]  # fmt: skip
+            twin.plot(x, gap, "k:", label="train-test gap")
+            twin.set_ylabel("accuracy / gap")
+            ax.set_title(n, fontsize=9)
+            ax.legend(fontsize=6, loc="upper left")
+            twin.legend(fontsize=6, loc="lower right")
+        save(fig, "c2_trajectory.png")
+    named = [n for n, v in variants.items() if v.get("tune")]
+    if len(named) >= 2:
+        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+        for n in named:
+            t = variants[n]["tune"]
+            g, acc = _lower_mean(t["gratings"]), t["metrics"]["test"]["accuracy"]
+            ax.scatter(acc, g, color="C0")
+            ax.annotate(n.removeprefix("cnn7-"), (acc, g), fontsize=6)
+        ax.set_xlabel("test accuracy")
+        ax.set_ylabel("lower-layer mean gOSI")
+        save(fig, "c3_gosi_vs_accuracy.png")
+    ablated = [n for n in ref if variants[n].get("ablate")]
+    a = variants[ablated[0]]["ablate"] if ablated else {"curves": [], "splits": []}
+    layers = sorted({r["layer"] for r in a["curves"]})
+    if layers:
+        fig, axes = plt.subplots(1, len(layers), figsize=(2.3 * len(layers), 2.8), squeeze=False)
+        for ax, layer in zip(axes[0], layers, strict=True):
+            rows = [r for r in a["curves"] if r["layer"] == layer]
+            orders = sorted({r["order"] for r in rows})
+            for order in orders:
+                pts = sorted((r["fraction"], r["accuracy"]) for r in rows if r["order"] == order)
+                fr = sorted({p[0] for p in pts})
+                acc = [np.mean([p[1] for p in pts if p[0] == f]) for f in fr]
+                ax.plot(fr, acc, lw=1, label=order, ls=":" if "random" in order else "-")
+            ax.set_title(layer, fontsize=8)
+            ax.set_xlabel("fraction ablated", fontsize=7)
+            ax.tick_params(labelsize=6)
+        axes[0, 0].set_ylabel("test accuracy")
+        axes[0, -1].legend(fontsize=5)
+        save(fig, "c4_cumulative_curves.png")
+    if a["splits"]:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
+        for ax, by in zip(axes, ("gosi", "csi"), strict=True):
+            splits = [s for s in a["splits"] if s["by"] == by]
+            x = np.arange(len(splits))
+            for k, (half, colour) in enumerate((("top50", "C3"), ("bottom50", "C0"))):
+                ax.bar(
+                    x + (k - 0.5) * 0.38,
+                    [s[half]["loss_increase_mean"] for s in splits],
+                    0.38,
+                    yerr=[s[half]["loss_increase_sem"] for s in splits],
+                    color=colour,
+                    label=half,
+                )
+            ax.set_xticks(x, [s["layer"] for s in splits], fontsize=7)
+            ax.set_ylabel(f"CE increase (by {by})", fontsize=8)
+            ax.legend(fontsize=6)
+        save(fig, "c4_median_split.png")
+    return made
+
+
+def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
+    """Write `out` (markdown) with its plots in `<out stem>/` beside it."""
+    variants = data["variants"]
+    ref = _reference(variants)
+    assets = out.parent / out.stem
+    assets.mkdir(parents=True, exist_ok=True)
+    plots = _plots(data, assets)
+    table = claims(data)
+    lines = [f"# orisel: the paper's claims on {len(variants)} cnn7 networks", ""]
+    if preface:
+        lines += [preface.strip(), ""]
+    lines += ["## Claims", "", "| claim | statistic | our value | holds? |", "|---|---|---|---|"]
+    lines += [
+        f"| {c['claim']} | {c['statistic']} | {c['value']} | {HOLDS[c['holds']]} |" for c in table
+    ]
+    lines += [
+        "",
+        "## Networks",
+        "",
+        "| network | label corruption | seed | epochs trained / configured | best epoch | "
+        "train acc (own labels) | test acc | gap | lower-layer mean gOSI |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, v in variants.items():
+        m = v["best"]["metrics"]
+        train = (m.get("train") or {}).get("accuracy")  # None at the initial checkpoint
+        test = m["test"]["accuracy"]
+        g = _lower_mean(v["tune"]["gratings"]) if v.get("tune") else None
+        lines.append(
+            f"| {n} | {v['corruption']:g} | {v['seed']} | {v['epochs_trained']:g} / "
+            f"{v['epochs_configured']} | {v['best']['epoch']:g} | {_fmt(train)} | "
+            f"{_fmt(test)} | {_fmt(None if train is None else train - test)} | {_fmt(g)} |"
+        )
+    first = variants[ref[0]].get("tune")
+    if first:
+        lines += [
+            "",
+            f"## C1: selectivity per layer ({ref[0]}, threshold gOSI > {first['threshold']}, "
+            f"{first['permutations']} shuffles)",
+            "",
+            "| stimulus | layer | units | dead | selective (p<0.05) | above threshold | "
+            "null above threshold | mean gOSI | null mean gOSI | mean CSI |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for kind in ("gratings", "bars"):
+            for layer, s in first.get(kind, {}).items():
+                lines.append(
+                    f"| {kind} | {layer} | {s['units']} | {s['dead']} | "
+                    f"{_fmt(s['fraction_selective'], 2)} | "
+                    f"{_fmt(s['fraction_above_threshold'], 2)} | "
+                    f"{_fmt(s['null_fraction_above_threshold'], 2)} | {_fmt(s['mean_gosi'])} | "
+                    f"{_fmt(s['null_mean_gosi'])} | {_fmt(first.get('csi', {}).get(layer))} |"
+                )
+        if "c1_gosi_histograms" in plots:
+            lines += ["", f"![gOSI histograms]({plots['c1_gosi_histograms']})"]
+    if "c2_trajectory" in plots:
+        lines += [
+            "",
+            "## C2: selectivity over training",
+            "",
+            f"![trajectory]({plots['c2_trajectory']})",
+        ]
+        for n, v in variants.items():
+            if v.get("trajectory"):
+                lines += ["", f"{n}:", "", "| epoch | test acc | " + " | ".join(
+                    v["trajectory"][-1]["gratings"]) + " |", "|---" * (2 + len(
+                    v["trajectory"][-1]["gratings"])) + "|"]  # fmt: skip
+                for t in v["trajectory"]:
+                    cells = " | ".join(_fmt(s["mean_gosi"]) for s in t["gratings"].values())
+                    lines.append(
+                        f"| {t['epoch']:g} | {_fmt(t['metrics']['test']['accuracy'])} | {cells} |"
+                    )
+    if "c3_gosi_vs_accuracy" in plots:
+        lines += ["", "## C3: across networks", "", f"![C3]({plots['c3_gosi_vs_accuracy']})"]
+    for n in ref:
+        a = variants[n].get("ablate")
+        if not a:
+            continue
+        lines += [
+            "",
+            f"## C4: ablation, {n} ({a['test_images'] or 'all'} test images)",
+            "",
+            "| by | layer | top-50% CE increase ± SEM | bottom-50% CE increase ± SEM | "
+            "top-50% acc | bottom-50% acc |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s in a["splits"]:
+            t, b = s["top50"], s["bottom50"]
+            lines.append(
+                f"| {s['by']} | {s['layer']} | {_fmt(t['loss_increase_mean'])} ± "
+                f"{_fmt(t['loss_increase_sem'])} | {_fmt(b['loss_increase_mean'])} ± "
+                f"{_fmt(b['loss_increase_sem'])} | {_fmt(t['accuracy'])} | {_fmt(b['accuracy'])} |"
+            )
+    for key in ("c4_cumulative_curves", "c4_median_split"):
+        if key in plots:
+            lines += ["", f"![{key}]({plots[key]})"]
+    for n in ref:
+        inv = variants[n].get("invariance")
+        if not inv:
+            continue
+        sp = inv["spec"]
+        lines += [
+            "",
+            f"## C5: shift-invariance, {n} (shift {sp['shift']} px, layers "
+            f"{', '.join(sp['layers'])}; {inv['images']} images)",
+            "",
+            "| ablation | response correlation ± sd | prediction consistency ± sd |",
+            "|---|---|---|",
+        ]
+        for name, s in inv["summary"].items():
+            lines.append(
+                f"| {name} | {_fmt(s['correlation'])} ± {_fmt(s['correlation_sd'])} | "
+                f"{_fmt(s['consistency'])} ± {_fmt(s['consistency_sd'])} |"
+            )
+    lines += ["", "## Provenance", "", "| network | manifest sha256 | data sha256 | code |"]
+    lines += ["|---|---|---|---|"]
+    for n, v in variants.items():
+        lines.append(
+            f"| {n} | {v['manifest_sha256'][:16]} | {v['data_sha256'][:16]} | {v['code_version']} |"
+        )
+    text = "\n".join(lines) + "\n"
+
+    def write(path: Path) -> None:
+        path.write_text(text)
+
+    atomic_write(out, write)
+    return out
+
+
+def write_paper_report(root: Path, out: Path, meta: dict[str, Any] | None = None) -> Path:
+    """collect + render into `out/report.md`, with the collected data as `out/data.json`."""
+    data = collect(root)
+    data["meta"] = meta or {}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "data.json", data)
+    return render(data, out / "report.md")

@@ -1,0 +1,176 @@
+"""The whole suite for real: Redis, an S3 server (moto), the five gRPC services, two worker
+processes; a small paper pipeline submitted through the client, watched to its end, and its
+report fetched from the object store. Extraction runs on the same stack."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import redis
+
+from orisel.api.common.v1 import common_pb2
+from orisel.api.extraction.v1 import extraction_pb2
+from orisel.api.pipeline.v1 import pipeline_pb2
+from orisel.client.jobs import JobClient
+from orisel.core.grpcserver import start_server
+from orisel.core.settings import QUEUES, Settings
+from orisel.core.storage import S3Store, get_bytes
+from orisel.extraction.extract import ExtractSpec, make_stimuli
+from orisel.extraction.network import load_network
+from tests.procs import moto_server, start_worker, unique_prefix
+
+pytestmark = pytest.mark.integration
+REDIS = "redis://127.0.0.1:6379/10"
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Settings]:
+    root = tmp_path_factory.mktemp("pipeline")
+    redis.Redis.from_url(REDIS).ping()
+    with moto_server() as endpoint:
+        yield Settings(
+            data=python_archive,
+            cache_dir=root / "cache",
+            store="s3",
+            s3_endpoint=endpoint,
+            s3_access_key="test",
+            s3_secret_key="test",  # type: ignore[arg-type]
+            bucket="orisel-test",
+            broker_url=REDIS,
+            result_backend=REDIS,
+            broker_prefix=unique_prefix(),
+            work_dir=root / "work",
+            pipeline_poll_s=0.5,
+            grpc_port=0,
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings) -> Iterator[dict[str, str]]:
+    """Each service its own server (port); two workers serving every queue."""
+    import importlib
+
+    workers: list[subprocess.Popen[bytes]] = [
+        start_worker(settings, ",".join(QUEUES), pool="prefork") for _ in range(2)
+    ]
+    servers, addresses = [], {}
+    for name in QUEUES:
+        reg = importlib.import_module(f"orisel.{name}.servicer").registration(settings)
+        server, port, _ = start_server([reg], "127.0.0.1", 0)
+        servers.append(server)
+        addresses[name] = f"127.0.0.1:{port}"
+    yield addresses
+    for server in servers:
+        server.stop(0)
+    for w in workers:
+        w.terminate()
+        w.wait(30)
+
+
+def _store(settings: Settings) -> S3Store:
+    return S3Store(settings.s3_endpoint, "test", "test", settings.bucket)
+
+
+def _run(client: JobClient, request: Any, timeout: float = 600) -> common_pb2.Job:
+    job = client.submit(request)
+    last = job
+    for update in client.watch(job.id, timeout=timeout):
+        last = update
+    return last
+
+
+def test_a_small_paper_pipeline_end_to_end(settings: Settings, stack: dict[str, str]) -> None:
+    client = JobClient(stack["pipeline"], "pipeline")
+    spec = pipeline_pb2.PaperSpec(
+        label_corruptions=[0.0, 0.5], seeds=[0, 1], epochs=1, val_size=50, permutations=10
+    )
+    request = pipeline_pb2.SubmitRequest(idempotency_key="paper-1", spec=spec)
+    seen: list[common_pb2.Job] = []
+    job = client.submit(request)
+    for update in client.watch(job.id, timeout=900):
+        seen.append(update)
+    final = seen[-1]
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    # Progress moved through every stage and only forwards.
+    fractions = [u.progress.fraction for u in seen]
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
+    phases = {u.progress.phase.split(" ")[0] for u in seen}
+    assert {"train", "score", "analyse"} <= phases
+    # The same idempotency key names the same job.
+    assert client.submit(request).id == job.id
+    client.close()
+
+    store = _store(settings)
+    keys = {o.key.rsplit("/", 1)[-1]: o for o in final.outputs}
+    assert final.outputs[0].key.endswith("report.md")
+    report = get_bytes(store, store.stat(keys["report.md"].key)).decode()
+    data = json.loads(get_bytes(store, store.stat(keys["data.json"].key)))
+    assert set(data["variants"]) == {"cnn7-c0-s0", "cnn7-c0.5-s0", "cnn7-c0-s1"}
+    for name in data["variants"]:
+        assert name in report
+    first = data["variants"]["cnn7-c0-s0"]
+    # Every checkpoint of the first run scored: step 0 and each quarter epoch.
+    assert [t["epoch"] for t in first["trajectory"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    for ref in ("cnn7-c0-s0", "cnn7-c0-s1"):
+        assert data["variants"][ref]["ablate"]["splits"]
+        assert "layer1:top50" in data["variants"][ref]["invariance"]["summary"]
+    assert "ablate" not in data["variants"]["cnn7-c0.5-s0"]
+    assert "| C1 orientation-selective units" in report
+    assert (data["variants"]["cnn7-c0.5-s0"]["data_sha256"]) == first["data_sha256"]
+    assert any(k.endswith(".png") for k in keys)
+    # The children are ordinary jobs of their services.
+    training = JobClient(stack["training"], "training")
+    mine = [j for j in training.list() if j.idempotency_key.startswith(f"pipeline:{job.id}:")]
+    training.close()
+    assert len(mine) == 3
+    assert all(j.state == common_pb2.JOB_STATE_SUCCEEDED for j in mine)
+
+
+def test_extraction_job_matches_the_library(
+    settings: Settings, stack: dict[str, str], tiny_checkpoint: Path
+) -> None:
+    store = _store(settings)
+    ckpt = store.put_file("runs/tiny/best.pt", tiny_checkpoint)
+    client = JobClient(stack["extraction"], "extraction")
+    spec = extraction_pb2.ExtractSpec(
+        checkpoint=common_pb2.ArtifactRef(key=ckpt.key),  # by key alone: the service fills in
+        stimuli=["bars"],
+        layers=["layer1", "fc1"],
+    )
+    final = _run(client, extraction_pb2.SubmitRequest(spec=spec))
+    client.close()
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    npz = next(o for o in final.outputs if o.key.endswith("responses.npz"))
+    got = np.load(io.BytesIO(get_bytes(store, store.stat(npz.key))))
+    net = load_network(tiny_checkpoint, device="cpu")
+    stim = make_stimuli("bars", 32, ExtractSpec())
+    want = net.stimulus_responses(stim, ("layer1", "fc1"), "mean", 256)
+    assert sorted(got.files) == ["bars/fc1", "bars/layer1"]
+    np.testing.assert_allclose(got["bars/layer1"], want["layer1"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["bars/fc1"], want["fc1"], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_requests_get_the_right_status(settings: Settings, stack: dict[str, str]) -> None:
+    ext = JobClient(stack["extraction"], "extraction")
+    missing = extraction_pb2.ExtractSpec(checkpoint=common_pb2.ArtifactRef(key="runs/none.pt"))
+    with pytest.raises(grpc.RpcError) as err:
+        ext.submit(extraction_pb2.SubmitRequest(spec=missing))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "spec.checkpoint" in (err.value.details() or "")
+    ext.close()
+    pipe = JobClient(stack["pipeline"], "pipeline")
+    bad = pipeline_pb2.PaperSpec(label_corruptions=[0.2, 1.5])
+    with pytest.raises(grpc.RpcError) as err:
+        pipe.submit(pipeline_pb2.SubmitRequest(spec=bad))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.label_corruptions" in (err.value.details() or "")
+    pipe.close()

@@ -1,0 +1,53 @@
+"""The pipeline's spec: defaults, the networks it names, and clear errors for bad fields."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from orisel.api.pipeline.v1 import pipeline_pb2
+from orisel.core.errors import InvalidArgument
+from orisel.pipeline.servicer import spec_of
+from orisel.pipeline.spec import PaperSpec, Variant
+
+
+def test_defaults_are_the_papers_design() -> None:
+    spec = PaperSpec()
+    assert spec.epochs == 200
+    assert [v.name for v in spec.variants()] == [
+        "cnn7-c0-s0", "cnn7-c0.1-s0", "cnn7-c0.2-s0", "cnn7-c0.4-s0", "cnn7-c0-s1",
+    ]  # fmt: skip
+    assert [v.name for v in spec.reference()] == ["cnn7-c0-s0", "cnn7-c0-s1"]
+
+
+def test_extra_seeds_go_to_the_lowest_corruption() -> None:
+    spec = PaperSpec(label_corruptions=(0.4, 0.2), seeds=(3, 5))
+    assert spec.variants() == [Variant(0.4, 3), Variant(0.2, 3), Variant(0.2, 5)]
+    assert spec.reference() == [Variant(0.2, 3), Variant(0.2, 5)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"label_corruptions": [1.0]}, "label_corruptions"),
+        ({"label_corruptions": [0.1, 0.1]}, "label_corruptions"),
+        ({"seeds": [-1]}, "seeds"),
+        ({"epochs": 0}, "epochs"),
+        ({"permutations": -5}, "permutations"),
+    ],
+)
+def test_bad_fields_are_named(fields: dict[str, object], name: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        PaperSpec.model_validate(fields)
+    assert err.value.errors()[0]["loc"][0] == name
+
+
+def test_request_zeros_mean_defaults_and_errors_name_the_spec_field() -> None:
+    got = spec_of(pipeline_pb2.SubmitRequest(spec=pipeline_pb2.PaperSpec(epochs=3)))
+    assert got["paper"]["epochs"] == 3
+    assert got["paper"]["label_corruptions"] == [0.0, 0.1, 0.2, 0.4]
+    assert got["data"] is None
+    bad = pipeline_pb2.SubmitRequest(spec=pipeline_pb2.PaperSpec(label_corruptions=[0.5, 1.5]))
+    with pytest.raises(InvalidArgument) as err:
+        spec_of(bad)
+    assert err.value.field == "spec.label_corruptions"
