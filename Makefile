@@ -73,6 +73,7 @@ BENCH_IMAGES ?= 2000
 bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md; BENCH_IMAGES=10000)
 	$(BIN)/python bench/bench_training.py --data $(DATA)
 	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
+	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)
 
 clean: ## Remove caches (not .venv, not runs/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build

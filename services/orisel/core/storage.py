@@ -14,6 +14,7 @@ makes an object visible only once its (single or multipart) upload completes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -85,8 +86,8 @@ def get_bytes(store: ArtifactStore, ref: ArtifactRef) -> bytes:
         return store.get_file(ref, Path(tmp) / "blob").read_bytes()
 
 
-def _verify_into(tmp: Path, dest: Path, ref: ArtifactRef) -> Path:
-    digest = sha256_file(tmp)
+def _verify_into(tmp: Path, dest: Path, ref: ArtifactRef, digest: str | None = None) -> Path:
+    digest = digest or sha256_file(tmp)
     if digest != ref.sha256:
         tmp.unlink(missing_ok=True)
         raise DataError(
@@ -209,19 +210,31 @@ class S3Store:
         return True
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
-        self.stat(ref.key)  # NotFound before any download
+        from minio.error import S3Error
+
+        try:
+            response = self.client.get_object(ref.bucket, check_key(ref.key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                raise NotFound(f"artifact {ref.bucket}/{ref.key} does not exist") from exc
+            raise
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         os.close(fd)
-        response = self.client.get_object(ref.bucket, check_key(ref.key))
+        # Hashed as it streams in, so verifying costs no second read of the file.
+        digest = hashlib.sha256()
         try:
             with open(tmp, "wb") as fh:
                 for chunk in response.stream(1 << 20):
                     fh.write(chunk)
+                    digest.update(chunk)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         finally:
             response.close()
             response.release_conn()
-        return _verify_into(Path(tmp), dest, ref)
+        return _verify_into(Path(tmp), dest, ref, digest.hexdigest())
 
     def list(self, prefix: str) -> list[ArtifactRef]:
         objs = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)

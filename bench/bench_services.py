@@ -1,0 +1,213 @@
+"""Service benchmarks, each measured side by side in one run (ratios, not absolute targets).
+
+submit    latency of 200 concurrent Submit calls to the training service (Redis broker,
+          local store): p50, p99, calls per second
+overhead  one ablation sweep through the ablation service + a Celery worker process against
+          the library called directly, same checkpoint, images and thread count
+store     put/get throughput of the S3 store (sha256 recorded and verified) against the raw
+          minio client, on a local S3 server (moto)
+
+Needs Redis on 127.0.0.1:6379 and the CIFAR-10 archive (--data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import redis
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.procs import moto_server
+
+from orisel.ablation.run import AblateSpec, UnitScores, ablate
+from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
+from orisel.api.training.v1 import training_pb2, training_pb2_grpc
+from orisel.client.cli import main as cli
+from orisel.core.grpcserver import start_server
+from orisel.core.settings import Settings, settings_env
+from orisel.core.storage import LocalStore, S3Store
+from orisel.data.prepare import stratified_split
+from orisel.data.sources import load_cifar10
+from orisel.extraction.network import load_network
+
+REDIS = "redis://127.0.0.1:6379/9"
+
+
+def _settings(root: Path, data: Path) -> Settings:
+    return Settings(
+        data=data, store="local", store_root=root / "store", work_dir=root / "work",
+        broker_url=REDIS, result_backend=REDIS, broker_prefix=f"orisel-bench-{uuid.uuid4().hex}:",
+        grpc_port=0,
+    )  # fmt: skip
+
+
+def _purge(settings: Settings) -> None:
+    r = redis.Redis.from_url(REDIS)
+    for key in r.scan_iter(f"{settings.broker_prefix}*"):
+        r.delete(key)
+
+
+def bench_submit(root: Path, data: Path, n: int = 200) -> dict[str, Any]:
+    from orisel.training.servicer import registration
+
+    settings = _settings(root / "submit", data)
+    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = training_pb2_grpc.TrainingServiceStub(channel)
+    spec = training_pb2.TrainSpec(epochs=1, train_subset=1000)
+
+    def one(i: int) -> float:
+        t0 = time.perf_counter()
+        stub.Submit(training_pb2.SubmitRequest(idempotency_key=f"b{i}", spec=spec))
+        return time.perf_counter() - t0
+
+    one(-1)  # connection and first-call set-up are not what is measured
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        lat = np.array(list(pool.map(one, range(n))))
+    wall = time.perf_counter() - t0
+    channel.close()
+    server.stop(0)
+    _purge(settings)
+    return {
+        "concurrent_submits": n,
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
+        "max_ms": round(float(lat.max()) * 1000, 1),
+        "submits_per_s": round(n / wall, 1),
+    }
+
+
+def _checkpoint(root: Path, data: Path) -> tuple[Path, Path]:
+    run, tune = root / "run", root / "tune"
+    base = ["--data", str(data), "-q"]
+    assert cli(["train", *base, "--out", str(run), "--epochs", "1", "--train-subset", "4000",
+                "--val-size", "1000", "--test-subset", "1000", "--device", "cpu"]) == 0  # fmt: skip
+    best = str(run / "best.pt")
+    assert cli(["tune", *base, "--checkpoint", best, "--out", str(tune), "--permutations", "10",
+                "--test-subset", "1000", "--device", "cpu"]) == 0  # fmt: skip
+    return run / "best.pt", tune
+
+
+def bench_overhead(root: Path, data: Path, images: int) -> dict[str, Any]:
+    from orisel.ablation.servicer import registration
+
+    ckpt, tune = _checkpoint(root / "overhead", data)
+    spec = AblateSpec()
+    ds = load_cifar10(data)
+    _, keep = stratified_split(ds.test_labels, images, seed=0)
+    t0 = time.perf_counter()
+    ablate(
+        load_network(ckpt, device="cpu"), spec, UnitScores(tune, "gratings"),
+        ds.test_images[keep], ds.test_labels[keep], root / "overhead" / "library",
+    )  # fmt: skip
+    library_s = time.perf_counter() - t0
+
+    settings = _settings(root / "overhead", data)
+    store = LocalStore(settings.store_root, settings.bucket)
+    ckpt_ref = store.put_file("runs/bench/best.pt", ckpt)
+    units_ref = store.put_file("analyses/bench/tune/units.csv", tune / "units.csv")
+    env = {**os.environ, **settings_env(settings), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "orisel", "worker", "--queues", "ablation", "--pool", "solo"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = ablation_pb2_grpc.AblationServiceStub(channel)
+    sweep = ablation_pb2.SweepSpec(
+        checkpoint=ckpt_ref.to_proto(), scores=units_ref.to_proto(), test_subset=images
+    )
+    time.sleep(5)  # the worker is up before the clock starts, as in a running deployment
+    t0 = time.perf_counter()
+    job = stub.Submit(ablation_pb2.SubmitRequest(sweep=sweep)).job
+    for update in stub.Watch(ablation_pb2.WatchRequest(id=job.id)):
+        job = update.job
+    service_s = time.perf_counter() - t0
+    channel.close()
+    server.stop(0)
+    worker.terminate()
+    worker.wait(30)
+    _purge(settings)
+    return {
+        "images": images,
+        "library_s": round(library_s, 1),
+        "service_s": round(service_s, 1),
+        "state": job.state,
+        "ratio_service_over_library": round(service_s / library_s, 3),
+        "target_ratio": 1.10,
+    }
+
+
+def bench_store(size_mb: int = 64) -> dict[str, Any]:
+    out: dict[str, Any] = {"object_mb": size_mb}
+    with moto_server() as endpoint, tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "blob"
+        src.write_bytes(np.random.default_rng(0).bytes(size_mb * 2**20))
+        store = S3Store(endpoint, "test", "test", "bench")
+        store.ensure_bucket()
+        raw = store.client
+        times: dict[str, list[float]] = {
+            k: [] for k in ("orisel_put", "orisel_get", "raw_put", "raw_get")
+        }
+        for i in range(3):
+            t = time.perf_counter()
+            ref = store.put_file(f"o/{i}", src)
+            times["orisel_put"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            store.get_file(ref, Path(tmp) / f"got{i}")
+            times["orisel_get"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            raw.fput_object("bench", f"r/{i}", str(src))
+            times["raw_put"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            raw.fget_object("bench", f"r/{i}", str(Path(tmp) / f"raw{i}"))
+            times["raw_get"].append(time.perf_counter() - t)
+    for k, v in times.items():
+        out[f"{k}_mb_s"] = round(size_mb / float(np.median(v)), 1)
+    out["put_ratio_orisel_over_raw"] = round(out["orisel_put_mb_s"] / out["raw_put_mb_s"], 3)
+    out["get_ratio_orisel_over_raw"] = round(out["orisel_get_mb_s"] / out["raw_get_mb_s"], 3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", type=Path, required=True, help="CIFAR-10 archive")
+    ap.add_argument("--only", choices=["submit", "overhead", "store"], action="append")
+    ap.add_argument("--images", type=int, default=10_000, help="test images in the sweep")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here too")
+    args = ap.parse_args()
+    parts = args.only or ["submit", "overhead", "store"]
+    results: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if "submit" in parts:
+            results["submit"] = bench_submit(root, args.data)
+        if "store" in parts:
+            results["store"] = bench_store()
+        if "overhead" in parts:
+            results["overhead"] = bench_overhead(root, args.data, args.images)
+    text = json.dumps(results, indent=2)
+    sys.stdout.write(text + "\n")
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
