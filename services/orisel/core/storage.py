@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
 from orisel.core.atomic import atomic_write_json
-from orisel.core.errors import DataError, InvalidArgument, NotFound
+from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.provenance import sha256_file
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 SHA_META = "sha256"
 PART_SIZE = 16 * 2**20  # multipart chunk for large checkpoints
+AUTH_ERRORS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied")
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,21 @@ class S3Store:
             endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
         )
         self.bucket = bucket
+        self.endpoint = endpoint
 
     def ensure_bucket(self) -> None:
-        if not self.client.bucket_exists(self.bucket):
-            self.client.make_bucket(self.bucket)
+        from minio.error import S3Error
+
+        try:
+            if not self.client.bucket_exists(self.bucket):
+                self.client.make_bucket(self.bucket)
+        except S3Error as exc:
+            if exc.code in AUTH_ERRORS:
+                raise FailedPrecondition(
+                    f"S3 at {self.endpoint} refused the credentials ({exc.code}): check "
+                    "ORISEL_S3_ACCESS_KEY and ORISEL_S3_SECRET_KEY"
+                ) from exc
+            raise
 
     def put_file(self, key: str, path: Path) -> ArtifactRef:
         sha = sha256_file(path)
