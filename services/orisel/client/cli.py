@@ -318,13 +318,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         [registration(settings)], settings.grpc_host, settings.grpc_port
     )
     sys.stderr.write(f"orisel {args.service} service on {settings.grpc_host}:{port}\n")
+    from orisel.core import metrics
+
+    metrics.serve(settings.metrics_port)
     serve_until_signal(server, health, settings.grace_s)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from orisel.core import metrics
     from orisel.core.celery_app import app
 
+    # Solo and thread pools run tasks in this process, so its /metrics sees them.
+    metrics.serve(get_settings().metrics_port)
     argv = [
         "worker",
         "--queues",

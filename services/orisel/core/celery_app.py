@@ -9,10 +9,12 @@ a running task is never handed to a second worker while the first still works on
 from __future__ import annotations
 
 import inspect
+import time
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, signals
 
+from orisel.core import metrics
 from orisel.core.settings import QUEUES, Settings, get_settings
 
 
@@ -33,6 +35,23 @@ class JobTask(Task):  # type: ignore[misc]
             jobs.update(
                 job_id, state=JobState.FAILED, error=f"{self.name}: {type(exc).__name__}: {exc}"
             )
+
+
+_started: dict[str, float] = {}
+
+
+@signals.task_prerun.connect  # type: ignore[untyped-decorator]
+def _task_started(task_id: str, **_: Any) -> None:
+    _started[task_id] = time.perf_counter()
+
+
+@signals.task_postrun.connect  # type: ignore[untyped-decorator]
+def _task_finished(task_id: str, task: Task, state: str | None = None, **_: Any) -> None:
+    t0 = _started.pop(task_id, None)
+    if t0 is not None:
+        metrics.TASK_SECONDS.labels(task.name, (state or "UNKNOWN").lower()).observe(
+            time.perf_counter() - t0
+        )
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any
@@ -13,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orisel.core import metrics
 from orisel.core.errors import (
     DataError,
     FailedPrecondition,
@@ -41,20 +44,38 @@ def status_of(exc: OriselError) -> grpc.StatusCode:
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Turns OriselError raised by a servicer into the matching status with its message."""
+    """Turns OriselError raised by a servicer into the matching status with its message, and
+    counts and times every call (streams over their whole life) for the metrics."""
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
         if handler is None:
             return None
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        service = service.rpartition(".")[2]
+
+        @contextlib.contextmanager
+        def observed(kind: str, context: grpc.ServicerContext) -> Iterator[None]:
+            metrics.GRPC_STARTED.labels(service, method, kind).inc()
+            t0, code = time.perf_counter(), "OK"
+            try:
+                yield
+            except OriselError as exc:
+                code = status_of(exc).name
+                context.abort(status_of(exc), str(exc))
+            except Exception:
+                code = context.code().name if context.code() else "UNKNOWN"  # abort() raised
+                raise
+            finally:
+                metrics.GRPC_HANDLED.labels(service, method, code).inc()
+                metrics.GRPC_SECONDS.labels(service, method, kind).observe(time.perf_counter() - t0)
+
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                try:
+                with observed("unary", context):
                     return inner(request, context)
-                except OriselError as exc:
-                    context.abort(status_of(exc), str(exc))
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, handler.request_deserializer, handler.response_serializer
@@ -63,10 +84,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             inner_stream = handler.unary_stream
 
             def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                try:
+                with observed("server_stream", context):
                     yield from inner_stream(request, context)
-                except OriselError as exc:
-                    context.abort(status_of(exc), str(exc))
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
+from orisel.core import metrics
 from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.settings import Settings, get_settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
@@ -142,6 +143,7 @@ class JobStore:
             updated_at=now,
         )
         put_bytes(self.store, self._key(job.id), job.to_json())
+        metrics.JOBS.labels(kind, "queued").inc()
         if idempotency_key:
             put_bytes(self.store, self._idem_key(kind, idempotency_key), job.id.encode())
         return job, True
@@ -171,6 +173,8 @@ class JobStore:
             changes["finished_at"] = now
         new = replace(job, updated_at=now, **changes)
         put_bytes(self.store, self._key(job_id), new.to_json())
+        if new.state != job.state:
+            metrics.JOBS.labels(job.kind, new.state.name.lower()).inc()
         return new
 
     def list(self, kind: str | None = None, state: JobState | None = None) -> list[Job]:

@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
+from orisel.core import metrics
 from orisel.core.atomic import atomic_write_json
 from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.provenance import sha256_file
@@ -99,8 +100,30 @@ def _verify_into(tmp: Path, dest: Path, ref: ArtifactRef, digest: str | None = N
     return dest
 
 
-class LocalStore:
+class _Measured:
+    """put_file/get_file timed and counted for the metrics, around each backend's own."""
+
+    backend = ""
+
+    def _put(self, key: str, path: Path) -> ArtifactRef:
+        raise NotImplementedError
+
+    def _get(self, ref: ArtifactRef, dest: Path) -> Path:
+        raise NotImplementedError
+
+    def put_file(self, key: str, path: Path) -> ArtifactRef:
+        with metrics.timed_store("put", self.backend, path.stat().st_size):
+            return self._put(key, path)
+
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+        with metrics.timed_store("get", self.backend, ref.size):
+            return self._get(ref, dest)
+
+
+class LocalStore(_Measured):
     """Objects as files under <root>/<bucket>/<key>; sha256 kept in <root>/.meta/<bucket>/<key>."""
+
+    backend = "local"
 
     def __init__(self, root: Path, bucket: str = "orisel") -> None:
         self.root = Path(root)
@@ -112,7 +135,7 @@ class LocalStore:
     def _meta(self, key: str) -> Path:
         return self.root / ".meta" / self.bucket / f"{check_key(key)}.json"
 
-    def put_file(self, key: str, path: Path) -> ArtifactRef:
+    def _put(self, key: str, path: Path) -> ArtifactRef:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -140,7 +163,7 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+    def _get(self, ref: ArtifactRef, dest: Path) -> Path:
         src = self._path(ref.key)
         if not src.is_file():
             raise NotFound(f"artifact {self.bucket}/{ref.key} does not exist")
@@ -164,8 +187,10 @@ class LocalStore:
         return self._path(key).resolve().as_uri()
 
 
-class S3Store:
+class S3Store(_Measured):
     """S3 or MinIO through the `minio` client; sha256 travels as object metadata."""
+
+    backend = "s3"
 
     def __init__(
         self, endpoint: str, access_key: str, secret_key: str, bucket: str = "orisel",
@@ -193,7 +218,7 @@ class S3Store:
                 ) from exc
             raise
 
-    def put_file(self, key: str, path: Path) -> ArtifactRef:
+    def _put(self, key: str, path: Path) -> ArtifactRef:
         sha = sha256_file(path)
         size = path.stat().st_size
         self.client.fput_object(
@@ -221,7 +246,7 @@ class S3Store:
             return False
         return True
 
-    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+    def _get(self, ref: ArtifactRef, dest: Path) -> Path:
         from minio.error import S3Error
 
         try:

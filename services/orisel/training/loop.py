@@ -49,6 +49,7 @@ from orisel.training.config import (
 )
 
 log = logging.getLogger(__name__)
+PROGRESS_STEPS = 50
 
 
 def resolve_device(name: str) -> torch.device:
@@ -195,6 +196,8 @@ class Trainer:
     progress: bool = True
     # Called with each checkpoint's history entry (e.g. to report progress to a job record).
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None
+    # Called every PROGRESS_STEPS steps with (steps, images) since the last call, and the epoch.
+    on_progress: Callable[[int, int, float], None] | None = None
     device: torch.device = field(init=False)
     checkpoint_s: float = field(init=False, default=0.0)
     manifest: dict[str, Any] = field(init=False, default_factory=dict)
@@ -367,6 +370,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         seen = images = 0
+        reported_step, reported_images = start_step, 0
         try:
             for step, epoch, idx in self._batches(start_step, stop):
                 x, y = self.train_data.batch(idx)
@@ -388,6 +392,11 @@ class Trainer:
                     if step % self.steps_per_epoch == 0:
                         self.state.running = Running()
                 bar.update(1)
+                if self.on_progress is not None and step % PROGRESS_STEPS == 0:
+                    self.on_progress(
+                        step - reported_step, images - reported_images, step / self.steps_per_epoch
+                    )
+                    reported_step, reported_images = step, images
                 r = self.state.running
                 if self.progress and step % 50 == 0 and r.seen + seen:
                     s = r.seen + seen

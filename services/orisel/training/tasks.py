@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from orisel.core import metrics
 from orisel.core.celery_app import app
 from orisel.core.errors import OriselError
 from orisel.core.jobs import JobState, open_job
@@ -77,9 +78,13 @@ def segment(self: Any, job_id: str) -> str:
         trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
         total = cfg.epochs * trainer.steps_per_epoch
 
+        def progress(steps: int, images: int, epoch: float) -> None:
+            metrics.training_progress(job_id, steps, images, epoch)
+
         def report(entry: dict[str, Any]) -> None:
             m = entry["metrics"]
-            metrics = {
+            metrics.training_checkpoint(job_id, entry["epoch"], m)
+            shown = {
                 "val_loss": m["validation"]["loss"],
                 "val_accuracy": m["validation"]["accuracy"],
                 "test_accuracy": m["test"]["accuracy"],
@@ -90,10 +95,11 @@ def segment(self: Any, job_id: str) -> str:
                 state=JobState.RUNNING,
                 phase="train",
                 fraction=entry["step"] / total,
-                metrics=metrics,
+                metrics=shown,
             )
 
         trainer.on_checkpoint = report
+        trainer.on_progress = progress
         jobs.update(job_id, state=JobState.RUNNING, phase="train")
         epochs = job.spec.get("segment_epochs") or settings.segment_epochs
         stop = min(total, trainer.state.step + epochs * trainer.steps_per_epoch)

@@ -1,0 +1,83 @@
+"""Every Prometheus metric orisel exports, in one place.
+
+Labels stay low-cardinality: kinds, states, services, methods, codes, splits. Training
+gauges carry the run's job id (one series per run in flight, so a stalled run can be named
+in an alert); histograms never do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+TRAINING_EPOCH = Gauge("orisel_training_epoch", "Epochs completed by a training run", ["run"])
+TRAINING_STEPS = Counter("orisel_training_step", "Optimizer steps taken", ["run"])
+TRAINING_SAMPLES = Counter("orisel_training_samples", "Training images seen", ["run"])
+TRAINING_LOSS = Gauge("orisel_training_loss", "Latest loss at a checkpoint", ["run", "split"])
+TRAINING_ACCURACY = Gauge(
+    "orisel_training_accuracy", "Latest accuracy at a checkpoint", ["run", "split"]
+)
+TRAINING_PROGRESS = Gauge(
+    "orisel_training_last_progress_timestamp_seconds",
+    "Unix time of a run's latest progress report (stalls show as an old value)",
+    ["run"],
+)
+JOBS = Counter("orisel_jobs", "Job state transitions", ["kind", "state"])
+TASK_SECONDS = Histogram(
+    "orisel_task_duration_seconds",
+    "Celery task run time",
+    ["task", "outcome"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600),
+)
+GRPC_STARTED = Counter("orisel_grpc_server_started", "RPCs started", ["service", "method", "type"])
+GRPC_HANDLED = Counter(
+    "orisel_grpc_server_handled", "RPCs completed, by status", ["service", "method", "code"]
+)
+GRPC_SECONDS = Histogram(
+    "orisel_grpc_server_handling_seconds",
+    "RPC handling time (a Watch stream: its whole life)",
+    ["service", "method", "type"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300, 3600),
+)
+STORE_BYTES = Counter("orisel_store_bytes", "Bytes moved to and from the store", ["op"])
+STORE_SECONDS = Histogram(
+    "orisel_store_operation_seconds",
+    "Artifact store put/get time",
+    ["op", "backend"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
+)
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on `port` (0: not at all) from a background thread."""
+    if port:
+        start_http_server(port)
+
+
+@contextmanager
+def timed_store(op: str, backend: str, size: int) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    STORE_SECONDS.labels(op, backend).observe(time.perf_counter() - t0)
+    STORE_BYTES.labels(op).inc(size)
+
+
+def training_progress(run: str, steps: int, images: int, epoch: float) -> None:
+    TRAINING_STEPS.labels(run).inc(steps)
+    TRAINING_SAMPLES.labels(run).inc(images)
+    TRAINING_EPOCH.labels(run).set(epoch)
+    TRAINING_PROGRESS.labels(run).set(time.time())
+
+
+def training_checkpoint(
+    run: str, epoch: float, metrics: dict[str, dict[str, float] | None]
+) -> None:
+    TRAINING_EPOCH.labels(run).set(epoch)
+    for split, values in metrics.items():
+        if values:
+            TRAINING_LOSS.labels(run, split).set(values["loss"])
+            TRAINING_ACCURACY.labels(run, split).set(values["accuracy"])
+    TRAINING_PROGRESS.labels(run).set(time.time())

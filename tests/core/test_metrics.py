@@ -1,0 +1,127 @@
+"""A real Prometheus scrapes a running training service and a worker during a short
+training job; its API shows the training metrics moving and the RPCs counted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import redis
+
+from orisel.api.common.v1 import common_pb2
+from orisel.api.training.v1 import training_pb2, training_pb2_grpc
+from orisel.core import metrics
+from orisel.core.grpcserver import start_server
+from orisel.core.settings import Settings
+from orisel.training.servicer import registration
+from tests.procs import free_port, start_worker, unique_prefix
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
+]
+REDIS = "redis://127.0.0.1:6379/8"
+
+
+def _query(base: str, promql: str, **params: Any) -> list[dict[str, Any]]:
+    path = "query_range" if "start" in params else "query"
+    url = f"{base}/api/v1/{path}?" + urllib.parse.urlencode({"query": promql, **params})
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[tuple[str, int, int]]:
+    service_port, worker_port, port = free_port(), free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: orisel-training\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{service_port}']}}]\n"
+        "  - job_name: orisel-worker-training\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{worker_port}']}}]\n"
+    )
+    proc = subprocess.Popen(
+        [
+            "prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("prometheus did not become ready")
+    yield base, service_port, worker_port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_prometheus_sees_training_move(
+    prometheus: tuple[str, int, int], tmp_path: Path, python_archive: Path
+) -> None:
+    base, service_port, worker_port = prometheus
+    redis.Redis.from_url(REDIS).ping()
+    settings = Settings(
+        data=python_archive, cache_dir=tmp_path / "cache", store="local",
+        store_root=tmp_path / "store", broker_url=REDIS, result_backend=REDIS,
+        broker_prefix=unique_prefix(), work_dir=tmp_path / "work", grpc_port=0,
+        metrics_port=worker_port,
+    )  # fmt: skip
+    worker = start_worker(settings, "training")
+    metrics.serve(service_port)  # this process hosts the service, as `orisel serve` does
+    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = training_pb2_grpc.TrainingServiceStub(channel)
+    try:
+        start = time.time()
+        spec = training_pb2.TrainSpec(epochs=4, batch_size=4, val_size=50)
+        job = stub.Submit(training_pb2.SubmitRequest(spec=spec)).job
+        for update in stub.Watch(training_pb2.WatchRequest(id=job.id), timeout=300):
+            job = update.job
+        assert job.state == common_pb2.JOB_STATE_SUCCEEDED, job.error
+        time.sleep(3)  # one more scrape after the end
+        window = {"start": start, "end": time.time(), "step": "1"}
+        up = _query(base, "up")
+        assert {r["metric"]["job"]: r["value"][1] for r in up} == {
+            "orisel-training": "1", "orisel-worker-training": "1",
+        }  # fmt: skip
+        steps = _query(base, f'orisel_training_step_total{{run="{job.id}"}}', **window)
+        values = [float(v) for _, v in steps[0]["values"]]
+        assert values[-1] == 4 * 63 // 50 * 50  # progress is reported every 50 steps
+        assert len(set(values)) >= 3  # seen moving, not only at the end
+        epoch = _query(base, f'orisel_training_epoch{{run="{job.id}"}}')
+        assert float(epoch[0]["value"][1]) == 4.0
+        acc = _query(base, f'orisel_training_accuracy{{run="{job.id}",split="validation"}}')
+        assert 0.0 <= float(acc[0]["value"][1]) <= 1.0
+        submits = _query(
+            base, 'orisel_grpc_server_handled_total{method="Submit",service="TrainingService"}'
+        )
+        assert float(submits[0]["value"][1]) >= 1
+        assert submits[0]["metric"]["code"] == "OK"
+        tasks = _query(base, "orisel_task_duration_seconds_count")
+        assert {r["metric"]["task"] for r in tasks} == {"orisel.training.segment"}
+    finally:
+        channel.close()
+        server.stop(0)
+        worker.terminate()
+        worker.wait(30)
