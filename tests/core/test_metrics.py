@@ -88,7 +88,9 @@ def test_prometheus_sees_training_move(
         metrics_port=worker_port,
     )  # fmt: skip
     worker = start_worker(settings, "training")
-    metrics.serve(service_port)  # this process hosts the service, as `orisel serve` does
+    # This process hosts the service, as `orisel serve` does.
+    metrics.watch_queues(REDIS, settings.broker_prefix, ("training",))
+    metrics.serve(service_port)
     server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = training_pb2_grpc.TrainingServiceStub(channel)
@@ -109,10 +111,19 @@ def test_prometheus_sees_training_move(
         values = [float(v) for _, v in steps[0]["values"]]
         assert values[-1] == 4 * 63 // 50 * 50  # progress is reported every 50 steps
         assert len(set(values)) >= 3  # seen moving, not only at the end
-        epoch = _query(base, f'orisel_training_epoch{{run="{job.id}"}}')
-        assert float(epoch[0]["value"][1]) == 4.0
-        acc = _query(base, f'orisel_training_accuracy{{run="{job.id}",split="validation"}}')
+        epoch = _query(base, f'max_over_time(orisel_training_epoch{{run="{job.id}"}}[5m])')
+        assert 1.0 <= float(epoch[0]["value"][1]) <= 4.0
+        acc = _query(
+            base,
+            f'max_over_time(orisel_training_accuracy{{run="{job.id}",split="validation"}}[5m])',
+        )
         assert 0.0 <= float(acc[0]["value"][1]) <= 1.0
+        # The finished run's gauges are gone, so it can never look stalled.
+        assert (
+            _query(base, f'orisel_training_last_progress_timestamp_seconds{{run="{job.id}"}}') == []
+        )
+        queued = _query(base, 'orisel_queue_messages{queue="training"}')
+        assert float(queued[0]["value"][1]) == 0.0
         submits = _query(
             base, 'orisel_grpc_server_handled_total{method="Submit",service="TrainingService"}'
         )

@@ -320,6 +320,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.stderr.write(f"orisel {args.service} service on {settings.grpc_host}:{port}\n")
     from orisel.core import metrics
 
+    metrics.watch_queues(settings.broker_url, settings.broker_prefix, QUEUES)
     metrics.serve(settings.metrics_port)
     serve_until_signal(server, health, settings.grace_s)
     return 0

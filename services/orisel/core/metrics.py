@@ -7,11 +7,13 @@ in an alert); histograms never do.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 TRAINING_EPOCH = Gauge("orisel_training_epoch", "Epochs completed by a training run", ["run"])
 TRAINING_STEPS = Counter("orisel_training_step", "Optimizer steps taken", ["run"])
@@ -49,6 +51,45 @@ STORE_SECONDS = Histogram(
     ["op", "backend"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
 )
+
+
+class QueueCollector:
+    """orisel_queue_messages{queue}: messages waiting in each Celery queue (Redis lists),
+    read at scrape time, for backlog alerts (KEDA reads the same lists to scale workers)."""
+
+    def __init__(self, broker_url: str, prefix: str, queues: tuple[str, ...]) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(broker_url, socket_timeout=2)
+        self.prefix = prefix
+        self.queues = queues
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "orisel_queue_messages", "Messages waiting in a Celery queue", labels=["queue"]
+        )
+        try:
+            for q in self.queues:
+                family.add_metric([q], float(self.client.llen(f"{self.prefix}{q}")))
+        except OSError:
+            return  # broker unreachable: no sample rather than a wrong zero
+        yield family
+
+
+def watch_queues(broker_url: str, prefix: str, queues: tuple[str, ...]) -> None:
+    if broker_url.startswith("redis"):
+        REGISTRY.register(QueueCollector(broker_url, prefix, queues))
+
+
+def training_done(run: str) -> None:
+    """Drop a run's gauges when its segment ends, so a finished run never looks stalled."""
+    for gauge in (TRAINING_EPOCH, TRAINING_PROGRESS):
+        with contextlib.suppress(KeyError):
+            gauge.remove(run)
+    for gauge in (TRAINING_LOSS, TRAINING_ACCURACY):
+        for split in ("train", "validation", "test"):
+            with contextlib.suppress(KeyError):
+                gauge.remove(run, split)
 
 
 def serve(port: int) -> None:

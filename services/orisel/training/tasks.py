@@ -103,7 +103,10 @@ def segment(self: Any, job_id: str) -> str:
         jobs.update(job_id, state=JobState.RUNNING, phase="train")
         epochs = job.spec.get("segment_epochs") or settings.segment_epochs
         stop = min(total, trainer.state.step + epochs * trainer.steps_per_epoch)
-        summary = trainer.run(max_steps=stop)
+        try:
+            summary = trainer.run(max_steps=stop)
+        finally:
+            metrics.training_done(job_id)
         refs = _upload(store, job_id, run_dir)
     except OriselError as exc:
         jobs.update(job_id, state=JobState.FAILED, error=str(exc))
