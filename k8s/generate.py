@@ -1,0 +1,238 @@
+"""Write k8s/base/: one file per component, all from the tables below.
+
+The five services and their five worker queues share one shape, so they come from one
+function instead of ten hand-kept copies; `make lint` runs this with --check and fails when
+the committed files differ from a fresh generation.
+
+usage: python k8s/generate.py [--check]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BASE = Path(__file__).resolve().parent / "base"
+SERVICES = ("training", "extraction", "scoring", "ablation", "pipeline")
+GRPC, METRICS = 50051, 9100
+DATA_KEY, DATA_PATH = "datasets/cifar10-jpeg.tar.gz", "/work/data/cifar10-jpeg.tar.gz"
+PART_OF = "orisel"
+# Requests/limits per worker queue (CPU shape; the gpu component adds the accelerator).
+WORKER_RESOURCES = {
+    "training": ({"cpu": "2", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
+    "extraction": ({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
+    "scoring": ({"cpu": "1", "memory": "2Gi"}, {"cpu": "2", "memory": "4Gi"}),
+    "ablation": ({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
+    "pipeline": ({"cpu": "250m", "memory": "1Gi"}, {"cpu": "1", "memory": "2Gi"}),
+}
+SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {"fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+S3_SECRET = [
+    {
+        "name": "ORISEL_S3_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "orisel-s3", "key": "access-key"}},
+    },
+    {
+        "name": "ORISEL_S3_SECRET_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "orisel-s3", "key": "secret-key"}},
+    },
+]
+
+
+def labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": f"orisel-{component}",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+    }
+
+
+def meta(name: str, component: str) -> dict[str, Any]:
+    return {"name": name, "labels": labels(component)}
+
+
+def scratch() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Writable folders under a read-only root filesystem: /work (artifacts, data) and /tmp."""
+    volumes = [
+        {"name": "work", "emptyDir": {"sizeLimit": "20Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+    ]
+    mounts = [{"name": "work", "mountPath": "/work"}, {"name": "tmp", "mountPath": "/tmp"}]
+    return volumes, mounts
+
+
+def container(name: str, args: list[str], ports: list[dict[str, Any]]) -> dict[str, Any]:
+    _, mounts = scratch()
+    return {
+        "name": name,
+        "image": "orisel",
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "envFrom": [{"configMapRef": {"name": "orisel-settings"}}],
+        "env": S3_SECRET,
+        "ports": ports,
+        "securityContext": SECURITY,
+        "volumeMounts": mounts,
+    }
+
+
+def pod_spec(sa: str, c: dict[str, Any], grace: int) -> dict[str, Any]:
+    volumes, _ = scratch()
+    return {
+        "serviceAccountName": sa,
+        "automountServiceAccountToken": False,
+        "securityContext": POD_SECURITY,
+        "terminationGracePeriodSeconds": grace,
+        "containers": [c],
+        "volumes": volumes,
+    }
+
+
+def service_docs(name: str) -> list[dict[str, Any]]:
+    component = name
+    full = f"orisel-{name}"
+    c = container(
+        "server",
+        ["serve", name],
+        [
+            {"name": "grpc", "containerPort": GRPC, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS, "protocol": "TCP"},
+        ],
+    )
+    c["resources"] = {
+        "requests": {"cpu": "100m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    c["readinessProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 5}
+    c["livenessProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 20, "failureThreshold": 3}
+    c["startupProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 2, "failureThreshold": 60}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(full, component)},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(full, component),
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels(component)},
+                "template": {
+                    "metadata": {"labels": labels(component)},
+                    "spec": pod_spec(full, c, 30),
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(full, component),
+            "spec": {
+                "selector": labels(component),
+                "ports": [{"name": "grpc", "port": GRPC, "targetPort": "grpc"}],
+            },
+        },
+        metrics_service(f"{full}-metrics", component),
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta(full, component),
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(component)}},
+        },
+    ]
+
+
+def metrics_service(name: str, component: str) -> dict[str, Any]:
+    """Headless: DNS lists every pod, for Prometheus' dns_sd and the ServiceMonitor."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {**meta(name, component), "labels": {**labels(component), "metrics": "true"}},
+        "spec": {
+            "clusterIP": "None",
+            "selector": labels(component),
+            "ports": [{"name": "metrics", "port": METRICS, "targetPort": "metrics"}],
+        },
+    }
+
+
+def worker_docs(queue: str) -> list[dict[str, Any]]:
+    component = f"worker-{queue}"
+    full = f"orisel-{component}"
+    # Solo pool: one task at a time in the worker process itself, which serves /metrics.
+    c = container(
+        "worker",
+        ["worker", "--queues", queue, "--pool", "solo"],
+        [{"name": "metrics", "containerPort": METRICS, "protocol": "TCP"}],
+    )
+    requests, limits = WORKER_RESOURCES[queue]
+    c["resources"] = {"requests": requests, "limits": limits}
+    # The data set lives in the bucket (`orisel push`); each worker pod pulls it once.
+    fetch = container("fetch-data", ["fetch", DATA_KEY, "--out", DATA_PATH], [])
+    del fetch["ports"]
+    fetch["resources"] = {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    c["livenessProbe"] = {
+        "httpGet": {"path": "/metrics", "port": "metrics"},
+        "periodSeconds": 30,
+        "failureThreshold": 4,
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(full, component)},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(full, component),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels(component)},
+                "template": {
+                    "metadata": {"labels": labels(component)},
+                    # A task in flight is requeued (acks_late) if the pod is stopped anyway.
+                    "spec": {**pod_spec(full, c, 120), "initContainers": [fetch]},
+                },
+            },
+        },
+        metrics_service(f"{full}-metrics", component),
+    ]
+
+
+def dump(docs: list[dict[str, Any]]) -> str:
+    header = "# Generated by k8s/generate.py; edit that, then `make manifests`.\n"
+    return header + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+def files() -> dict[str, str]:
+    out = {f"{s}.yaml": dump(service_docs(s)) for s in SERVICES}
+    out |= {f"worker-{q}.yaml": dump(worker_docs(q)) for q in SERVICES}
+    return out
+
+
+def main(check: bool) -> int:
+    stale = []
+    for name, text in files().items():
+        path = BASE / name
+        if check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        sys.stderr.write(f"k8s/base is stale ({', '.join(stale)}): run `make manifests`\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main("--check" in sys.argv[1:]))
