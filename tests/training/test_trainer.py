@@ -113,6 +113,27 @@ def test_resume_is_bit_identical(tiny_data: PreparedData, tmp_path: Path, stop_a
     assert len(again["sessions"]) == 2
 
 
+def test_an_interrupted_run_records_its_session_and_resumes_exactly(
+    tiny_data: PreparedData, tmp_path: Path
+) -> None:
+    _train(tiny_data, tmp_path / "whole")
+    run = tmp_path / "cut"
+    trainer = Trainer.open(tiny_config(), tiny_data, run, resume=False, progress=False)
+
+    def stop(entry: dict[str, Any]) -> None:
+        if entry["step"] == 6:
+            raise KeyboardInterrupt  # what SIGINT (e.g. `timeout -s INT`) does mid-run
+
+    trainer.on_checkpoint = stop
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "stopped"
+    assert [(s["from_step"], s["to_step"]) for s in manifest["sessions"]] == [(0, 6)]
+    assert _train(tiny_data, run, resume=True)["status"] == "completed"
+    _assert_same(_final_state(tmp_path / "whole"), _final_state(run))
+
+
 def test_resume_may_extend_epochs(tiny_data: PreparedData, tmp_path: Path) -> None:
     _train(tiny_data, tmp_path / "whole", epochs=3)
     _train(tiny_data, tmp_path / "grown", epochs=2)

@@ -405,10 +405,18 @@ class Trainer:
                         loss=f"{(r.loss_sum + float(loss_sum)) / max(s, 1):.3f}",
                         acc=f"{(r.correct + int(correct)) / max(s, 1):.3f}",
                     )
+        except KeyboardInterrupt:
+            # Stopped from outside (Ctrl-C, a wall-clock budget): the session is still recorded.
+            self._end_session(start_step, time.perf_counter() - t0, done=False)
+            raise
         finally:
             bar.close()
         wall = time.perf_counter() - t0
         done = self.state.step >= total
+        self._end_session(start_step, wall, done)
+        return self.summary(wall, images)
+
+    def _end_session(self, start_step: int, wall: float, done: bool) -> None:
         if not done:
             log.info(
                 "stopped at step %d; --resume continues from step %d",
@@ -424,7 +432,6 @@ class Trainer:
             }
         )
         self._write_manifest(status="completed" if done else "stopped")
-        return self.summary(wall, images)
 
     def _fold_running(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> None:
         r = self.state.running
