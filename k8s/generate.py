@@ -77,7 +77,7 @@ def container(name: str, args: list[str], ports: list[dict[str, Any]]) -> dict[s
     return {
         "name": name,
         "image": "orisel",
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": "Always",
         "args": args,
         "envFrom": [{"configMapRef": {"name": "orisel-settings"}}],
         "env": S3_SECRET,
@@ -183,6 +183,8 @@ def worker_docs(queue: str) -> list[dict[str, Any]]:
         "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"cpu": "1", "memory": "1Gi"},
     }
+    # The worker process itself serves /metrics: it answers while the worker lives.
+    c["readinessProbe"] = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10}
     c["livenessProbe"] = {
         "httpGet": {"path": "/metrics", "port": "metrics"},
         "periodSeconds": 30,

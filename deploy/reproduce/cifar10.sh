@@ -21,6 +21,8 @@ step() {  # step OUTPUT_DIR COMMAND...: run unless OUTPUT_DIR/summary.json exist
 
 for run in "$RUNS"/cnn7-*/; do
   name=$(basename "$run")
+  mkdir -p "$OUT/$name"
+  cp "$run/manifest.json" "$OUT/$name/manifest.json"  # the report reads it beside the analyses
   step "$OUT/$name/best/tune" orisel tune --checkpoint "$run/best.pt" --permutations "$PERMUTATIONS"
 done
 for run in "$RUNS"/cnn7-*/; do

@@ -15,6 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
+CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 BIN = Path(sys.executable).parent
 GPU_WORKERS = {"orisel-worker-training", "orisel-worker-extraction", "orisel-worker-ablation"}
 needs_kubectl = pytest.mark.skipif(not KUBECTL.exists(), reason="run `make tools` first")
@@ -94,6 +95,27 @@ def test_registry_and_tag_reach_every_orisel_image() -> None:
     }
     ours = {i for i in images if "orisel" in i}
     assert ours == {"reg.example/team/orisel:v9", "reg.example/team/orisel-gpu:v9"}
+
+
+@needs_kubectl
+@pytest.mark.skipif(not CHECKOV.exists(), reason="run `make tools` first")
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_checkov_passes_with_every_skip_explained(overlay: str, tmp_path: Path) -> None:
+    out = tmp_path / "rendered.yaml"
+    out.write_text(yaml.safe_dump_all(render(overlay, "reg.example/team", "v1")))
+    config = ROOT / ".checkov.yaml"
+    for target, framework in ((out, "kubernetes"), (ROOT / "docker" / "Dockerfile", "dockerfile")):
+        done = subprocess.run(
+            [str(CHECKOV), "--config-file", str(config), "-f", str(target),
+             "--framework", framework, "-o", "json"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    skipped = yaml.safe_load(config.read_text())["skip-check"]
+    text = config.read_text()
+    for check in skipped:  # each skip has a comment saying why, right above it
+        above = text.split(f"- {check}")[0].rstrip().splitlines()[-1]
+        assert above.strip().startswith("#"), check
 
 
 def test_generated_base_is_fresh() -> None:

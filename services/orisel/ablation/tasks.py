@@ -58,6 +58,23 @@ def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network
     return net, scores.parent, images, labels
 
 
+# A worker usually takes several chunks of one sweep in a row: it keeps that sweep's network,
+# scores and preprocessed images instead of rebuilding them for every chunk.
+_SWEEP_CACHE: dict[str, tuple[Network, UnitScores, Any, Any]] = {}
+
+
+def _sweep_inputs(
+    job: Job, store: ArtifactStore, settings: Settings
+) -> tuple[Network, UnitScores, Any, Any]:
+    if job.id not in _SWEEP_CACHE:
+        net, scores_dir, images, labels = _inputs(job, store, settings)
+        spec = AblateSpec.model_validate(job.spec["ablate"])
+        x, y = evaluation_tensors(net, images, labels)
+        _SWEEP_CACHE.clear()  # one sweep's tensors at a time
+        _SWEEP_CACHE[job.id] = (net, UnitScores(scores_dir, spec.stimulus), x, y)
+    return _SWEEP_CACHE[job.id]
+
+
 def chunk_key(job: Job, chunk: Chunk) -> str:
     basis = json.dumps({"spec": job.spec, "chunk": [chunk.layer, chunk.family]}, sort_keys=True)
     return f"analyses/{job.id}/ablate/chunks/{hashlib.sha256(basis.encode()).hexdigest()}.json"
@@ -89,10 +106,8 @@ def chunk_task(self: Any, job_id: str, layer: str, family: str) -> str:
     if job.state.done:
         return key
     try:
-        net, scores_dir, images, labels = _inputs(job, store, settings)
+        net, scores, x, y = _sweep_inputs(job, store, settings)
         spec = AblateSpec.model_validate(job.spec["ablate"])
-        scores = UnitScores(scores_dir, spec.stimulus)
-        x, y = evaluation_tensors(net, images, labels)
         parts = run_chunks(net, spec, scores, [Chunk(layer, family)], x, y)
     except OriselError as exc:
         # The chord's callback sees a finished job and does nothing.

@@ -175,7 +175,11 @@ class LocalStore(_Measured):
 
     def list(self, prefix: str) -> list[ArtifactRef]:
         base = self.root / self.bucket
-        found = sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
+        # Walk only the folder the prefix names, not the whole bucket.
+        start = base / prefix.rpartition("/")[0]
+        if not start.is_dir():
+            return []
+        found = sorted(p for p in start.rglob("*") if p.is_file() and not p.name.startswith("."))
         keys = [p.relative_to(base).as_posix() for p in found]
         return [self.stat(k) for k in keys if k.startswith(prefix)]
 

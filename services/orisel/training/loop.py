@@ -405,6 +405,12 @@ class Trainer:
                         loss=f"{(r.loss_sum + float(loss_sum)) / max(s, 1):.3f}",
                         acc=f"{(r.correct + int(correct)) / max(s, 1):.3f}",
                     )
+            if self.on_progress is not None and self.state.step > reported_step:
+                self.on_progress(
+                    self.state.step - reported_step,
+                    images - reported_images,
+                    self.state.step / self.steps_per_epoch,
+                )
         except KeyboardInterrupt:
             # Stopped from outside (Ctrl-C, a wall-clock budget): the session is still recorded.
             self._end_session(start_step, time.perf_counter() - t0, done=False)
