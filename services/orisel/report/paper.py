@@ -311,12 +311,16 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
                 ax.tick_params(labelsize=6)
         fig.suptitle(f"{ref[0]}: gOSI (bars) vs shuffled null (line)", fontsize=9)
         save(fig, "c1_gosi_histograms.png")
-    trajectories = {n: v["trajectory"] for n, v in variants.items() if v.get("trajectory")}
+    trajectories = {
+        n: v["trajectory"] for n, v in variants.items() if len(v.get("trajectory") or []) >= 3
+    }
     if trajectories:
-        fig, axes = plt.subplots(
-            1, len(trajectories), figsize=(4.2 * len(trajectories), 3.2), squeeze=False
-        )
-        for ax, (n, traj) in zip(axes[0], trajectories.items(), strict=True):
+        cols = min(3, len(trajectories))
+        rows = -(-len(trajectories) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+        for ax in axes.flat[len(trajectories) :]:
+            ax.set_visible(False)
+        for ax, (n, traj) in zip(axes.flat, trajectories.items(), strict=False):
             epochs = np.array([t["epoch"] for t in traj])
             x = np.maximum(epochs, 0.05)
             for layer in traj[-1]["gratings"]:
@@ -448,7 +452,7 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
             f"![trajectory]({plots['c2_trajectory']})",
         ]
         for n, v in variants.items():
-            if v.get("trajectory"):
+            if len(v.get("trajectory") or []) >= 3:
                 lines += ["", f"{n}:", "", "| epoch | test acc | " + " | ".join(
                     v["trajectory"][-1]["gratings"]) + " |", "|---" * (2 + len(
                     v["trajectory"][-1]["gratings"])) + "|"]  # fmt: skip
