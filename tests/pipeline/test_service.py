@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,26 @@ def test_bad_requests_get_the_right_status(settings: Settings, stack: dict[str, 
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "spec.label_corruptions" in (err.value.details() or "")
     pipe.close()
+
+
+def test_cancelling_a_pipeline_cancels_its_children(stack: dict[str, str]) -> None:
+    client = JobClient(stack["pipeline"], "pipeline")
+    spec = pipeline_pb2.PaperSpec(label_corruptions=[0.0], seeds=[0], epochs=500, val_size=50)
+    job = client.submit(pipeline_pb2.SubmitRequest(spec=spec))
+    for update in client.watch(job.id, timeout=120):
+        if update.progress.phase.startswith("train"):
+            break
+    cancelled = client.stub.Cancel(pipeline_pb2.CancelRequest(id=job.id)).job
+    assert cancelled.state == common_pb2.JOB_STATE_CANCELLED
+    client.close()
+    training = JobClient(stack["training"], "training")
+    key = f"pipeline:{job.id}:train/cnn7-c0-s0"
+    child = None
+    for _ in range(600):
+        child = next((j for j in training.list() if j.idempotency_key == key), None)
+        if child is not None and child.state == common_pb2.JOB_STATE_CANCELLED:
+            break
+        time.sleep(0.1)
+    training.close()
+    assert child is not None
+    assert child.state == common_pb2.JOB_STATE_CANCELLED
