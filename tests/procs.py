@@ -51,16 +51,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A real S3 API (moto's server) on a loopback port; yields host:port."""
-    port = free_port()
-    exe = Path(sys.executable).parent / "moto_server"
+def loopback_server(
+    cmd: list[str], port: int, env: dict[str, str] | None = None, what: str = "server"
+) -> Iterator[str]:
+    """Start `cmd` (which listens on `port`), wait until it accepts; yields host:port."""
     proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,
-    )
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -70,8 +68,15 @@ def moto_server() -> Iterator[str]:
             except OSError:
                 time.sleep(0.1)
         else:
-            raise RuntimeError("moto server did not start")
+            raise RuntimeError(f"{what} did not start")
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def moto_server() -> contextlib.AbstractContextManager[str]:
+    """A real S3 API (moto's server) on a loopback port; yields host:port."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    return loopback_server([str(exe), "-H", "127.0.0.1", "-p", str(port)], port, what="moto")

@@ -4,10 +4,7 @@ multipart and presigned URLs included; wrong keys fail with a clear error."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +14,7 @@ import pytest
 
 from orisel.core.errors import FailedPrecondition
 from orisel.core.storage import PART_SIZE, S3Store
-from tests.procs import free_port
+from tests.procs import free_port, loopback_server
 
 pytestmark = pytest.mark.integration
 ACCESS, SECRET = "orisel-test", "orisel-test-secret-0123456789"
@@ -27,25 +24,11 @@ ACCESS, SECRET = "orisel-test", "orisel-test-secret-0123456789"
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "NANIO_ACCESS_KEY": ACCESS, "NANIO_SECRET_KEY": SECRET}
-    exe = Path(sys.executable).parent / "nanio"
     data = tmp_path_factory.mktemp("nanio")
-    cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
-    proc = subprocess.Popen(
-        [*cmd, "--no-access-log"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("nanio did not start")
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    cmd = [str(Path(sys.executable).parent / "nanio"), "serve", "--host", "127.0.0.1",
+           "--port", str(port), "--data-dir", str(data), "--no-access-log"]  # fmt: skip
+    with loopback_server(cmd, port, env, "nanio") as address:
+        yield address
 
 
 def test_signed_roundtrip_with_multipart_and_presigned_url(endpoint: str, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from orisel.ablation.servicer import INVARIANCE_TASK, PLAN_TASK
 from orisel.core.artifacts import fetch, upload_dir
 from orisel.core.celery_app import app
 from orisel.core.errors import OriselError
-from orisel.core.jobs import Job, JobState, open_job
+from orisel.core.jobs import Job, JobState, one_task_job, open_job
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
 from orisel.extraction.network import Network, load_network
@@ -153,23 +153,12 @@ def assemble(self: Any, keys: list[str], job_id: str) -> str:
     return "SUCCEEDED"
 
 
+def _invariance(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
+    net, scores_dir, images, _ = _inputs(job, store, settings)
+    spec = InvarianceSpec.model_validate(job.spec["invariance"])
+    invariance(net, spec, UnitScores(scores_dir, spec.stimulus), images, out, {"job": job.id})
+
+
 @app.task(name=INVARIANCE_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
 def invariance_task(self: Any, job_id: str) -> str:
-    settings, store, jobs, job = open_job(job_id)
-    if job.state.done:
-        return job.state.name
-    jobs.update(job_id, state=JobState.RUNNING, phase="invariance")
-    try:
-        net, scores_dir, images, _ = _inputs(job, store, settings)
-        spec = InvarianceSpec.model_validate(job.spec["invariance"])
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "invariance"
-            invariance(
-                net, spec, UnitScores(scores_dir, spec.stimulus), images, out, {"job": job_id}
-            )
-            refs = upload_dir(store, f"analyses/{job_id}/invariance", out)
-    except OriselError as exc:
-        jobs.update(job_id, state=JobState.FAILED, error=str(exc))
-        return "FAILED"
-    jobs.update(job_id, state=JobState.SUCCEEDED, fraction=1.0, phase="done", outputs=tuple(refs))
-    return "SUCCEEDED"
+    return one_task_job(job_id, "invariance", _invariance)

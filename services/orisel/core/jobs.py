@@ -10,13 +10,22 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, cast
 
 from orisel.core import metrics
-from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
+from orisel.core.errors import (
+    DataError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OriselError,
+)
 from orisel.core.settings import Settings, get_settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
 
@@ -187,3 +196,28 @@ class JobStore:
             if (kind is None or j.kind == kind) and (state is None or j.state == state)
         ]
         return sorted(jobs, key=lambda j: j.created_at)
+
+
+def one_task_job(
+    job_id: str, name: str, work: Callable[[Settings, ArtifactStore, Job, Path], None]
+) -> str:
+    """Run a job that one task completes: `work` writes its outputs into a folder, which is
+    uploaded to analyses/<job>/<name>/; domain errors mark the job FAILED with the message."""
+    from orisel.core.artifacts import upload_dir
+
+    settings, store, jobs, job = open_job(job_id)
+    if job.state.done:
+        return job.state.name
+    jobs.update(job_id, state=JobState.RUNNING, phase=name)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / name
+            work(settings, store, job, out)
+            refs = upload_dir(store, f"analyses/{job_id}/{name}", out)
+    except OriselError as exc:
+        jobs.update(job_id, state=JobState.FAILED, error=str(exc))
+        return "FAILED"
+    if jobs.get(job_id).state.done:  # cancelled while it ran
+        return jobs.get(job_id).state.name
+    jobs.update(job_id, state=JobState.SUCCEEDED, fraction=1.0, phase="done", outputs=tuple(refs))
+    return "SUCCEEDED"

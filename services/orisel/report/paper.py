@@ -316,8 +316,8 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
     }
     if trajectories:
         cols = min(3, len(trajectories))
-        rows = -(-len(trajectories) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+        n_rows = -(-len(trajectories) // cols)
+        fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.3 * n_rows), squeeze=False)
         for ax in axes.flat[len(trajectories) :]:
             ax.set_visible(False)
         for ax, (n, traj) in zip(axes.flat, trajectories.items(), strict=False):

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import TableFormat, write_table
-from orisel.extraction.extract import make_stimuli
+from orisel.extraction.extract import ExtractSpec, make_stimuli
 from orisel.extraction.network import Network
 from orisel.science import indices as ix
-from orisel.science.responses import Reduction
 from orisel.science.stimuli import StimulusSet
 
 HIST_BINS = 20
@@ -26,17 +25,10 @@ UNIT_COLUMNS = (
 )  # fmt: skip
 
 
-class TuneSpec(BaseModel):
-    """Everything that determines a tuning analysis besides the network and the data."""
+class TuneSpec(ExtractSpec):
+    """Everything that determines a tuning analysis besides the network and the data: the
+    stimuli and layers (as for extraction), then how units are scored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    stimuli: tuple[Literal["gratings", "bars"], ...] = ("gratings", "bars")
-    layers: tuple[str, ...] | None = None
-    reduction: Reduction = "mean"
-    n_orientations: int = Field(12, ge=2, multiple_of=2)
-    n_phases: int = Field(4, ge=1)
-    n_frequencies: int = Field(9, ge=1)
     permutations: int = Field(1000, ge=0, description="shuffles for the gOSI p-value")
     threshold: float = Field(
         0.33, ge=0.0, le=1.0, description="gOSI above which a unit is selective"
@@ -45,7 +37,6 @@ class TuneSpec(BaseModel):
         0.05, gt=0.0, le=1.0, description="p-value below which a unit is selective"
     )
     seed: int = Field(0, ge=0)
-    batch_size: int = Field(256, ge=1)
     format: TableFormat = "csv"
 
 
