@@ -504,14 +504,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_paper_report(args: argparse.Namespace) -> int:
-    from orisel.core.atomic import atomic_write_json
-    from orisel.report.paper import collect, render
+    from orisel.report.paper import collect, render, save_data
 
     if args.analysis:
         data = collect(args.analysis)
-        data_file = args.out.parent / args.out.stem / "data.json"
-        data_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(data_file, data)
+        save_data(data, args.out.parent / args.out.stem / "data.json")
     else:
         if not args.from_data.is_file():
             raise InvalidArgument(

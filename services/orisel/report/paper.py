@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from orisel.core.atomic import atomic_write, atomic_write_json
+from orisel.core.atomic import atomic_write
 from orisel.core.errors import NotFound
 
 LOWER = ("layer1", "layer2", "layer3")
@@ -40,7 +40,11 @@ def _lower_mean(layers: dict[str, Any]) -> float:
     return float(np.mean([layers[n]["mean_gosi"] for n in LOWER if n in layers]))
 
 
-def _tune_numbers(t: dict[str, Any]) -> dict[str, Any]:
+TRAJECTORY_KEYS = ("mean_gosi", "fraction_above_threshold", "null_fraction_above_threshold")
+
+
+def _tune_numbers(t: dict[str, Any], keep: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The report's numbers of one tuning; `keep` limits each layer's entries to those keys."""
     out: dict[str, Any] = {
         "epoch": t["network"].get("epoch"),
         "metrics": t["network"].get("metrics"),
@@ -50,7 +54,10 @@ def _tune_numbers(t: dict[str, Any]) -> dict[str, Any]:
     }
     for kind in ("gratings", "bars"):
         if kind in t["summary"]:
-            out[kind] = t["summary"][kind]["layers"]
+            layers = t["summary"][kind]["layers"]
+            out[kind] = (
+                {n: {k: s[k] for k in keep} for n, s in layers.items()} if keep else layers
+            )
     if "class_selectivity" in t["summary"]:
         out["csi"] = {k: v["mean_csi"] for k, v in t["summary"]["class_selectivity"].items()}
     return out
@@ -114,7 +121,7 @@ def collect(root: Path) -> dict[str, Any]:
         for t_dir in sorted((folder / "trajectory").glob("*")):
             t = _json(t_dir / "summary.json")
             if t:
-                trajectory.append(_tune_numbers(t))
+                trajectory.append(_tune_numbers(t, TRAJECTORY_KEYS))
         if trajectory:
             v["trajectory"] = sorted(trajectory, key=lambda t: t["epoch"])
         variants[folder.name] = v
@@ -518,10 +525,21 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
     return out
 
 
+def save_data(data: dict[str, Any], path: Path) -> None:
+    """data.json, in collection order (layers stay in network order when re-rendered)."""
+    text = json.dumps(data, indent=1, default=str) + "\n"
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)
+
+
 def write_paper_report(root: Path, out: Path, meta: dict[str, Any] | None = None) -> Path:
     """collect + render into `out/report.md`, with the collected data as `out/data.json`."""
     data = collect(root)
     data["meta"] = meta or {}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "data.json", data)
+    save_data(data, out / "data.json")
     return render(data, out / "report.md")
