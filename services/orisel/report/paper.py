@@ -55,9 +55,7 @@ def _tune_numbers(t: dict[str, Any], keep: tuple[str, ...] | None = None) -> dic
     for kind in ("gratings", "bars"):
         if kind in t["summary"]:
             layers = t["summary"][kind]["layers"]
-            out[kind] = (
-                {n: {k: s[k] for k in keep} for n, s in layers.items()} if keep else layers
-            )
+            out[kind] = {n: {k: s[k] for k in keep} for n, s in layers.items()} if keep else layers
     if "class_selectivity" in t["summary"]:
         out["csi"] = {k: v["mean_csi"] for k, v in t["summary"]["class_selectivity"].items()}
     return out
