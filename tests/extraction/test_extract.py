@@ -32,7 +32,9 @@ def test_responses_and_summary(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert result["stimuli"]["gratings"]["shape"] == [12, 9, 2]
 
 
-def test_unknown_layer_is_named_with_the_valid_ones_and_leaves_nothing(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_unknown_layer_is_named_with_the_valid_ones_and_leaves_nothing(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     net = load_network(tiny_checkpoint, device="cpu")
     out = tmp_path / "responses"
     with pytest.raises(NotFound) as err:
