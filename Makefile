@@ -64,7 +64,7 @@ report: $(STAMP) ## Rebuild docs/results/cifar10.md and its plots from the commi
 protos: $(STAMP) ## Regenerate services/orisel/api from protos/ (commit the result)
 	$(BIN)/python protos/generate.py
 
-lint: $(STAMP) ## ruff, strict mypy, and generated gRPC code up to date with protos/
+lint: $(STAMP) ## ruff, strict mypy, generated code fresh (protos, k8s/base), hadolint
 	$(BIN)/python protos/generate.py --check
 	$(BIN)/ruff check services tests bench protos deploy k8s
 	$(BIN)/ruff format --check services tests bench protos deploy k8s
@@ -110,7 +110,7 @@ manifests: $(STAMP) ## Regenerate k8s/base from k8s/generate.py (commit the resu
 render: $(KUBECTL) ## Print the manifests of OVERLAY=dev|gpu with REGISTRY=... TAG=...
 	@PATH=$(abspath $(TOOLS)):$$PATH deploy/render.sh $(OVERLAY) "$(REGISTRY)" "$(TAG)"
 
-images: ## Build the CPU and GPU images (docker or podman), tagged $(IMAGE_PREFIX)orisel[-gpu]:$(TAG)
+images: ## Build the CPU and GPU images (docker or podman) as [REGISTRY/]orisel[-gpu]:TAG
 	@test -n "$(CONTAINER)" || { echo "images: needs docker or podman" >&2; exit 2; }
 	$(CONTAINER) build -f docker/Dockerfile --target cpu -t $(IMAGE_PREFIX)orisel:$(TAG) .
 	$(CONTAINER) build -f docker/Dockerfile --target gpu -t $(IMAGE_PREFIX)orisel-gpu:$(TAG) .
