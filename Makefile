@@ -34,7 +34,7 @@ IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY:%/=%)/,)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run reproduce report test test-fast lint format bench clean protos \
-	tools manifests render images deploy undeploy
+	tools manifests render images image-smoke deploy undeploy
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ images: ## Build the CPU and GPU images (docker or podman) as [REGISTRY/]orisel[
 	@test -n "$(CONTAINER)" || { echo "images: needs docker or podman" >&2; exit 2; }
 	$(CONTAINER) build -f docker/Dockerfile --target cpu -t $(IMAGE_PREFIX)orisel:$(TAG) .
 	$(CONTAINER) build -f docker/Dockerfile --target gpu -t $(IMAGE_PREFIX)orisel-gpu:$(TAG) .
+
+image-smoke: $(STAMP) ## Build the CPU image offline with podman (debootstrap base, local wheels) and check its gRPC health
+	docker/smoke.sh
 
 deploy: images $(KUBECTL) ## Build, push, apply OVERLAY with REGISTRY/TAG, wait for rollout (deploy/README.md)
 	@test -n "$(REGISTRY)" || { echo "deploy: set REGISTRY=registry.example.com/team" >&2; exit 2; }
