@@ -99,6 +99,25 @@ def pod_spec(sa: str, c: dict[str, Any], grace: int) -> dict[str, Any]:
     }
 
 
+def workload(
+    full: str, component: str, replicas: int, spec: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A component's ServiceAccount and Deployment."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(full, component)},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(full, component),
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels(component)},
+                "template": {"metadata": {"labels": labels(component)}, "spec": spec},
+            },
+        },
+    ]
+
+
 def service_docs(name: str) -> list[dict[str, Any]]:
     component = name
     full = f"orisel-{name}"
@@ -118,20 +137,7 @@ def service_docs(name: str) -> list[dict[str, Any]]:
     c["livenessProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 20, "failureThreshold": 3}
     c["startupProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 2, "failureThreshold": 60}
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(full, component)},
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": meta(full, component),
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": labels(component)},
-                "template": {
-                    "metadata": {"labels": labels(component)},
-                    "spec": pod_spec(full, c, 30),
-                },
-            },
-        },
+        *workload(full, component, 2, pod_spec(full, c, 30)),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -190,22 +196,10 @@ def worker_docs(queue: str) -> list[dict[str, Any]]:
         "periodSeconds": 30,
         "failureThreshold": 4,
     }
+    # A task in flight is requeued (acks_late) if the pod is stopped anyway.
+    spec = {**pod_spec(full, c, 120), "initContainers": [fetch]}
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(full, component)},
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": meta(full, component),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels(component)},
-                "template": {
-                    "metadata": {"labels": labels(component)},
-                    # A task in flight is requeued (acks_late) if the pod is stopped anyway.
-                    "spec": {**pod_spec(full, c, 120), "initContainers": [fetch]},
-                },
-            },
-        },
+        *workload(full, component, 1, spec),
         metrics_service(f"{full}-metrics", component),
     ]
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from orisel.ablation.run import AblateSpec, InvarianceSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobs import Job, JobStore
-from orisel.core.jobservice import JobServicer, validated
-from orisel.core.settings import Settings, make_store
+from orisel.core.jobservice import job_registration, validated
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactStore
 
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
@@ -49,16 +48,8 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
 
 
 def registration(settings: Settings) -> Registration:
-    from orisel.core.celery_app import make_celery
-
-    store = cast(ArtifactStore, make_store(settings))
-    celery = make_celery(settings)
-
-    def enqueue(job: Job) -> None:
-        task = PLAN_TASK if job.spec["task"] == "sweep" else INVARIANCE_TASK
-        celery.send_task(task, args=(job.id,), queue="ablation")
-
-    servicer = JobServicer(
-        ablation_pb2, "ablation", JobStore(store), lambda r: spec_of(r, store), enqueue
-    )
-    return ablation_pb2_grpc.add_AblationServiceServicer_to_server, servicer, SERVICE_NAME
+    return job_registration(
+        settings, ablation_pb2, ablation_pb2_grpc.add_AblationServiceServicer_to_server,
+        SERVICE_NAME, "ablation", spec_of,
+        lambda job: PLAN_TASK if job.spec["task"] == "sweep" else INVARIANCE_TASK,
+    )  # fmt: skip

@@ -455,6 +455,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import threading
     from typing import cast
 
+    from orisel.api.common.v1 import common_pb2
     from orisel.client.embedded import Embedded, embedded_settings
     from orisel.core.settings import make_store
     from orisel.core.storage import ArtifactStore
@@ -479,17 +480,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             stop.wait()
             return 0
         args.server, args.submit_kind, args.data_key = stack.address, "paper", None
-        service, request = _submit_request(args)
-        from orisel.client.jobs import JobClient
-
-        client = JobClient(stack.address, service)
-        try:
-            job = client.submit(request)
-        finally:
-            client.close()
+        service, job = _submit(args)
         sys.stderr.write(f"orisel: pipeline job {job.id} submitted through {stack.address}\n")
         job = _follow(stack.address, service, job.id, args.quiet or args.json)
-        if job.state != 3:  # JOB_STATE_SUCCEEDED
+        if job.state != common_pb2.JOB_STATE_SUCCEEDED:
             _emit(args, _job_dict(job), _job_line(job))
             return 1
         store = cast(ArtifactStore, make_store(settings))
@@ -521,16 +515,22 @@ def cmd_paper_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    from orisel.api.common.v1 import common_pb2
+def _submit(args: argparse.Namespace) -> tuple[str, Any]:
+    """(service, job): the request `orisel submit KIND` describes, sent to args.server."""
     from orisel.client.jobs import JobClient
 
     service, request = _submit_request(args)
     client = JobClient(args.server, service)
     try:
-        job = client.submit(request)
+        return service, client.submit(request)
     finally:
         client.close()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orisel.api.common.v1 import common_pb2
+
+    service, job = _submit(args)
     if not args.wait:
         follow = f"orisel watch {job.id} --service {service} --server {args.server}"
         _emit(args, _job_dict(job), f"submitted {_job_line(job)}\n  follow it: {follow}")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from pydantic import BaseModel, ValidationError
 
 from orisel.core.errors import InvalidArgument
+from orisel.core.grpcserver import Registration
 from orisel.core.jobs import Job, JobState, JobStore
+from orisel.core.settings import Settings, make_store
+from orisel.core.storage import ArtifactStore
 
 WATCH_POLL_S = 0.25
 MAX_PAGE = 1000
@@ -86,3 +89,22 @@ class JobServicer:
         return self.pb2.ListResponse(
             jobs=[j.to_proto() for j in jobs[start : start + size]], next_page_token=token
         )
+
+
+def job_registration(
+    settings: Settings, pb2: ModuleType, add_servicer: Callable[[Any, grpc.Server], None],
+    service_name: str, kind: str, spec_of: Callable[[Any, ArtifactStore], dict[str, Any]],
+    task_of: Callable[[Job], str],
+) -> Registration:  # fmt: skip
+    """One job kind's servicer wired to the settings' store and broker: each new job's task is
+    sent by name to the queue named after its kind."""
+    from orisel.core.celery_app import make_celery
+
+    store = cast(ArtifactStore, make_store(settings))
+    celery = make_celery(settings)
+
+    def enqueue(job: Job) -> None:
+        celery.send_task(task_of(job), args=(job.id,), queue=kind)
+
+    servicer = JobServicer(pb2, kind, JobStore(store), lambda r: spec_of(r, store), enqueue)
+    return add_servicer, servicer, service_name

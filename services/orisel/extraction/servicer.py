@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.grpcserver import Registration
-from orisel.core.jobs import Job, JobStore
-from orisel.core.jobservice import JobServicer, validated
-from orisel.core.settings import Settings, make_store
+from orisel.core.jobservice import job_registration, validated
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactStore
 from orisel.extraction.extract import ExtractSpec
 
@@ -32,15 +31,7 @@ def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict
 
 
 def registration(settings: Settings) -> Registration:
-    from orisel.core.celery_app import make_celery
-
-    store = cast(ArtifactStore, make_store(settings))
-    celery = make_celery(settings)
-
-    def enqueue(job: Job) -> None:
-        celery.send_task(EXTRACT_TASK, args=(job.id,), queue="extraction")
-
-    servicer = JobServicer(
-        extraction_pb2, "extraction", JobStore(store), lambda r: spec_of(r, store), enqueue
-    )
-    return extraction_pb2_grpc.add_ExtractionServiceServicer_to_server, servicer, SERVICE_NAME
+    return job_registration(
+        settings, extraction_pb2, extraction_pb2_grpc.add_ExtractionServiceServicer_to_server,
+        SERVICE_NAME, "extraction", spec_of, lambda _: EXTRACT_TASK,
+    )  # fmt: skip

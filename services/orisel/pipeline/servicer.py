@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from orisel.core.grpcserver import Registration
-from orisel.core.jobs import Job, JobStore
-from orisel.core.jobservice import JobServicer, validated
-from orisel.core.settings import Settings, make_store
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.jobservice import job_registration, validated
+from orisel.core.settings import Settings
+from orisel.core.storage import ArtifactRef
 from orisel.pipeline.spec import PaperSpec
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
@@ -32,13 +31,7 @@ def spec_of(request: pipeline_pb2.SubmitRequest) -> dict[str, Any]:
 
 
 def registration(settings: Settings) -> Registration:
-    from orisel.core.celery_app import make_celery
-
-    store = cast(ArtifactStore, make_store(settings))
-    celery = make_celery(settings)
-
-    def enqueue(job: Job) -> None:
-        celery.send_task(ADVANCE_TASK, args=(job.id,), queue="pipeline")
-
-    servicer = JobServicer(pipeline_pb2, "pipeline", JobStore(store), spec_of, enqueue)
-    return pipeline_pb2_grpc.add_PipelineServiceServicer_to_server, servicer, SERVICE_NAME
+    return job_registration(
+        settings, pipeline_pb2, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
+        SERVICE_NAME, "pipeline", lambda request, _: spec_of(request), lambda _: ADVANCE_TASK,
+    )  # fmt: skip

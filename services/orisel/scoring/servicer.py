@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobs import Job, JobStore
-from orisel.core.jobservice import JobServicer, validated
-from orisel.core.settings import Settings, make_store
+from orisel.core.jobservice import job_registration, validated
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactStore
 from orisel.scoring.tune import TuneSpec
 
@@ -36,15 +35,7 @@ def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[st
 
 
 def registration(settings: Settings) -> Registration:
-    from orisel.core.celery_app import make_celery
-
-    store = cast(ArtifactStore, make_store(settings))
-    celery = make_celery(settings)
-
-    def enqueue(job: Job) -> None:
-        celery.send_task(SCORE_TASK, args=(job.id,), queue="scoring")
-
-    servicer = JobServicer(
-        scoring_pb2, "scoring", JobStore(store), lambda r: spec_of(r, store), enqueue
-    )
-    return scoring_pb2_grpc.add_ScoringServiceServicer_to_server, servicer, SERVICE_NAME
+    return job_registration(
+        settings, scoring_pb2, scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
+        SERVICE_NAME, "scoring", spec_of, lambda _: SCORE_TASK,
+    )  # fmt: skip

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobs import Job, JobStore
-from orisel.core.jobservice import JobServicer, validated
-from orisel.core.settings import Settings, make_store
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.jobservice import job_registration, validated
+from orisel.core.settings import Settings
+from orisel.core.storage import ArtifactRef
 from orisel.training.config import TrainConfig
 
 
@@ -49,14 +48,7 @@ SEGMENT_TASK = "orisel.training.segment"
 
 
 def registration(settings: Settings) -> Registration:
-    """The servicer wired to the settings' store and broker (tasks are sent by name)."""
-    from orisel.core.celery_app import make_celery
-
-    jobs = JobStore(cast(ArtifactStore, make_store(settings)))
-    celery = make_celery(settings)
-
-    def enqueue(job: Job) -> None:
-        celery.send_task(SEGMENT_TASK, args=(job.id,), queue="training")
-
-    servicer = JobServicer(training_pb2, "training", jobs, spec_of, enqueue)
-    return training_pb2_grpc.add_TrainingServiceServicer_to_server, servicer, SERVICE_NAME
+    return job_registration(
+        settings, training_pb2, training_pb2_grpc.add_TrainingServiceServicer_to_server,
+        SERVICE_NAME, "training", lambda request, _: spec_of(request), lambda _: SEGMENT_TASK,
+    )  # fmt: skip
