@@ -73,6 +73,7 @@ lint: $(STAMP) ## ruff, strict mypy, generated code fresh (protos, k8s/base), ha
 	$(BIN)/hadolint docker/Dockerfile
 
 test: lint $(KUBECTL) $(CHECKOV) ## Lint, then the whole test suite (unit and integration)
+	deploy/dev/services.sh
 	$(BIN)/pytest
 
 test-fast: $(STAMP) ## Unit tests only

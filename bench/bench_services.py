@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.procs import moto_server
 
-from orisel.ablation.run import AblateSpec, UnitScores, ablate
+from orisel.ablation.run import UnitScores, ablate
+from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.client.cli import main as cli

@@ -1,10 +1,9 @@
-"""The ablation service for real: Redis, two Celery worker processes, a gRPC server, and a
-worker killed in the middle of a sweep."""
+"""The ablation service for real: PostgreSQL, Redis, the controller, Celery worker processes,
+a gRPC server, and a worker killed in the middle of a sweep."""
 
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,23 +11,20 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-import redis
 
-from orisel.ablation.run import AblateSpec, UnitScores, ablate
-from orisel.ablation.servicer import registration
+from orisel.ablation.run import UnitScores, ablate
+from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.client.cli import main
-from orisel.core.grpcserver import start_server
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, LocalStore, get_bytes
 from orisel.core.tables import read_table
 from orisel.data.sources import load_cifar10
 from orisel.extraction.network import load_network
-from tests.procs import start_worker
+from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
-REDIS = "redis://127.0.0.1:6379/12"
 LAYERS = ["layer1", "layer2"]
 SWEEP = {
     "layers": LAYERS,
@@ -39,25 +35,17 @@ SWEEP = {
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Settings:
+def live(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("abl")
-    redis.Redis.from_url(REDIS).flushdb()
-    return Settings(
-        data=python_archive,
-        cache_dir=root / "cache",
-        store="local",
-        store_root=root / "store",
-        broker_url=REDIS,
-        result_backend=REDIS,
-        work_dir=root / "work",
-        grpc_port=0,
-        task_time_limit_s=60,
-        visibility_timeout_s=3,
-    )
+    with stack(root, data=python_archive, task_time_limit_s=60) as s:
+        s.serve(("ablation",))
+        s.start_controller()
+        yield s
 
 
-def _worker(settings: Settings) -> subprocess.Popen[bytes]:
-    return start_worker(settings, "ablation")
+@pytest.fixture(scope="module")
+def settings(live: Stack) -> Settings:
+    return live.settings
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +84,10 @@ def inputs(
 
 
 @pytest.fixture(scope="module")
-def stub(settings: Settings) -> Iterator[ablation_pb2_grpc.AblationServiceStub]:
-    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+def stub(live: Stack) -> Iterator[ablation_pb2_grpc.AblationServiceStub]:
+    channel = grpc.insecure_channel(live.address)
     yield ablation_pb2_grpc.AblationServiceStub(channel)
     channel.close()
-    server.stop(0)
 
 
 def _sweep(ckpt: ArtifactRef, units: ArtifactRef) -> ablation_pb2.SweepSpec:
@@ -126,6 +112,7 @@ def _curves(settings: Settings, job: common_pb2.Job) -> dict[str, np.ndarray]:
 
 
 def test_sweep_fans_out_and_matches_the_library(
+    live: Stack,
     settings: Settings,
     inputs: tuple[ArtifactRef, ArtifactRef, Path],
     stub: ablation_pb2_grpc.AblationServiceStub,
@@ -134,7 +121,7 @@ def test_sweep_fans_out_and_matches_the_library(
     tmp_path: Path,
 ) -> None:
     ckpt, units, tune_dir = inputs
-    workers = [_worker(settings), _worker(settings)]
+    workers = [live.worker("ablation"), live.worker("ablation")]
     try:
         job = stub.Submit(
             ablation_pb2.SubmitRequest(idempotency_key="s1", sweep=_sweep(ckpt, units))
@@ -145,6 +132,9 @@ def test_sweep_fans_out_and_matches_the_library(
             w.terminate()
             w.wait(30)
     assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    chunks = live.db.children(final.id)
+    assert sorted(c.spec["layer"] for c in chunks) == sorted(LAYERS)  # one child per layer
+    assert all(c.attempts == 1 for c in chunks)
     service = _curves(settings, final)
     ds = load_cifar10(python_archive)
     local = ablate(
@@ -167,6 +157,7 @@ def test_sweep_fans_out_and_matches_the_library(
 
 
 def test_a_killed_worker_costs_nothing(
+    live: Stack,
     settings: Settings,
     inputs: tuple[ArtifactRef, ArtifactRef, Path],
     stub: ablation_pb2_grpc.AblationServiceStub,
@@ -179,7 +170,7 @@ def test_a_killed_worker_costs_nothing(
             ).job.id
         )
     ).job
-    victim, survivor = _worker(settings), _worker(settings)
+    victim, survivor = live.worker("ablation"), live.worker("ablation")
     try:
         job = stub.Submit(
             ablation_pb2.SubmitRequest(idempotency_key="s2", sweep=_sweep(ckpt, units))

@@ -1,5 +1,6 @@
 """Embedded mode for real: `orisel up --paper` with no servers (filesystem broker, SQLite
-results, local store), the pipeline submitted through the gRPC client, the report fetched."""
+job database, local store), the pipeline submitted through the gRPC client, the report
+fetched."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from orisel.core.db import JobDB
+from orisel.core.jobs import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +39,11 @@ def test_up_runs_the_paper_pipeline_without_servers(tmp_path: Path, python_archi
     data = json.loads((home / "report" / "data.json").read_text())
     assert data["meta"]["job"] == out["id"]
     assert len(data["variants"]["cnn7-c0-s0"]["trajectory"]) == 5
-    assert (home / "results.sqlite").is_file()  # chords went through the SQLite backend
+    db = JobDB(f"sqlite:///{home / 'jobs.sqlite'}")  # the same schema as PostgreSQL
+    children = db.children(out["id"])
+    assert {c.kind for c in children} == {"training", "scoring", "ablation"}
+    assert all(c.state == JobState.SUCCEEDED for c in children)
+    assert db.events(out["id"])[0].type == "created"
     assert not list((home / "work" / "broker" / "queue").glob("*.msg"))  # nothing left queued
 
 

@@ -15,21 +15,17 @@ from typing import Any
 
 import grpc
 import pytest
-import redis
 
 from orisel.api.common.v1 import common_pb2
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core import metrics
-from orisel.core.grpcserver import start_server
-from orisel.core.settings import Settings
-from orisel.training.servicer import registration
-from tests.procs import free_port, start_worker, unique_prefix
+from tests.procs import free_port
+from tests.stack import REDIS, stack
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
 ]
-REDIS = "redis://127.0.0.1:6379/8"
 EPOCHS = 8  # 63 steps each at batch 4, in two segments (5 + 3 epochs): long enough to scrape
 
 
@@ -81,59 +77,50 @@ def test_prometheus_sees_training_move(
     prometheus: tuple[str, int, int], tmp_path: Path, python_archive: Path
 ) -> None:
     base, service_port, worker_port = prometheus
-    redis.Redis.from_url(REDIS).ping()
-    settings = Settings(
-        data=python_archive, cache_dir=tmp_path / "cache", store="local",
-        store_root=tmp_path / "store", broker_url=REDIS, result_backend=REDIS,
-        broker_prefix=unique_prefix(), work_dir=tmp_path / "work", grpc_port=0,
-        metrics_port=worker_port,
-    )  # fmt: skip
-    worker = start_worker(settings, "training")
-    # This process hosts the service, as `orisel serve` does.
-    metrics.watch_queues(REDIS, settings.broker_prefix, ("training",))
-    metrics.serve(service_port)
-    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = training_pb2_grpc.TrainingServiceStub(channel)
-    try:
-        start = time.time()
-        spec = training_pb2.TrainSpec(epochs=EPOCHS, batch_size=4, val_size=50)
-        job = stub.Submit(training_pb2.SubmitRequest(spec=spec)).job
-        for update in stub.Watch(training_pb2.WatchRequest(id=job.id), timeout=300):
-            job = update.job
-        assert job.state == common_pb2.JOB_STATE_SUCCEEDED, job.error
-        time.sleep(3)  # one more scrape after the end
-        window = {"start": start, "end": time.time(), "step": "1"}
-        up = _query(base, "up")
-        assert {r["metric"]["job"]: r["value"][1] for r in up} == {
-            "orisel-training": "1", "orisel-worker-training": "1",
-        }  # fmt: skip
-        steps = _query(base, f'orisel_training_step_total{{run="{job.id}"}}', **window)
-        values = [float(v) for _, v in steps[0]["values"]]
-        assert values[-1] == EPOCHS * 63  # every step counted, across the run's two segments
-        assert len(set(values)) >= 3  # seen moving, not only at the end
-        epoch = _query(base, f'max_over_time(orisel_training_epoch{{run="{job.id}"}}[5m])')
-        assert 1.0 <= float(epoch[0]["value"][1]) <= EPOCHS
-        acc = _query(
-            base,
-            f'max_over_time(orisel_training_accuracy{{run="{job.id}",split="validation"}}[5m])',
-        )
-        assert 0.0 <= float(acc[0]["value"][1]) <= 1.0
-        # The finished run's gauges are gone, so it can never look stalled.
-        assert (
-            _query(base, f'orisel_training_last_progress_timestamp_seconds{{run="{job.id}"}}') == []
-        )
-        queued = _query(base, 'orisel_queue_messages{queue="training"}')
-        assert float(queued[0]["value"][1]) == 0.0
-        submits = _query(
-            base, 'orisel_grpc_server_handled_total{method="Submit",service="TrainingService"}'
-        )
-        assert float(submits[0]["value"][1]) >= 1
-        assert submits[0]["metric"]["code"] == "OK"
-        tasks = _query(base, "orisel_task_duration_seconds_count")
-        assert {r["metric"]["task"] for r in tasks} == {"orisel.training.segment"}
-    finally:
-        channel.close()
-        server.stop(0)
-        worker.terminate()
-        worker.wait(30)
+    with stack(tmp_path, data=python_archive, metrics_port=worker_port, segment_epochs=5) as live:
+        live.worker("training")
+        # This process hosts the service and the controller, as `orisel serve` and
+        # `orisel controller` do.
+        metrics.watch_queues(REDIS, live.settings.broker_prefix, ("training",))
+        metrics.serve(service_port)
+        live.serve(("training",))
+        live.start_controller()
+        with grpc.insecure_channel(live.address) as channel:
+            _train_and_scrape(base, training_pb2_grpc.TrainingServiceStub(channel))
+
+
+def _train_and_scrape(base: str, stub: training_pb2_grpc.TrainingServiceStub) -> None:
+    start = time.time()
+    spec = training_pb2.TrainSpec(epochs=EPOCHS, batch_size=4, val_size=50)
+    job = stub.Submit(training_pb2.SubmitRequest(spec=spec)).job
+    for update in stub.Watch(training_pb2.WatchRequest(id=job.id), timeout=300):
+        job = update.job
+    assert job.state == common_pb2.JOB_STATE_SUCCEEDED, job.error
+    time.sleep(3)  # one more scrape after the end
+    window = {"start": start, "end": time.time(), "step": "1"}
+    up = _query(base, "up")
+    assert {r["metric"]["job"]: r["value"][1] for r in up} == {
+        "orisel-training": "1", "orisel-worker-training": "1",
+    }  # fmt: skip
+    steps = _query(base, f'orisel_training_step_total{{run="{job.id}"}}', **window)
+    values = [float(v) for _, v in steps[0]["values"]]
+    assert values[-1] == EPOCHS * 63  # every step counted, across the run's two segments
+    assert len(set(values)) >= 3  # seen moving, not only at the end
+    epoch = _query(base, f'max_over_time(orisel_training_epoch{{run="{job.id}"}}[5m])')
+    assert 1.0 <= float(epoch[0]["value"][1]) <= EPOCHS
+    acc = _query(
+        base,
+        f'max_over_time(orisel_training_accuracy{{run="{job.id}",split="validation"}}[5m])',
+    )
+    assert 0.0 <= float(acc[0]["value"][1]) <= 1.0
+    # The finished run's gauges are gone, so it can never look stalled.
+    assert _query(base, f'orisel_training_last_progress_timestamp_seconds{{run="{job.id}"}}') == []
+    queued = _query(base, 'orisel_queue_messages{queue="training"}')
+    assert float(queued[0]["value"][1]) == 0.0
+    submits = _query(
+        base, 'orisel_grpc_server_handled_total{method="Submit",service="TrainingService"}'
+    )
+    assert float(submits[0]["value"][1]) >= 1
+    assert submits[0]["metric"]["code"] == "OK"
+    tasks = _query(base, "orisel_task_duration_seconds_count")
+    assert {r["metric"]["task"] for r in tasks} == {"orisel.training.segment"}

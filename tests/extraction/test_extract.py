@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from orisel.core.errors import NotFound
-from orisel.extraction.extract import ExtractSpec, extract, make_stimuli
+from orisel.extraction.extract import extract, make_stimuli
 from orisel.extraction.network import load_network
+from orisel.extraction.spec import ExtractSpec
 
 
 def test_responses_and_summary(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -1,13 +1,12 @@
-"""The whole suite for real: Redis, an S3 server (moto), the five gRPC services, two worker
-processes; a small paper pipeline submitted through the client, watched to its end, and its
-report fetched from the object store. Extraction runs on the same stack."""
+"""The whole suite for real: PostgreSQL, Redis, an S3 server (moto), the five gRPC services
+(each its own server), the controller, two worker processes; a small paper pipeline
+submitted through the client, watched to its end, and its report fetched from the object
+store. Extraction runs on the same stack."""
 
 from __future__ import annotations
 
 import io
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,65 +14,49 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-import redis
 
 from orisel.api.common.v1 import common_pb2
 from orisel.api.extraction.v1 import extraction_pb2
 from orisel.api.pipeline.v1 import pipeline_pb2
 from orisel.client.jobs import JobClient
-from orisel.core.grpcserver import start_server
+from orisel.core.jobs import JobState
 from orisel.core.settings import QUEUES, Settings
 from orisel.core.storage import S3Store, get_bytes
-from orisel.extraction.extract import ExtractSpec, make_stimuli
+from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import load_network
-from tests.procs import moto_server, start_worker, unique_prefix
+from orisel.extraction.spec import ExtractSpec
+from orisel.server.launch import start_front_end
+from tests.procs import moto_server
+from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
-REDIS = "redis://127.0.0.1:6379/10"
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Settings]:
+def live(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("pipeline")
-    redis.Redis.from_url(REDIS).ping()
-    with moto_server() as endpoint:
-        yield Settings(
-            data=python_archive,
-            cache_dir=root / "cache",
-            store="s3",
-            s3_endpoint=endpoint,
-            s3_access_key="test",
-            s3_secret_key="test",  # type: ignore[arg-type]
-            bucket="orisel-test",
-            broker_url=REDIS,
-            result_backend=REDIS,
-            broker_prefix=unique_prefix(),
-            work_dir=root / "work",
-            pipeline_poll_s=0.5,
-            grpc_port=0,
-        )
+    with moto_server() as endpoint, stack(
+        root, data=python_archive, store="s3", s3_endpoint=endpoint, s3_access_key="test",
+        s3_secret_key="test", bucket="orisel-test",
+    ) as s:  # fmt: skip
+        s.start_controller()
+        for _ in range(2):
+            s.worker(pool="prefork")
+        yield s
 
 
 @pytest.fixture(scope="module")
-def stack(settings: Settings) -> Iterator[dict[str, str]]:
-    """Each service its own server (port); two workers serving every queue."""
-    import importlib
+def settings(live: Stack) -> Settings:
+    return live.settings
 
-    workers: list[subprocess.Popen[bytes]] = [
-        start_worker(settings, ",".join(QUEUES), pool="prefork") for _ in range(2)
-    ]
-    servers, addresses = [], {}
-    for name in QUEUES:
-        reg = importlib.import_module(f"orisel.{name}.servicer").registration(settings)
-        server, port, _ = start_server([reg], "127.0.0.1", 0)
-        servers.append(server)
-        addresses[name] = f"127.0.0.1:{port}"
-    yield addresses
-    for server in servers:
+
+@pytest.fixture(scope="module")
+def services(live: Stack) -> Iterator[dict[str, str]]:
+    """Each service its own front end (port) on the same database."""
+    servers = {name: start_front_end(live.settings, [name]) for name in QUEUES}
+    yield {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
+    for server in servers.values():
         server.stop(0)
-    for w in workers:
-        w.terminate()
-        w.wait(30)
 
 
 def _store(settings: Settings) -> S3Store:
@@ -88,8 +71,8 @@ def _run(client: JobClient, request: Any, timeout: float = 600) -> common_pb2.Jo
     return last
 
 
-def test_a_small_paper_pipeline_end_to_end(settings: Settings, stack: dict[str, str]) -> None:
-    client = JobClient(stack["pipeline"], "pipeline")
+def test_a_small_paper_pipeline_end_to_end(settings: Settings, services: dict[str, str]) -> None:
+    client = JobClient(services["pipeline"], "pipeline")
     spec = pipeline_pb2.PaperSpec(
         label_corruptions=[0.0, 0.5], seeds=[0, 1], epochs=1, val_size=50, permutations=10
     )
@@ -129,19 +112,19 @@ def test_a_small_paper_pipeline_end_to_end(settings: Settings, stack: dict[str, 
     assert (data["variants"]["cnn7-c0.5-s0"]["data_sha256"]) == first["data_sha256"]
     assert any(k.endswith(".png") for k in keys)
     # The children are ordinary jobs of their services.
-    training = JobClient(stack["training"], "training")
-    mine = [j for j in training.list() if j.idempotency_key.startswith(f"pipeline:{job.id}:")]
+    training = JobClient(services["training"], "training")
+    mine = training.list(parent_id=job.id)
     training.close()
     assert len(mine) == 3
     assert all(j.state == common_pb2.JOB_STATE_SUCCEEDED for j in mine)
 
 
 def test_extraction_job_matches_the_library(
-    settings: Settings, stack: dict[str, str], tiny_checkpoint: Path
+    settings: Settings, services: dict[str, str], tiny_checkpoint: Path
 ) -> None:
     store = _store(settings)
     ckpt = store.put_file("runs/tiny/best.pt", tiny_checkpoint)
-    client = JobClient(stack["extraction"], "extraction")
+    client = JobClient(services["extraction"], "extraction")
     spec = extraction_pb2.ExtractSpec(
         checkpoint=common_pb2.ArtifactRef(key=ckpt.key),  # by key alone: the service fills in
         stimuli=["bars"],
@@ -160,15 +143,15 @@ def test_extraction_job_matches_the_library(
     np.testing.assert_allclose(got["bars/fc1"], want["fc1"], rtol=1e-5, atol=1e-6)
 
 
-def test_bad_requests_get_the_right_status(settings: Settings, stack: dict[str, str]) -> None:
-    ext = JobClient(stack["extraction"], "extraction")
+def test_bad_requests_get_the_right_status(settings: Settings, services: dict[str, str]) -> None:
+    ext = JobClient(services["extraction"], "extraction")
     missing = extraction_pb2.ExtractSpec(checkpoint=common_pb2.ArtifactRef(key="runs/none.pt"))
     with pytest.raises(grpc.RpcError) as err:
         ext.submit(extraction_pb2.SubmitRequest(spec=missing))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert "spec.checkpoint" in (err.value.details() or "")
     ext.close()
-    pipe = JobClient(stack["pipeline"], "pipeline")
+    pipe = JobClient(services["pipeline"], "pipeline")
     bad = pipeline_pb2.PaperSpec(label_corruptions=[0.2, 1.5])
     with pytest.raises(grpc.RpcError) as err:
         pipe.submit(pipeline_pb2.SubmitRequest(spec=bad))
@@ -177,8 +160,8 @@ def test_bad_requests_get_the_right_status(settings: Settings, stack: dict[str, 
     pipe.close()
 
 
-def test_cancelling_a_pipeline_cancels_its_children(stack: dict[str, str]) -> None:
-    client = JobClient(stack["pipeline"], "pipeline")
+def test_cancelling_a_pipeline_cancels_its_children(live: Stack, services: dict[str, str]) -> None:
+    client = JobClient(services["pipeline"], "pipeline")
     spec = pipeline_pb2.PaperSpec(label_corruptions=[0.0], seeds=[0], epochs=500, val_size=50)
     job = client.submit(pipeline_pb2.SubmitRequest(spec=spec))
     for update in client.watch(job.id, timeout=120):
@@ -187,14 +170,7 @@ def test_cancelling_a_pipeline_cancels_its_children(stack: dict[str, str]) -> No
     cancelled = client.stub.Cancel(pipeline_pb2.CancelRequest(id=job.id)).job
     assert cancelled.state == common_pb2.JOB_STATE_CANCELLED
     client.close()
-    training = JobClient(stack["training"], "training")
-    key = f"pipeline:{job.id}:train/cnn7-c0-s0"
-    child = None
-    for _ in range(600):
-        child = next((j for j in training.list() if j.idempotency_key == key), None)
-        if child is not None and child.state == common_pb2.JOB_STATE_CANCELLED:
-            break
-        time.sleep(0.1)
-    training.close()
-    assert child is not None
-    assert child.state == common_pb2.JOB_STATE_CANCELLED
+    # The cancel and its children's are one transaction: no child is left running.
+    children = live.db.children(job.id)
+    assert [c.idempotency_key for c in children] == [f"{job.id}/train/cnn7-c0-s0"]
+    assert all(c.state == JobState.CANCELLED for c in children)

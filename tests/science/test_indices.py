@@ -21,7 +21,8 @@ from orisel.science.indices import (
     preferred_orientation,
     tuning,
 )
-from orisel.science.responses import Reduction, forward_collect, stimulus_batches
+from orisel.science.names import Reduction
+from orisel.science.responses import forward_collect, stimulus_batches
 from orisel.science.stimuli import StimulusSet, bars, gratings
 from tests.science.filters import centre_surround, filter_bank_layer, gabor
 

@@ -1,53 +1,42 @@
-"""The scoring service for real: Redis, a Celery worker process, a gRPC server."""
+"""The scoring service for real: PostgreSQL, Redis, the controller, a Celery worker
+process, a gRPC server."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-import redis
 
 from orisel.api.common.v1 import common_pb2
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from orisel.core.grpcserver import start_server
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, LocalStore, get_bytes
-from orisel.scoring.servicer import registration
-from tests.procs import start_worker, unique_prefix
+from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Settings:
-    root = tmp_path_factory.mktemp("scoring")
-    redis.Redis.from_url("redis://127.0.0.1:6379/11").ping()
-    return Settings(
-        data=python_archive,
-        cache_dir=root / "cache",
-        store="local",
-        store_root=root / "store",
-        broker_url="redis://127.0.0.1:6379/11",
-        result_backend="redis://127.0.0.1:6379/11",
-        work_dir=root / "work",
-        grpc_port=0,
-        broker_prefix=unique_prefix(),
-    )
+def live(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Stack]:
+    with stack(tmp_path_factory.mktemp("scoring"), data=python_archive) as s:
+        s.serve(("scoring",))
+        s.start_controller()
+        s.worker("scoring")
+        yield s
 
 
 @pytest.fixture(scope="module")
-def stub(settings: Settings) -> Iterator[scoring_pb2_grpc.ScoringServiceStub]:
-    worker: subprocess.Popen[bytes] = start_worker(settings, "scoring")
-    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+def settings(live: Stack) -> Settings:
+    return live.settings
+
+
+@pytest.fixture(scope="module")
+def stub(live: Stack) -> Iterator[scoring_pb2_grpc.ScoringServiceStub]:
+    channel = grpc.insecure_channel(live.address)
     yield scoring_pb2_grpc.ScoringServiceStub(channel)
     channel.close()
-    server.stop(0)
-    worker.terminate()
-    worker.wait(30)
 
 
 def test_tune_as_a_job(

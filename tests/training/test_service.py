@@ -1,62 +1,42 @@
-"""The training service for real: Redis broker, a Celery worker process, a gRPC server."""
+"""The training service for real: PostgreSQL, Redis, the controller, a Celery worker
+process and a gRPC server."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orisel.api.common.v1 import common_pb2
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
-from orisel.core.grpcserver import start_server
 from orisel.core.settings import Settings
 from orisel.core.storage import LocalStore
-from orisel.training.servicer import registration
-from tests.procs import start_worker
+from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
-REDIS = "redis://127.0.0.1:6379"
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Settings:
-    root = tmp_path_factory.mktemp("svc")
-    try:
-        redis.Redis.from_url(f"{REDIS}/13").flushdb()
-    except redis.ConnectionError:
-        pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
-    return Settings(
-        data=python_archive,
-        cache_dir=root / "cache",
-        store="local",
-        store_root=root / "store",
-        broker_url=f"{REDIS}/13",
-        result_backend=f"{REDIS}/13",
-        work_dir=root / "work",
-        segment_epochs=1,
-        grpc_port=0,
-    )
+def live(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Stack]:
+    with stack(tmp_path_factory.mktemp("svc"), data=python_archive) as s:
+        s.serve(("training",))
+        s.start_controller()
+        s.worker("training")
+        yield s
 
 
 @pytest.fixture(scope="module")
-def worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_worker(settings, "training")
-    yield proc
-    proc.terminate()
-    proc.wait(30)
+def settings(live: Stack) -> Settings:
+    return live.settings
 
 
 @pytest.fixture(scope="module")
-def address(settings: Settings, worker: subprocess.Popen[bytes]) -> Iterator[str]:
-    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    yield f"127.0.0.1:{port}"
-    server.stop(0)
+def address(live: Stack) -> str:
+    return live.address
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +51,12 @@ def _spec(**kw: object) -> training_pb2.TrainSpec:
     return training_pb2.TrainSpec(**fields)  # type: ignore[arg-type]
 
 
-def test_health_is_serving(settings: Settings, stub: training_pb2_grpc.TrainingServiceStub) -> None:
-    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+def test_health_is_serving(address: str) -> None:
+    with grpc.insecure_channel(address) as ch:
         check = health_pb2_grpc.HealthStub(ch).Check
-        resp = check(
-            health_pb2.HealthCheckRequest(service="orisel.api.training.v1.TrainingService")
-        )
-        assert resp.status == health_pb2.HealthCheckResponse.SERVING
-    server.stop(0)
+        for name in ("orisel.api.training.v1.TrainingService", "orisel.api.jobs.v1.JobService"):
+            resp = check(health_pb2.HealthCheckRequest(service=name))
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_submit_watch_to_completion(
@@ -125,8 +102,11 @@ def test_cancel(stub: training_pb2_grpc.TrainingServiceStub) -> None:
     cancelled = stub.Cancel(training_pb2.CancelRequest(id=job.id)).job
     assert cancelled.state == common_pb2.JOB_STATE_CANCELLED
     with pytest.raises(grpc.RpcError) as err:
-        stub.Cancel(training_pb2.CancelRequest(id="missing"))
+        stub.Cancel(training_pb2.CancelRequest(id="0" * 32))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Cancel(training_pb2.CancelRequest(id="missing"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_client_commands(

@@ -6,22 +6,19 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from orisel.ablation.spec import AblateSpec, InvarianceSpec
 from orisel.core.atomic import atomic_dir
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.provenance import environment
-from orisel.core.tables import TableFormat, read_table, write_table
+from orisel.core.tables import read_table, write_table
 from orisel.extraction.network import Network
 from orisel.science import ablation as ab
-from orisel.science.invariance import Padding, shift_invariance
-
-Index = Literal["gosi", "osi", "csi"]
-DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(11))
+from orisel.science.invariance import shift_invariance
 
 
 class UnitScores:
@@ -48,21 +45,6 @@ class UnitScores:
             allowed = f"indices the tune run computed ({index} needs `orisel tune --data`)"
             raise InvalidArgument("orders", allowed, index)
         return scores, self.cols["dead"][sel][order].astype(bool)
-
-
-class AblateSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6")
-    stimulus: Literal["gratings", "bars"] = "gratings"
-    orders: tuple[Index, ...] = ("gosi", "csi")
-    seeds: tuple[int, ...] = Field((0, 1, 2), description="seeds of the random orders")
-    fractions: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = DEFAULT_FRACTIONS
-    mode: ab.Mode = "zero"
-    point: ab.Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
-    include_dead: bool = Field(False, description="let dead units into the median split")
-    chunk_images: int = Field(2000, ge=1)
-    format: TableFormat = "csv"
 
 
 def _result_row(r: ab.MaskResult) -> dict[str, Any]:
@@ -235,25 +217,6 @@ def ablate(
         **(provenance or {}),
     }
     return write_ablation(out, spec, parts, summary)
-
-
-class InvarianceSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    layers: tuple[str, ...] = ("layer4", "layer5", "layer6", "fc1")
-    ablate_layers: tuple[str, ...] = ("layer1", "layer2")
-    by: Index = "gosi"
-    stimulus: Literal["gratings", "bars"] = "gratings"
-    shift: int = Field(3, ge=0, description="pixels; images move by (k,0), (0,k), (-k,0), (0,-k)")
-    padding: Padding = "zeros"
-    seeds: tuple[int, ...] = Field(
-        (0, 1, 2), description="seeds of the size-matched random ablations"
-    )
-    mode: ab.Mode = "zero"
-    point: ab.Point = "bn"
-    include_dead: bool = False
-    batch_size: int = Field(500, ge=1)
-    format: TableFormat = "csv"
 
 
 def invariance(

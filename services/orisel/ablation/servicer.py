@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from orisel.ablation.run import AblateSpec, InvarianceSpec
+from orisel.ablation.spec import AblateSpec, InvarianceSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import job_registration, validated
-from orisel.core.settings import Settings
+from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
 
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
-PLAN_TASK = "orisel.ablation.plan"
+SWEEP_TASK = "orisel.ablation.sweep"
+CHUNK_TASK = "orisel.ablation.chunk"
 INVARIANCE_TASK = "orisel.ablation.invariance"
 
 
@@ -47,9 +47,9 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
     return {**common, "invariance": validated(InvarianceSpec, given, where)}
 
 
-def registration(settings: Settings) -> Registration:
+def registration(b: Backends) -> Registration:
     return job_registration(
-        settings, ablation_pb2, ablation_pb2_grpc.add_AblationServiceServicer_to_server,
-        SERVICE_NAME, "ablation", spec_of,
-        lambda job: PLAN_TASK if job.spec["task"] == "sweep" else INVARIANCE_TASK,
+        b, ablation_pb2, ablation_pb2_grpc.add_AblationServiceServicer_to_server,
+        SERVICE_NAME, "ablation", lambda r: spec_of(r, b.store),
+        lambda spec: SWEEP_TASK if spec["task"] == "sweep" else INVARIANCE_TASK,
     )  # fmt: skip

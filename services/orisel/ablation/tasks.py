@@ -1,5 +1,9 @@
-"""Celery tasks of the ablation service: a sweep fans out one task per layer (all its
-orders and random seeds); a chord assembles the curves once every layer is in.
+"""Celery tasks of the ablation service: a sweep job fans out one child job per layer (all
+its orders and random seeds) and assembles the curves once every child succeeded.
+
+The sweep's task runs when the sweep is submitted and again whenever a chunk ends, like a
+pipeline: chunks go through the job database, so a lost worker costs one chunk, which the
+controller sends again, and the chunks already done are never redone.
 
 A layer is the unit of work because the sweep engine shares the layer's prefix activations
 and cached suffix passes across all of its orders: one task per (layer, order) measured
@@ -15,14 +19,10 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from celery import chord
+from typing import Any, cast
 
 from orisel.ablation.run import (
-    AblateSpec,
     Chunk,
-    InvarianceSpec,
     UnitScores,
     chunks,
     evaluation_tensors,
@@ -30,17 +30,16 @@ from orisel.ablation.run import (
     run_chunks,
     write_ablation,
 )
-from orisel.ablation.servicer import INVARIANCE_TASK, PLAN_TASK
+from orisel.ablation.servicer import CHUNK_TASK, INVARIANCE_TASK, SWEEP_TASK
+from orisel.ablation.spec import AblateSpec, InvarianceSpec
 from orisel.core.artifacts import fetch, upload_dir
-from orisel.core.celery_app import app
+from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
-from orisel.core.jobs import Job, JobState, one_task_job, open_job
-from orisel.core.settings import Settings
+from orisel.core.jobs import Job, JobState
+from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
+from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
 from orisel.extraction.network import Network, load_network
-
-CHUNK_TASK = "orisel.ablation.chunk"
-ASSEMBLE_TASK = "orisel.ablation.assemble"
 
 
 def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network, Path, Any, Any]:
@@ -88,76 +87,60 @@ def chunk_key(job: Job, layer: str) -> str:
     return f"analyses/{job.id}/ablate/chunks/{hashlib.sha256(basis.encode()).hexdigest()}.json"
 
 
-@app.task(name=PLAN_TASK, bind=True)  # type: ignore[untyped-decorator]
-def plan(self: Any, job_id: str) -> str:
-    _, _, jobs, job = open_job(job_id)
+@job_task(SWEEP_TASK)
+def sweep(run: JobRun, settings: Settings) -> None:
+    job = run.job
     spec = AblateSpec.model_validate(job.spec["ablate"])
-    jobs.update(
-        job_id,
-        state=JobState.RUNNING,
-        phase="sweep",
-        fraction=0.0,
-        metrics={"chunks": float(len(spec.layers))},
-    )
-    header = [chunk_task.s(job_id, layer) for layer in spec.layers]
-    chord(header)(assemble.s(job_id))
-    return f"{len(spec.layers)} chunks"
-
-
-@app.task(name=CHUNK_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
-def chunk_task(self: Any, job_id: str, layer: str) -> str:
-    settings, store, jobs, job = open_job(job_id)
-    key = chunk_key(job, layer)
-    if store.exists(key):  # already computed by a worker that died before acknowledging
-        return key
-    if job.state.done:
-        return key
-    try:
-        net, scores, x, y = _sweep_inputs(job, store, settings)
-        spec = AblateSpec.model_validate(job.spec["ablate"])
-        parts = run_chunks(net, spec, scores, layer_chunks(spec, layer), x, y)
-    except OriselError as exc:
-        # The chord's callback sees a finished job and does nothing.
-        jobs.update(job_id, state=JobState.FAILED, error=f"{layer}: {exc}")
-        return key
-    put_bytes(store, key, json.dumps(parts, sort_keys=True).encode())
-    done = len([r for r in store.list(f"analyses/{job_id}/ablate/chunks/")])
-    total = len(spec.layers)
-    if not jobs.get(job_id).state.done:
-        jobs.update(
-            job_id,
-            fraction=min(done / total, 0.99),
-            metrics={"chunks": float(total), "chunks_done": float(done)},
-        )
-    return key
-
-
-@app.task(name=ASSEMBLE_TASK, bind=True)  # type: ignore[untyped-decorator]
-def assemble(self: Any, keys: list[str], job_id: str) -> str:
-    settings, store, jobs, job = open_job(job_id)
-    if job.state.done:
-        return job.state.name
-    spec = AblateSpec.model_validate(job.spec["ablate"])
-    # Canonical chunk order, whatever order the chord delivered the keys in.
+    made = children_of(run)
+    wanted = [
+        Child(f"chunk/{layer}", "ablation", {"layer": layer}, CHUNK_TASK) for layer in spec.layers
+    ]
+    got = ensure_children(run, wanted, made)
+    if bad := next((c for c in got if c.state in (JobState.FAILED, JobState.CANCELLED)), None):
+        run.fail(f"chunk {bad.spec['layer']} {bad.state.name.lower()}: {bad.error}")
+        return
+    done = sum(c.state == JobState.SUCCEEDED for c in got)
+    if done < len(got):
+        chunk_counts = {"chunks": float(len(got)), "chunks_done": float(done)}
+        run.progress(phase="sweep", fraction=min(done / len(got), 0.99), metrics=chunk_counts)
+        return  # given back: the next chunk to end sends the sweep again
+    store = cast(ArtifactStore, make_store(settings))
+    # Canonical chunk order, whatever order the chunks ended in.
     parts: dict[str, list[dict[str, Any]]] = {"curves": [], "splits": []}
     for layer in spec.layers:
-        got = json.loads(get_bytes(store, store.stat(chunk_key(job, layer))))
-        parts["curves"] += got["curves"]
-        parts["splits"] += got["splits"]
-    with tempfile.TemporaryDirectory(
-        dir=settings.work_dir if settings.work_dir.exists() else None
-    ) as tmp:
+        got_layer = json.loads(get_bytes(store, store.stat(chunk_key(job, layer))))
+        parts["curves"] += got_layer["curves"]
+        parts["splits"] += got_layer["splits"]
+    with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ablate"
         summary = {
             "checkpoint": job.spec["checkpoint"],
             "scores": job.spec["scores"],
             "test_images": job.spec.get("test_subset"),
-            "job": job_id,
+            "job": job.id,
         }
         write_ablation(out, spec, parts, summary)
-        refs = upload_dir(store, f"analyses/{job_id}/ablate", out)
-    jobs.update(job_id, state=JobState.SUCCEEDED, fraction=1.0, phase="done", outputs=tuple(refs))
-    return "SUCCEEDED"
+        run.check()
+        refs = upload_dir(store, f"analyses/{job.id}/ablate", out)
+    run.succeed(refs)
+
+
+@job_task(CHUNK_TASK)
+def chunk_task(run: JobRun, settings: Settings) -> None:
+    layer = run.job.spec["layer"]
+    parent = run.db.get(run.job.parent_id)
+    store = cast(ArtifactStore, make_store(settings))
+    key = chunk_key(parent, layer)
+    if not store.exists(key):  # else computed by a worker that died before recording it
+        net, scores, x, y = _sweep_inputs(parent, store, settings)
+        spec = AblateSpec.model_validate(parent.spec["ablate"])
+        try:
+            parts = run_chunks(net, spec, scores, layer_chunks(spec, layer), x, y)
+        except OriselError as exc:
+            raise OriselError(f"{layer}: {exc}") from exc
+        run.check()
+        put_bytes(store, key, json.dumps(parts, sort_keys=True).encode())
+    run.succeed([store.stat(key)])
 
 
 def _invariance(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
@@ -166,6 +149,6 @@ def _invariance(settings: Settings, store: ArtifactStore, job: Job, out: Path) -
     invariance(net, spec, UnitScores(scores_dir, spec.stimulus), images, out, {"job": job.id})
 
 
-@app.task(name=INVARIANCE_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
-def invariance_task(self: Any, job_id: str) -> str:
-    return one_task_job(job_id, "invariance", _invariance)
+@job_task(INVARIANCE_TASK)
+def invariance_task(run: JobRun, settings: Settings) -> None:
+    one_task_job(run, settings, "invariance", _invariance)

@@ -218,7 +218,8 @@ def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from orisel.scoring.tune import TuneSpec, tune
+    from orisel.scoring.spec import TuneSpec
+    from orisel.scoring.tune import tune
 
     spec = _spec(TuneSpec, args)
     net = _network(args)
@@ -250,7 +251,8 @@ def _needs_test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from orisel.ablation.run import AblateSpec, UnitScores, ablate
+    from orisel.ablation.run import UnitScores, ablate
+    from orisel.ablation.spec import AblateSpec
 
     spec = _spec(AblateSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
@@ -279,7 +281,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_invariance(args: argparse.Namespace) -> int:
-    from orisel.ablation.run import InvarianceSpec, UnitScores, invariance
+    from orisel.ablation.run import UnitScores, invariance
+    from orisel.ablation.spec import InvarianceSpec
 
     spec = _spec(InvarianceSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
@@ -306,46 +309,44 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import importlib
-
-    from orisel.core.grpcserver import serve_until_signal, start_server
+    from orisel.server.launch import serve
 
     settings = get_settings()
     if args.port is not None:
         settings = settings.model_copy(update={"grpc_port": args.port})
-    registration = importlib.import_module(f"orisel.{args.service}.servicer").registration
-    server, port, health = start_server(
-        [registration(settings)], settings.grpc_host, settings.grpc_port
-    )
-    sys.stderr.write(f"orisel {args.service} service on {settings.grpc_host}:{port}\n")
-    from orisel.core import metrics
+    serve(settings, args.service)
+    return 0
 
-    metrics.watch_queues(settings.broker_url, settings.broker_prefix, QUEUES)
-    metrics.serve(settings.metrics_port)
-    serve_until_signal(server, health, settings.grace_s)
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    from orisel.server.launch import run_controller
+
+    run_controller(get_settings())
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from orisel.core import metrics
-    from orisel.core.celery_app import app
+    from orisel.server.launch import run_worker
 
-    # Solo and thread pools run tasks in this process, so its /metrics sees them.
-    metrics.serve(get_settings().metrics_port)
-    argv = [
-        "worker",
-        "--queues",
-        ",".join(args.queues),
-        "--concurrency",
-        str(args.concurrency),
-        "--loglevel",
-        "INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--pool",
-        args.pool,
-    ]
-    app.worker_main(argv)
+    run_worker(get_settings(), args.queues, args.concurrency, args.pool)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from orisel.core import migrate
+    from orisel.core.db import make_engine
+
+    url = get_settings().database_url
+    if args.db_action == "upgrade":
+        migrate.upgrade(url, args.revision)
+    else:
+        migrate.downgrade(url, args.revision)
+    engine = make_engine(url)
+    try:
+        rev = migrate.current(engine)
+    finally:
+        engine.dispose()
+    _emit(args, {"revision": rev, "head": migrate.head()}, f"job database at revision {rev}")
     return 0
 
 
@@ -456,9 +457,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from typing import cast
 
     from orisel.api.common.v1 import common_pb2
-    from orisel.client.embedded import Embedded, embedded_settings
     from orisel.core.settings import make_store
     from orisel.core.storage import ArtifactStore
+    from orisel.server.embedded import Embedded, embedded_settings
 
     base = get_settings()
     if args.data:
@@ -697,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_fields(train, SplitSpec, skip=set())
     train.set_defaults(func=cmd_train)
 
-    from orisel.scoring.tune import TuneSpec
+    from orisel.scoring.spec import TuneSpec
 
     tune = sub.add_parser(
         "tune",
@@ -711,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_fields(tune, TuneSpec, skip=set())
     tune.set_defaults(func=cmd_tune)
 
-    from orisel.ablation.run import AblateSpec, InvarianceSpec
+    from orisel.ablation.spec import AblateSpec, InvarianceSpec
 
     scores_help = "the output folder of `orisel tune` whose indices order the units"
     ablate = sub.add_parser(
@@ -770,6 +771,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="Celery pool (solo: tasks run in the worker process itself)",
     )
     worker.set_defaults(func=cmd_worker)
+
+    controller = sub.add_parser(
+        "controller", help="send queued jobs' tasks and re-send what lost its worker or message"
+    )
+    controller.set_defaults(func=cmd_controller)
+
+    db = sub.add_parser("db", help="the job database's schema (ORISEL_DATABASE_URL)")
+    db_sub = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
+    db_up = db_sub.add_parser("upgrade", parents=[common], help="migrate to a revision")
+    db_up.add_argument("revision", nargs="?", default="head", help="default: head")
+    db_down = db_sub.add_parser("downgrade", parents=[common], help="migrate back")
+    db_down.add_argument("revision", help="a revision, or base for an empty database")
+    db.set_defaults(func=cmd_db)
 
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", default="127.0.0.1:50051", help="host:port of the service")
@@ -835,8 +849,9 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         parents=[common],
         help="embedded mode: every service and a worker, no servers needed",
-        description="Serve all five gRPC services and one worker from one folder (local store, "
-        "Celery filesystem broker, SQLite results). With --paper, submit the paper pipeline "
+        description="Serve all five gRPC services, the controller and one worker from one "
+        "folder (local store, SQLite job database, Celery filesystem broker). With --paper, "
+        "submit the paper pipeline "
         "through the gRPC client, follow it, fetch its report and stop.",
     )
     up.add_argument("--home", default="runs/embedded", help="state folder (default: %(default)s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,7 @@ SERVICES: dict[str, tuple[ModuleType, Any]] = {
     "ablation": (ablation_pb2, ablation_pb2_grpc.AblationServiceStub),
     "pipeline": (pipeline_pb2, pipeline_pb2_grpc.PipelineServiceStub),
 }
+RECONNECT_S = 120.0
 DONE = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
 
 
@@ -47,15 +49,34 @@ class JobClient:
         job: common_pb2.Job = self.stub.Get(self.pb2.GetRequest(id=job_id)).job
         return job
 
-    def watch(self, job_id: str, timeout: float | None = None) -> Iterator[common_pb2.Job]:
-        for update in self.stub.Watch(self.pb2.WatchRequest(id=job_id), timeout=timeout):
-            yield update.job
+    def watch(
+        self, job_id: str, timeout: float | None = None, reconnect_s: float = RECONNECT_S
+    ) -> Iterator[common_pb2.Job]:
+        """The job at every change until it ends. A lost connection (a server restarted) is
+        retried with backoff for up to `reconnect_s` and resumes after the last seq seen."""
+        seq, delay, lost_since = 0, 0.2, None
+        while True:
+            try:
+                request = self.pb2.WatchRequest(id=job_id, after_seq=seq)
+                for update in self.stub.Watch(request, timeout=timeout):
+                    seq, lost_since, delay = update.job.seq, None, 0.2
+                    yield update.job
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > reconnect_s:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
-    def list(self, state: int = 0) -> list[common_pb2.Job]:
+    def list(self, state: int = 0, parent_id: str = "") -> list[common_pb2.Job]:
         jobs: list[common_pb2.Job] = []
         token = ""
         while True:
-            page = self.stub.List(self.pb2.ListRequest(state=state, page_token=token))
+            request = self.pb2.ListRequest(state=state, page_token=token, parent_id=parent_id)
+            page = self.stub.List(request)
             jobs += page.jobs
             token = page.next_page_token
             if not token:

@@ -1,15 +1,16 @@
-"""The Celery application: one queue per service, settings for work that must not be lost.
+"""The Celery application: one queue per service; tasks take a job id and nothing else.
 
-Tasks are acknowledged only when done (acks_late) and requeued if their worker dies
-(reject_on_worker_lost); each worker takes one task at a time (prefetch 1), so a long task
-never holds others hostage. The broker's visibility timeout exceeds the hard time limit, so
-a running task is never handed to a second worker while the first still works on it.
+Celery only carries messages. Whether a job runs, who holds it and what happens when a
+worker is lost is the job database's business (core.db, core.lifecycle): a task claims its
+job under a lease and a second delivery of the same message finds it taken or ended, so
+redelivery is harmless and the broker's visibility timeout is no longer a recovery path
+(the controller re-sends what a lost worker held, within one lease).
 """
 
 from __future__ import annotations
 
-import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -17,25 +18,7 @@ from celery import Celery, Task, signals
 from orisel.core import metrics
 from orisel.core.settings import QUEUES, Settings, get_settings
 
-
-class JobTask(Task):  # type: ignore[misc]
-    """Every orisel task: an error that escapes it marks its job FAILED, so no job hangs."""
-
-    def on_failure(
-        self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        einfo: object,
-    ) -> None:  # fmt: skip
-        from orisel.core.jobs import JobState, open_job
-
-        job_id = inspect.signature(self.run).bind(*args, **kwargs).arguments.get("job_id")
-        if not isinstance(job_id, str):
-            return
-        _, _, jobs, job = open_job(job_id)
-        if not job.state.done:
-            jobs.update(
-                job_id, state=JobState.FAILED, error=f"{self.name}: {type(exc).__name__}: {exc}"
-            )
-
+VISIBILITY_TIMEOUT_S = 3600
 
 _started: dict[str, float] = {}
 
@@ -46,12 +29,11 @@ def _task_started(task_id: str, **_: Any) -> None:
 
 
 @signals.task_postrun.connect  # type: ignore[untyped-decorator]
-def _task_finished(task_id: str, task: Task, state: str | None = None, **_: Any) -> None:
+def _task_finished(task_id: str, task: Task, retval: Any = None, **_: Any) -> None:
     t0 = _started.pop(task_id, None)
     if t0 is not None:
-        metrics.TASK_SECONDS.labels(task.name, (state or "UNKNOWN").lower()).observe(
-            time.perf_counter() - t0
-        )
+        outcome = retval.lower() if isinstance(retval, str) else "unknown"
+        metrics.TASK_SECONDS.labels(task.name, outcome).observe(time.perf_counter() - t0)
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:
@@ -67,31 +49,27 @@ def _transport_options(settings: Settings) -> dict[str, object]:
             "store_processed": False,
         }
     return {
-        "visibility_timeout": settings.visibility_timeout_s or settings.task_time_limit_s + 600,
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
         **({"global_keyprefix": settings.broker_prefix} if settings.broker_prefix else {}),
     }
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery(
-        "orisel", broker=settings.broker_url, backend=settings.result_backend, task_cls=JobTask
-    )
+    app = Celery("orisel", broker=settings.broker_url)
     app.conf.update(
+        # Acknowledged after the run, so a worker killed before claiming loses nothing;
+        # a redelivered message is harmless (the claim is conditional).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        task_ignore_result=True,
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=int(settings.task_time_limit_s * 0.95),
         broker_transport_options=_transport_options(settings),
-        result_backend_transport_options=(
-            {"global_keyprefix": settings.broker_prefix}
-            if settings.broker_prefix and settings.result_backend.startswith("redis")
-            else {}
-        ),
+        broker_connection_retry_on_startup=True,
         task_routes={f"orisel.{q}.*": {"queue": q} for q in QUEUES},
         task_default_queue="pipeline",
         task_serializer="json",
-        result_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
         include=[f"orisel.{q}.tasks" for q in QUEUES],
@@ -100,3 +78,21 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(get_settings())
+
+
+def job_task(name: str) -> Callable[[Callable[..., None]], Any]:
+    """A Celery task `name` that runs `body(run, settings)` in its job's lifecycle."""
+
+    def wrap(body: Callable[..., None]) -> Any:
+        @app.task(name=name)  # type: ignore[untyped-decorator]
+        def task(job_id: str) -> str:
+            from orisel.core.db import open_db
+            from orisel.core.lifecycle import run_job
+
+            settings = get_settings()
+            db = open_db(settings.database_url, settings.max_attempts)
+            return run_job(db, job_id, settings, lambda run: body(run, settings))
+
+        return task
+
+    return wrap

@@ -18,11 +18,19 @@ class InvalidArgument(OriselError):
         self.field = field
         self.allowed = allowed
         self.got = got
-        super().__init__(f"{field}: must be {allowed} (got {got!r})")
+        shown = repr(got)
+        # A hostile value (a 5,000-character id) must not make the error message huge.
+        if len(shown) > 80:
+            shown = f"{shown[:60]}... ({len(shown)} characters)"
+        super().__init__(f"{field}: must be {allowed} (got {shown})")
 
 
 class NotFound(OriselError):
     """A named thing (file, model, layer, checkpoint) does not exist."""
+
+
+class AlreadyExists(OriselError):
+    """A unique name (an idempotency key) is taken by something different."""
 
 
 class FailedPrecondition(OriselError):
@@ -31,3 +39,7 @@ class FailedPrecondition(OriselError):
 
 class DataError(OriselError):
     """A data source is missing, corrupt or laid out in an unknown way."""
+
+
+class Unavailable(OriselError):
+    """A dependency (database, broker, store) cannot be reached right now; retry later."""

@@ -1,13 +1,19 @@
-"""The gRPC server factory every service uses: interceptor, health, reflection, shutdown."""
+"""The gRPC server every service uses: asyncio (a stream costs a coroutine, not a thread),
+one interceptor mapping domain errors to status codes, health, reflection, shutdown.
+
+The server runs its own event loop on a background thread and is driven through a small
+synchronous handle, so launchers and tests start and stop it like any other object.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -17,11 +23,13 @@ from grpc_reflection.v1alpha import reflection
 
 from orisel.core import metrics
 from orisel.core.errors import (
+    AlreadyExists,
     DataError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     OriselError,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -30,10 +38,13 @@ log = logging.getLogger(__name__)
 STATUS: tuple[tuple[type[OriselError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (DataError, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 MAX_MESSAGE_BYTES = 4 * 2**20  # specs and references only: tensors never travel in messages
+EXECUTOR_THREADS = 32  # blocking database and store calls, run off the event loop
 
 
 def status_of(exc: OriselError) -> grpc.StatusCode:
@@ -43,39 +54,56 @@ def status_of(exc: OriselError) -> grpc.StatusCode:
     return grpc.StatusCode.INVALID_ARGUMENT
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Turns OriselError raised by a servicer into the matching status with its message, and
-    counts and times every call (streams over their whole life) for the metrics."""
+def _code_of(exc: BaseException, context: Any) -> grpc.StatusCode:
+    if isinstance(exc, asyncio.CancelledError):
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.INTERNAL
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        handler = continuation(details)
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Turns OriselError into its status with the message and any other exception into
+    INTERNAL (logged), never UNKNOWN; counts and times every call, streams over their life
+    with the code they really ended with (cancelled, deadline)."""
+
+    async def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = await continuation(details)
         if handler is None:
             return None
         service, _, method = details.method.lstrip("/").rpartition("/")
         service = service.rpartition(".")[2]
 
-        @contextlib.contextmanager
-        def observed(kind: str, context: grpc.ServicerContext) -> Iterator[None]:
+        @contextlib.asynccontextmanager
+        async def observed(kind: str, context: Any) -> AsyncIterator[None]:
             metrics.GRPC_STARTED.labels(service, method, kind).inc()
-            t0, code = time.perf_counter(), "OK"
+            t0, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 yield
             except OriselError as exc:
-                code = status_of(exc).name
-                context.abort(status_of(exc), str(exc))
-            except Exception:
-                code = context.code().name if context.code() else "UNKNOWN"  # abort() raised
+                code = status_of(exc)
+                await context.abort(code, str(exc))
+            except grpc.aio.AbortError:
+                code = _code_of(Exception(), context)
                 raise
+            except asyncio.CancelledError as exc:
+                code = _code_of(exc, context)
+                raise
+            except Exception:
+                log.exception("%s/%s failed", service, method)
+                code = grpc.StatusCode.INTERNAL
+                await context.abort(code, "internal error: the server logged it")
             finally:
-                metrics.GRPC_HANDLED.labels(service, method, code).inc()
+                metrics.GRPC_HANDLED.labels(service, method, code.name).inc()
                 metrics.GRPC_SECONDS.labels(service, method, kind).observe(time.perf_counter() - t0)
 
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                with observed("unary", context):
-                    return inner(request, context)
+            async def unary(request: Any, context: Any) -> Any:
+                async with observed("unary", context):
+                    return await inner(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, handler.request_deserializer, handler.response_serializer
@@ -83,9 +111,10 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
-            def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                with observed("server_stream", context):
-                    yield from inner_stream(request, context)
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                async with observed("server_stream", context):
+                    async for item in inner_stream(request, context):
+                        yield item
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer
@@ -93,40 +122,86 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
-Registration = tuple[Callable[[Any, grpc.Server], None], Any, str]  # (add_fn, servicer, name)
+Registration = tuple[Callable[[Any, Any], None], Any, str]  # (add_fn, servicer, name)
+
+
+class Server:
+    """A started grpc.aio server on its own loop thread: `port`, `stop()`, `wait()`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self.health: Any = None
+        self._server: Any = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="grpc-loop")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coro: Any, timeout: float | None = 60) -> Any:
+        """Run `coro` on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _start(self, services: Sequence[Registration], host: str, port: int) -> None:
+        self.loop.set_default_executor(futures.ThreadPoolExecutor(EXECUTOR_THREADS, "grpc-io"))
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
+        for add, servicer, name in services:
+            add(servicer, server)
+            names.append(name)
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(f"{host}:{port}")
+        await server.start()
+        self._server = server
+
+    def stop(self, grace: float | None = None) -> None:
+        if self._stopped.is_set():
+            return
+        with contextlib.suppress(Exception):
+            self.call(self.health.enter_graceful_shutdown(), timeout=5)
+        self.call(self._server.stop(grace), timeout=(grace or 0) + 30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
 
 
 def start_server(
-    services: Sequence[Registration], host: str = "127.0.0.1", port: int = 0, workers: int = 16,
-) -> tuple[grpc.Server, int, health.HealthServicer]:  # fmt: skip
-    """Build and start a server; returns (server, bound port, health servicer)."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=[ErrorInterceptor()],
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
-    )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
-    for add, servicer, name in services:
-        add(servicer, server)
-        names.append(name)
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(names, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    server.start()
-    log.info("serving %s on %s:%d", ", ".join(n for _, _, n in services), host, bound)
-    return server, bound, health_servicer
+    services: Sequence[Registration], host: str = "127.0.0.1", port: int = 0
+) -> Server:
+    """Build and start a server on host:port (0: any free port); see Server.port."""
+    handle = Server()
+    handle._thread.start()
+    handle.call(handle._start(services, host, port))
+    log.info("serving %s on %s:%d", ", ".join(n for _, _, n in services), host, handle.port)
+    return handle
 
 
-def serve_until_signal(
-    server: grpc.Server, health_servicer: health.HealthServicer, grace_s: float
-) -> None:
+def serve_until_signal(server: Server, grace_s: float) -> None:
     """Block until SIGTERM/SIGINT; then report NOT_SERVING and stop with a grace period."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    health_servicer.enter_graceful_shutdown()
-    server.stop(grace_s).wait()
+    server.stop(grace_s)
+
+
+@contextlib.contextmanager
+def running(services: Sequence[Registration], host: str = "127.0.0.1") -> Iterator[Server]:
+    """A server for the duration of a block (tests, embedded mode)."""
+    server = start_server(services, host, 0)
+    try:
+        yield server
+    finally:
+        server.stop(0)

@@ -1,27 +1,33 @@
-"""The job verbs every service shares: Submit (idempotent), Get, Watch, Cancel, List.
+"""The job verbs: Submit (idempotent by constraint), Get, Watch, Cancel, List.
 
-Each service passes its generated module, its job kind, how to turn a request's spec into a
-validated JSON spec, and how to enqueue a job; the servicer only translates messages.
+Each domain service passes its generated module, its job kind, how to turn a request into a
+validated spec and which task runs it; the servicer only translates messages and acts on
+its own kind only (another kind's job is NOT_FOUND). JobService offers Get/Watch/Cancel/
+List over every kind. Blocking database and store calls run on the server's executor;
+every Watch stream waits on one shared Watcher, which polls the versions of all watched
+jobs in one query per interval, so a thousand streams cost one query, not a thousand
+threads.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any, cast
 
-import grpc
 from pydantic import BaseModel, ValidationError
 
+from orisel.core.db import JobDB, check_id, open_db
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobs import Job, JobState, JobStore
+from orisel.core.jobs import KINDS, Job, JobState
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactStore
 
-WATCH_POLL_S = 0.25
-MAX_PAGE = 1000
+WATCH_POLL_S = 0.2
+MAX_PAGE_BYTES = 3 * 2**20  # under the 4 MiB message limit
+MAX_WATCHERS = 10_000
 
 
 def validated(model: type[BaseModel], fields: dict[str, Any], where: str) -> dict[str, Any]:
@@ -34,77 +40,226 @@ def validated(model: type[BaseModel], fields: dict[str, Any], where: str) -> dic
         raise InvalidArgument(f"{where}.{name}", err["msg"].lower(), err.get("input")) from exc
 
 
+def job_state(value: int, field: str = "state") -> JobState | None:
+    if value == 0:
+        return None
+    try:
+        return JobState(value)
+    except ValueError as exc:
+        raise InvalidArgument(field, "a JobState value", value) from exc
+
+
+class Watcher:
+    """Wakes the Watch streams of jobs whose version changed; one poll for all of them."""
+
+    def __init__(self, db: JobDB, interval: float = WATCH_POLL_S) -> None:
+        self.db = db
+        self.interval = interval
+        self._subs: dict[str, set[asyncio.Event]] = {}
+        self._seen: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll(self) -> None:
+        while self._subs:
+            await asyncio.sleep(self.interval)
+            ids = list(self._subs)
+            try:
+                versions = await asyncio.to_thread(self.db.versions, ids)
+            except Exception:  # database away for a moment: the streams wait, then resume
+                continue
+            for job_id, (version, _) in versions.items():
+                if version != self._seen.get(job_id):
+                    self._seen[job_id] = version
+                    for ev in self._subs.get(job_id, ()):
+                        ev.set()
+        self._task = None
+
+    async def watch(self, job_id: str, after_seq: int, kind: str | None) -> AsyncIterator[Job]:
+        check_id(job_id)
+        if after_seq < 0:
+            raise InvalidArgument("after_seq", "0 or a seq the server sent", after_seq)
+        if sum(len(s) for s in self._subs.values()) >= MAX_WATCHERS:
+            raise InvalidArgument("id", "a job to watch when fewer streams are open", job_id)
+        job = await asyncio.to_thread(self.db.get, job_id, kind)
+        ev = asyncio.Event()
+        self._subs.setdefault(job_id, set()).add(ev)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._poll())
+        try:
+            last = after_seq
+            while True:
+                if job.version > last:
+                    last = job.version
+                    yield job
+                if job.state.done:
+                    return
+                await ev.wait()
+                ev.clear()
+                job = await asyncio.to_thread(self.db.get, job_id)
+        finally:
+            subs = self._subs.get(job_id)
+            if subs is not None:
+                subs.discard(ev)
+                if not subs:
+                    del self._subs[job_id]
+                    self._seen.pop(job_id, None)
+
+
+class JobVerbs:
+    """Get/Watch/Cancel/List over `kind` (None: every kind)."""
+
+    def __init__(self, db: JobDB, kind: str | None, watcher: Watcher) -> None:
+        self.db = db
+        self.kind = kind
+        self.watcher = watcher
+
+    async def get(self, job_id: str) -> Job:
+        return await asyncio.to_thread(self.db.get, job_id, self.kind)
+
+    async def cancel(self, job_id: str) -> Job:
+        return await asyncio.to_thread(self.db.cancel, job_id, self.kind)
+
+    def watch(self, job_id: str, after_seq: int) -> AsyncIterator[Job]:
+        return self.watcher.watch(job_id, after_seq, self.kind)
+
+    async def list(self, request: Any, **filters: Any) -> tuple[list[Any], str]:
+        """A page of jobs as messages, bounded by count and bytes, and the next token."""
+        state = job_state(request.state)
+        parent = request.parent_id
+        jobs, token = await asyncio.to_thread(
+            self.db.list,
+            kind=self.kind or filters.pop("kind", None),
+            state=state,
+            parent_id=parent,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            **filters,
+        )
+        out: list[Any] = []
+        size = 0
+        for i, job in enumerate(jobs):
+            msg = job.to_proto()
+            size += msg.ByteSize()
+            if size > MAX_PAGE_BYTES and out:
+                from orisel.core.db import encode_token
+
+                return out, encode_token(jobs[i - 1])
+            out.append(msg)
+        return out, token
+
+
 class JobServicer:
-    """Implements the five RPCs of any orisel.api.<domain>.v1 service."""
+    """The five RPCs of one orisel.api.<domain>.v1 service."""
 
     def __init__(
-        self, pb2: ModuleType, kind: str, jobs: JobStore,
-        spec_of: Callable[[Any], dict[str, Any]], enqueue: Callable[[Job], None],
-    ) -> None:  # fmt: skip
+        self,
+        pb2: ModuleType,
+        kind: str,
+        db: JobDB,
+        watcher: Watcher,
+        spec_of: Callable[[Any], dict[str, Any]],
+        task_of: Callable[[dict[str, Any]], str],
+    ) -> None:
         self.pb2 = pb2
         self.kind = kind
-        self.jobs = jobs
+        self.db = db
         self.spec_of = spec_of
-        self.enqueue = enqueue
+        self.task_of = task_of
+        self.verbs = JobVerbs(db, kind, watcher)
 
-    def Submit(self, request: Any, context: grpc.ServicerContext) -> Any:
-        job, created = self.jobs.create(self.kind, self.spec_of(request), request.idempotency_key)
-        if created:
-            self.enqueue(job)
+    def _submit(self, request: Any) -> Job:
+        spec = self.spec_of(request)
+        job, _ = self.db.create(
+            self.kind,
+            spec,
+            task=self.task_of(spec),
+            queue=self.kind,
+            idempotency_key=request.idempotency_key,
+        )
+        return job
+
+    async def Submit(self, request: Any, context: Any) -> Any:
+        job = await asyncio.to_thread(self._submit, request)
         return self.pb2.SubmitResponse(job=job.to_proto())
 
-    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self.pb2.GetResponse(job=self.jobs.get(request.id).to_proto())
+    async def Get(self, request: Any, context: Any) -> Any:
+        return self.pb2.GetResponse(job=(await self.verbs.get(request.id)).to_proto())
 
-    def Watch(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        last = -1.0
-        while context.is_active():
-            job = self.jobs.get(request.id)
-            if job.updated_at != last:
-                last = job.updated_at
-                yield self.pb2.WatchResponse(job=job.to_proto())
-            if job.state.done:
-                return
-            time.sleep(WATCH_POLL_S)
+    async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        async for job in self.verbs.watch(request.id, request.after_seq):
+            yield self.pb2.WatchResponse(job=job.to_proto())
 
-    def Cancel(self, request: Any, context: grpc.ServicerContext) -> Any:
-        job = self.jobs.get(request.id)
-        # Running tasks read the record when they finish and schedule nothing further.
-        if not job.state.done:
-            job = self.jobs.update(job.id, state=JobState.CANCELLED)
-        return self.pb2.CancelResponse(job=job.to_proto())
+    async def Cancel(self, request: Any, context: Any) -> Any:
+        return self.pb2.CancelResponse(job=(await self.verbs.cancel(request.id)).to_proto())
 
-    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
-        if not 0 <= request.page_size <= MAX_PAGE:
-            raise InvalidArgument(
-                "page_size", f"between 0 (default 100) and {MAX_PAGE}", request.page_size
-            )
-        if request.page_token and not request.page_token.isdigit():
-            raise InvalidArgument("page_token", "a token returned by List", request.page_token)
-        state = JobState(request.state) if request.state else None
-        jobs = self.jobs.list(kind=self.kind, state=state)
-        size = request.page_size or 100
-        start = int(request.page_token or 0)
-        token = str(start + size) if start + size < len(jobs) else ""
-        return self.pb2.ListResponse(
-            jobs=[j.to_proto() for j in jobs[start : start + size]], next_page_token=token
-        )
+    async def List(self, request: Any, context: Any) -> Any:
+        jobs, token = await self.verbs.list(request)
+        return self.pb2.ListResponse(jobs=jobs, next_page_token=token)
+
+
+class JobsServicer:
+    """orisel.api.jobs.v1.JobService: every kind's jobs."""
+
+    def __init__(self, db: JobDB, watcher: Watcher) -> None:
+        from orisel.api.jobs.v1 import jobs_pb2
+
+        self.pb2 = jobs_pb2
+        self.verbs = JobVerbs(db, None, watcher)
+
+    async def GetJob(self, request: Any, context: Any) -> Any:
+        return self.pb2.GetJobResponse(job=(await self.verbs.get(request.id)).to_proto())
+
+    async def WatchJob(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        async for job in self.verbs.watch(request.id, request.after_seq):
+            yield self.pb2.WatchJobResponse(job=job.to_proto())
+
+    async def CancelJob(self, request: Any, context: Any) -> Any:
+        return self.pb2.CancelJobResponse(job=(await self.verbs.cancel(request.id)).to_proto())
+
+    async def ListJobs(self, request: Any, context: Any) -> Any:
+        if request.kind and request.kind not in KINDS:
+            raise InvalidArgument("kind", f"empty or one of {', '.join(KINDS)}", request.kind)
+        filters: dict[str, Any] = {"kind": request.kind or None}
+        for name in ("created_after", "created_before"):
+            if request.HasField(name):
+                filters[name] = getattr(request, name).ToNanoseconds() / 1e9
+        jobs, token = await self.verbs.list(request, **filters)
+        return self.pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
+
+
+class Backends:
+    """What a front-end process serves from: settings, the job database, one watcher for
+    all its streams, and the artifact store (opened on first use)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = open_db(settings.database_url, settings.max_attempts)
+        self.watcher = Watcher(self.db)
+        self._store: ArtifactStore | None = None
+
+    @property
+    def store(self) -> ArtifactStore:
+        if self._store is None:
+            self._store = cast(ArtifactStore, make_store(self.settings))
+        return self._store
+
+
+def jobs_registration(b: Backends) -> Registration:
+    from orisel.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+
+    name = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+    return jobs_pb2_grpc.add_JobServiceServicer_to_server, JobsServicer(b.db, b.watcher), name
 
 
 def job_registration(
-    settings: Settings, pb2: ModuleType, add_servicer: Callable[[Any, grpc.Server], None],
-    service_name: str, kind: str, spec_of: Callable[[Any, ArtifactStore], dict[str, Any]],
-    task_of: Callable[[Job], str],
-) -> Registration:  # fmt: skip
-    """One job kind's servicer wired to the settings' store and broker: each new job's task is
-    sent by name to the queue named after its kind."""
-    from orisel.core.celery_app import make_celery
-
-    store = cast(ArtifactStore, make_store(settings))
-    celery = make_celery(settings)
-
-    def enqueue(job: Job) -> None:
-        celery.send_task(task_of(job), args=(job.id,), queue=kind)
-
-    servicer = JobServicer(pb2, kind, JobStore(store), lambda r: spec_of(r, store), enqueue)
+    b: Backends,
+    pb2: ModuleType,
+    add_servicer: Callable[[Any, Any], None],
+    service_name: str,
+    kind: str,
+    spec_of: Callable[[Any], dict[str, Any]],
+    task_of: Callable[[dict[str, Any]], str],
+) -> Registration:
+    """One job kind's servicer on the job database."""
+    servicer = JobServicer(pb2, kind, b.db, b.watcher, spec_of, task_of)
     return add_servicer, servicer, service_name

@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -28,6 +29,11 @@ TRAINING_PROGRESS = Gauge(
     ["run"],
 )
 JOBS = Counter("orisel_jobs", "Job state transitions", ["kind", "state"])
+JOBS_NOW = Gauge(
+    "orisel_jobs_current",
+    "Jobs in the database by kind and state (exported by the controller only)",
+    ["kind", "state"],
+)
 TASK_SECONDS = Histogram(
     "orisel_task_duration_seconds",
     "Celery task run time",
@@ -79,6 +85,15 @@ class QueueCollector:
 def watch_queues(broker_url: str, prefix: str, queues: tuple[str, ...]) -> None:
     if broker_url.startswith("redis"):
         REGISTRY.register(QueueCollector(broker_url, prefix, queues))
+
+
+def set_job_counts(counts: dict[tuple[str, Any], int]) -> None:
+    """Refresh the job-state gauges; a (kind, state) no longer present reads 0."""
+    from orisel.core.jobs import KINDS, JobState
+
+    for kind in KINDS:
+        for state in JobState:
+            JOBS_NOW.labels(kind, state.name.lower()).set(counts.get((kind, state), 0))
 
 
 def training_done(run: str) -> None:

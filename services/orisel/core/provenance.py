@@ -8,11 +8,12 @@ import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import orisel
+
+if TYPE_CHECKING:
+    import torch
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +45,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
+    import torch
+
     env: dict[str, Any] = {
         "code_version": code_version(),
         "python": platform.python_version(),

@@ -41,20 +41,32 @@ class Settings(BaseSettings):
     s3_secure: bool = Field(False, description="HTTPS to S3")
     s3_region: str | None = Field(None, description="S3 region")
 
+    database_url: str = Field(
+        f"sqlite:///{DEFAULT_HOME / 'jobs.sqlite'}",
+        description="job database (SQLAlchemy URL): postgresql+psycopg://... for services",
+    )
+    db_auto_migrate: bool = Field(
+        True, description="upgrade the job database's schema at start (off where a Job does)"
+    )
+    lease_s: float = Field(
+        60.0, gt=0, le=3600, description="a running task's lease; renewed every third of it"
+    )
+    max_attempts: int = Field(
+        5, ge=1, le=100, description="lost workers or store/broker errors before a job FAILS"
+    )
+    dispatch_timeout_s: float = Field(
+        600.0, gt=0, description="re-send a job's task when no worker took it this long"
+    )
+    controller_interval_s: float = Field(
+        0.5, gt=0, description="seconds between the controller's dispatch/reconcile rounds"
+    )
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker")
-    result_backend: str = Field("redis://127.0.0.1:6379/1", description="Celery result backend")
     broker_prefix: str = Field(
         "", description="Redis key prefix, to share one Redis between stacks"
     )
     work_dir: Path = Field(DEFAULT_HOME / "work", description="workers' local scratch space")
     segment_epochs: int = Field(5, ge=1, description="epochs per training task")
-    pipeline_poll_s: float = Field(2.0, gt=0, description="seconds between pipeline advances")
     task_time_limit_s: int = Field(6 * 3600, ge=1, description="hard limit of one task")
-    visibility_timeout_s: int | None = Field(
-        None,
-        ge=1,
-        description="broker redelivery delay of unacknowledged tasks (default: limit + 10 min)",
-    )
 
     grpc_host: str = Field("127.0.0.1", description="address the gRPC services bind")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from orisel.core.errors import InvalidArgument
+
+# pyarrow is imported where tables are read or written: front ends only name the format.
 
 TableFormat = Literal["csv", "parquet"]
 
@@ -20,6 +19,10 @@ def write_table(columns: Mapping[str, np.ndarray], path_stem: Path, fmt: TableFo
     """Write equal-length columns to `<path_stem>.csv` or `.parquet`; return the path."""
     if fmt not in ("csv", "parquet"):
         raise InvalidArgument("format", "csv or parquet", fmt)
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     table = pa.table({k: pa.array(v) for k, v in columns.items()})
     path = path_stem.with_suffix(f".{fmt}")
     if fmt == "csv":
@@ -30,5 +33,8 @@ def write_table(columns: Mapping[str, np.ndarray], path_stem: Path, fmt: TableFo
 
 
 def read_table(path: Path) -> dict[str, np.ndarray]:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
     return {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}

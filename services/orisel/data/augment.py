@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-Fill = Literal["nearest", "zeros"]
+from orisel.science.names import Fill
 
 
 def random_shift_flip(

@@ -9,30 +9,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.extraction.network import Network
-from orisel.science.responses import Reduction
+from orisel.extraction.spec import ExtractSpec
 from orisel.science.stimuli import StimulusSet, bars, gratings
-
-
-class ExtractSpec(BaseModel):
-    """Which stimuli, which layers and how each unit's feature map is reduced."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    stimuli: tuple[Literal["gratings", "bars"], ...] = ("gratings", "bars")
-    layers: tuple[str, ...] | None = None
-    reduction: Reduction = "mean"
-    n_orientations: int = Field(12, ge=2, multiple_of=2)
-    n_phases: int = Field(4, ge=1)
-    n_frequencies: int = Field(9, ge=1)
-    batch_size: int = Field(256, ge=1)
 
 
 class StimulusGrid(Protocol):

@@ -13,7 +13,8 @@ from orisel.core.errors import InvalidArgument
 from orisel.core.provenance import sha256_file
 from orisel.models.cnn7 import CNN7
 from orisel.models.registry import ModelInfo, build_model
-from orisel.science.responses import Reduction, forward_collect, stimulus_batches
+from orisel.science.names import Reduction
+from orisel.science.responses import forward_collect, stimulus_batches
 from orisel.science.stimuli import StimulusSet
 from orisel.training.checkpoint import load_checkpoint
 from orisel.training.loop import resolve_device

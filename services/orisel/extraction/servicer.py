@@ -7,10 +7,9 @@ from typing import Any
 from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import job_registration, validated
-from orisel.core.settings import Settings
+from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
-from orisel.extraction.extract import ExtractSpec
+from orisel.extraction.spec import ExtractSpec
 
 SERVICE_NAME = extraction_pb2.DESCRIPTOR.services_by_name["ExtractionService"].full_name
 EXTRACT_TASK = "orisel.extraction.extract"
@@ -30,8 +29,8 @@ def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict
     return {"checkpoint": ref.__dict__, "extract": validated(ExtractSpec, given, "spec")}
 
 
-def registration(settings: Settings) -> Registration:
+def registration(b: Backends) -> Registration:
     return job_registration(
-        settings, extraction_pb2, extraction_pb2_grpc.add_ExtractionServiceServicer_to_server,
-        SERVICE_NAME, "extraction", spec_of, lambda _: EXTRACT_TASK,
+        b, extraction_pb2, extraction_pb2_grpc.add_ExtractionServiceServicer_to_server,
+        SERVICE_NAME, "extraction", lambda r: spec_of(r, b.store), lambda _: EXTRACT_TASK,
     )  # fmt: skip

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from orisel.core.artifacts import fetch
-from orisel.core.celery_app import app
-from orisel.core.jobs import Job, one_task_job
+from orisel.core.celery_app import job_task
+from orisel.core.jobs import Job
+from orisel.core.lifecycle import JobRun, one_task_job
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore
-from orisel.extraction.extract import ExtractSpec, extract
+from orisel.extraction.extract import extract
 from orisel.extraction.network import load_network
 from orisel.extraction.servicer import EXTRACT_TASK
+from orisel.extraction.spec import ExtractSpec
 
 
 def _extract(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
@@ -21,6 +22,6 @@ def _extract(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> N
     extract(net, ExtractSpec.model_validate(job.spec["extract"]), out, {"job": job.id})
 
 
-@app.task(name=EXTRACT_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
-def extract_task(self: Any, job_id: str) -> str:
-    return one_task_job(job_id, "responses", _extract)
+@job_task(EXTRACT_TASK)
+def extract_task(run: JobRun, settings: Settings) -> None:
+    one_task_job(run, settings, "responses", _extract)

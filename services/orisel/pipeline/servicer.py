@@ -6,8 +6,7 @@ from typing import Any
 
 from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import job_registration, validated
-from orisel.core.settings import Settings
+from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactRef
 from orisel.pipeline.spec import PaperSpec
 
@@ -30,8 +29,8 @@ def spec_of(request: pipeline_pb2.SubmitRequest) -> dict[str, Any]:
     return {"paper": validated(PaperSpec, given, "spec"), "data": data}
 
 
-def registration(settings: Settings) -> Registration:
+def registration(b: Backends) -> Registration:
     return job_registration(
-        settings, pipeline_pb2, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
-        SERVICE_NAME, "pipeline", lambda request, _: spec_of(request), lambda _: ADVANCE_TASK,
+        b, pipeline_pb2, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
+        SERVICE_NAME, "pipeline", spec_of, lambda _: ADVANCE_TASK,
     )  # fmt: skip

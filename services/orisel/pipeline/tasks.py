@@ -1,10 +1,11 @@
 """The pipeline job: the paper end to end as a DAG of the other services' jobs.
 
-One task, `advance`, reconciles the DAG and re-schedules itself until the pipeline ends: it
-creates each stage's child jobs under idempotency keys derived from the pipeline's id (so a
-re-delivered advance finds the children it already made instead of making more), sends
-their tasks to the children's own queues, and moves on once every child of a stage has
-succeeded. No worker waits on another: the DAG's state is the children's job records.
+One task, `advance`, runs when the pipeline is submitted and again whenever one of its
+children ends (the database owes the parent a run in the same transaction that ends the
+child). Each run reads the children from the database, creates the next stage's children
+under keys derived from the pipeline's id (a re-run makes nothing twice; the controller
+sends them like any submitted job), and moves on once every child of a stage succeeded. No
+worker waits on another and nothing polls: the DAG's state is the children's rows.
 
     train   one training job per variant
     score   tune each best checkpoint, and every checkpoint of the first run (trajectory)
@@ -14,55 +15,29 @@ succeeded. No worker waits on another: the DAG's state is the children's job rec
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from orisel.ablation.run import AblateSpec, InvarianceSpec
-from orisel.ablation.servicer import INVARIANCE_TASK, PLAN_TASK
+from orisel.ablation.servicer import INVARIANCE_TASK, SWEEP_TASK
+from orisel.ablation.spec import AblateSpec, InvarianceSpec
 from orisel.core.artifacts import upload_dir
-from orisel.core.celery_app import app
+from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
-from orisel.core.jobs import Job, JobState, JobStore, open_job
-from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
+from orisel.core.jobs import Job, JobState
+from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children
+from orisel.core.settings import Settings, make_store
+from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.pipeline.servicer import ADVANCE_TASK
 from orisel.pipeline.spec import PaperSpec
 from orisel.scoring.servicer import SCORE_TASK
-from orisel.scoring.tune import TuneSpec
+from orisel.scoring.spec import TuneSpec
 from orisel.training.config import TrainConfig
 from orisel.training.servicer import SEGMENT_TASK
 
 # Share of the whole pipeline's progress that each stage accounts for.
 STAGES = (("train", 0.6), ("score", 0.15), ("analyse", 0.2), ("report", 0.05))
-
-
-@dataclass(frozen=True)
-class Child:
-    name: str  # unique within the pipeline, e.g. "train/cnn7-c0-s0"
-    kind: str
-    spec: dict[str, Any]
-    task: str
-    queue: str
-
-
-class Dag:
-    """Creates (once) and reads the children of one pipeline job."""
-
-    def __init__(self, jobs: JobStore, parent: Job) -> None:
-        self.jobs = jobs
-        self.parent = parent
-
-    def ensure(self, children: list[Child]) -> list[Job]:
-        out = []
-        for c in children:
-            job, created = self.jobs.create(c.kind, c.spec, f"pipeline:{self.parent.id}:{c.name}")
-            if created:
-                app.send_task(c.task, args=(job.id,), queue=c.queue)
-            out.append(job)
-        return out
 
 
 def _train_children(spec: PaperSpec, data: dict[str, Any] | None) -> list[Child]:
@@ -83,15 +58,15 @@ def _train_children(spec: PaperSpec, data: dict[str, Any] | None) -> list[Child]
             "data": data,
             "segment_epochs": spec.segment_epochs,
         }
-        out.append(Child(f"train/{v.name}", "training", job_spec, SEGMENT_TASK, "training"))
+        out.append(Child(f"train/{v.name}", "training", job_spec, SEGMENT_TASK))
     return out
 
 
 def _output(job: Job, suffix: str) -> ArtifactRef:
-    for ref in job.outputs:
-        if ref.key.endswith(suffix):
-            return ref
-    raise OriselError(f"{job.kind} job {job.id} has no output ending in {suffix}")
+    ref = job.output(suffix)
+    if ref is None:
+        raise OriselError(f"{job.kind} job {job.id} has no output ending in {suffix}")
+    return ref
 
 
 def _score_children(spec: PaperSpec, trained: dict[str, Job], store: ArtifactStore) -> list[Child]:
@@ -99,7 +74,7 @@ def _score_children(spec: PaperSpec, trained: dict[str, Job], store: ArtifactSto
 
     def child(name: str, ref: ArtifactRef) -> Child:
         job_spec = {"checkpoint": ref.__dict__, "tune": tune, "test_subset": spec.test_subset}
-        return Child(name, "scoring", job_spec, SCORE_TASK, "scoring")
+        return Child(name, "scoring", job_spec, SCORE_TASK)
 
     out = [child(f"score/{n}", _output(j, "/best.pt")) for n, j in trained.items()]
     first = spec.variants()[0].name
@@ -122,8 +97,8 @@ def _analysis_children(
         }
         sweep = {**common, "task": "sweep", "ablate": AblateSpec().model_dump(mode="json")}
         inv = {**common, "task": "invariance", "invariance": InvarianceSpec().model_dump()}
-        out.append(Child(f"ablate/{v.name}", "ablation", sweep, PLAN_TASK, "ablation"))
-        out.append(Child(f"invariance/{v.name}", "ablation", inv, INVARIANCE_TASK, "ablation"))
+        out.append(Child(f"ablate/{v.name}", "ablation", sweep, SWEEP_TASK))
+        out.append(Child(f"invariance/{v.name}", "ablation", inv, INVARIANCE_TASK))
     return out
 
 
@@ -135,10 +110,6 @@ def _stage_fraction(children: list[Job]) -> float:
 
 def _failed(children: list[Job]) -> Job | None:
     return next((c for c in children if c.state in (JobState.FAILED, JobState.CANCELLED)), None)
-
-
-def _reschedule(job_id: str, delay: float) -> None:
-    advance.apply_async((job_id,), queue="pipeline", countdown=delay)
 
 
 def _place(store: ArtifactStore, job: Job, root: Path, keep: int) -> None:
@@ -170,10 +141,6 @@ def build_report(
         write_paper_report(root, out, meta)
 
 
-def _children_key(job_id: str) -> str:
-    return f"analyses/{job_id}/pipeline/children.json"
-
-
 def _stage(
     stage: str, spec: PaperSpec, job: Job, store: ArtifactStore, made: dict[str, Job]
 ) -> list[Child]:
@@ -195,7 +162,6 @@ def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]
     if accuracies:
         metrics["mean_val_accuracy"] = sum(accuracies) / len(accuracies)
     return {
-        "state": JobState.RUNNING,
         "phase": f"{stage} ({done}/{len(got)} jobs)",
         "fraction": min(fraction, 0.99),
         "eta_seconds": elapsed * (1 - fraction) / fraction if fraction > 0 else -1.0,
@@ -203,57 +169,29 @@ def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]
     }
 
 
-@app.task(name=ADVANCE_TASK, bind=True)  # type: ignore[untyped-decorator]
-def advance(self: Any, job_id: str) -> str:
-    settings, store, jobs, job = open_job(job_id)
-    if job.state == JobState.CANCELLED:
-        if store.exists(_children_key(job_id)):
-            for child_id in json.loads(get_bytes(store, store.stat(_children_key(job_id)))):
-                if not jobs.get(child_id).state.done:
-                    jobs.update(child_id, state=JobState.CANCELLED)
-        return "CANCELLED"
-    if job.state.done:
-        return job.state.name
+@job_task(ADVANCE_TASK)
+def advance(run: JobRun, settings: Settings) -> None:
+    job = run.job
+    store = cast(ArtifactStore, make_store(settings))
     spec = PaperSpec.model_validate(job.spec["paper"])
-    dag = Dag(jobs, job)
-    made: dict[str, Job] = {}
+    made = children_of(run)
     before = 0.0
-    try:
-        for stage, weight in STAGES[:-1]:
-            wanted = _stage(stage, spec, job, store, made)
-            got = dag.ensure(wanted)
-            made |= {c.name: j for c, j in zip(wanted, got, strict=True)}
-            put_bytes(
-                store, _children_key(job_id), json.dumps([j.id for j in made.values()]).encode()
-            )
-            if bad := _failed(got):
-                name = next(n for n, j in made.items() if j.id == bad.id)
-                jobs.update(
-                    job_id,
-                    state=JobState.FAILED,
-                    error=f"{name} ({bad.kind} job {bad.id}) {bad.state.name.lower()}: {bad.error}",
-                )
-                return "FAILED"
-            if not all(c.state == JobState.SUCCEEDED for c in got):
-                if not jobs.get(job_id).state.done:
-                    jobs.update(job_id, **_progress(job, stage, before, weight, got))
-                _reschedule(job_id, settings.pipeline_poll_s)
-                return stage
-            before += weight
-        jobs.update(job_id, state=JobState.RUNNING, phase="report", fraction=before)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "report"
-            meta = {"job": job_id, "spec": spec.model_dump(mode="json")}
-            meta["children"] = {n: j.id for n, j in made.items()}
-            build_report(store, spec, made, out, meta)
-            refs = upload_dir(store, f"analyses/{job_id}/report", out)
-    except OriselError as exc:
-        jobs.update(job_id, state=JobState.FAILED, error=str(exc))
-        return "FAILED"
-    if jobs.get(job_id).state.done:
-        return jobs.get(job_id).state.name
-    report_first = sorted(refs, key=lambda r: not r.key.endswith("report.md"))
-    jobs.update(
-        job_id, state=JobState.SUCCEEDED, phase="done", fraction=1.0, outputs=tuple(report_first)
-    )
-    return "SUCCEEDED"
+    for stage, weight in STAGES[:-1]:
+        got = ensure_children(run, _stage(stage, spec, job, store, made), made)
+        if bad := _failed(got):
+            name = next(n for n, j in made.items() if j.id == bad.id)
+            run.fail(f"{name} ({bad.kind} job {bad.id}) {bad.state.name.lower()}: {bad.error}")
+            return
+        if not all(c.state == JobState.SUCCEEDED for c in got):
+            run.progress(**_progress(job, stage, before, weight, got))
+            return  # given back: the next child to end sends the pipeline again
+        before += weight
+    run.progress(phase="report", fraction=before)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report"
+        meta = {"job": job.id, "spec": spec.model_dump(mode="json")}
+        meta["children"] = {n: j.id for n, j in made.items()}
+        build_report(store, spec, made, out, meta)
+        run.check()
+        refs = upload_dir(store, f"analyses/{job.id}/report", out)
+    run.succeed(sorted(refs, key=lambda r: not r.key.endswith("report.md")))

@@ -25,10 +25,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from orisel.core.errors import InvalidArgument
+from orisel.science.names import Mode, Point
 from orisel.science.responses import resolve_layers
 
-Mode = Literal["zero", "mean"]
-Point = Literal["bn", "relu"]
 MODES: tuple[Mode, ...] = ("zero", "mean")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -22,9 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from orisel.core.errors import InvalidArgument
+from orisel.science.names import Padding
 from orisel.science.responses import Recorder
 
-Padding = Literal["zeros", "circular", "reflect", "replicate"]
 PADDINGS: tuple[Padding, ...] = ("zeros", "circular", "reflect", "replicate")
 
 

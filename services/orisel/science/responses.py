@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from orisel.core.errors import InvalidArgument, NotFound
+from orisel.science.names import Reduction
 
-Reduction = Literal["mean", "centre", "max"]
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "centre", "max")
 
 

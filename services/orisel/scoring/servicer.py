@@ -8,10 +8,9 @@ from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import job_registration, validated
-from orisel.core.settings import Settings
+from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
-from orisel.scoring.tune import TuneSpec
+from orisel.scoring.spec import TuneSpec
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
 SCORE_TASK = "orisel.scoring.score"
@@ -34,8 +33,8 @@ def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[st
     return {"checkpoint": ref.__dict__, "tune": tune, "test_subset": spec.test_subset or None}
 
 
-def registration(settings: Settings) -> Registration:
+def registration(b: Backends) -> Registration:
     return job_registration(
-        settings, scoring_pb2, scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
-        SERVICE_NAME, "scoring", spec_of, lambda _: SCORE_TASK,
+        b, scoring_pb2, scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
+        SERVICE_NAME, "scoring", lambda r: spec_of(r, b.store), lambda _: SCORE_TASK,
     )  # fmt: skip

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from orisel.core.artifacts import fetch
-from orisel.core.celery_app import app
-from orisel.core.jobs import Job, one_task_job
+from orisel.core.celery_app import job_task
+from orisel.core.jobs import Job
+from orisel.core.lifecycle import JobRun, one_task_job
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.scoring.servicer import SCORE_TASK
-from orisel.scoring.tune import TuneSpec, tune
+from orisel.scoring.spec import TuneSpec
+from orisel.scoring.tune import tune
 
 
 def _tune(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
@@ -34,6 +35,6 @@ def _tune(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None
     tune(net, spec, out, images, labels, n_classes, {"job": job.id})
 
 
-@app.task(name=SCORE_TASK, bind=True, max_retries=3, default_retry_delay=5)  # type: ignore[untyped-decorator]
-def score(self: Any, job_id: str) -> str:
-    return one_task_job(job_id, "tune", _tune)
+@job_task(SCORE_TASK)
+def score(run: JobRun, settings: Settings) -> None:
+    one_task_job(run, settings, "tune", _tune)

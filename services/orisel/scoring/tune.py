@@ -8,36 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
-from orisel.core.tables import TableFormat, write_table
-from orisel.extraction.extract import ExtractSpec, make_stimuli
+from orisel.core.tables import write_table
+from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
 from orisel.science import indices as ix
 from orisel.science.stimuli import StimulusSet
+from orisel.scoring.spec import TuneSpec
 
 HIST_BINS = 20
 UNIT_COLUMNS = (
     "gosi", "osi", "preferred_deg", "range_deg", "bandwidth_deg", "preferred_condition",
     "p_value", "null_gosi", "selective", "dead",
 )  # fmt: skip
-
-
-class TuneSpec(ExtractSpec):
-    """Everything that determines a tuning analysis besides the network and the data: the
-    stimuli and layers (as for extraction), then how units are scored."""
-
-    permutations: int = Field(1000, ge=0, description="shuffles for the gOSI p-value")
-    threshold: float = Field(
-        0.33, ge=0.0, le=1.0, description="gOSI above which a unit is selective"
-    )
-    alpha: float = Field(
-        0.05, gt=0.0, le=1.0, description="p-value below which a unit is selective"
-    )
-    seed: int = Field(0, ge=0)
-    format: TableFormat = "csv"
 
 
 def score_layer(

@@ -7,8 +7,7 @@ from typing import Any
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import job_registration, validated
-from orisel.core.settings import Settings
+from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactRef
 from orisel.training.config import TrainConfig
 
@@ -47,8 +46,8 @@ SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_
 SEGMENT_TASK = "orisel.training.segment"
 
 
-def registration(settings: Settings) -> Registration:
+def registration(b: Backends) -> Registration:
     return job_registration(
-        settings, training_pb2, training_pb2_grpc.add_TrainingServiceServicer_to_server,
-        SERVICE_NAME, "training", lambda request, _: spec_of(request), lambda _: SEGMENT_TASK,
+        b, training_pb2, training_pb2_grpc.add_TrainingServiceServicer_to_server,
+        SERVICE_NAME, "training", spec_of, lambda _: SEGMENT_TASK,
     )  # fmt: skip

@@ -2,20 +2,21 @@
 
 A segment restores the run's latest checkpoint from the artifact store (so any worker can
 take it, and a lost worker costs at most one segment), trains `segment_epochs` epochs,
-uploads the new checkpoints, and enqueues the next segment until the run is complete.
+uploads the new checkpoints, and gives the job back to be sent again until the run is
+complete.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from orisel.core import metrics
-from orisel.core.celery_app import app
+from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
-from orisel.core.jobs import JobState, open_job
-from orisel.core.settings import Settings
+from orisel.core.lifecycle import JobRun
+from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.data.prepare import prepare
 from orisel.data.sources import load_cifar10
@@ -65,62 +66,43 @@ def _upload(store: ArtifactStore, job_id: str, run_dir: Path) -> dict[str, Artif
     return out
 
 
-@app.task(name=SEGMENT_TASK, bind=True, max_retries=3, default_retry_delay=10)  # type: ignore[untyped-decorator]
-def segment(self: Any, job_id: str) -> str:
-    settings, store, jobs, job = open_job(job_id)
-    if job.state.done:
-        return job.state.name
+@job_task(SEGMENT_TASK)
+def segment(run: JobRun, settings: Settings) -> None:
+    job = run.job
+    store = cast(ArtifactStore, make_store(settings))
+    cfg = TrainConfig.model_validate(job.spec["config"])
+    ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
+    run_dir = settings.work_dir / "runs" / job.id
+    _restore(store, job.id, run_dir)
+    trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
+    total = cfg.epochs * trainer.steps_per_epoch
+
+    def progress(steps: int, images: int, epoch: float) -> None:
+        metrics.training_progress(job.id, steps, images, epoch)
+        run.check()  # a cancel stops the segment within PROGRESS_STEPS steps
+
+    def report(entry: dict[str, Any]) -> None:
+        m = entry["metrics"]
+        metrics.training_checkpoint(job.id, entry["epoch"], m)
+        shown = {
+            "val_loss": m["validation"]["loss"],
+            "val_accuracy": m["validation"]["accuracy"],
+            "test_accuracy": m["test"]["accuracy"],
+            "epoch": entry["epoch"],
+        }
+        run.progress(phase="train", fraction=entry["step"] / total, metrics=shown)
+
+    trainer.on_checkpoint = report
+    trainer.on_progress = progress
+    run.progress(phase="train", fraction=trainer.state.step / total)
+    epochs = job.spec.get("segment_epochs") or settings.segment_epochs
+    stop = min(total, trainer.state.step + epochs * trainer.steps_per_epoch)
     try:
-        cfg = TrainConfig.model_validate(job.spec["config"])
-        ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
-        run_dir = settings.work_dir / "runs" / job_id
-        _restore(store, job_id, run_dir)
-        trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
-        total = cfg.epochs * trainer.steps_per_epoch
-
-        def progress(steps: int, images: int, epoch: float) -> None:
-            metrics.training_progress(job_id, steps, images, epoch)
-
-        def report(entry: dict[str, Any]) -> None:
-            m = entry["metrics"]
-            metrics.training_checkpoint(job_id, entry["epoch"], m)
-            shown = {
-                "val_loss": m["validation"]["loss"],
-                "val_accuracy": m["validation"]["accuracy"],
-                "test_accuracy": m["test"]["accuracy"],
-                "epoch": entry["epoch"],
-            }
-            jobs.update(
-                job_id,
-                state=JobState.RUNNING,
-                phase="train",
-                fraction=entry["step"] / total,
-                metrics=shown,
-            )
-
-        trainer.on_checkpoint = report
-        trainer.on_progress = progress
-        jobs.update(job_id, state=JobState.RUNNING, phase="train")
-        epochs = job.spec.get("segment_epochs") or settings.segment_epochs
-        stop = min(total, trainer.state.step + epochs * trainer.steps_per_epoch)
-        try:
-            summary = trainer.run(max_steps=stop)
-        finally:
-            metrics.training_done(job_id)
-        refs = _upload(store, job_id, run_dir)
-    except OriselError as exc:
-        jobs.update(job_id, state=JobState.FAILED, error=str(exc))
-        return "FAILED"
-    if jobs.get(job_id).state == JobState.CANCELLED:
-        return "CANCELLED"
+        summary = trainer.run(max_steps=stop)
+    finally:
+        metrics.training_done(job.id)
+    refs = _upload(store, job.id, run_dir)
     if summary["status"] == "completed":
-        jobs.update(
-            job_id,
-            state=JobState.SUCCEEDED,
-            fraction=1.0,
-            phase="done",
-            outputs=(refs[BEST], refs[MANIFEST]),
-        )
-        return "SUCCEEDED"
-    segment.apply_async((job_id,), queue="training")
-    return "CONTINUED"
+        run.succeed((refs[BEST], refs[MANIFEST]))
+    else:
+        run.again()  # the next segment, on whichever worker takes it

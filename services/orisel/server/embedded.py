@@ -1,9 +1,10 @@
-"""Embedded mode: every service and a worker on one machine, with no servers to install.
+"""Embedded mode: every service, the controller and a worker on one machine, no servers.
 
-The artifact store is a local folder, Celery's broker is its filesystem transport and its
-result backend a SQLite file, all under one home folder; the five gRPC services share one
-server on a loopback port, and one worker process serves every queue. Clients talk to it
-exactly as they talk to a deployed stack.
+The artifact store is a local folder, the job database a SQLite file (the same code and
+migrations as PostgreSQL) and Celery's broker its filesystem transport, all under one home
+folder; the five gRPC services and JobService share one server on a loopback port, the
+controller runs in this process, and one worker process serves every queue. Clients talk
+to it exactly as they talk to a deployed stack.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orisel.core.grpcserver import start_server
+from orisel.core.controller import Controller
+from orisel.core.grpcserver import Server
 from orisel.core.settings import QUEUES, Settings, settings_env
 
-SERVICES = ("training", "extraction", "scoring", "ablation", "pipeline")
 STARTUP_S = 60.0
 
 
@@ -33,12 +34,12 @@ def embedded_settings(base: Settings, home: Path, port: int = 0) -> Settings:
             "store": "local",
             "store_root": home / "store",
             "work_dir": home / "work",
+            "database_url": f"sqlite:///{home / 'jobs.sqlite'}",
+            "db_auto_migrate": True,
             "broker_url": "filesystem://",
-            "result_backend": f"db+sqlite:///{home / 'results.sqlite'}",
             "broker_prefix": "",
             "grpc_host": "127.0.0.1",
             "grpc_port": port,
-            "pipeline_poll_s": 1.0,
         }
     )
 
@@ -51,23 +52,24 @@ class Embedded:
         self.concurrency = concurrency
         self.log = log
         self.worker: subprocess.Popen[bytes] | None = None
-        self.server: grpc.Server | None = None
+        self.server: Server | None = None
+        self.controller: Controller | None = None
         self.address = ""
 
     def __enter__(self) -> Embedded:
-        import importlib
+        from orisel.core.controller import celery_sender
+        from orisel.core.db import open_db
+        from orisel.server.launch import start_front_end
 
-        # Tasks sent by the services must reach the worker: both sides use these settings.
+        # Tasks sent by the controller must reach the worker: both sides use these settings.
         os.environ.update(settings_env(self.settings))
         from orisel.core.settings import get_settings
 
         get_settings.cache_clear()
-        regs = [
-            importlib.import_module(f"orisel.{name}.servicer").registration(self.settings)
-            for name in SERVICES
-        ]
-        self.server, port, _ = start_server(regs, "127.0.0.1", self.settings.grpc_port)
-        self.address = f"127.0.0.1:{port}"
+        self.server = start_front_end(self.settings, QUEUES)
+        self.address = f"127.0.0.1:{self.server.port}"
+        db = open_db(self.settings.database_url, self.settings.max_attempts)
+        self.controller = Controller(db, celery_sender(self.settings), self.settings).start()
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         # Two single-threaded worker processes: one can advance the pipeline or run a second
         # analysis while the other trains, and together they fill a small machine's cores.
@@ -95,9 +97,11 @@ class Embedded:
         raise RuntimeError(f"embedded services did not become healthy on {self.address}")
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if self.worker is not None and self.worker.poll() is None:
             self.worker.send_signal(signal.SIGTERM)
             try:
@@ -105,5 +109,7 @@ class Embedded:
             except subprocess.TimeoutExpired:
                 self.worker.kill()
                 self.worker.wait()
+        if self.controller is not None:
+            self.controller.stop()
         if self.server is not None:
-            self.server.stop(self.settings.grace_s).wait()
+            self.server.stop(self.settings.grace_s)

@@ -1,0 +1,96 @@
+"""The controller: the only sender of tasks, and the reconciler that strands nothing.
+
+Each round it gives back jobs whose worker's lease lapsed and re-owes jobs whose message no
+worker took in time (core.db.JobDB.reconcile), then sends every owed message (the outbox)
+to the job's queue. A failed send (broker down) is owed again after a backoff, so Submit
+never waits for the broker and a broker outage only delays work. Run as `orisel controller`
+(one per deployment; more replicas are safe: PostgreSQL row locks keep them from sending
+one message twice), or inside `orisel up`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from orisel.core import metrics
+from orisel.core.db import Due, JobDB
+from orisel.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEND_BACKOFF_S = 2.0
+GAUGE_EVERY_S = 10.0
+
+
+def celery_sender(settings: Settings) -> Callable[[Due], None]:
+    """Send a job's task by name to its queue; no broker-side retries (the outbox retries)."""
+    from orisel.core.celery_app import make_celery
+
+    app = make_celery(settings)
+
+    def send(due: Due) -> None:
+        app.send_task(due.task, args=(due.id,), queue=due.queue, retry=False)
+
+    return send
+
+
+class Controller:
+    def __init__(self, db: JobDB, send: Callable[[Due], None], settings: Settings) -> None:
+        self.db = db
+        self.send = send
+        self.settings = settings
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._gauged = 0.0
+
+    def tick(self) -> dict[str, int]:
+        """One round: reconcile, then dispatch; returns what it did."""
+        counts = self.db.reconcile(self.settings.dispatch_timeout_s)
+        attempted: list[Due] = []
+
+        def send(due: Due) -> None:
+            attempted.append(due)
+            self.send(due)
+
+        try:
+            counts["sent"] = self.db.dispatch_due(send)
+        except Exception as exc:
+            counts["sent"] = max(len(attempted) - 1, 0)
+            if not attempted:
+                raise
+            log.warning("sending %s to %s failed: %s", attempted[-1].task, attempted[-1].queue, exc)
+            self.db.defer(attempted[-1].id, SEND_BACKOFF_S)
+        if time.monotonic() - self._gauged > GAUGE_EVERY_S:
+            metrics.set_job_counts(self.db.counts())
+            self._gauged = time.monotonic()
+        return counts
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                counts = self.tick()
+                if any(counts.values()):
+                    log.info("controller: %s", counts)
+            except Exception as exc:  # database away: keep trying, the state is durable
+                log.warning("controller round failed: %s", exc)
+            self._wake.wait(self.settings.controller_interval_s)
+            self._wake.clear()
+
+    def kick(self) -> None:
+        """Run a round now (something was just created)."""
+        self._wake.set()
+
+    def start(self) -> Controller:
+        self._thread = threading.Thread(target=self.run_forever, daemon=True, name="controller")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)

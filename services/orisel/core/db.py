@@ -1,0 +1,690 @@
+"""The job database: every job's state, moved only by conditional updates.
+
+One row per job and one event per recorded change, written in the same transaction. Each
+write names the state (and, for a worker, the lease) it expects, so a terminal state never
+changes, a cancel can never be overwritten by a late progress report, and two workers can
+never both hold a job. The row doubles as the transactional outbox: `dispatch_at` says a
+message is owed, so a job and the duty to send its task are committed together and a
+dispatcher (core.controller) sends and marks.
+
+PostgreSQL for services and workers; SQLite (WAL, immediate transactions) for one machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from orisel.core import metrics
+from orisel.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from orisel.core.jobs import ACTIVE, KINDS, TERMINAL, Job, JobState
+from orisel.core.schema import ID_LEN, KEY_LEN, NAME_LEN, job_events, jobs
+from orisel.core.storage import ArtifactRef
+
+log = logging.getLogger(__name__)
+
+ID_RE = re.compile(r"[0-9a-f]{32}")
+MAX_SPEC_BYTES = 64 * 1024
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+def canonical(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def check_id(job_id: str, field: str = "id") -> str:
+    if not isinstance(job_id, str) or not ID_RE.fullmatch(job_id):
+        raise InvalidArgument(field, "a job id as returned by Submit (32 hex digits)", job_id)
+    return job_id
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        # Several processes share the file: WAL lets readers run beside the one writer, and
+        # every write transaction starts IMMEDIATE so it waits for the lock (busy_timeout)
+        # instead of failing when it upgrades from reading to writing.
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool
+        )
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi: Any, _: Any) -> None:
+            dbapi.isolation_level = None
+            cur = dbapi.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            readonly = conn.get_execution_options().get("orisel_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+
+
+@dataclass(frozen=True)
+class Event:
+    job_id: str
+    seq: int
+    at: float
+    type: str
+    state: JobState
+    principal: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Due:
+    """A message the outbox owes: send `task` with the job id to `queue`."""
+
+    id: str
+    task: str
+    queue: str
+    dispatch_at: float
+
+
+class JobDB:
+    """Create, read and move jobs; every method is one transaction."""
+
+    def __init__(self, url: str, *, max_attempts: int = 5) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.max_attempts = max_attempts
+        self.postgres = self.engine.dialect.name == "postgresql"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _write(self) -> Any:
+        try:
+            return self.engine.begin()
+        except OperationalError as exc:
+            raise Unavailable(f"the job database cannot be reached: {exc.orig}") from exc
+
+    def _read(self) -> Any:
+        try:
+            return self.engine.connect().execution_options(orisel_readonly=True)
+        except OperationalError as exc:
+            raise Unavailable(f"the job database cannot be reached: {exc.orig}") from exc
+
+    @staticmethod
+    def _record(c: Connection, row: Row[Any], type_: str, principal: str = "", **data: Any) -> None:
+        c.execute(
+            insert(job_events).values(
+                job_id=row.id,
+                seq=row.version,
+                at=row.updated_at,
+                type=type_,
+                state=row.state,
+                principal=principal[:NAME_LEN],
+                data=data,
+            )
+        )
+
+    def _move(
+        self,
+        c: Connection,
+        job_id: str,
+        where: Sequence[Any],
+        values: dict[str, Any],
+        type_: str,
+        principal: str = "",
+        **data: Any,
+    ) -> Row[Any] | None:
+        """One conditional update of one job plus its event; None if `where` did not hold."""
+        now = time.time()
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == job_id, *where)
+            .values(**values, version=jobs.c.version + 1, updated_at=now)
+            .returning(*jobs.c)
+        )
+        row = c.execute(stmt).one_or_none()
+        if row is None:
+            return None
+        self._record(c, row, type_, principal, **data)
+        if "state" in values:
+            metrics.JOBS.labels(row.kind, JobState(row.state).name.lower()).inc()
+        return row
+
+    def _wake_parent(self, c: Connection, parent_id: str | None) -> None:
+        """A child ended: its parent owes itself a run (coalesced with one already owed)."""
+        if parent_id:
+            c.execute(
+                update(jobs)
+                .where(jobs.c.id == parent_id, jobs.c.state.in_(ACTIVE))
+                .values(dispatch_at=func.coalesce(jobs.c.dispatch_at, time.time()))
+            )
+
+    # -- clients -------------------------------------------------------------------------
+
+    def create(
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        *,
+        task: str,
+        queue: str,
+        idempotency_key: str = "",
+        owner: str = "",
+        parent_id: str = "",
+        principal: str = "",
+    ) -> tuple[Job, bool]:
+        """(job, created). The same key and spec return the existing job; the same key with a
+        different spec is ALREADY_EXISTS. The job and its owed message commit together."""
+        if kind not in KINDS:
+            raise InvalidArgument("kind", f"one of {', '.join(KINDS)}", kind)
+        if len(idempotency_key) > KEY_LEN:
+            raise InvalidArgument(
+                "idempotency_key", f"at most {KEY_LEN} characters", idempotency_key
+            )
+        body = canonical(spec)
+        if len(body.encode()) > MAX_SPEC_BYTES:
+            raise InvalidArgument("spec", f"at most {MAX_SPEC_BYTES} bytes as JSON", len(body))
+        sha = hashlib.sha256(body.encode()).hexdigest()
+        now = time.time()
+        values = {
+            "id": uuid.uuid4().hex,
+            "kind": kind,
+            "state": int(JobState.QUEUED),
+            "spec": spec,
+            "spec_sha256": sha,
+            "idempotency_key": idempotency_key or None,
+            "owner": owner,
+            "parent_id": parent_id or None,
+            "task": task,
+            "queue": queue,
+            "metrics": {},
+            "outputs": [],
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "dispatch_at": now,
+        }
+        try:
+            with self._write() as c:
+                if parent_id:
+                    # Serialised with a cancel of the parent: no child is born to a dead parent.
+                    alive = c.execute(
+                        select(jobs.c.state).where(jobs.c.id == parent_id).with_for_update()
+                    ).scalar()
+                    if alive not in ACTIVE:
+                        raise FailedPrecondition(f"job {parent_id} has ended: no new children")
+                row = c.execute(insert(jobs).values(**values).returning(*jobs.c)).one()
+                self._record(c, row, "created", principal or owner)
+            metrics.JOBS.labels(kind, "queued").inc()
+            return Job.from_row(row), True
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+        with self._read() as c:
+            found = c.execute(
+                select(*jobs.c).where(
+                    jobs.c.kind == kind, jobs.c.idempotency_key == idempotency_key
+                )
+            ).one()
+        if found.spec_sha256 != sha:
+            raise AlreadyExists(
+                f"idempotency_key {idempotency_key!r} was used for job {found.id} with a "
+                "different spec: choose a new key"
+            )
+        return Job.from_row(found), False
+
+    def get(self, job_id: str, kind: str | None = None) -> Job:
+        """The job; NOT_FOUND also when it exists but is of another kind than `kind`."""
+        check_id(job_id)
+        with self._read() as c:
+            row = c.execute(select(*jobs.c).where(jobs.c.id == job_id)).one_or_none()
+        if row is None or (kind is not None and row.kind != kind):
+            raise NotFound(f"job {job_id} does not exist" + (f" among {kind} jobs" if kind else ""))
+        return Job.from_row(row)
+
+    def children(self, parent_id: str) -> list[Job]:
+        with self._read() as c:
+            rows = c.execute(
+                select(*jobs.c).where(jobs.c.parent_id == parent_id).order_by(jobs.c.created_at)
+            ).all()
+        return [Job.from_row(r) for r in rows]
+
+    def versions(self, ids: Iterable[str]) -> dict[str, tuple[int, bool]]:
+        """{id: (version, ended)} of many jobs in one query, for the watchers."""
+        ids = list(ids)
+        out: dict[str, tuple[int, bool]] = {}
+        with self._read() as c:
+            for i in range(0, len(ids), 500):
+                q = select(jobs.c.id, jobs.c.version, jobs.c.state).where(
+                    jobs.c.id.in_(ids[i : i + 500])
+                )
+                out |= {r.id: (r.version, JobState(r.state).done) for r in c.execute(q)}
+        return out
+
+    def events(self, job_id: str, after_seq: int = 0) -> list[Event]:
+        with self._read() as c:
+            rows = c.execute(
+                select(*job_events.c)
+                .where(job_events.c.job_id == job_id, job_events.c.seq > after_seq)
+                .order_by(job_events.c.seq)
+            ).all()
+        return [
+            Event(r.job_id, r.seq, r.at, r.type, JobState(r.state), r.principal, r.data)
+            for r in rows
+        ]
+
+    def cancel(self, job_id: str, kind: str | None = None, principal: str = "") -> Job:
+        """Cancel a job and its unfinished descendants. Always wins over a running task: every
+        write a task makes requires the job to be unfinished (and leased to it)."""
+        job = self.get(job_id, kind)
+        with self._write() as c:
+            frontier, first = [job_id], True
+            while frontier:
+                nxt: list[str] = []
+                for jid in frontier:
+                    row = self._move(
+                        c,
+                        jid,
+                        [jobs.c.state.in_(ACTIVE)],
+                        {
+                            "state": int(JobState.CANCELLED),
+                            "finished_at": time.time(),
+                            "lease_owner": None,
+                            "lease_until": None,
+                            "dispatch_at": None,
+                        },
+                        "transition",
+                        principal,
+                        reason="cancelled" if first else "parent cancelled",
+                    )
+                    if row is not None and first:
+                        self._wake_parent(c, row.parent_id)
+                    nxt += (
+                        c.execute(
+                            select(jobs.c.id).where(
+                                jobs.c.parent_id == jid, jobs.c.state.in_(ACTIVE)
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
+                frontier, first = nxt, False
+        return self.get(job.id)
+
+    def list(
+        self,
+        *,
+        kind: str | None = None,
+        state: JobState | None = None,
+        parent_id: str = "",
+        created_after: float | None = None,
+        created_before: float | None = None,
+        page_size: int = DEFAULT_PAGE,
+        page_token: str = "",
+    ) -> tuple[list[Job], str]:
+        """A page in creation order, by keyset (created_at, id), and the next page's token."""
+        if not 0 <= page_size <= MAX_PAGE:
+            raise InvalidArgument("page_size", f"between 0 (default 100) and {MAX_PAGE}", page_size)
+        size = page_size or DEFAULT_PAGE
+        q = select(*jobs.c)
+        if kind:
+            q = q.where(jobs.c.kind == kind)
+        if state:
+            q = q.where(jobs.c.state == int(state))
+        if parent_id:
+            q = q.where(jobs.c.parent_id == check_id(parent_id, "parent_id"))
+        if created_after is not None:
+            q = q.where(jobs.c.created_at > created_after)
+        if created_before is not None:
+            q = q.where(jobs.c.created_at < created_before)
+        if page_token:
+            at, last = decode_token(page_token)
+            q = q.where(or_(jobs.c.created_at > at, (jobs.c.created_at == at) & (jobs.c.id > last)))
+        q = q.order_by(jobs.c.created_at, jobs.c.id).limit(size + 1)
+        with self._read() as c:
+            rows = c.execute(q).all()
+        page = [Job.from_row(r) for r in rows[:size]]
+        return page, encode_token(page[-1]) if len(rows) > size else ""
+
+    # -- workers -------------------------------------------------------------------------
+
+    def claim(self, job_id: str, worker: str, lease_s: float) -> Job | None:
+        """Take the job for `worker` until now + lease_s, unless it ended or another holds it."""
+        now = time.time()
+        with self._write() as c:
+            before = c.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
+            row = self._move(
+                c,
+                job_id,
+                [
+                    jobs.c.state.in_(ACTIVE),
+                    or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now),
+                ],
+                {
+                    "state": int(JobState.RUNNING),
+                    "lease_owner": worker[:NAME_LEN],
+                    "lease_until": now + lease_s,
+                    "attempts": jobs.c.attempts + 1,
+                    "dispatch_at": None,
+                },
+                "transition" if before == JobState.QUEUED else "claimed",
+                worker,
+            )
+        return None if row is None else Job.from_row(row)
+
+    def heartbeat(self, job_id: str, worker: str, lease_s: float) -> bool:
+        """Extend the lease; False once the job ended (cancelled) or the lease was lost."""
+        with self._write() as c:
+            result = c.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == int(JobState.RUNNING),
+                    jobs.c.lease_owner == worker[:NAME_LEN],
+                )
+                .values(lease_until=time.time() + lease_s)
+            )
+        return bool(result.rowcount)
+
+    def _held(self, worker: str) -> builtins.list[Any]:
+        return [jobs.c.state == int(JobState.RUNNING), jobs.c.lease_owner == worker[:NAME_LEN]]
+
+    def progress(
+        self,
+        job_id: str,
+        worker: str,
+        *,
+        phase: str | None = None,
+        fraction: float | None = None,
+        eta_seconds: float | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> bool:
+        """Record progress; never changes state; False (and nothing written) once the job
+        ended or the lease is no longer this worker's."""
+        values: dict[str, Any] = {}
+        if phase is not None:
+            values["phase"] = phase[:KEY_LEN]
+        if fraction is not None:
+            values["fraction"] = min(max(float(fraction), 0.0), 1.0)
+        if eta_seconds is not None:
+            values["eta_seconds"] = float(eta_seconds)
+        if metrics is not None:
+            values["metrics"] = {k: float(v) for k, v in metrics.items()}
+        with self._write() as c:
+            row = self._move(c, job_id, self._held(worker), values, "progress", worker, **values)
+        return row is not None
+
+    def finish(
+        self,
+        job_id: str,
+        worker: str,
+        state: JobState,
+        *,
+        error: str = "",
+        outputs: Sequence[ArtifactRef] = (),
+    ) -> bool:
+        """End the job this worker holds; False if it had already ended (cancelled)."""
+        assert state in TERMINAL
+        values: dict[str, Any] = {
+            "state": int(state),
+            "error": error,
+            "finished_at": time.time(),
+            "outputs": [r.__dict__ for r in outputs],
+            "lease_owner": None,
+            "lease_until": None,
+            "dispatch_at": None,
+        }
+        if state == JobState.SUCCEEDED:
+            values |= {"fraction": 1.0, "phase": "done", "eta_seconds": 0.0}
+        with self._write() as c:
+            row = self._move(
+                c, job_id, self._held(worker), values, "transition", worker, error=error
+            )
+            if row is not None:
+                self._wake_parent(c, row.parent_id)
+        return row is not None
+
+    def release(
+        self,
+        job_id: str,
+        worker: str,
+        *,
+        again_in: float | None = None,
+        error: str = "",
+    ) -> JobState | None:
+        """Give the job back. again_in: owe it another run that many seconds from now (the next
+        training segment). error: the run failed for a passing reason (store or broker down)
+        and spends one retry, or ends FAILED once max_attempts are spent. None if not held."""
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if again_in is not None:
+            values["dispatch_at"] = time.time() + again_in
+        if error:
+            values["retries"] = jobs.c.retries + 1
+        with self._write() as c:
+            row = self._move(
+                c,
+                job_id,
+                self._held(worker),
+                values,
+                "retry" if error else "released",
+                worker,
+                error=error,
+            )
+            if row is None:
+                return None
+            if error and row.retries >= self.max_attempts:
+                ended = self._move(
+                    c,
+                    job_id,
+                    [jobs.c.state.in_(ACTIVE)],
+                    {
+                        "state": int(JobState.FAILED),
+                        "finished_at": time.time(),
+                        "dispatch_at": None,
+                        "error": f"gave up after {row.retries} attempts: {error}",
+                    },
+                    "transition",
+                    "controller",
+                )
+                if ended is not None:
+                    self._wake_parent(c, ended.parent_id)
+                    return JobState.FAILED
+        return JobState(row.state)
+
+    # -- controller ----------------------------------------------------------------------
+
+    def dispatch_due(self, send: Callable[[Due], None], limit: int = 100) -> int:
+        """Send what the outbox owes (due, and not leased), oldest first; mark each as sent
+        only after its send returned. A crash in between sends it again: tasks are
+        idempotent, and a second message for a leased or finished job does nothing."""
+        now = time.time()
+        q = (
+            select(jobs.c.id, jobs.c.task, jobs.c.queue, jobs.c.dispatch_at)
+            .where(
+                jobs.c.dispatch_at <= now,
+                jobs.c.state.in_(ACTIVE),
+                or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now),
+            )
+            .order_by(jobs.c.dispatch_at)
+            .limit(limit)
+        )
+        sent = 0
+        if self.postgres:
+            # Rows stay locked while their messages go out, so replicas never send one twice.
+            with self._write() as c:
+                for r in c.execute(q.with_for_update(skip_locked=True)).all():
+                    due = Due(r.id, r.task, r.queue, r.dispatch_at)
+                    send(due)
+                    self._mark_sent(c, due)
+                    sent += 1
+            return sent
+        with self._read() as c:
+            rows = c.execute(q).all()
+        for r in rows:
+            due = Due(r.id, r.task, r.queue, r.dispatch_at)
+            send(due)
+            with self._write() as c:
+                self._mark_sent(c, due)
+            sent += 1
+        return sent
+
+    @staticmethod
+    def _mark_sent(c: Connection, due: Due) -> None:
+        c.execute(
+            update(jobs)
+            .where(jobs.c.id == due.id, jobs.c.dispatch_at == due.dispatch_at)
+            .values(dispatch_at=None, sent_at=time.time())
+        )
+
+    def defer(self, job_id: str, delay: float) -> None:
+        """A send failed (broker down): owe it again after `delay` seconds."""
+        with self._write() as c:
+            c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.dispatch_at.is_not(None))
+                .values(dispatch_at=time.time() + delay)
+            )
+
+    def reconcile(self, dispatch_timeout_s: float) -> dict[str, int]:
+        """Find what lost its worker or its message and owe it another run.
+
+        A running job whose lease lapsed (worker killed, node lost) is given back and sent
+        again, spending one retry, or FAILED with the reason once max_attempts are spent. A
+        job sent more than dispatch_timeout_s ago that no worker took (the broker restarted
+        empty, a message lost) is sent again; a duplicate message finds it taken and does
+        nothing.
+        """
+        now = time.time()
+        counts = {"expired": 0, "failed": 0, "resent": 0}
+        with self._read() as c:
+            lapsed = (
+                c.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.state == int(JobState.RUNNING), jobs.c.lease_until < now
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for job_id in lapsed:
+            with self._write() as c:
+                row = self._move(
+                    c,
+                    job_id,
+                    [jobs.c.state == int(JobState.RUNNING), jobs.c.lease_until < now],
+                    {
+                        "lease_owner": None,
+                        "lease_until": None,
+                        "retries": jobs.c.retries + 1,
+                        "dispatch_at": now,
+                    },
+                    "lease-expired",
+                    "controller",
+                )
+                if row is None:
+                    continue
+                counts["expired"] += 1
+                if row.retries >= self.max_attempts:
+                    failed = self._move(
+                        c,
+                        job_id,
+                        [jobs.c.state.in_(ACTIVE)],
+                        {
+                            "state": int(JobState.FAILED),
+                            "finished_at": now,
+                            "dispatch_at": None,
+                            "error": f"lost its worker {row.retries} times (lease lapsed); gave up",
+                        },
+                        "transition",
+                        "controller",
+                    )
+                    if failed is not None:
+                        self._wake_parent(c, failed.parent_id)
+                        counts["failed"] += 1
+        with self._write() as c:
+            counts["resent"] = c.execute(
+                update(jobs)
+                .where(
+                    jobs.c.state.in_(ACTIVE),
+                    jobs.c.lease_owner.is_(None),
+                    jobs.c.dispatch_at.is_(None),
+                    or_(jobs.c.sent_at.is_(None), jobs.c.sent_at < now - dispatch_timeout_s),
+                )
+                .values(dispatch_at=now)
+            ).rowcount
+        return counts
+
+    def counts(self) -> dict[tuple[str, JobState], int]:
+        """Jobs by (kind, state), for the job-state gauges."""
+        with self._read() as c:
+            rows = c.execute(
+                select(jobs.c.kind, jobs.c.state, func.count()).group_by(jobs.c.kind, jobs.c.state)
+            ).all()
+        return {(k, JobState(s)): n for k, s, n in rows}
+
+
+_OPEN: dict[str, JobDB] = {}
+
+
+def open_db(url: str, max_attempts: int = 5) -> JobDB:
+    """This process's handle on the database at `url` (one connection pool per process)."""
+    db = _OPEN.get(url)
+    if db is None:
+        db = _OPEN[url] = JobDB(url, max_attempts=max_attempts)
+    return db
+
+
+# A forked worker child must not share its parent's connections: it opens its own.
+os.register_at_fork(after_in_child=_OPEN.clear)
+
+
+def encode_token(last: Job) -> str:
+    raw = json.dumps([last.created_at, last.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_token(token: str) -> tuple[float, str]:
+    try:
+        if len(token) > 200:
+            raise ValueError("too long")
+        at, last = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(at, (int, float)) or not isinstance(last, str) or len(last) > ID_LEN:
+            raise ValueError("malformed")
+        return float(at), last
+    except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
+        raise InvalidArgument("page_token", "a token returned by List", token) from exc

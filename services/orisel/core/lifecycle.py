@@ -1,0 +1,293 @@
+"""The life of one task run of a job, the same for every kind.
+
+    run = JobRun.claim(db, job_id, settings)      # None: ended, or another worker holds it
+    if run is not None:
+        with run:
+            ...  run.progress(...); run.check(); run.succeed(outputs)
+
+Claiming takes a lease that a background thread renews; the run stops cooperatively
+(JobStopped at the next progress report or check) once the job was cancelled or the lease
+was lost, and leaves without a traceback. On leaving the block:
+    - a domain error (OriselError) ends the job FAILED with its message;
+    - a passing error (store, broker or database unreachable) gives the job back to be sent
+      again after a backoff, until max_attempts are spent, then FAILED with the reason;
+    - any other exception ends it FAILED with its type and message (logged with traceback);
+    - a body that neither ended nor re-queued the job gives it back (a parent waiting for
+      its children is sent again when one of them ends).
+Nothing escapes to Celery, so no message is retried behind the database's back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from orisel.core.db import JobDB
+from orisel.core.errors import OriselError, Unavailable
+from orisel.core.jobs import Job, JobState
+from orisel.core.settings import Settings
+from orisel.core.storage import ArtifactRef, ArtifactStore
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (2.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class JobStopped(Exception):
+    """The job was cancelled or its lease lost: stop the work, record nothing more."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors of reaching a store, broker or database, which a later attempt may not meet."""
+    if isinstance(exc, (Unavailable, ConnectionError, TimeoutError)):
+        return True
+    transient: list[type[BaseException]] = []
+    try:
+        import urllib3.exceptions
+
+        transient += [urllib3.exceptions.HTTPError]
+    except ImportError:  # pragma: no cover - urllib3 comes with minio
+        pass
+    try:
+        import kombu.exceptions
+
+        transient += [kombu.exceptions.OperationalError]
+    except ImportError:  # pragma: no cover - kombu comes with celery
+        pass
+    try:
+        import redis.exceptions
+
+        transient += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    try:
+        import sqlalchemy.exc
+
+        transient += [sqlalchemy.exc.OperationalError]
+    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
+        pass
+    try:
+        from minio.error import S3Error, ServerError
+
+        if isinstance(exc, ServerError):
+            return True
+        if isinstance(exc, S3Error) and exc.code in ("SlowDown", "ServiceUnavailable"):
+            return True
+    except ImportError:  # pragma: no cover - minio is a dependency
+        pass
+    return isinstance(exc, tuple(transient))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobRun:
+    """One worker's hold on one job, from claim to release."""
+
+    def __init__(self, db: JobDB, job: Job, worker: str, lease_s: float) -> None:
+        self.db = db
+        self.job = job
+        self.worker = worker
+        self.lease_s = lease_s
+        self.ended = False
+        self.outcome = "RUNNING"
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="lease")
+
+    @classmethod
+    def claim(cls, db: JobDB, job_id: str, settings: Settings) -> JobRun | None:
+        worker = worker_name()
+        job = db.claim(job_id, worker, settings.lease_s)
+        if job is None:
+            log.info("job %s: ended or held by another worker; nothing to do", job_id)
+            return None
+        return cls(db, job, worker, settings.lease_s)
+
+    def _heartbeat(self) -> None:
+        while not self._done.wait(self.lease_s / 3):
+            try:
+                held = self.db.heartbeat(self.job.id, self.worker, self.lease_s)
+            except Exception as exc:  # the database away for a moment: try again next beat
+                log.warning("job %s: lease not renewed: %s", self.job.id, exc)
+                continue
+            if not held:
+                self._stop.set()
+                return
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def check(self) -> None:
+        """Raise JobStopped once the job was cancelled or the lease lost."""
+        if self._stop.is_set():
+            raise JobStopped(self.job.id)
+
+    def progress(
+        self,
+        *,
+        phase: str | None = None,
+        fraction: float | None = None,
+        eta_seconds: float | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        self.check()
+        if not self.db.progress(
+            self.job.id,
+            self.worker,
+            phase=phase,
+            fraction=fraction,
+            eta_seconds=eta_seconds,
+            metrics=metrics,
+        ):
+            self._stop.set()
+            raise JobStopped(self.job.id)
+
+    def succeed(self, outputs: Sequence[ArtifactRef] = ()) -> None:
+        self._end(JobState.SUCCEEDED, outputs=outputs)
+
+    def fail(self, error: str) -> None:
+        self._end(JobState.FAILED, error=error)
+
+    def _end(self, state: JobState, error: str = "", outputs: Sequence[ArtifactRef] = ()) -> None:
+        self.ended = True
+        if self.db.finish(self.job.id, self.worker, state, error=error, outputs=outputs):
+            self.outcome = state.name
+        else:
+            self.outcome = "STOPPED"
+
+    def again(self, delay: float = 0.0) -> None:
+        """Give the job back and owe it another run (the next training segment)."""
+        self.ended = True
+        self.outcome = "CONTINUED"
+        self.db.release(self.job.id, self.worker, again_in=delay)
+
+    def __enter__(self) -> JobRun:
+        self._beat.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._done.set()
+        self._beat.join()
+        try:
+            return self._leave(exc)
+        except Exception as inner:
+            # The database itself is away: the lease will lapse and the controller sends
+            # the job again, so the job is not lost; say so and let the task end.
+            log.warning(
+                "job %s: outcome not recorded (%s); its lease will lapse", self.job.id, inner
+            )
+            self.outcome = "UNRECORDED"
+            return True
+
+    def _leave(self, exc: BaseException | None) -> bool:
+        job_id = self.job.id
+        if exc is None:
+            if not self.ended:
+                self.db.release(job_id, self.worker)
+                self.outcome = "WAITING"
+            return False
+        if isinstance(exc, JobStopped):
+            log.info("job %s: stopped (cancelled or lease lost)", job_id)
+            self.db.release(job_id, self.worker)
+            self.outcome = "STOPPED"
+            return True
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit: the worker is going away
+        if isinstance(exc, OriselError) and not isinstance(exc, Unavailable):
+            self.fail(str(exc))
+            return True
+        if is_transient(exc):
+            message = f"{type(exc).__name__}: {exc}"
+            delay = BACKOFF_S[min(self.job.retries, len(BACKOFF_S) - 1)]
+            log.warning("job %s: %s; sending it again in %.0f s", job_id, message, delay)
+            state = self.db.release(job_id, self.worker, again_in=delay, error=message)
+            self.outcome = "FAILED" if state == JobState.FAILED else "RETRY"
+            return True
+        log.exception("job %s: unexpected error", job_id, exc_info=exc)
+        self.fail(f"{type(exc).__name__}: {exc}")
+        return True
+
+
+def run_job(db: JobDB, job_id: str, settings: Settings, body: Any) -> str:
+    """Claim `job_id` and run `body(run)` inside its lifecycle; returns the outcome."""
+    run = JobRun.claim(db, job_id, settings)
+    if run is None:
+        return "SKIPPED"
+    with run:
+        body(run)
+    return run.outcome
+
+
+def one_task_job(
+    run: JobRun,
+    settings: Settings,
+    name: str,
+    work: Callable[[Settings, ArtifactStore, Job, Path], None],
+) -> None:
+    """A job that one task completes: `work` writes its outputs into a folder, which is
+    uploaded to analyses/<job>/<name>/ (the same keys on a re-run)."""
+    from orisel.core.artifacts import upload_dir
+    from orisel.core.settings import make_store
+
+    store = cast(ArtifactStore, make_store(settings))
+    run.progress(phase=name, fraction=0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / name
+        work(settings, store, run.job, out)
+        run.check()
+        refs = upload_dir(store, f"analyses/{run.job.id}/{name}", out)
+    run.succeed(refs)
+
+
+@dataclass(frozen=True)
+class Child:
+    """A job that a parent job (a pipeline, a sweep) needs: unique by name within it."""
+
+    name: str  # e.g. "train/cnn7-c0-s0", "chunk/layer1"
+    kind: str
+    spec: dict[str, Any]
+    task: str
+
+
+def children_of(run: JobRun) -> dict[str, Job]:
+    """The parent's children by name (their idempotency keys are <parent id>/<name>)."""
+    prefix = f"{run.job.id}/"
+    return {c.idempotency_key.removeprefix(prefix): c for c in run.db.children(run.job.id)}
+
+
+def ensure_children(run: JobRun, wanted: Sequence[Child], made: dict[str, Job]) -> list[Job]:
+    """Create the children not yet made, through the same outbox as a Submit: each one is
+    sent by the controller and wakes the parent when it ends. Re-running creates nothing
+    twice (the idempotency key)."""
+    out = []
+    for c in wanted:
+        if c.name not in made:
+            run.check()
+            made[c.name], _ = run.db.create(
+                c.kind,
+                c.spec,
+                task=c.task,
+                queue=c.kind,
+                owner=run.job.owner,
+                idempotency_key=f"{run.job.id}/{c.name}",
+                parent_id=run.job.id,
+            )
+        out.append(made[c.name])
+    return out

@@ -1,0 +1,23 @@
+"""How units are scored: the tuning spec, light enough for front ends (no torch)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from orisel.core.tables import TableFormat
+from orisel.extraction.spec import ExtractSpec
+
+
+class TuneSpec(ExtractSpec):
+    """Everything that determines a tuning analysis besides the network and the data: the
+    stimuli and layers (as for extraction), then how units are scored."""
+
+    permutations: int = Field(1000, ge=0, description="shuffles for the gOSI p-value")
+    threshold: float = Field(
+        0.33, ge=0.0, le=1.0, description="gOSI above which a unit is selective"
+    )
+    alpha: float = Field(
+        0.05, gt=0.0, le=1.0, description="p-value below which a unit is selective"
+    )
+    seed: int = Field(0, ge=0)
+    format: TableFormat = "csv"

@@ -1,0 +1,1 @@
+"""Process launchers: front-end services, the controller, workers, embedded mode."""

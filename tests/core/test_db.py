@@ -1,0 +1,262 @@
+"""The job database's state machine, on PostgreSQL and on SQLite (the same code and
+migrations), raced by many threads: nothing lost, nothing duplicated, nothing unreadable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from orisel.core import migrate
+from orisel.core.db import Due, JobDB
+from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from orisel.core.jobs import JobState
+from orisel.core.storage import ArtifactRef
+from tests.stack import pg_database
+
+RACE_ROUNDS = 1000
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    else:
+        with pg_database() as pg:
+            yield pg
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[JobDB]:
+    migrate.upgrade(url)
+    handle = JobDB(url, max_attempts=3)
+    yield handle
+    handle.close()
+
+
+def _new(db: JobDB, key: str = "", spec: dict[str, object] | None = None, **kw: str) -> str:
+    job, _ = db.create(
+        "training", spec or {"epochs": 3}, task="t", queue="training", idempotency_key=key, **kw
+    )
+    return job.id
+
+
+def test_idempotency_by_constraint(db: JobDB) -> None:
+    a = _new(db, "k1")
+    assert _new(db, "k1") == a
+    assert _new(db, "k2") != a
+    other, _ = db.create("scoring", {"epochs": 3}, task="t", queue="s", idempotency_key="k1")
+    assert other.id != a  # keys are per kind
+    with pytest.raises(AlreadyExists, match="'k1' was used for job"):
+        _new(db, "k1", {"epochs": 4})
+    assert _new(db) != _new(db)  # no key: always a new job
+
+
+def test_concurrent_submits_with_one_key_make_one_job(db: JobDB) -> None:
+    for round_ in range(5):
+        with ThreadPoolExecutor(32) as pool:
+            ids = list(pool.map(_new, [db] * 32, [f"burst-{round_}"] * 32))
+        assert len(set(ids)) == 1
+    assert len(db.list(kind="training", page_size=1000)[0]) == 5
+
+
+def test_input_bounds(db: JobDB) -> None:
+    with pytest.raises(InvalidArgument, match=r"^kind: must be one of"):
+        db.create("juggling", {}, task="t", queue="q")
+    with pytest.raises(InvalidArgument, match=r"^idempotency_key: must be at most 256"):
+        _new(db, "k" * 257)
+    with pytest.raises(InvalidArgument, match=r"^spec: must be at most"):
+        _new(db, spec={"x": "y" * 70_000})
+    with pytest.raises(InvalidArgument, match=r"^id: must be a job id .*\(5002 characters\)"):
+        db.get("x" * 5000)
+    with pytest.raises(NotFound, match="does not exist"):
+        db.get("0" * 32)
+
+
+def test_state_machine(db: JobDB) -> None:
+    job_id = _new(db)
+    held = db.claim(job_id, "w1", lease_s=30)
+    assert held is not None
+    assert held.state == JobState.RUNNING
+    assert held.attempts == 1
+    assert db.claim(job_id, "w2", lease_s=30) is None  # one holder at a time
+    assert db.progress(job_id, "w1", phase="train", fraction=0.5, metrics={"loss": 1.0})
+    assert not db.progress(job_id, "w2", fraction=0.9)  # not the holder: nothing written
+    ref = ArtifactRef("orisel", "runs/x/best.pt", "ab" * 32, 3)
+    assert db.finish(job_id, "w1", JobState.SUCCEEDED, outputs=[ref])
+    done = db.get(job_id)
+    assert (done.state, done.fraction, done.outputs) == (JobState.SUCCEEDED, 1.0, (ref,))
+    # A terminal state never changes, whoever asks.
+    assert db.cancel(job_id).state == JobState.SUCCEEDED
+    assert db.claim(job_id, "w1", 30) is None
+    assert not db.finish(job_id, "w1", JobState.FAILED, error="late")
+    assert db.get(job_id) == done
+    types = [e.type for e in db.events(job_id)]
+    assert types == ["created", "transition", "progress", "transition"]
+    assert [e.seq for e in db.events(job_id)] == [1, 2, 3, 4]
+    assert done.version == 4
+
+
+def test_cancel_wins_every_race_with_progress(db: JobDB) -> None:
+    lost = unreadable = 0
+    ids = [_new(db) for _ in range(RACE_ROUNDS)]
+    for job_id in ids:
+        assert db.claim(job_id, "w", 60) is not None
+
+    def race(job_id: str) -> tuple[str, bool]:
+        go = threading.Event()
+        results: list[bool] = []
+
+        def worker() -> None:
+            go.wait()
+            for i in range(3):
+                results.append(db.progress(job_id, "w", fraction=i / 3))
+            results.append(db.finish(job_id, "w", JobState.SUCCEEDED))
+
+        t = threading.Thread(target=worker)
+        t.start()
+        go.set()
+        db.cancel(job_id)
+        t.join()
+        return job_id, results[-1]
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(race, ids))
+    for job_id, finished in outcomes:
+        try:
+            job = db.get(job_id)
+        except Exception:
+            unreadable += 1
+            continue
+        events = db.events(job_id)
+        ends = [e for e in events if e.type == "transition" and e.state.done]
+        if finished:
+            # The worker's success committed before the cancel: the cancel found it ended.
+            assert job.state == JobState.SUCCEEDED
+        elif job.state != JobState.CANCELLED:
+            lost += 1
+        assert len(ends) == 1  # exactly one terminal transition, never two
+        assert events[-1] == ends[0]  # and nothing recorded after it
+    assert (lost, unreadable) == (0, 0)
+    assert sum(not f for _, f in outcomes) > 0  # the cancel did win some races
+
+
+def test_leases_lapse_and_the_controller_gives_them_back(db: JobDB) -> None:
+    job_id = _new(db)
+    assert db.claim(job_id, "w1", lease_s=0.05) is not None
+    assert db.heartbeat(job_id, "w1", 0.05)
+    time.sleep(0.1)
+    counts = db.reconcile(dispatch_timeout_s=600)
+    assert counts["expired"] == 1
+    job = db.get(job_id)
+    assert (job.state, job.retries) == (JobState.RUNNING, 1)
+    assert not db.heartbeat(job_id, "w1", 1)  # the lost worker learns it lost the job
+    assert not db.progress(job_id, "w1", fraction=0.5)
+    assert db.claim(job_id, "w2", lease_s=0.05) is not None  # another worker takes it
+    for _ in range(2):  # two more lapses spend max_attempts = 3
+        time.sleep(0.1)
+        db.reconcile(600)
+        db.claim(job_id, "w3", lease_s=0.05)
+    job = db.get(job_id)
+    assert job.state == JobState.FAILED
+    assert "lost its worker 3 times" in job.error
+
+
+def test_a_passing_error_retries_then_fails(db: JobDB) -> None:
+    job_id = _new(db)
+    for attempt in range(1, 4):
+        assert db.claim(job_id, "w", 30) is not None
+        state = db.release(job_id, "w", again_in=0, error="ConnectionError: store down")
+        assert state == (JobState.FAILED if attempt == 3 else JobState.RUNNING)
+    job = db.get(job_id)
+    assert job.error == "gave up after 3 attempts: ConnectionError: store down"
+
+
+def test_the_outbox_sends_once_and_resends_what_was_lost(db: JobDB) -> None:
+    ids = {_new(db) for _ in range(50)}
+    sent: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def send(due: Due) -> None:
+        assert (due.task, due.queue) == ("t", "training")
+        with lock:
+            sent[due.id] += 1
+
+    if db.postgres:
+        # Several controllers at once (replicas): row locks keep every message single.
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: db.dispatch_due(send, limit=20), range(8)))
+        assert set(sent) == ids
+        assert set(sent.values()) == {1}
+    else:
+        assert db.dispatch_due(send, limit=100) == 50
+    assert db.dispatch_due(send) == 0  # nothing owed any more
+    # No worker took them: after the dispatch timeout they are owed again.
+    assert db.reconcile(dispatch_timeout_s=3600)["resent"] == 0
+    assert db.reconcile(dispatch_timeout_s=0)["resent"] == 50
+
+    def broken(due: Due) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        db.dispatch_due(broken)
+    assert db.dispatch_due(send) == 50  # a failed send left them owed
+
+
+def test_children_wake_their_parent_and_die_with_it(db: JobDB) -> None:
+    parent = _new(db)
+    assert db.claim(parent, "p", 30) is not None
+    db.dispatch_due(lambda due: None)
+    kids = [_new(db, parent_id=parent, key=f"{parent}/c{i}") for i in range(3)]
+    assert db.release(parent, "p") == JobState.RUNNING  # waiting for its children
+    db.dispatch_due(lambda due: None)
+    assert db.claim(kids[0], "k", 30) is not None
+    assert db.finish(kids[0], "k", JobState.SUCCEEDED)
+    woken: list[str] = []
+    db.dispatch_due(lambda due: woken.append(due.id))
+    assert woken == [parent]  # a child's end owes the parent a run
+    db.cancel(parent)
+    states = [db.get(k).state for k in kids]
+    assert states == [JobState.SUCCEEDED, JobState.CANCELLED, JobState.CANCELLED]
+    with pytest.raises(FailedPrecondition, match="has ended"):
+        _new(db, parent_id=parent, key=f"{parent}/late")
+
+
+def test_list_pages_by_keyset(db: JobDB) -> None:
+    ids = [_new(db) for _ in range(250)]
+    other, _ = db.create("scoring", {}, task="t", queue="scoring")
+    seen, token = [], ""
+    while True:
+        page, token = db.list(kind="training", page_size=100, page_token=token)
+        seen += [j.id for j in page]
+        if not token:
+            break
+    assert seen == ids
+    assert [j.id for j in db.list(kind="scoring")[0]] == [other.id]
+    for bad in ("x", "e30=", "W10=", "!" * 300):
+        with pytest.raises(InvalidArgument, match=r"^page_token"):
+            db.list(page_token=bad)
+    with pytest.raises(InvalidArgument, match=r"^page_size"):
+        db.list(page_size=1001)
+
+
+def test_migrations_down_and_up_on_empty_and_populated(url: str) -> None:
+    migrate.upgrade(url)
+    db = JobDB(url)
+    _new(db, "kept")
+    migrate.downgrade(url, "base")
+    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(url)
+    migrate.upgrade(url)  # at head already: nothing to do
+    assert migrate.current(db.engine) == migrate.head()
+    assert db.list()[0] == []
+    _new(db, "again")
+    migrate.downgrade(url, "base")
+    migrate.upgrade(url)
+    db.close()
