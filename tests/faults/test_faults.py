@@ -8,6 +8,7 @@ lost worker is noticed within about 2.5 s; a lost message within dispatch_timeou
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +35,21 @@ from tests.stack import Stack, stack
 pytestmark = pytest.mark.integration
 
 BOUND_S = 90.0  # every job below ends within this, faults included
+# Seconds from each fault to its job's end; `make bench` reads them (ORISEL_FAULT_REPORT).
+RECOVERY: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    if path := os.environ.get("ORISEL_FAULT_REPORT"):
+        Path(path).write_text(json.dumps({k: round(v, 1) for k, v in RECOVERY.items()}))
+
+
+def _recovered(name: str, t0: float) -> None:
+    RECOVERY[name] = time.monotonic() - t0
+
+
 SPEC = {"epochs": 4, "batch_size": 4, "val_size": 50, "epochs_per_segment": 2}
 SEGMENTS = 2
 
@@ -125,10 +141,9 @@ def test_worker_child_killed_mid_segment(live: Stack, reference: Job) -> None:
     os.kill(child, signal.SIGKILL)  # Celery's pool process, inside the training loop
     t0 = time.monotonic()
     job = _wait(live, job_id)
-    recovery = time.monotonic() - t0
+    _recovered("worker_child_killed", t0)
     _same_as_reference(live, reference, job)
     assert job.retries == 1
-    assert recovery < BOUND_S
     worker.terminate()
     controller.terminate()
 
@@ -139,9 +154,11 @@ def test_whole_worker_killed_mid_segment(live: Stack, reference: Job) -> None:
     job_id = _submit(live.address, "worker-killed")
     _wait(live, job_id, _mid_segment)
     os.killpg(victim.pid, signal.SIGKILL)  # the pod is gone: parent and pool process
+    t0 = time.monotonic()
     victim.wait()
     survivor = live.worker("training", pool="prefork")
     job = _wait(live, job_id)
+    _recovered("whole_worker_killed", t0)
     _same_as_reference(live, reference, job)
     assert job.retries == 1
     survivor.terminate()
@@ -156,8 +173,10 @@ def test_controller_killed_between_insert_and_send(live: Stack, reference: Job) 
     job_id = _submit(live.address, "controller-killed")
     time.sleep(1.0)
     assert live.db.get(job_id).state == JobState.QUEUED  # saved, nothing lost, nothing sent
+    t0 = time.monotonic()
     _controller(live)  # a new controller sends what the outbox owes
     job = _wait(live, job_id)
+    _recovered("controller_killed_then_restarted", t0)
     _same_as_reference(live, reference, job)
     assert job.retries == 0
     worker.terminate()
@@ -173,8 +192,10 @@ def test_broker_emptied_with_queued_work(live: Stack, reference: Job) -> None:
         time.sleep(0.05)
     assert client.llen(queue) == 1
     client.delete(queue)  # the broker restarted without its data: the message is gone
+    t0 = time.monotonic()
     worker = live.worker("training", pool="prefork")
     job = _wait(live, job_id)  # re-sent after dispatch_timeout_s
+    _recovered("broker_emptied", t0)
     _same_as_reference(live, reference, job)
     assert live.db.events(job_id)[1].type == "transition"  # first claimed after the re-send
     worker.terminate()
@@ -210,10 +231,12 @@ def test_front_end_killed_during_watch(live: Stack, reference: Job) -> None:
     watcher.start()
     _wait(live, job_id, _mid_segment)
     server.send_signal(signal.SIGKILL)
+    t0 = time.monotonic()
     server.wait()
     time.sleep(1.0)
     front_end()  # a new replica on the same address
     watcher.join(BOUND_S)
+    _recovered("front_end_killed_during_watch", t0)
     assert not watcher.is_alive()
     assert seen[-1].state == common_pb2.JOB_STATE_SUCCEEDED
     seqs = [j.seq for j in seen]
@@ -260,8 +283,10 @@ def test_broker_down_when_a_segment_ends(
         _wait(own, job_id, lambda j: j.attempts == 1 and j.fraction >= 0.5, bound=60)
         time.sleep(2.0)
         assert own.db.get(job_id).state == JobState.RUNNING
+        t0 = time.monotonic()
         broker = _redis_server(port)  # back, and empty
         job = _wait(own, job_id)
+        _recovered("broker_down_at_segment_end_after_restart", t0)
         worker.terminate()
         worker.wait(30)
         a, b = _weights(live, reference), _weights(own, job)
@@ -289,7 +314,7 @@ def test_store_killed_mid_task(tmp_path: Path, python_archive: Path) -> None:
             subprocess.run(["pkill", "-9", "-f", f"moto_server -H {host} -p {port}"], check=True)
             t0 = time.monotonic()
             job = _wait(own, job_id)
-            assert time.monotonic() - t0 < 60
+            _recovered("store_killed_to_failed", t0)
             assert job.state == JobState.FAILED
             assert job.error.startswith("gave up after 2 attempts: ")
             assert "Error" in job.error

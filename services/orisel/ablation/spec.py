@@ -8,40 +8,55 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orisel.core.tables import TableFormat
-from orisel.science.names import Index, Mode, Padding, Point
+from orisel.science.names import MAX_LAYERS, Index, LayerName, Mode, Padding, Point, Seed
 
+MAX_RANDOM = 100  # random orders per layer
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 class AblateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6")
+    layers: tuple[LayerName, ...] = Field(
+        ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6"),
+        min_length=1,
+        max_length=MAX_LAYERS,
+    )
     stimulus: Literal["gratings", "bars"] = "gratings"
-    orders: tuple[Index, ...] = ("gosi", "csi")
-    seeds: tuple[int, ...] = Field((0, 1, 2), description="seeds of the random orders")
-    fractions: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = DEFAULT_FRACTIONS
+    orders: tuple[Index, ...] = Field(("gosi", "csi"), max_length=3)
+    seeds: tuple[Seed, ...] = Field(
+        (0, 1, 2), max_length=MAX_RANDOM, description="seeds of the random orders"
+    )
+    fractions: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = Field(
+        DEFAULT_FRACTIONS, min_length=1, max_length=1001
+    )
     mode: Mode = "zero"
     point: Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
     include_dead: bool = Field(False, description="let dead units into the median split")
-    chunk_images: int = Field(2000, ge=1)
+    chunk_images: int = Field(2000, ge=1, le=1_000_000)
     format: TableFormat = "csv"
 
 
 class InvarianceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    layers: tuple[str, ...] = ("layer4", "layer5", "layer6", "fc1")
-    ablate_layers: tuple[str, ...] = ("layer1", "layer2")
+    layers: tuple[LayerName, ...] = Field(
+        ("layer4", "layer5", "layer6", "fc1"), min_length=1, max_length=MAX_LAYERS
+    )
+    ablate_layers: tuple[LayerName, ...] = Field(
+        ("layer1", "layer2"), min_length=1, max_length=MAX_LAYERS
+    )
     by: Index = "gosi"
     stimulus: Literal["gratings", "bars"] = "gratings"
-    shift: int = Field(3, ge=0, description="pixels; images move by (k,0), (0,k), (-k,0), (0,-k)")
+    shift: int = Field(
+        3, ge=0, le=64, description="pixels; images move by (k,0), (0,k), (-k,0), (0,-k)"
+    )
     padding: Padding = "zeros"
-    seeds: tuple[int, ...] = Field(
-        (0, 1, 2), description="seeds of the size-matched random ablations"
+    seeds: tuple[Seed, ...] = Field(
+        (0, 1, 2), max_length=MAX_RANDOM, description="seeds of the size-matched random ablations"
     )
     mode: Mode = "zero"
     point: Point = "bn"
     include_dead: bool = False
-    batch_size: int = Field(500, ge=1)
+    batch_size: int = Field(500, ge=1, le=65_536)
     format: TableFormat = "csv"

@@ -73,8 +73,11 @@ class Controller:
         while not self._stop.is_set():
             try:
                 counts = self.tick()
-                if any(counts.values()):
+                # Sending is routine; giving back lost work is worth an operator's attention.
+                if counts["expired"] or counts["failed"] or counts["resent"]:
                     log.info("controller: %s", counts)
+                elif counts["sent"]:
+                    log.debug("controller: %s", counts)
             except Exception as exc:  # database away: keep trying, the state is durable
                 log.warning("controller round failed: %s", exc)
             self._wake.wait(self.settings.controller_interval_s)

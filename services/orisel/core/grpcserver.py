@@ -54,10 +54,11 @@ def status_of(exc: OriselError) -> grpc.StatusCode:
     return grpc.StatusCode.INVALID_ARGUMENT
 
 
-def _code_of(exc: BaseException, context: Any) -> grpc.StatusCode:
+def _code_of(exc: BaseException, context: Any, budget: float | None, elapsed: float) -> Any:
+    """The status a call really ended with. A cancelled coroutine is a client that went away,
+    or one whose deadline passed (the server cancels slightly ahead of the clock)."""
     if isinstance(exc, asyncio.CancelledError):
-        remaining = context.time_remaining()
-        expired = remaining is not None and remaining <= 0
+        expired = budget is not None and elapsed >= budget - 0.1
         return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
     code = context.code()
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.INTERNAL
@@ -79,16 +80,17 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def observed(kind: str, context: Any) -> AsyncIterator[None]:
             metrics.GRPC_STARTED.labels(service, method, kind).inc()
             t0, code = time.perf_counter(), grpc.StatusCode.OK
+            budget = context.time_remaining()
             try:
                 yield
             except OriselError as exc:
                 code = status_of(exc)
                 await context.abort(code, str(exc))
-            except grpc.aio.AbortError:
-                code = _code_of(Exception(), context)
+            except grpc.aio.AbortError as exc:
+                code = _code_of(exc, context, budget, time.perf_counter() - t0)
                 raise
             except asyncio.CancelledError as exc:
-                code = _code_of(exc, context)
+                code = _code_of(exc, context, budget, time.perf_counter() - t0)
                 raise
             except Exception:
                 log.exception("%s/%s failed", service, method)

@@ -59,7 +59,8 @@ class ArtifactRef:
 def check_key(key: str) -> str:
     """Keys are relative POSIX paths without '..', so no backend can escape its bucket."""
     p = PurePosixPath(key)
-    if not key or p.is_absolute() or ".." in p.parts or key.endswith("/"):
+    odd = len(key) > 1024 or any(ord(ch) < 32 for ch in key) or "\\" in key
+    if not key or odd or p.is_absolute() or ".." in p.parts or key.endswith("/"):
         raise InvalidArgument("key", "a relative path like runs/x/best.pt, without '..'", key)
     return key
 

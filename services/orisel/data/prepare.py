@@ -13,24 +13,34 @@ from pydantic import BaseModel, ConfigDict, Field
 from orisel.core.errors import InvalidArgument
 from orisel.data.sources import ImageDataset
 
+MAX_IMAGES = 100_000_000  # more than any image data set a worker could hold
+
 
 class SplitSpec(BaseModel):
     """How the training archive is turned into train/validation sets."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    val_size: int = Field(10_000, ge=1, description="validation images held out (stratified)")
-    split_seed: int = Field(0, ge=0, description="seed of the train/validation split")
+    val_size: int = Field(
+        10_000, ge=1, le=MAX_IMAGES, description="validation images held out (stratified)"
+    )
+    split_seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the train/validation split")
     train_subset: int | None = Field(
-        None, ge=1, description="use a stratified subset of this many training images"
+        None,
+        ge=1,
+        le=MAX_IMAGES,
+        description="use a stratified subset of this many training images",
     )
     test_subset: int | None = Field(
-        None, ge=1, description="evaluate on a stratified subset of this many test images"
+        None,
+        ge=1,
+        le=MAX_IMAGES,
+        description="evaluate on a stratified subset of this many test images",
     )
     label_corruption: float = Field(
         0.0, ge=0.0, le=1.0, description="fraction of training labels replaced by random labels"
     )
-    corruption_seed: int = Field(0, ge=0, description="seed of the label corruption")
+    corruption_seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the label corruption")
 
 
 def _quotas(counts: np.ndarray, total: int) -> np.ndarray:

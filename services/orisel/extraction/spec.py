@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orisel.science.names import Reduction
+from orisel.science.names import MAX_LAYERS, LayerName, Reduction
 
 
 class ExtractSpec(BaseModel):
@@ -15,10 +15,10 @@ class ExtractSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    stimuli: tuple[Literal["gratings", "bars"], ...] = ("gratings", "bars")
-    layers: tuple[str, ...] | None = None
+    stimuli: tuple[Literal["gratings", "bars"], ...] = Field(("gratings", "bars"), max_length=2)
+    layers: tuple[LayerName, ...] | None = Field(None, max_length=MAX_LAYERS)
     reduction: Reduction = "mean"
-    n_orientations: int = Field(12, ge=2, multiple_of=2)
-    n_phases: int = Field(4, ge=1)
-    n_frequencies: int = Field(9, ge=1)
-    batch_size: int = Field(256, ge=1)
+    n_orientations: int = Field(12, ge=2, le=360, multiple_of=2)
+    n_phases: int = Field(4, ge=1, le=64)
+    n_frequencies: int = Field(9, ge=1, le=64)
+    batch_size: int = Field(256, ge=1, le=65_536)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orisel.data.prepare import MAX_IMAGES
+from orisel.science.names import MAX_SEED
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -26,16 +29,24 @@ class PaperSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    label_corruptions: tuple[float, ...] = Field((0.0, 0.1, 0.2, 0.4), min_length=1)
+    label_corruptions: tuple[float, ...] = Field((0.0, 0.1, 0.2, 0.4), min_length=1, max_length=32)
     seeds: tuple[int, ...] = Field(
-        (0, 1), min_length=1, description="seeds at the lowest corruption"
+        (0, 1), min_length=1, max_length=32, description="seeds at the lowest corruption"
     )
     epochs: int = Field(200, ge=1, le=10_000)
-    train_subset: int | None = Field(None, ge=10, description="training images (None: all)")
-    val_size: int | None = Field(None, ge=1, description="validation images (None: 10000)")
-    test_subset: int | None = Field(None, ge=10, description="test images (None: all)")
+    train_subset: int | None = Field(
+        None, ge=10, le=MAX_IMAGES, description="training images (None: all)"
+    )
+    val_size: int | None = Field(
+        None, ge=1, le=MAX_IMAGES, description="validation images (None: 10000)"
+    )
+    test_subset: int | None = Field(
+        None, ge=10, le=MAX_IMAGES, description="test images (None: all)"
+    )
     permutations: int = Field(1000, ge=0, le=100_000)
-    segment_epochs: int | None = Field(None, ge=1, description="epochs per training task")
+    segment_epochs: int | None = Field(
+        None, ge=1, le=10_000, description="epochs per training task"
+    )
 
     @field_validator("label_corruptions")
     @classmethod
@@ -49,8 +60,8 @@ class PaperSpec(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(s < 0 for s in v) or len(set(v)) != len(v):
-            raise ValueError("seeds must be distinct and >= 0")
+        if any(not 0 <= s <= MAX_SEED for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct and in [0, {MAX_SEED}]")
         return v
 
     def variants(self) -> list[Variant]:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 Reduction = Literal["mean", "centre", "max"]  # how a unit's feature map becomes one number
 Mode = Literal["zero", "mean"]  # what an ablated unit outputs
@@ -11,3 +13,9 @@ Point = Literal["bn", "relu"]  # where units are ablated: after BatchNorm or aft
 Padding = Literal["zeros", "circular", "reflect", "replicate"]  # shifted-in pixels
 Index = Literal["gosi", "osi", "csi"]  # the indices units can be ordered by
 Fill = Literal["nearest", "zeros"]  # pixels shifted in by training augmentation
+
+# Bounds every spec shares, so no request can ask for unbounded work or memory.
+MAX_SEED = 2**63 - 1
+MAX_LAYERS = 64
+LayerName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]

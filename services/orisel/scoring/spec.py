@@ -6,18 +6,19 @@ from pydantic import Field
 
 from orisel.core.tables import TableFormat
 from orisel.extraction.spec import ExtractSpec
+from orisel.science.names import MAX_SEED
 
 
 class TuneSpec(ExtractSpec):
     """Everything that determines a tuning analysis besides the network and the data: the
     stimuli and layers (as for extraction), then how units are scored."""
 
-    permutations: int = Field(1000, ge=0, description="shuffles for the gOSI p-value")
+    permutations: int = Field(1000, ge=0, le=100_000, description="shuffles for the gOSI p-value")
     threshold: float = Field(
         0.33, ge=0.0, le=1.0, description="gOSI above which a unit is selective"
     )
     alpha: float = Field(
         0.05, gt=0.0, le=1.0, description="p-value below which a unit is selective"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     format: TableFormat = "csv"

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orisel.data.prepare import SplitSpec
-from orisel.science.names import Fill
+from orisel.science.names import MAX_SEED, Fill
 
 # Fields that may differ when a run is resumed; everything else must match the stored run.
 RESUMABLE_CHANGES = frozenset({"epochs", "device"})
@@ -19,14 +19,23 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field("cnn7", description="cnn7 or a torchvision classification model")
-    epochs: int = Field(200, ge=1, description="epochs to train")
-    batch_size: int = Field(32, ge=1, description="training batch size")
+    model: str = Field(
+        "cnn7",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.]+$",
+        description="cnn7 or a torchvision classification model",
+    )
+    epochs: int = Field(200, ge=1, le=10_000, description="epochs to train")
+    batch_size: int = Field(32, ge=1, le=65_536, description="training batch size")
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0.0, description="learning rate (constant, as in the paper)")
+    lr: float = Field(
+        1e-3, gt=0.0, le=10.0, description="learning rate (constant, as in the paper)"
+    )
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
-    weight_decay: float = Field(0.0, ge=0.0)
-    seed: int = Field(0, ge=0, description="model initialisation, shuffling and augmentation")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="model initialisation, shuffling and augmentation"
+    )
     data: SplitSpec = SplitSpec()
     augment: bool = Field(True, description="random shifts and horizontal flips")
     max_shift: float = Field(0.1, ge=0.0, le=0.5, description="largest shift, fraction of size")
@@ -35,12 +44,16 @@ class TrainConfig(BaseModel):
     early_checkpoint_every: float = Field(
         0.25, gt=0.0, le=1.0, description="epoch fraction between early checkpoints"
     )
-    early_checkpoint_until: float = Field(2.0, ge=0.0, description="epochs with early checkpoints")
-    checkpoint_every_epochs: int = Field(1, ge=1, description="epochs between later checkpoints")
+    early_checkpoint_until: float = Field(
+        2.0, ge=0.0, le=10_000, description="epochs with early checkpoints"
+    )
+    checkpoint_every_epochs: int = Field(
+        1, ge=1, le=10_000, description="epochs between later checkpoints"
+    )
     select_by: Literal["val_loss", "val_accuracy"] = Field(
         "val_loss", description="which validation metric picks the kept (best) checkpoint"
     )
-    eval_batch_size: int = Field(256, ge=1, description="evaluation batch size")
+    eval_batch_size: int = Field(256, ge=1, le=65_536, description="evaluation batch size")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision (CUDA)")
     channels_last: bool = False

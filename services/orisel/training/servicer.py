@@ -27,9 +27,9 @@ def spec_from_proto(spec: training_pb2.TrainSpec) -> dict[str, Any]:
     if spec.val_size:
         data["val_size"] = spec.val_size
     config = validated(TrainConfig, {**fields, "data": data, "device": "auto"}, "spec")
-    if spec.epochs_per_segment < 0:
+    if not 0 <= spec.epochs_per_segment <= 10_000:
         raise InvalidArgument(
-            "spec.epochs_per_segment", "0 (the service default) or more", spec.epochs_per_segment
+            "spec.epochs_per_segment", "0 (the service default) to 10000", spec.epochs_per_segment
         )
     return {
         "config": config,
