@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import inspect
 
 from orisel.core import migrate
-from orisel.core.db import Due, JobDB
+from orisel.core.db import Due, JobDB, NewJob
 from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.jobs import JobState
 from orisel.core.storage import ArtifactRef
@@ -260,3 +260,25 @@ def test_migrations_down_and_up_on_empty_and_populated(url: str) -> None:
     migrate.downgrade(url, "base")
     migrate.upgrade(url)
     db.close()
+
+
+def test_a_batch_of_submits_has_each_one_outcome(db: JobDB) -> None:
+    old = _new(db, "old")
+    batch = [
+        NewJob("training", {"epochs": 3}, "t", "training", "old"),  # exists, same spec
+        NewJob("training", {"epochs": 9}, "t", "training", "old"),  # exists, other spec
+        NewJob("training", {"epochs": 1}, "t", "training", "twice"),  # new ...
+        NewJob("training", {"epochs": 1}, "t", "training", "twice"),  # ... and again at once
+        NewJob("training", {"epochs": 2}, "t", "training"),  # no key
+        NewJob("juggling", {}, "t", "q"),
+    ]
+    out = db.create_many(batch)
+    assert out[0] == (db.get(old), False)
+    assert isinstance(out[1], AlreadyExists)
+    first, second = out[2], out[3]
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert (first[1], second[1], first[0].id) == (True, False, second[0].id)
+    assert isinstance(out[4], tuple) and out[4][1]
+    assert isinstance(out[5], InvalidArgument)
+    assert db.get(first[0].id) == first[0]  # what the Submit answered is what was stored
+    assert [e.type for e in db.events(first[0].id)] == ["created"]

@@ -38,6 +38,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -47,6 +49,7 @@ from orisel.core.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OriselError,
     Unavailable,
 )
 from orisel.core.jobs import ACTIVE, KINDS, TERMINAL, Job, JobState
@@ -56,6 +59,8 @@ from orisel.core.storage import ArtifactRef
 log = logging.getLogger(__name__)
 
 ID_RE = re.compile(r"[0-9a-f]{32}")
+INSERT_JOB = insert(jobs)
+INSERT_EVENT = insert(job_events)
 MAX_SPEC_BYTES = 64 * 1024
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -96,6 +101,19 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a Submit (or a parent creating a child) asks for."""
+
+    kind: str
+    spec: dict[str, Any]
+    task: str
+    queue: str
+    idempotency_key: str = ""
+    owner: str = ""
+    parent_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,17 +165,19 @@ class JobDB:
 
     @staticmethod
     def _record(c: Connection, row: Row[Any], type_: str, principal: str = "", **data: Any) -> None:
+        JobDB._event(c, row.id, row.version, row.updated_at, type_, row.state, principal, data)
+
+    @staticmethod
+    def _event(
+        c: Connection, job_id: str, seq: int, at: float, type_: str, state: int, principal: str,
+        data: dict[str, Any],
+    ) -> None:  # fmt: skip
+        # Parameters apart from the statement: one compiled statement serves every call.
         c.execute(
-            insert(job_events).values(
-                job_id=row.id,
-                seq=row.version,
-                at=row.updated_at,
-                type=type_,
-                state=row.state,
-                principal=principal[:NAME_LEN],
-                data=data,
-            )
-        )
+            INSERT_EVENT,
+            {"job_id": job_id, "seq": seq, "at": at, "type": type_, "state": state,
+             "principal": principal[:NAME_LEN], "data": data},
+        )  # fmt: skip
 
     def _move(
         self,
@@ -196,49 +216,58 @@ class JobDB:
 
     # -- clients -------------------------------------------------------------------------
 
+    def _prepare(self, new: NewJob) -> dict[str, Any]:
+        """The row of a new job, its fields checked; raises InvalidArgument naming the field."""
+        if new.kind not in KINDS:
+            raise InvalidArgument("kind", f"one of {', '.join(KINDS)}", new.kind)
+        if len(new.idempotency_key) > KEY_LEN:
+            raise InvalidArgument(
+                "idempotency_key", f"at most {KEY_LEN} characters", new.idempotency_key
+            )
+        body = canonical(new.spec).encode()
+        if len(body) > MAX_SPEC_BYTES:
+            raise InvalidArgument("spec", f"at most {MAX_SPEC_BYTES} bytes as JSON", len(body))
+        now = time.time()
+        return {
+            "id": uuid.uuid4().hex, "kind": new.kind, "state": int(JobState.QUEUED),
+            "spec": new.spec, "spec_sha256": hashlib.sha256(body).hexdigest(),
+            "idempotency_key": new.idempotency_key or None, "owner": new.owner,
+            "parent_id": new.parent_id or None, "task": new.task, "queue": new.queue,
+            "metrics": {}, "outputs": [], "version": 1, "created_at": now, "updated_at": now,
+            "dispatch_at": now,
+        }  # fmt: skip
+
+    @staticmethod
+    def _job(values: dict[str, Any]) -> Job:
+        return Job(
+            id=values["id"], kind=values["kind"], state=JobState.QUEUED, spec=values["spec"],
+            idempotency_key=values["idempotency_key"] or "", owner=values["owner"],
+            parent_id=values["parent_id"] or "", task=values["task"], queue=values["queue"],
+            version=1, created_at=values["created_at"], updated_at=values["updated_at"],
+        )  # fmt: skip
+
+    def _existing(self, values: dict[str, Any]) -> Job:
+        """The job that holds this new job's idempotency key: the same spec or ALREADY_EXISTS."""
+        key = values["idempotency_key"]
+        with self._read() as c:
+            found = c.execute(
+                select(*jobs.c).where(jobs.c.kind == values["kind"], jobs.c.idempotency_key == key)
+            ).one()
+        if found.spec_sha256 != values["spec_sha256"]:
+            raise AlreadyExists(
+                f"idempotency_key {key!r} was used for job {found.id} with a different spec: "
+                "choose a new key"
+            )
+        return Job.from_row(found)
+
     def create(
-        self,
-        kind: str,
-        spec: dict[str, Any],
-        *,
-        task: str,
-        queue: str,
-        idempotency_key: str = "",
-        owner: str = "",
-        parent_id: str = "",
-        principal: str = "",
-    ) -> tuple[Job, bool]:
+        self, kind: str, spec: dict[str, Any], *, task: str, queue: str,
+        idempotency_key: str = "", owner: str = "", parent_id: str = "", principal: str = "",
+    ) -> tuple[Job, bool]:  # fmt: skip
         """(job, created). The same key and spec return the existing job; the same key with a
         different spec is ALREADY_EXISTS. The job and its owed message commit together."""
-        if kind not in KINDS:
-            raise InvalidArgument("kind", f"one of {', '.join(KINDS)}", kind)
-        if len(idempotency_key) > KEY_LEN:
-            raise InvalidArgument(
-                "idempotency_key", f"at most {KEY_LEN} characters", idempotency_key
-            )
-        body = canonical(spec)
-        if len(body.encode()) > MAX_SPEC_BYTES:
-            raise InvalidArgument("spec", f"at most {MAX_SPEC_BYTES} bytes as JSON", len(body))
-        sha = hashlib.sha256(body.encode()).hexdigest()
-        now = time.time()
-        values = {
-            "id": uuid.uuid4().hex,
-            "kind": kind,
-            "state": int(JobState.QUEUED),
-            "spec": spec,
-            "spec_sha256": sha,
-            "idempotency_key": idempotency_key or None,
-            "owner": owner,
-            "parent_id": parent_id or None,
-            "task": task,
-            "queue": queue,
-            "metrics": {},
-            "outputs": [],
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "dispatch_at": now,
-        }
+        new = NewJob(kind, spec, task, queue, idempotency_key, owner, parent_id)
+        values = self._prepare(new)
         try:
             with self._write() as c:
                 if parent_id:
@@ -248,25 +277,52 @@ class JobDB:
                     ).scalar()
                     if alive not in ACTIVE:
                         raise FailedPrecondition(f"job {parent_id} has ended: no new children")
-                row = c.execute(insert(jobs).values(**values).returning(*jobs.c)).one()
-                self._record(c, row, "created", principal or owner)
-            metrics.JOBS.labels(kind, "queued").inc()
-            return Job.from_row(row), True
+                c.execute(INSERT_JOB, values)
+                self._event(
+                    c, values["id"], 1, values["created_at"], "created", JobState.QUEUED,
+                    principal or owner, {},
+                )  # fmt: skip
         except IntegrityError:
             if not idempotency_key:
                 raise
-        with self._read() as c:
-            found = c.execute(
-                select(*jobs.c).where(
-                    jobs.c.kind == kind, jobs.c.idempotency_key == idempotency_key
-                )
-            ).one()
-        if found.spec_sha256 != sha:
-            raise AlreadyExists(
-                f"idempotency_key {idempotency_key!r} was used for job {found.id} with a "
-                "different spec: choose a new key"
-            )
-        return Job.from_row(found), False
+            return self._existing(values), False
+        metrics.JOBS.labels(kind, "queued").inc()
+        return self._job(values), True
+
+    def create_many(self, batch: Sequence[NewJob]) -> list[tuple[Job, bool] | OriselError]:
+        """Many top-level Submits in one transaction (group commit under a burst), each with
+        exactly the outcome create() would give it, in order."""
+        out: list[tuple[Job, bool] | OriselError | None] = [None] * len(batch)
+        rows: list[tuple[int, dict[str, Any]]] = []
+        for i, new in enumerate(batch):
+            assert not new.parent_id, "children are created one by one (their parent is locked)"
+            try:
+                rows.append((i, self._prepare(new)))
+            except OriselError as exc:
+                out[i] = exc
+        if rows:
+            upsert = (pg_insert if self.postgres else sqlite_insert)(jobs).on_conflict_do_nothing()
+            with self._write() as c:
+                c.execute(upsert, [v for _, v in rows])
+                ids = [v["id"] for _, v in rows]
+                made = set(c.execute(select(jobs.c.id).where(jobs.c.id.in_(ids))).scalars())
+                events = [
+                    {"job_id": v["id"], "seq": 1, "at": v["created_at"], "type": "created",
+                     "state": int(JobState.QUEUED), "principal": v["owner"], "data": {}}
+                    for _, v in rows if v["id"] in made
+                ]  # fmt: skip
+                if events:
+                    c.execute(INSERT_EVENT, events)
+            for i, values in rows:
+                if values["id"] in made:
+                    metrics.JOBS.labels(values["kind"], "queued").inc()
+                    out[i] = (self._job(values), True)
+                    continue
+                try:
+                    out[i] = (self._existing(values), False)
+                except OriselError as exc:
+                    out[i] = exc
+        return [r for r in out if r is not None]
 
     def get(self, job_id: str, kind: str | None = None) -> Job:
         """The job; NOT_FOUND also when it exists but is of another kind than `kind`."""

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
-from orisel.core.db import JobDB, check_id, open_db
+from orisel.core.db import JobDB, NewJob, check_id, open_db
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobs import KINDS, Job, JobState
@@ -105,6 +105,46 @@ class Watcher:
                     self._seen.pop(job_id, None)
 
 
+class SubmitBatcher:
+    """Submits that arrive together are written in one transaction (group commit): while one
+    batch is being written the next gathers, so a burst costs a few commits, not hundreds."""
+
+    def __init__(self, db: JobDB, max_batch: int = 256) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._pending: list[tuple[NewJob, asyncio.Future[tuple[Job, bool]]]] = []
+        self._draining = False
+
+    async def create(self, new: NewJob) -> tuple[Job, bool]:
+        fut: asyncio.Future[tuple[Job, bool]] = asyncio.get_running_loop().create_future()
+        self._pending.append((new, fut))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                try:
+                    results: list[Any] = await asyncio.to_thread(
+                        self.db.create_many, [new for new, _ in batch]
+                    )
+                except Exception as exc:  # the database away: every waiting Submit hears it
+                    results = [exc] * len(batch)
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if fut.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+        finally:
+            self._draining = False
+
+
 class JobVerbs:
     """Get/Watch/Cancel/List over `kind` (None: every kind)."""
 
@@ -157,29 +197,23 @@ class JobServicer:
         kind: str,
         db: JobDB,
         watcher: Watcher,
+        batcher: SubmitBatcher,
         spec_of: Callable[[Any], dict[str, Any]],
         task_of: Callable[[dict[str, Any]], str],
     ) -> None:
         self.pb2 = pb2
         self.kind = kind
         self.db = db
+        self.batcher = batcher
         self.spec_of = spec_of
         self.task_of = task_of
         self.verbs = JobVerbs(db, kind, watcher)
 
-    def _submit(self, request: Any) -> Job:
-        spec = self.spec_of(request)
-        job, _ = self.db.create(
-            self.kind,
-            spec,
-            task=self.task_of(spec),
-            queue=self.kind,
-            idempotency_key=request.idempotency_key,
-        )
-        return job
-
     async def Submit(self, request: Any, context: Any) -> Any:
-        job = await asyncio.to_thread(self._submit, request)
+        # Validation may read the store (an artifact's checksum): off the event loop.
+        spec = await asyncio.to_thread(self.spec_of, request)
+        new = NewJob(self.kind, spec, self.task_of(spec), self.kind, request.idempotency_key)
+        job, _ = await self.batcher.create(new)
         return self.pb2.SubmitResponse(job=job.to_proto())
 
     async def Get(self, request: Any, context: Any) -> Any:
@@ -235,6 +269,7 @@ class Backends:
         self.settings = settings
         self.db = open_db(settings.database_url, settings.max_attempts)
         self.watcher = Watcher(self.db)
+        self.batcher = SubmitBatcher(self.db)
         self._store: ArtifactStore | None = None
 
     @property
@@ -261,5 +296,5 @@ def job_registration(
     task_of: Callable[[dict[str, Any]], str],
 ) -> Registration:
     """One job kind's servicer on the job database."""
-    servicer = JobServicer(pb2, kind, b.db, b.watcher, spec_of, task_of)
+    servicer = JobServicer(pb2, kind, b.db, b.watcher, b.batcher, spec_of, task_of)
     return add_servicer, servicer, service_name
