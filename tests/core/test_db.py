@@ -276,9 +276,11 @@ def test_a_batch_of_submits_has_each_one_outcome(db: JobDB) -> None:
     assert out[0] == (db.get(old), False)
     assert isinstance(out[1], AlreadyExists)
     first, second = out[2], out[3]
-    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert isinstance(first, tuple)
+    assert isinstance(second, tuple)
     assert (first[1], second[1], first[0].id) == (True, False, second[0].id)
-    assert isinstance(out[4], tuple) and out[4][1]
+    assert isinstance(out[4], tuple)
+    assert out[4][1]
     assert isinstance(out[5], InvalidArgument)
     assert db.get(first[0].id) == first[0]  # what the Submit answered is what was stored
     assert [e.type for e in db.events(first[0].id)] == ["created"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from orisel.core.errors import DataError, InvalidArgument, NotFound
+from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.storage import (
     ArtifactRef,
     ArtifactStore,
@@ -17,6 +18,7 @@ from orisel.core.storage import (
     S3Store,
     get_bytes,
     put_bytes,
+    put_if_absent,
 )
 from tests.procs import moto_server
 
@@ -100,3 +102,39 @@ def test_multipart_upload_of_a_large_checkpoint(moto_endpoint: str, tmp_path: Pa
     assert s3.stat("runs/big/best.pt").sha256 == ref.sha256
     out = s3.get_file(ref, tmp_path / "back.pt")
     assert out.read_bytes() == big.read_bytes()
+
+
+def test_objects_are_written_once(store: ArtifactStore, tmp_path: Path) -> None:
+    first = put_bytes(store, "once/a.json", b'{"v": 1}')
+    assert put_bytes(store, "once/a.json", b'{"v": 1}') == first  # the same bytes: a no-op
+    with pytest.raises(FailedPrecondition, match="exists with other content"):
+        put_bytes(store, "once/a.json", b'{"v": 2}')
+    assert get_bytes(store, store.stat("once/a.json")) == b'{"v": 1}'
+    assert put_if_absent(store, "once/a.json", _blob(tmp_path, b"other")) == first
+
+
+def _blob(folder: Path, data: bytes) -> Path:
+    path = folder / f"blob-{len(data)}-{data[:8].hex()}"
+    path.write_bytes(data)
+    return path
+
+
+def test_racing_writers_of_one_key_leave_one_whole_object(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "race")
+    for round_ in range(50):
+        key = f"race/{round_}.bin"
+        blobs = [_blob(tmp_path, bytes([i]) * 100_000) for i in range(8)]
+
+        def put(path: Path, key: str = key) -> str:
+            try:
+                return store.put_file(key, path).sha256
+            except FailedPrecondition:
+                return "refused"
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(put, blobs))
+        winners = [o for o in outcomes if o != "refused"]
+        assert len(winners) == 1  # exactly one writer created the key
+        data = get_bytes(store, store.stat(key))
+        assert data == bytes([data[0]]) * 100_000  # whole, one writer's bytes
+        assert store.stat(key).sha256 == winners[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.storage import ArtifactRef, ArtifactStore, put_if_absent
 
 
 def fetch(store: ArtifactStore, ref: ArtifactRef, cache_root: Path) -> Path:
@@ -16,9 +16,10 @@ def fetch(store: ArtifactStore, ref: ArtifactRef, cache_root: Path) -> Path:
 
 
 def upload_dir(store: ArtifactStore, prefix: str, folder: Path) -> list[ArtifactRef]:
-    """Every file under `folder` to `prefix/<relative path>`; rewriting gives the same keys."""
+    """Every file under `folder` to `prefix/<relative path>`. Objects are written once: a file
+    an earlier attempt of the same job already uploaded stands (first write wins)."""
     return [
-        store.put_file(f"{prefix}/{p.relative_to(folder).as_posix()}", p)
+        put_if_absent(store, f"{prefix}/{p.relative_to(folder).as_posix()}", p)
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     ]

@@ -5,11 +5,12 @@ Object layout (both backends), under one bucket:
     data/<sha256>/<file name>            data sets, content-addressed
     runs/<run id>/...                    training runs: manifest.json, checkpoints/*.pt, best.pt
     analyses/<job id>/<kind>/...         tune / ablate / invariance outputs
-    jobs/<job id>.json                   job records (state survives service restarts)
 
-Every object's sha256 is recorded when it is written and checked when it is read. No reader
-ever sees half an object: the local backend writes a temporary file and renames it; S3
-makes an object visible only once its (single or multipart) upload completes.
+Every object's sha256 is recorded when it is written and checked when it is read. Objects are
+written once: putting other bytes under an existing key is refused (the same bytes again is a
+no-op), so nothing a job recorded can change under a reader. No reader ever sees half an
+object: the local backend links a complete temporary file into place; S3 makes an object
+visible only once its (single or multipart) upload completes.
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ def _verify_into(tmp: Path, dest: Path, ref: ArtifactRef, digest: str | None = N
     return dest
 
 
+def _same_or_refuse(stored: ArtifactRef, new: ArtifactRef) -> ArtifactRef:
+    """Objects are written once: the same bytes again is a no-op, other bytes are refused."""
+    if stored.sha256 == new.sha256:
+        return stored
+    raise FailedPrecondition(
+        f"artifact {stored.bucket}/{stored.key} exists with other content (sha256 "
+        f"{stored.sha256[:12]}, not {new.sha256[:12]}): artifacts are written once"
+    )
+
+
+def put_if_absent(store: ArtifactStore, key: str, path: Path) -> ArtifactRef:
+    """The object at `key`, written from `path` unless an earlier attempt of the same job
+    already wrote it (first write wins)."""
+    try:
+        return store.stat(key)
+    except NotFound:
+        return store.put_file(key, path)
+
+
 class _Measured:
     """put_file/get_file timed and counted for the metrics, around each backend's own."""
 
@@ -144,11 +164,14 @@ class LocalStore(_Measured):
         try:
             shutil.copyfile(path, tmp)
             ref = ArtifactRef(self.bucket, key, sha256_file(Path(tmp)), Path(tmp).stat().st_size)
+            try:
+                # A hard link never replaces: of two writers exactly one creates the key.
+                os.link(tmp, target)
+            except FileExistsError:
+                return _same_or_refuse(self.stat(key), ref)
             meta = self._meta(key)
             meta.parent.mkdir(parents=True, exist_ok=True)
-            # Readers race writers: the checksum and the object are each replaced whole.
             atomic_write_json(meta, {SHA_META: ref.sha256, "size": ref.size})
-            os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
         return ref
@@ -226,10 +249,17 @@ class S3Store(_Measured):
     def _put(self, key: str, path: Path) -> ArtifactRef:
         sha = sha256_file(path)
         size = path.stat().st_size
+        ref = ArtifactRef(self.bucket, key, sha, size)
+        # Checked before the write: keys under a job's prefix have one writer at a time (the
+        # job's lease), so the check and the write do not race in practice.
+        try:
+            return _same_or_refuse(self.stat(key), ref)
+        except NotFound:
+            pass
         self.client.fput_object(
             self.bucket, check_key(key), str(path), metadata={SHA_META: sha}, part_size=PART_SIZE
         )
-        return ArtifactRef(self.bucket, key, sha, size)
+        return ref
 
     def stat(self, key: str) -> ArtifactRef:
         from minio.error import S3Error

@@ -17,15 +17,24 @@ from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
 from orisel.core.lifecycle import JobRun
 from orisel.core.settings import Settings, make_store
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.storage import ArtifactRef, ArtifactStore, put_if_absent
 from orisel.data.prepare import prepare
 from orisel.data.sources import load_cifar10
-from orisel.training.checkpoint import BEST, MANIFEST, list_checkpoints
+from orisel.training.checkpoint import (
+    BEST,
+    MANIFEST,
+    copy_checkpoint,
+    list_checkpoints,
+    read_manifest,
+)
 from orisel.training.config import TrainConfig
 from orisel.training.loop import Trainer
 from orisel.training.servicer import SEGMENT_TASK
 
 log = logging.getLogger(__name__)
+
+
+SEGMENT_MANIFESTS = "manifests/"
 
 
 def run_prefix(job_id: str) -> str:
@@ -44,26 +53,43 @@ def _data_path(spec: dict[str, Any], store: ArtifactStore, settings: Settings) -
 
 
 def _restore(store: ArtifactStore, job_id: str, run_dir: Path) -> None:
-    """Bring down what resuming needs: the manifest, best.pt and the latest checkpoint."""
+    """Bring down what resuming needs: the latest manifest, the latest checkpoint and the best
+    one (best.pt is a copy of it). Objects are written once, so the manifest of each segment
+    has its own key: manifests/<step>.json."""
     refs = {r.key.removeprefix(run_prefix(job_id)): r for r in store.list(run_prefix(job_id))}
+    manifests = sorted(k for k in refs if k.startswith(SEGMENT_MANIFESTS))
+    if not manifests:
+        return
+    if not (run_dir / MANIFEST).is_file():
+        store.get_file(refs[manifests[-1]], run_dir / MANIFEST)
     ckpts = sorted(k for k in refs if k.startswith("checkpoints/"))
-    for name in [MANIFEST, BEST, *ckpts[-1:]]:
-        if name in refs and not (run_dir / name).is_file():
+    best = (read_manifest(run_dir).get("best") or {}).get("file")
+    for name in {*ckpts[-1:], *([best] if best in refs else [])}:
+        if not (run_dir / name).is_file():
             store.get_file(refs[name], run_dir / name)
+    if best in refs and not (run_dir / BEST).is_file():
+        copy_checkpoint(run_dir / best, run_dir / BEST)
 
 
-def _upload(store: ArtifactStore, job_id: str, run_dir: Path) -> dict[str, ArtifactRef]:
-    """Upload checkpoints not yet in the store, and the manifest and best.pt every time."""
+def _upload(
+    store: ArtifactStore, job_id: str, run_dir: Path, step: int, final: bool
+) -> dict[str, ArtifactRef]:
+    """Upload checkpoints not yet in the store and this segment's manifest; at the end of the
+    run also manifest.json and best.pt, the run's outputs (first write wins, so a re-run
+    after a crash between upload and completion keeps the first)."""
     present = {r.key for r in store.list(run_prefix(job_id) + "checkpoints/")}
-    out = {}
     for path in list_checkpoints(run_dir):
         key = run_prefix(job_id) + path.relative_to(run_dir).as_posix()
         if key not in present:
             store.put_file(key, path)
-    for name in (BEST, MANIFEST):
-        if (run_dir / name).is_file():
-            out[name] = store.put_file(run_prefix(job_id) + name, run_dir / name)
-    return out
+    segment_key = f"{run_prefix(job_id)}{SEGMENT_MANIFESTS}{step:09d}.json"
+    put_if_absent(store, segment_key, run_dir / MANIFEST)
+    if not final:
+        return {}
+    return {
+        name: put_if_absent(store, run_prefix(job_id) + name, run_dir / name)
+        for name in (BEST, MANIFEST)
+    }
 
 
 @job_task(SEGMENT_TASK)
@@ -101,8 +127,9 @@ def segment(run: JobRun, settings: Settings) -> None:
         summary = trainer.run(max_steps=stop)
     finally:
         metrics.training_done(job.id)
-    refs = _upload(store, job.id, run_dir)
-    if summary["status"] == "completed":
+    done = summary["status"] == "completed"
+    refs = _upload(store, job.id, run_dir, trainer.state.step, final=done)
+    if done:
         run.succeed((refs[BEST], refs[MANIFEST]))
     else:
         run.again()  # the next segment, on whichever worker takes it
