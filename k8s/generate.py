@@ -1,8 +1,8 @@
 """Write k8s/base/: one file per component, all from the tables below.
 
-The five services and their five worker queues share one shape, so they come from one
-function instead of ten hand-kept copies; `make lint` runs this with --check and fails when
-the committed files differ from a fresh generation.
+The five services, the controller and the five worker queues share one shape, so they come
+from one skeleton instead of eleven hand-kept copies; `make lint` runs this with --check and
+fails when the committed files differ from a fresh generation.
 
 usage: python k8s/generate.py [--check]
 """
@@ -38,16 +38,27 @@ SECURITY = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 POD_SECURITY = {"fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
-S3_SECRET = [
-    {
-        "name": "ORISEL_S3_ACCESS_KEY",
-        "valueFrom": {"secretKeyRef": {"name": "orisel-s3", "key": "access-key"}},
-    },
-    {
-        "name": "ORISEL_S3_SECRET_KEY",
-        "valueFrom": {"secretKeyRef": {"name": "orisel-s3", "key": "secret-key"}},
-    },
+# Settings that carry credentials come from Secrets (deploy/README.md), the rest from the
+# ConfigMap orisel-settings (settings.yaml).
+SECRET_ENV = [
+    ("ORISEL_DATABASE_URL", "orisel-database", "url"),
+    ("ORISEL_BROKER_URL", "orisel-redis", "url"),
+    ("ORISEL_S3_ACCESS_KEY", "orisel-s3", "access-key"),
+    ("ORISEL_S3_SECRET_KEY", "orisel-s3", "secret-key"),
 ]
+# Idle front ends and the controller hold no models: about 105 MB each.
+SMALL = {
+    "requests": {"cpu": "100m", "memory": "192Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
+METRICS_PROBES = {
+    "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
+    "livenessProbe": {
+        "httpGet": {"path": "/metrics", "port": "metrics"},
+        "periodSeconds": 30,
+        "failureThreshold": 4,
+    },
+}
 
 
 def labels(component: str) -> dict[str, str]:
@@ -80,20 +91,36 @@ def container(name: str, args: list[str], ports: list[dict[str, Any]]) -> dict[s
         "imagePullPolicy": "Always",
         "args": args,
         "envFrom": [{"configMapRef": {"name": "orisel-settings"}}],
-        "env": S3_SECRET,
+        "env": [
+            {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for env, secret, key in SECRET_ENV
+        ],
         "ports": ports,
         "securityContext": SECURITY,
         "volumeMounts": mounts,
     }
 
 
-def pod_spec(sa: str, c: dict[str, Any], grace: int) -> dict[str, Any]:
+def migrate() -> dict[str, Any]:
+    """First init container of every orisel pod: `orisel db upgrade` brings the job
+    database's schema to head (the main containers run with ORISEL_DB_AUTO_MIGRATE=false).
+    Idempotent, and concurrent runs queue on a PostgreSQL advisory lock."""
+    c = container("migrate", ["db", "upgrade"], [])
+    del c["ports"]
+    c["resources"] = SMALL
+    return c
+
+
+def pod_spec(
+    sa: str, c: dict[str, Any], grace: int, init: tuple[dict[str, Any], ...] = ()
+) -> dict[str, Any]:
     volumes, _ = scratch()
     return {
         "serviceAccountName": sa,
         "automountServiceAccountToken": False,
         "securityContext": POD_SECURITY,
         "terminationGracePeriodSeconds": grace,
+        "initContainers": [migrate(), *init],
         "containers": [c],
         "volumes": volumes,
     }
@@ -129,10 +156,7 @@ def service_docs(name: str) -> list[dict[str, Any]]:
             {"name": "metrics", "containerPort": METRICS, "protocol": "TCP"},
         ],
     )
-    c["resources"] = {
-        "requests": {"cpu": "100m", "memory": "512Mi"},
-        "limits": {"cpu": "1", "memory": "1Gi"},
-    }
+    c["resources"] = SMALL
     c["readinessProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 5}
     c["livenessProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 20, "failureThreshold": 3}
     c["startupProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 2, "failureThreshold": 60}
@@ -154,6 +178,24 @@ def service_docs(name: str) -> list[dict[str, Any]]:
             "metadata": meta(full, component),
             "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(component)}},
         },
+    ]
+
+
+def controller_docs() -> list[dict[str, Any]]:
+    """Sends queued jobs' tasks (the outbox) and re-sends what lost its worker or message;
+    exports the job-state and queue-depth gauges. One replica is enough, more are safe."""
+    component = "controller"
+    full = f"orisel-{component}"
+    c = container(
+        "controller",
+        ["controller"],
+        [{"name": "metrics", "containerPort": METRICS, "protocol": "TCP"}],
+    )
+    c["resources"] = SMALL
+    c |= METRICS_PROBES
+    return [
+        *workload(full, component, 1, pod_spec(full, c, 30)),
+        metrics_service(f"{full}-metrics", component),
     ]
 
 
@@ -190,27 +232,31 @@ def worker_docs(queue: str) -> list[dict[str, Any]]:
         "limits": {"cpu": "1", "memory": "1Gi"},
     }
     # The worker process itself serves /metrics: it answers while the worker lives.
-    c["readinessProbe"] = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10}
-    c["livenessProbe"] = {
-        "httpGet": {"path": "/metrics", "port": "metrics"},
-        "periodSeconds": 30,
-        "failureThreshold": 4,
-    }
-    # A task in flight is requeued (acks_late) if the pod is stopped anyway.
-    spec = {**pod_spec(full, c, 120), "initContainers": [fetch]}
+    c |= METRICS_PROBES
+    # A task in flight is requeued (acks_late) if the pod is stopped anyway; a worker killed
+    # outright loses its lease, and the controller re-sends the job.
+    spec = pod_spec(full, c, 120, (fetch,))
     return [
         *workload(full, component, 1, spec),
         metrics_service(f"{full}-metrics", component),
     ]
 
 
+class Dumper(yaml.SafeDumper):
+    """Spells shared values out in full: no &anchors and *aliases in the manifests."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump(docs: list[dict[str, Any]]) -> str:
     header = "# Generated by k8s/generate.py; edit that, then `make manifests`.\n"
-    return header + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+    return header + "---\n".join(yaml.dump(d, Dumper=Dumper, sort_keys=False) for d in docs)
 
 
 def files() -> dict[str, str]:
     out = {f"{s}.yaml": dump(service_docs(s)) for s in SERVICES}
+    out["controller.yaml"] = dump(controller_docs())
     out |= {f"worker-{q}.yaml": dump(worker_docs(q)) for q in SERVICES}
     return out
 

@@ -1,12 +1,17 @@
 """Deployment, checked offline: every overlay renders with kubectl's kustomize and passes
 kubernetes-validate --strict; the GPU shape lands on the GPU workers only; every container
-runs non-root on a read-only root with limits; the Dockerfile passes hadolint."""
+runs non-root on a read-only root with limits; every orisel pod migrates the job database
+in its first init container; credentials come from Secrets; Redis keeps an append-only file
+on a volume behind a password; PostgreSQL runs in the dev overlay only; the Dockerfile
+passes hadolint."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,12 @@ KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 BIN = Path(sys.executable).parent
 GPU_WORKERS = {"orisel-worker-training", "orisel-worker-extraction", "orisel-worker-ablation"}
+SERVICES = ("training", "extraction", "scoring", "ablation", "pipeline")
+ORISEL_PODS = {
+    *(f"orisel-{s}" for s in SERVICES),
+    "orisel-controller",
+    *(f"orisel-worker-{s}" for s in SERVICES),
+}
 needs_kubectl = pytest.mark.skipif(not KUBECTL.exists(), reason="run `make tools` first")
 
 
@@ -30,7 +41,27 @@ def render(overlay: str, registry: str = "", tag: str = "") -> list[dict[str, An
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
-def pods(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+@functools.cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    """render(overlay), once per test session (callers must not change what it returns)."""
+    return tuple(render(overlay))
+
+
+def find(docs: Sequence[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def secret_ref(c: dict[str, Any], env: str) -> tuple[str, str] | None:
+    """(Secret, key) that container c's variable env comes from; None if it has none."""
+    for e in c.get("env", []):
+        if e["name"] == env:
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            return (ref["name"], ref["key"]) if ref else None
+    return None
+
+
+def pods(docs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet", "Job"):
@@ -71,8 +102,9 @@ def test_gpu_limits_and_tolerations_on_the_gpu_workers_only() -> None:
 
 
 @needs_kubectl
-def test_every_container_is_locked_down_with_limits_and_probes() -> None:
-    for name, spec in pods(render("gpu")).items():
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_every_container_is_locked_down_with_limits_and_probes(overlay: str) -> None:
+    for name, spec in pods(rendered(overlay)).items():
         for c in spec["containers"] + spec.get("initContainers", []):
             sc = c["securityContext"]
             assert sc["runAsNonRoot"] is True, name
@@ -131,3 +163,113 @@ def test_dockerfile_passes_hadolint() -> None:
     text = (ROOT / "docker" / "Dockerfile").read_text()
     assert "USER 10001" in text
     assert 'ENTRYPOINT ["orisel"]' in text
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_every_orisel_pod_migrates_first_and_reads_credentials_from_secrets(overlay: str) -> None:
+    docs = rendered(overlay)
+    settings = find(docs, "ConfigMap", "orisel-settings")["data"]
+    assert settings["ORISEL_DB_AUTO_MIGRATE"] == "false"
+    assert settings["ORISEL_LEASE_S"] == "60"
+    # URLs with passwords never sit in the ConfigMap.
+    assert not {"ORISEL_BROKER_URL", "ORISEL_DATABASE_URL"} & set(settings)
+    deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
+    assert deployments == ORISEL_PODS
+    specs = pods(docs)
+    for name in ORISEL_PODS:
+        spec = specs[name]
+        main, init = spec["containers"][0], spec["initContainers"]
+        assert init[0]["name"] == "migrate", name
+        assert init[0]["args"] == ["db", "upgrade"], name
+        assert init[0]["image"] == main["image"], name  # one image per pod
+        if name.startswith("orisel-worker-"):
+            assert [c["name"] for c in init] == ["migrate", "fetch-data"], name
+        for c in [main, *init]:
+            assert {"configMapRef": {"name": "orisel-settings"}} in c["envFrom"], name
+            # Nothing in the container overrides the ConfigMap's ORISEL_DB_AUTO_MIGRATE.
+            assert "ORISEL_DB_AUTO_MIGRATE" not in {e["name"] for e in c["env"]}, name
+            assert secret_ref(c, "ORISEL_DATABASE_URL") == ("orisel-database", "url"), name
+            assert secret_ref(c, "ORISEL_BROKER_URL") == ("orisel-redis", "url"), name
+            assert secret_ref(c, "ORISEL_S3_SECRET_KEY") == ("orisel-s3", "secret-key"), name
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_the_controller_runs_once_with_metrics_probes(overlay: str) -> None:
+    docs = rendered(overlay)
+    controller = find(docs, "Deployment", "orisel-controller")
+    assert controller["spec"]["replicas"] == 1
+    c = controller["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"] == ["controller"]
+    assert [p["name"] for p in c["ports"]] == ["metrics"]
+    probe = {"path": "/metrics", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == c["livenessProbe"]["httpGet"] == probe
+    metrics = find(docs, "Service", "orisel-controller-metrics")
+    assert metrics["spec"]["clusterIP"] == "None"
+    assert metrics["metadata"]["labels"]["metrics"] == "true"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_no_manifest_mentions_the_removed_settings(overlay: str) -> None:
+    text = yaml.safe_dump_all(rendered(overlay))
+    assert "ORISEL_DATABASE_URL" in text
+    for gone in ("ORISEL_RESULT_BACKEND", "ORISEL_VISIBILITY_TIMEOUT_S"):
+        assert gone not in text
+
+
+@needs_kubectl
+def test_postgres_runs_in_the_dev_overlay_only() -> None:
+    dev, gpu = rendered("dev"), rendered("gpu")
+    assert not [d for d in gpu if "orisel-postgres" in d["metadata"]["name"]]
+    postgres = find(dev, "StatefulSet", "orisel-postgres")
+    spec = postgres["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert c["image"].startswith("postgres:16")
+    assert secret_ref(c, "POSTGRES_PASSWORD") == ("orisel-postgres", "password")
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["POSTGRES_DB"] == env["POSTGRES_USER"] == "orisel"
+    assert env["PGDATA"].startswith("/var/lib/postgresql/data/")
+    claims = {t["metadata"]["name"] for t in postgres["spec"]["volumeClaimTemplates"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts["/var/lib/postgresql/data"] in claims
+    assert spec["securityContext"]["fsGroup"] == c["securityContext"]["runAsUser"] == 70
+    service = find(dev, "Service", "orisel-postgres")
+    assert [p["port"] for p in service["spec"]["ports"]] == [5432]
+    backends = find(dev, "NetworkPolicy", "orisel-backends")["spec"]
+    assert "postgres" in backends["podSelector"]["matchExpressions"][0]["values"]
+    assert {"port": 5432, "protocol": "TCP"} in backends["ingress"][0]["ports"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_redis_keeps_an_append_only_file_on_a_volume_behind_a_password(overlay: str) -> None:
+    docs = rendered(overlay)
+    assert not [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "orisel-redis"
+    ]
+    redis = find(docs, "StatefulSet", "orisel-redis")
+    spec = redis["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    pairs = list(zip(c["args"], c["args"][1:], strict=False))
+    assert ("--appendonly", "yes") in pairs
+    assert ("--requirepass", "$(REDIS_PASSWORD)") in pairs
+    assert secret_ref(c, "REDIS_PASSWORD") == ("orisel-redis", "password")
+    claims = {t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]}
+    data = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}["/data"]
+    assert data in claims
+    assert data not in {v["name"] for v in spec.get("volumes", [])}  # not an emptyDir
+    assert find(docs, "Service", "orisel-redis")["spec"]["ports"][0]["port"] == 6379
+
+
+@needs_kubectl
+def test_keda_reads_the_redis_password_from_its_secret() -> None:
+    docs = rendered("gpu")
+    auth = find(docs, "TriggerAuthentication", "orisel-redis")["spec"]["secretTargetRef"]
+    assert auth == [{"parameter": "password", "name": "orisel-redis", "key": "password"}]
+    triggers = [t for d in docs if d["kind"] == "ScaledObject" for t in d["spec"]["triggers"]]
+    assert len(triggers) == len(SERVICES)
+    for t in triggers:
+        assert t["type"] == "redis"
+        assert t["authenticationRef"] == {"name": "orisel-redis"}
