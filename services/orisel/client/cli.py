@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import typing
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from orisel.core.atomic import check_output
 from orisel.core.errors import InvalidArgument, OriselError
 from orisel.core.settings import QUEUES, get_settings
 from orisel.data.prepare import SplitSpec
@@ -222,6 +224,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from orisel.scoring.tune import tune
 
     spec = _spec(TuneSpec, args)
+    check_output(args.out, [args.checkpoint, args.data], args.force)
     net = _network(args)
     split = _test_split(args, net)
     images, labels, n_classes, sha = split if split is not None else (None, None, 10, None)
@@ -256,6 +259,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     spec = _spec(AblateSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
+    check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
     images, labels, _, sha = _needs_test_split(args, net)
     result = ablate(
@@ -286,6 +290,7 @@ def cmd_invariance(args: argparse.Namespace) -> int:
 
     spec = _spec(InvarianceSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
+    check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
     images, _, _, sha = _needs_test_split(args, net)
     result = invariance(
@@ -636,7 +641,13 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-subset", type=int, help="use a stratified subset of the test images"
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced whole)")
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="output folder: new, empty, or an earlier orisel output with --force",
+    )  # fmt: skip
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out if it is an earlier orisel output"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -897,6 +908,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -907,6 +922,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # SIGTERM unwinds like Ctrl-C, so temporary outputs are removed on the way out (the
+    # process launchers install their own handlers).
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         rc: int = args.func(args)
     except OriselError as exc:
@@ -919,6 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"orisel: error: {exc.code().name}: {exc.details()}\n")  # type: ignore[attr-defined]
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("orisel: interrupted; --resume continues from the last checkpoint\n")
+        hint = "; `orisel train --resume` continues from the last checkpoint"
+        sys.stderr.write(f"orisel: interrupted{hint if args.func is cmd_train else ''}\n")
         return 130
     return rc

@@ -6,10 +6,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from orisel.core.errors import InvalidArgument
 
 
 @contextmanager
@@ -40,13 +42,52 @@ def atomic_write_json(target: Path, obj: Any) -> None:
     atomic_write(target, write)
 
 
+OUTPUT_MARKER = ".orisel-output"  # in every folder orisel writes whole; only those it replaces
+
+
+def check_output(
+    target: Path, inputs: Sequence[Path | None] = (), force: bool = False, field: str = "--out"
+) -> None:
+    """Refuse an output folder whose writing could destroy anything not orisel's own: a
+    regular file, a folder with other content, a path that is or contains an input, or an
+    earlier orisel output unless `force`."""
+    out = Path(target).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        src = Path(given).resolve()
+        if src == out or out in src.parents:
+            raise InvalidArgument(
+                field, f"a folder that does not hold the input {given}", str(target)
+            )
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise InvalidArgument(field, "a folder (this is a file, left untouched)", str(target))
+    if not any(out.iterdir()):
+        return
+    if not (out / OUTPUT_MARKER).is_file():
+        raise InvalidArgument(
+            field, "a new or empty folder, or one orisel wrote (this one holds other files, "
+            "left untouched)", str(target),
+        )  # fmt: skip
+    if not force:
+        raise InvalidArgument(
+            field, "a new folder, or --force to replace this earlier orisel output", str(target)
+        )
+
+
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; on success it replaces `target` whole."""
+    """Yield a temporary folder beside `target`; on success it replaces `target` whole. Only
+    a missing or empty target or an earlier orisel output (the marker) is ever replaced;
+    interrupted (an exception, Ctrl-C, SIGTERM in the CLI), the temporary folder is removed."""
+    check_output(target, force=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text("written by orisel; replaced only when asked (--force)\n")
         old = None
         if target.exists():
             old = Path(

@@ -1,0 +1,113 @@
+"""Outputs never destroy: every refused --out is left byte-identical, inputs can never be
+overwritten, an earlier orisel output is replaced only with --force, and an interrupted
+command (SIGTERM) leaves no temporary folder behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orisel.client.cli import main
+from orisel.core.atomic import OUTPUT_MARKER, atomic_dir, check_output
+from orisel.core.errors import InvalidArgument
+
+
+def _digest(path: Path) -> str:
+    """Everything under `path` (names and bytes), to prove it was left untouched."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _tune(ckpt: Path, out: Path, *extra: str) -> int:
+    return main(
+        ["tune", "--checkpoint", str(ckpt), "--out", str(out), "--stimuli", "gratings",
+         "--layers", "layer1", "--permutations", "2", "-q", *extra]
+    )  # fmt: skip
+
+
+def test_refused_outputs_are_left_byte_identical(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "ideas.txt").write_text("my unpublished ideas\n")
+    regular = tmp_path / "file.txt"
+    regular.write_text("a user's file\n")
+    run = tiny_checkpoint.parent
+    for target in (notes, regular, run):
+        before = _digest(target)
+        assert _tune(tiny_checkpoint, target) == 2
+        assert _digest(target) == before
+        assert "--out" in capsys.readouterr().err
+    # Even with --force: a run folder is not an orisel output, and it holds the input.
+    before = _digest(run)
+    assert _tune(tiny_checkpoint, run, "--force") == 2
+    assert _digest(run) == before
+
+
+def test_an_orisel_output_is_replaced_only_with_force(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tune"
+    assert _tune(tiny_checkpoint, out) == 0
+    assert (out / OUTPUT_MARKER).is_file()
+    before = _digest(out)
+    assert _tune(tiny_checkpoint, out) == 2  # exists: refused without --force
+    assert _digest(out) == before
+    assert _tune(tiny_checkpoint, out, "--force") == 0
+    assert (out / "units.csv").is_file()
+
+
+def test_an_analysis_never_overwrites_its_inputs(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    scores = tmp_path / "tune"
+    assert _tune(tiny_checkpoint, scores) == 0
+    before = _digest(scores)
+    rc = main(
+        ["ablate", "--checkpoint", str(tiny_checkpoint), "--scores", str(scores),
+         "--out", str(scores), "--force", "-q"]
+    )  # fmt: skip
+    assert rc == 2
+    assert _digest(scores) == before
+    with pytest.raises(InvalidArgument, match="does not hold the input"):
+        check_output(tmp_path, [scores / "units.csv"], force=True)
+
+
+def test_the_library_never_replaces_foreign_content(tmp_path: Path) -> None:
+    foreign = tmp_path / "x"
+    foreign.mkdir()
+    (foreign / "keep").write_text("keep")
+    with pytest.raises(InvalidArgument, match="holds other files"), atomic_dir(foreign):
+        pass
+    assert (foreign / "keep").read_text() == "keep"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_dir(empty) as tmp:
+        (tmp / "a").write_text("a")
+    assert (empty / "a").is_file()
+
+
+@pytest.mark.integration
+def test_sigterm_leaves_no_temporary_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "outs" / "tune"
+    cmd = [sys.executable, "-m", "orisel", "tune", "--checkpoint", str(tiny_checkpoint),
+           "--out", str(out), "--permutations", "20000", "-q"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(".tune.*.tmp")):
+        assert proc.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 130
+    assert list(out.parent.iterdir()) == []  # no temporary folder, no half output
