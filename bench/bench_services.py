@@ -32,6 +32,7 @@ from orisel.ablation.run import UnitScores, ablate
 from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.client.cli import main as cli
+from orisel.core.settings import Settings
 from orisel.core.storage import LocalStore, S3Store
 from orisel.data.prepare import stratified_split
 from orisel.data.sources import load_cifar10
@@ -62,7 +63,9 @@ def bench_overhead(root: Path, data: Path, images: int) -> dict[str, Any]:
     )  # fmt: skip
     library_s = time.perf_counter() - t0
 
-    with stack(root / "overhead" / "stack", data=data) as live:
+    # The worker reads the same decoded-data cache as the library did (the user's default).
+    cache = Settings().cache_dir
+    with stack(root / "overhead" / "stack", data=data, cache_dir=cache) as live:
         store = LocalStore(live.settings.store_root, live.settings.bucket)
         ckpt_ref = store.put_file("runs/bench/best.pt", ckpt)
         units_ref = store.put_file("analyses/bench/tune/units.csv", tune / "units.csv")

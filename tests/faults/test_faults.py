@@ -2,8 +2,8 @@
 killed, a front end killed under a Watch. Every job still ends within a stated bound, with
 the same outputs as an undisturbed run and no duplicate work beyond one segment.
 
-Leases are short here (2 s, renewed every 0.7 s) and the controller runs every 0.2 s, so a
-lost worker is noticed within about 2.5 s; a lost message within dispatch_timeout_s = 4 s.
+Leases are short here (3 s, renewed every second) and the controller runs every 0.2 s, so a
+lost worker is noticed within about 3.5 s; a lost message within dispatch_timeout_s = 4 s.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _controller(live: Stack) -> subprocess.Popen[bytes]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("faults")
-    with stack(root, data=python_archive, lease_s=2.0, dispatch_timeout_s=4.0) as s:
+    with stack(root, data=python_archive, lease_s=3.0, dispatch_timeout_s=4.0) as s:
         s.serve(("training",))
         yield s
 
@@ -270,7 +270,7 @@ def test_broker_down_when_a_segment_ends(
     broker = _redis_server(port)
     url = f"redis://127.0.0.1:{port}/0"
     with stack(
-        tmp_path, data=python_archive, broker_url=url, lease_s=2.0, dispatch_timeout_s=4.0
+        tmp_path, data=python_archive, broker_url=url, lease_s=3.0, dispatch_timeout_s=4.0
     ) as own:
         own.serve(("training",))
         own.start_controller()
@@ -320,3 +320,23 @@ def test_store_killed_mid_task(tmp_path: Path, python_archive: Path) -> None:
             assert "Error" in job.error
             worker.terminate()
             worker.wait(30)
+
+
+def test_cancel_stops_a_running_segment_cleanly(live: Stack, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    controller, worker = _controller(live), live.worker("training", pool="prefork", log=log)
+    job_id = _submit(live.address, "cancelled")
+    _wait(live, job_id, _mid_segment)
+    cancelled = live.db.cancel(job_id)
+    assert cancelled.state == JobState.CANCELLED
+    # The task notices at its next progress report, stops and gives the job back.
+    deadline = time.monotonic() + 30
+    while "stopped (cancelled or lease lost)" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert "raised unexpected" not in text
+    assert live.db.get(job_id) == cancelled  # nothing written after the cancel
+    worker.terminate()
+    controller.terminate()

@@ -71,7 +71,9 @@ def _run(client: JobClient, request: Any, timeout: float = 600) -> common_pb2.Jo
     return last
 
 
-def test_a_small_paper_pipeline_end_to_end(settings: Settings, services: dict[str, str]) -> None:
+def test_a_small_paper_pipeline_end_to_end(
+    live: Stack, settings: Settings, services: dict[str, str]
+) -> None:
     client = JobClient(services["pipeline"], "pipeline")
     spec = pipeline_pb2.PaperSpec(
         label_corruptions=[0.0, 0.5], seeds=[0, 1], epochs=1, val_size=50, permutations=10
@@ -117,6 +119,11 @@ def test_a_small_paper_pipeline_end_to_end(settings: Settings, services: dict[st
     training.close()
     assert len(mine) == 3
     assert all(j.state == common_pb2.JOB_STATE_SUCCEEDED for j in mine)
+    # The pipeline ran on its children's events: at most once per child that ended, plus
+    # its first run (it never polls).
+    children = live.db.children(job.id)
+    assert len(children) == 3 + 3 + 5 + 2 + 2  # train, score, trajectory, ablate, invariance
+    assert live.db.get(job.id).attempts <= len(children) + 1
 
 
 def test_extraction_job_matches_the_library(

@@ -189,7 +189,9 @@ def _network(args: argparse.Namespace) -> Any:
         raise InvalidArgument(
             "--checkpoint", "a checkpoint file (or --model NAME --weights W)", None
         )
-    return load_network(args.checkpoint, args.model, args.weights, args.device, args.download)
+    return load_network(
+        args.checkpoint, args.model, args.weights, args.device, args.download, args.input_size
+    )
 
 
 def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str] | None:
@@ -638,6 +640,9 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
         "--download", action="store_true", help="allow fetching torchvision weights"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument(
+        "--input-size", type=int, help="input pixels of a --model network (default: 224)"
+    )
     parser.add_argument(
         "--test-subset", type=int, help="use a stratified subset of the test images"
     )

@@ -14,7 +14,12 @@ from orisel.core.provenance import sha256_file
 from orisel.models.cnn7 import CNN7
 from orisel.models.registry import ModelInfo, build_model
 from orisel.science.names import Reduction
-from orisel.science.responses import forward_collect, stimulus_batches
+from orisel.science.responses import (
+    count_calls,
+    expand_reused,
+    forward_collect,
+    stimulus_batches,
+)
 from orisel.science.stimuli import StimulusSet
 from orisel.training.checkpoint import load_checkpoint
 from orisel.training.loop import resolve_device
@@ -67,7 +72,14 @@ class Network:
         return x.to(self.device)
 
     def default_layers(self) -> tuple[str, ...]:
-        return analysed_layers(self.model)
+        """The model family's analysed layers; a module the pass runs several times (ResNet's
+        shared ReLUs) is named once per call, found by one probe pass."""
+        names = analysed_layers(self.model)
+        if isinstance(self.model, CNN7):
+            return names
+        size = self.info.image_size
+        probe = torch.zeros(1, 3, size, size, device=self.device)
+        return expand_reused(names, count_calls(self.model, probe))
 
     def stimulus_responses(
         self, stimuli: StimulusSet, layers: tuple[str, ...], reduction: Reduction, batch_size: int,
@@ -93,11 +105,21 @@ class Network:
 
 def analysed_layers(model: nn.Module) -> tuple[str, ...]:
     """cnn7: layer1..6 and fc1 (conv+ReLU outputs); VGG: every conv's ReLU and every pool of
-    blocks 1-5, then fc1 and fc2 (the ReLUs of the first two dense layers), as in the paper."""
+    blocks 1-5, then fc1 and fc2 (the ReLUs of the first two dense layers), as in the paper;
+    ResNets: every residual block's output; any other model: its ReLU modules."""
     if isinstance(model, CNN7):
         return CNN7_LAYERS
     features = getattr(model, "features", None)
     classifier = getattr(model, "classifier", None)
+    stages = [getattr(model, f"layer{i}", None) for i in range(1, 5)]
+    blocks = [
+        f"layer{i}.{j}"
+        for i, st in enumerate(stages, 1)
+        if isinstance(st, nn.Sequential)
+        for j, _ in st.named_children()
+    ]
+    if all(isinstance(st, nn.Sequential) for st in stages):
+        return tuple(blocks)  # ResNet-like: every residual block's output
     if isinstance(features, nn.Sequential) and isinstance(classifier, nn.Sequential):
         feats = [
             f"features.{n}"
@@ -117,6 +139,7 @@ def load_network(
     weights: str | None = None,
     device: str = "auto",
     download: bool = False,
+    input_size: int | None = None,
 ) -> Network:
     """From an orisel checkpoint (cnn7 and friends), or a torchvision model and its weights."""
     dev = resolve_device(device)
@@ -147,7 +170,9 @@ def load_network(
             raise InvalidArgument(
                 "--checkpoint/--model", "a checkpoint, or a model name with --weights", None
             )
-        model, info = build_model(model_name, weights=weights, download=download)
+        model, info = build_model(
+            model_name, weights=weights, download=download, image_size=input_size
+        )
         source = {"model": model_name, "weights": weights}
         mean = None
     model.to(dev).eval()

@@ -39,20 +39,61 @@ def reduce_units(out: torch.Tensor, how: Reduction) -> torch.Tensor:
     return out[:, :, out.shape[2] // 2, out.shape[3] // 2]
 
 
+def parse_layer(name: str) -> tuple[str, int | None]:
+    """ "layer1.0.relu:2" -> ("layer1.0.relu", 2): the second call of a module the forward pass
+    runs more than once (as TorchLens labels them); a plain name -> (name, None)."""
+    base, sep, k = name.rpartition(":")
+    if sep and k.isdigit() and int(k) >= 1:
+        return base, int(k)
+    return name, None
+
+
 def resolve_layers(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
-    """Named modules of `model`; an unknown name lists the valid ones."""
+    """Named modules of `model` by the requested layer names (a call suffix allowed); an
+    unknown name lists the valid ones."""
     named = dict(model.named_modules())
-    missing = [n for n in layers if n not in named or n == ""]
+    missing = [n for n in layers if parse_layer(n)[0] not in named or parse_layer(n)[0] == ""]
     if missing:
         valid = ", ".join(n for n in named if n)
         raise NotFound(f"unknown layer(s) {', '.join(missing)}; valid layers: {valid}")
     if not layers:
         raise InvalidArgument("layers", "at least one layer name", list(layers))
-    return {n: named[n] for n in layers}
+    return {n: named[parse_layer(n)[0]] for n in layers}
+
+
+def count_calls(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """How many times each named module runs in one forward pass of `x`."""
+    calls: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if name:
+
+            def hook(_m: nn.Module, _i: object, _o: object, name: str = name) -> None:
+                calls[name] = calls.get(name, 0) + 1
+
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def expand_reused(names: Sequence[str], calls: dict[str, int]) -> tuple[str, ...]:
+    """Each module that runs k > 1 times per pass becomes name:1 .. name:k."""
+    out: list[str] = []
+    for name in names:
+        k = calls.get(name, 1)
+        out += [f"{name}:{i}" for i in range(1, k + 1)] if k > 1 else [name]
+    return tuple(out)
 
 
 class Recorder:
-    """Forward hooks that keep each layer's reduced (B, C) output, batch after batch."""
+    """Forward hooks that keep each layer's reduced (B, C) output, batch after batch. A module
+    the pass runs several times is read call by call ("name:k"); naming it without a call is
+    refused, so no call is ever read silently in place of another."""
 
     def __init__(
         self, model: nn.Module, layers: Sequence[str], reduction: Reduction = "mean",
@@ -65,21 +106,31 @@ class Recorder:
         self.reduction: Reduction = reduction
         self.stop_early = stop_early
         self.store: dict[str, list[torch.Tensor]] = {n: [] for n in self.modules}
+        self._wanted: dict[str, list[tuple[str, int | None]]] = {}
+        for n in self.modules:
+            base, k = parse_layer(n)
+            self._wanted.setdefault(base, []).append((n, k))
+        self._calls: dict[str, int] = {}
         self._fired: set[str] = set()
+        self._checked = False  # the first batch runs whole, to see every module's calls
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.last_output = torch.empty(0)
 
-    def _hook(self, name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
+    def _hook(self, base: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(_m: nn.Module, _inp: object, out: torch.Tensor) -> None:
-            self.store[name].append(reduce_units(out.detach(), self.reduction).float())
-            self._fired.add(name)
-            if self.stop_early and len(self._fired) == len(self.modules):
+            call = self._calls[base] = self._calls.get(base, 0) + 1
+            for name, k in self._wanted[base]:
+                if (k is None and call == 1) or k == call:
+                    self.store[name].append(reduce_units(out.detach(), self.reduction).float())
+                    self._fired.add(name)
+            if self._checked and self.stop_early and len(self._fired) == len(self.modules):
                 raise _Done
 
         return hook
 
     def __enter__(self) -> Recorder:
-        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.modules.items()]
+        named = dict(self.model.named_modules())
+        self._handles = [named[b].register_forward_hook(self._hook(b)) for b in self._wanted]
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -88,15 +139,27 @@ class Recorder:
         self._handles = []
 
     def forward(self, x: torch.Tensor) -> None:
-        """One batch through the model; every requested layer must fire exactly once.
+        """One batch through the model; every requested layer (or call) must fire exactly once.
 
         Without early stopping, the model's output stays in `last_output`."""
         self._fired.clear()
+        self._calls.clear()
         with contextlib.suppress(_Done):
             self.last_output = self.model(x)
+        if not self._checked:
+            self._checked = True
+            for base, wanted in self._wanted.items():
+                k = self._calls.get(base, 0)
+                if k > 1 and any(c is None for _, c in wanted):
+                    choices = ", ".join(f"{base}:{i}" for i in range(1, k + 1))
+                    raise InvalidArgument(
+                        "layers", f"one call of a module the pass runs {k} times ({choices})", base
+                    )
         silent = sorted(set(self.modules) - self._fired)
         if silent:
-            raise InvalidArgument("layers", "modules that run in the forward pass", silent)
+            raise InvalidArgument(
+                "layers", "modules (and calls) that run in the forward pass", silent
+            )
 
     def results(self) -> dict[str, np.ndarray]:
         return {n: torch.cat(v).cpu().numpy() for n, v in self.store.items()}

@@ -1,0 +1,99 @@
+"""Networks other than cnn7: ResNet's residual blocks by default, a module the forward pass
+runs twice read call by call (never silently the first call only), VGG16 at a small input
+size, all through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from orisel.client.cli import main
+from orisel.core.errors import InvalidArgument
+from orisel.core.tables import read_table
+from orisel.extraction.extract import make_stimuli
+from orisel.extraction.network import Network, load_network
+from orisel.scoring.spec import TuneSpec
+
+SMALL = TuneSpec(n_orientations=4, n_phases=2, n_frequencies=2)
+
+
+@pytest.fixture(scope="module")
+def resnet() -> Network:
+    return load_network(model_name="resnet18", device="cpu", input_size=64)
+
+
+def test_resnet_default_layers_are_its_blocks(resnet: Network) -> None:
+    assert resnet.default_layers() == tuple(f"layer{i}.{j}" for i in range(1, 5) for j in (0, 1))
+
+
+def test_a_reused_module_is_read_call_by_call(resnet: Network) -> None:
+    stim = make_stimuli("gratings", 64, SMALL)
+    names = ("layer1.0", "layer1.0.relu:1", "layer1.0.relu:2")
+    r = resnet.stimulus_responses(stim, names, "mean", 8)
+    assert all(v.shape == (len(stim), 64) for v in r.values())  # one row per stimulus, per call
+    # The block's output is its ReLU's second call (after the residual addition) ...
+    np.testing.assert_array_equal(r["layer1.0"], r["layer1.0.relu:2"])
+    # ... and the first call (inside the block) is another tensor.
+    assert not np.allclose(r["layer1.0.relu:1"], r["layer1.0.relu:2"])
+    with pytest.raises(
+        InvalidArgument, match=r"runs 2 times \(layer1\.0\.relu:1, layer1\.0\.relu:2\)"
+    ):
+        resnet.stimulus_responses(stim, ("layer1.0.relu",), "mean", 8)
+
+
+def test_every_relu_of_an_unknown_family_is_named_per_call(resnet: Network) -> None:
+    class Wrapped(nn.Module):  # not ResNet-shaped: the generic rule applies
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = resnet.model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.inner(x)
+            return out
+
+    net = load_network(model_name="resnet18", device="cpu", input_size=64)
+    net.model = Wrapped().eval()
+    layers = net.default_layers()
+    assert "inner.layer1.0.relu:1" in layers
+    assert "inner.layer1.0.relu:2" in layers
+    assert "inner.relu" in layers  # the stem's ReLU runs once
+
+
+def _tune(tmp_path: Path, *args: str) -> dict[str, np.ndarray]:
+    out = tmp_path / "tune"
+    rc = main(
+        ["tune", *args, "--device", "cpu", "--out", str(out), "--stimuli", "gratings",
+         "--permutations", "3", "-q", "--json"]
+    )  # fmt: skip
+    assert rc == 0
+    return read_table(out / "units.csv")
+
+
+def test_tune_a_resnet_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    units = _tune(tmp_path, "--model", "resnet18", "--input-size", "64")
+    json.loads(capsys.readouterr().out)
+    layers = {str(x) for x in units["layer"]}
+    assert layers == {f"layer{i}.{j}" for i in range(1, 5) for j in (0, 1)}
+    assert (units["layer"] == "layer4.1").sum() == 512
+
+
+@pytest.mark.integration
+def test_tune_vgg16_at_a_small_input_size(tmp_path: Path) -> None:
+    units = _tune(
+        tmp_path,
+        "--model",
+        "vgg16",
+        "--input-size",
+        "32",
+        "--layers",
+        "features.1,features.29,classifier.1",
+    )
+    assert {str(x) for x in units["layer"]} == {"features.1", "features.29", "classifier.1"}
+    assert (units["layer"] == "features.29").sum() == 512
