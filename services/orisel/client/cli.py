@@ -631,7 +631,9 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
     )
     parser.add_argument(
-        "--model", help="a torchvision model name instead of a checkpoint (e.g. vgg16)"
+        "--model",
+        help="instead of a checkpoint: a torchvision model name (e.g. vgg16) or your own, "
+        "path/to/file.py:ClassName (pixels in [0, 1]; --weights a state-dict file)",
     )
     parser.add_argument(
         "--weights", help="torchvision weights name (DEFAULT, IMAGENET1K_V1) or file"

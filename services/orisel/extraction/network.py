@@ -12,7 +12,7 @@ from torch import nn
 from orisel.core.errors import InvalidArgument
 from orisel.core.provenance import sha256_file
 from orisel.models.cnn7 import CNN7
-from orisel.models.registry import ModelInfo, build_model
+from orisel.models.registry import USER_MODEL, ModelInfo, build_model, user_model
 from orisel.science.names import Reduction
 from orisel.science.responses import (
     count_calls,
@@ -70,6 +70,23 @@ class Network:
             std = torch.tensor(self.info.std).view(1, -1, 1, 1)
             x = (x - mean) / std
         return x.to(self.device)
+
+    @classmethod
+    def from_module(
+        cls, module: nn.Module, input_size: int, *, mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None, name: str = "custom", device: str = "cpu",
+    ) -> Network:  # fmt: skip
+        """Any torch module that takes (B, 3, input_size, input_size) images: pixels in [0, 1],
+        then `(x - mean) / std` per channel when given (ImageNet's for torchvision weights)."""
+        if input_size < 8:
+            raise InvalidArgument("input_size", "at least 8 pixels", input_size)
+        if (mean is None) != (std is None):
+            raise InvalidArgument("mean/std", "both given or neither", (mean, std))
+        dev = resolve_device(device)
+        prep = "normalize" if mean is not None else "none"
+        info = ModelInfo(name, input_size, prep, mean, std)
+        source: dict[str, object] = {"model": name, "module": type(module).__qualname__}
+        return cls(module.to(dev).eval(), info, dev, None, source)
 
     def default_layers(self) -> tuple[str, ...]:
         """The model family's analysed layers; a module the pass runs several times (ResNet's
@@ -170,6 +187,9 @@ def load_network(
             raise InvalidArgument(
                 "--checkpoint/--model", "a checkpoint, or a model name with --weights", None
             )
+        if USER_MODEL.match(model_name):
+            module = user_model(model_name, weights)
+            return Network.from_module(module, input_size or 224, name=model_name, device=device)
         model, info = build_model(
             model_name, weights=weights, download=download, image_size=input_size
         )

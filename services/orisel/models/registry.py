@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -146,3 +147,44 @@ def build_model(
     if state is not None:
         load_state(model, state, f"weights {weights}")
     return model, info
+
+
+USER_MODEL = re.compile(r"^(?P<path>.+\.py):(?P<cls>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def user_model(spec: str, weights: str | None = None) -> nn.Module:
+    """A researcher's own network: `path/to/file.py:ClassName`, built with no arguments,
+    then given `weights` (a state-dict file) if named. The file runs as Python: only name
+    files you trust."""
+    import importlib.util
+
+    match = USER_MODEL.match(spec)
+    if match is None:
+        raise InvalidArgument("--model", "path/to/file.py:ClassName", spec)
+    path = Path(match["path"]).expanduser()
+    if not path.is_file():
+        raise NotFound(f"model file {path} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"orisel_user_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise InvalidArgument("--model", "a Python file", str(path))
+    code = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(code)
+    except Exception as exc:
+        raise FailedPrecondition(f"model file {path} failed to import: {exc!r}") from exc
+    cls = getattr(code, match["cls"], None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        found = [
+            n for n, v in vars(code).items() if isinstance(v, type) and issubclass(v, nn.Module)
+        ]
+        raise NotFound(f"{path} has no nn.Module class {match['cls']!r}; it has: {found}")
+    try:
+        model = cls()
+    except TypeError as exc:
+        raise FailedPrecondition(
+            f"{match['cls']}() needs arguments ({exc}); wrap it in a class that takes none, or "
+            "use the Python API (orisel.Network.from_module)"
+        ) from exc
+    if weights is not None:
+        load_state(model, load_weights_file(Path(weights)), f"weights {weights}")
+    return model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,64 @@ def class_selectivity_by_layer(
     return {n: ix.class_selectivity(resp[n], labels, n_classes) for n in layers}
 
 
+@dataclass
+class Tuned:
+    """Every unit scored: the table's columns, the per-layer summary, and what the figures
+    are drawn from (each stimulus set and its layers' scores)."""
+
+    layers: tuple[str, ...]
+    columns: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    scored: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    stimuli: dict[str, StimulusSet] = field(default_factory=dict)
+
+
+def score_units(
+    net: Network,
+    spec: TuneSpec,
+    test_images: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    n_classes: int = 10,
+) -> Tuned:
+    """Score every unit of the analysed layers (and, given test images, class selectivity)."""
+    layers = spec.layers or net.default_layers()
+    csi = (
+        class_selectivity_by_layer(
+            net, test_images, test_labels, n_classes, layers, spec.batch_size
+        )
+        if test_images is not None and test_labels is not None
+        else None
+    )
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("stimulus", "layer", "unit", *UNIT_COLUMNS, "csi")
+    }
+    tuned = Tuned(tuple(layers), {}, {})
+    for k, kind in enumerate(spec.stimuli):
+        stim = tuned.stimuli[kind] = make_stimuli(kind, net.info.image_size, spec)
+        responses = net.stimulus_responses(stim, layers, spec.reduction, spec.batch_size)
+        tuned.summary[kind] = {"stimuli": stim.describe(), "layers": {}}
+        scored = tuned.scored[kind] = {}
+        for i, layer in enumerate(layers):
+            s = score_layer(responses[layer], stim, spec, seed=spec.seed * 1000 + 100 * k + i)
+            scored[layer] = s
+            tuned.summary[kind]["layers"][layer] = layer_summary(s, spec)
+            n = len(s["gosi"])
+            columns["stimulus"] += [kind] * n
+            columns["layer"] += [layer] * n
+            columns["unit"] += list(range(n))
+            for col in UNIT_COLUMNS:
+                columns[col] += s[col].tolist()
+            columns["csi"] += csi[layer].tolist() if csi is not None else [float("nan")] * n
+    if csi is not None:
+        for layer in layers:
+            tuned.summary.setdefault("class_selectivity", {})[layer] = {
+                "mean_csi": float(np.mean(csi[layer])),
+                "median_csi": float(np.median(csi[layer])),
+            }
+    tuned.columns = {k: np.asarray(v) for k, v in columns.items()}
+    return tuned
+
+
 def tune(
     net: Network,
     spec: TuneSpec,
@@ -95,52 +154,19 @@ def tune(
     from orisel.report import plots
 
     t0 = time.perf_counter()
-    layers = spec.layers or net.default_layers()
-    csi = (
-        class_selectivity_by_layer(
-            net, test_images, test_labels, n_classes, layers, spec.batch_size
-        )
-        if test_images is not None and test_labels is not None
-        else None
-    )
-    columns: dict[str, list[Any]] = {
-        k: [] for k in ("stimulus", "layer", "unit", *UNIT_COLUMNS, "csi")
-    }
-    summary: dict[str, Any] = {}
     with atomic_dir(out) as tmp:
-        for k, kind in enumerate(spec.stimuli):
-            stim = make_stimuli(kind, net.info.image_size, spec)
-            responses = net.stimulus_responses(stim, layers, spec.reduction, spec.batch_size)
-            summary[kind] = {"stimuli": stim.describe(), "layers": {}}
-            scored = {}
-            for i, layer in enumerate(layers):
-                s = score_layer(responses[layer], stim, spec, seed=spec.seed * 1000 + 100 * k + i)
-                scored[layer] = s
-                summary[kind]["layers"][layer] = layer_summary(s, spec)
-                n = len(s["gosi"])
-                columns["stimulus"] += [kind] * n
-                columns["layer"] += [layer] * n
-                columns["unit"] += list(range(n))
-                for col in UNIT_COLUMNS:
-                    columns[col] += s[col].tolist()
-                columns["csi"] += csi[layer].tolist() if csi is not None else [float("nan")] * n
-            plots.tuning_grid(scored, kind, tmp / f"tuning_{kind}.png")
+        tuned = score_units(net, spec, test_images, test_labels, n_classes)
+        for kind, stim in tuned.stimuli.items():
+            plots.tuning_grid(tuned.scored[kind], kind, tmp / f"tuning_{kind}.png")
             plots.stimulus_sheet(stim, tmp / f"stimuli_{kind}.png")
+        summary = {k: v for k, v in tuned.summary.items() if k != "class_selectivity"}
         plots.histograms(summary, spec.threshold, tmp / "gosi_histograms.png")
-        table = write_table(
-            {k: np.asarray(v) for k, v in columns.items()}, tmp / "units", spec.format
-        )
-        if csi is not None:
-            for layer in layers:
-                summary.setdefault("class_selectivity", {})[layer] = {
-                    "mean_csi": float(np.mean(csi[layer])),
-                    "median_csi": float(np.median(csi[layer])),
-                }
+        table = write_table(tuned.columns, tmp / "units", spec.format)
         result = {
             "spec": spec.model_dump(mode="json"),
             "network": net.source,
-            "layers": list(layers),
-            "summary": summary,
+            "layers": list(tuned.layers),
+            "summary": tuned.summary,
             "table": table.name,
             "environment": environment(net.device),
             "wall_s": round(time.perf_counter() - t0, 2),

@@ -1,0 +1,97 @@
+"""The Python API, as a researcher uses it: the README's example runs as written, tables
+match the command line's files, and importing orisel never imports torch."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import orisel
+from orisel.client.cli import main
+from orisel.core.tables import read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"n_orientations": 4, "n_phases": 2, "n_frequencies": 2, "permutations": 3}
+
+
+def test_the_readme_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(example.strip().splitlines()) <= 5
+    exec(compile(example.replace("permutations=100", "permutations=5"), "README", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "layer4.1" in printed  # the mean gOSI of every residual block
+
+
+def test_importing_orisel_does_not_import_torch() -> None:
+    code = "import orisel, sys; assert 'torch' not in sys.modules; print(orisel.__version__)"
+    assert subprocess.run([sys.executable, "-c", code], check=True).returncode == 0
+
+
+def test_tune_table_equals_the_files_it_writes(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
+    units = orisel.tune(net, layers=("layer1", "layer2"), out=tmp_path / "t", **SMALL)
+    assert isinstance(units, pd.DataFrame)
+    assert len(units) == 2 * 2 * 32  # gratings and bars x layers x channels
+    written = read_table(tmp_path / "t" / "units.csv")
+    np.testing.assert_allclose(units["gosi"].to_numpy(), written["gosi"], rtol=1e-6)
+    with pytest.raises(orisel.library.InvalidArgument, match="--force"):
+        orisel.tune(net, layers=("layer1",), out=tmp_path / "t", **SMALL)
+
+
+def test_ablate_from_a_table_matches_the_command_line(
+    tiny_checkpoint: Path, python_archive: Path, tmp_path: Path
+) -> None:
+    net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
+    images, labels = orisel.cifar10(python_archive)
+    units = orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
+    sweep = {"layers": ("layer1",), "orders": ("gosi",), "seeds": (0,), "fractions": (0.0, 1.0)}
+    got = orisel.ablate(net, units, images, labels, **sweep)
+    curves = got["curves"]
+    intact = curves[curves.fraction == 0.0].accuracy.unique()
+    assert len(intact) == 1  # no unit ablated: the same accuracy for every order
+    csi = orisel.class_selectivity(net, images, labels, layers=("layer1",))
+    assert list(csi.columns) == ["layer", "unit", "csi"]
+    assert len(csi) == 32
+    # The same sweep from the command line, on the same scores, gives the same curves.
+    scores = tmp_path / "scores"
+    orisel.tune(net, layers=("layer1",), stimuli=("gratings",), out=scores, **SMALL)
+    rc = main(
+        ["ablate", "--checkpoint", str(tiny_checkpoint), "--data", str(python_archive),
+         "--scores", str(scores), "--out", str(tmp_path / "ab"), "--layers", "layer1",
+         "--orders", "gosi", "--seeds", "0", "--fractions", "0,1", "--device", "cpu", "-q"]
+    )  # fmt: skip
+    assert rc == 0
+    cli = read_table(tmp_path / "ab" / "curves.csv")
+    np.testing.assert_allclose(curves["accuracy"].to_numpy(), cli["accuracy"])
+
+
+def test_a_model_class_from_a_file(tmp_path: Path) -> None:
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "from torch import nn\n"
+        "class Tiny(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 8, 5)\n"
+        "        self.act = nn.ReLU()\n"
+        "        self.head = nn.Linear(8, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.act(self.conv(x)).mean((2, 3)))\n"
+    )
+    out = tmp_path / "tune"
+    rc = main(
+        ["tune", "--model", f"{source}:Tiny", "--input-size", "32", "--out", str(out),
+         "--stimuli", "gratings", "--permutations", "3", "--device", "cpu", "-q"]
+    )  # fmt: skip
+    assert rc == 0
+    units = read_table(out / "units.csv")
+    assert set(units["layer"].tolist()) == {"act"}
+    assert len(units["layer"]) == 8
+    assert main(["tune", "--model", f"{source}:Missing", "--out", str(tmp_path / "x"), "-q"]) == 2
