@@ -14,6 +14,7 @@ import pytest
 
 import orisel
 from orisel.client.cli import main
+from orisel.core.errors import FailedPrecondition
 from orisel.core.tables import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_tune_table_equals_the_files_it_writes(tiny_checkpoint: Path, tmp_path: 
     assert len(units) == 2 * 2 * 32  # gratings and bars x layers x channels
     written = read_table(tmp_path / "t" / "units.csv")
     np.testing.assert_allclose(units["gosi"].to_numpy(), written["gosi"], rtol=1e-6)
-    with pytest.raises(orisel.library.InvalidArgument, match="--force"):
+    with pytest.raises(FailedPrecondition, match="--force"):
         orisel.tune(net, layers=("layer1",), out=tmp_path / "t", **SMALL)
 
 
@@ -94,4 +95,4 @@ def test_a_model_class_from_a_file(tmp_path: Path) -> None:
     units = read_table(out / "units.csv")
     assert set(units["layer"].tolist()) == {"act"}
     assert len(units["layer"]) == 8
-    assert main(["tune", "--model", f"{source}:Missing", "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert main(["tune", "--model", f"{source}:Missing", "--out", str(tmp_path / "x"), "-q"]) == 3

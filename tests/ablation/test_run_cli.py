@@ -191,7 +191,7 @@ def test_ablate_layer_not_scored(
             "layer3",
         ]
     )
-    assert rc == 2
+    assert rc == 3
     assert "layer layer3 was not scored by the tune run" in capsys.readouterr().err
 
 
@@ -201,7 +201,7 @@ def test_missing_scores(
     rc = main(
         ["ablate", *_common(tiny_checkpoint, python_archive, tmp_path / "none", tmp_path / "a")]
     )
-    assert rc == 2
+    assert rc == 3
     assert "run `orisel tune` first" in capsys.readouterr().err
 
 
@@ -229,5 +229,5 @@ def test_report_collects_every_part(
 
 
 def test_report_of_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["report", "--run", str(tmp_path)]) == 2
+    assert main(["report", "--run", str(tmp_path)]) == 3
     assert "nothing to report" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import pytest
 
 from orisel.client.cli import main
 from orisel.core.atomic import OUTPUT_MARKER, atomic_dir, check_output
-from orisel.core.errors import InvalidArgument
+from orisel.core.errors import FailedPrecondition
 
 
 def _digest(path: Path) -> str:
@@ -47,12 +47,12 @@ def test_refused_outputs_are_left_byte_identical(
     run = tiny_checkpoint.parent
     for target in (notes, regular, run):
         before = _digest(target)
-        assert _tune(tiny_checkpoint, target) == 2
+        assert _tune(tiny_checkpoint, target) == 4
         assert _digest(target) == before
         assert "--out" in capsys.readouterr().err
     # Even with --force: a run folder is not an orisel output, and it holds the input.
     before = _digest(run)
-    assert _tune(tiny_checkpoint, run, "--force") == 2
+    assert _tune(tiny_checkpoint, run, "--force") == 4
     assert _digest(run) == before
 
 
@@ -63,7 +63,7 @@ def test_an_orisel_output_is_replaced_only_with_force(
     assert _tune(tiny_checkpoint, out) == 0
     assert (out / OUTPUT_MARKER).is_file()
     before = _digest(out)
-    assert _tune(tiny_checkpoint, out) == 2  # exists: refused without --force
+    assert _tune(tiny_checkpoint, out) == 4  # exists: refused without --force
     assert _digest(out) == before
     assert _tune(tiny_checkpoint, out, "--force") == 0
     assert (out / "units.csv").is_file()
@@ -77,9 +77,9 @@ def test_an_analysis_never_overwrites_its_inputs(tiny_checkpoint: Path, tmp_path
         ["ablate", "--checkpoint", str(tiny_checkpoint), "--scores", str(scores),
          "--out", str(scores), "--force", "-q"]
     )  # fmt: skip
-    assert rc == 2
+    assert rc == 4
     assert _digest(scores) == before
-    with pytest.raises(InvalidArgument, match="does not hold the input"):
+    with pytest.raises(FailedPrecondition, match="holds the input"):
         check_output(tmp_path, [scores / "units.csv"], force=True)
 
 
@@ -87,7 +87,7 @@ def test_the_library_never_replaces_foreign_content(tmp_path: Path) -> None:
     foreign = tmp_path / "x"
     foreign.mkdir()
     (foreign / "keep").write_text("keep")
-    with pytest.raises(InvalidArgument, match="holds other files"), atomic_dir(foreign):
+    with pytest.raises(FailedPrecondition, match="did not write"), atomic_dir(foreign):
         pass
     assert (foreign / "keep").read_text() == "keep"
     empty = tmp_path / "empty"

@@ -172,7 +172,7 @@ def test_cli_reports_bad_source_in_one_line(
 ) -> None:
     rc = main(["data", "info", "--data", str(tmp_path / "missing"), "--cache-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip()
-    assert rc == 2
+    assert rc == 3  # input: the data set is missing
     assert err.count("\n") == 0
     assert err.startswith("orisel: error:")
     assert "--data" in err

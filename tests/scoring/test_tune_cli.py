@@ -115,7 +115,7 @@ def test_unknown_layer_lists_the_valid_ones(
         ]
     )
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 3
     assert "unknown layer(s) layer9; valid layers: layer1, bn1, layer2" in err
     assert not (tmp_path / "t").exists()  # nothing partial left behind
     assert not list(tmp_path.glob(".t.*"))
@@ -150,6 +150,6 @@ def test_bad_tune_options(
 
 def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
-        main(["tune", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "t")]) == 2
+        main(["tune", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "t")]) == 3
     )
     assert "checkpoint" in capsys.readouterr().err

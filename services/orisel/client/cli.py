@@ -16,7 +16,15 @@ from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
 from orisel.core.atomic import check_output
-from orisel.core.errors import InvalidArgument, OriselError
+from orisel.core.errors import (
+    AlreadyExists,
+    DataError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OriselError,
+    Unavailable,
+)
 from orisel.core.settings import QUEUES, get_settings
 from orisel.data.prepare import SplitSpec
 
@@ -194,6 +202,37 @@ def _network(args: argparse.Namespace) -> Any:
     )
 
 
+def _scores_of(args: argparse.Namespace, net: Any) -> None:
+    """Refuse --scores computed on another checkpoint (their unit order would be another
+    network's) unless --allow-mismatch."""
+    summary = Path(args.scores) / "summary.json"
+    if not summary.is_file():
+        return
+    scored = json.loads(summary.read_text()).get("network", {}).get("checkpoint_sha256")
+    analysed = net.source.get("checkpoint_sha256")
+    if scored and analysed and scored != analysed and not args.allow_mismatch:
+        raise FailedPrecondition(
+            f"--scores {args.scores} were computed on checkpoint {scored[:12]}, not on "
+            f"{analysed[:12]} ({args.checkpoint}); pass --allow-mismatch to use them anyway"
+        )
+
+
+def _warnings(net: Any) -> list[str]:
+    """Said in the output and on stderr: results of a network at chance mean little."""
+    metrics = net.source.get("metrics") or {}
+    accuracy = (metrics.get("test") or {}).get("accuracy")
+    classes = net.source.get("num_classes")
+    out = []
+    if accuracy is not None and classes and accuracy < 1 / classes + 0.05:
+        out.append(
+            f"the network is near chance (test accuracy {accuracy:.3f}, chance "
+            f"{1 / classes:.3f}): its units' selectivity says little about what it learned"
+        )
+    for message in out:
+        log.warning(message)
+    return out
+
+
 def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str] | None:
     """CIFAR-10 test images for a cnn7 network (class selectivity, ablation, invariance)."""
     from orisel.data.prepare import stratified_split
@@ -231,9 +270,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     split = _test_split(args, net)
     images, labels, n_classes, sha = split if split is not None else (None, None, 10, None)
     out = Path(args.out)
-    result = tune(
-        net, spec, out, images, labels, n_classes, {"data_sha256": sha, "command": args.command}
-    )
+    provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
+    result = tune(net, spec, out, images, labels, n_classes, provenance)
     lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
     for kind in spec.stimuli:
         for layer, s in result["summary"][kind]["layers"].items():
@@ -263,6 +301,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     scores = UnitScores(args.scores, spec.stimulus)
     check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
+    _scores_of(args, net)
     images, labels, _, sha = _needs_test_split(args, net)
     result = ablate(
         net,
@@ -271,7 +310,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         images,
         labels,
         Path(args.out),
-        {"data_sha256": sha, "command": args.command},
+        {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)},
     )
     lines = [f"ablation on {len(labels)} test images -> {args.out}"]
     for s in result["splits"]:
@@ -294,10 +333,10 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     scores = UnitScores(args.scores, spec.stimulus)
     check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
+    _scores_of(args, net)
     images, _, _, sha = _needs_test_split(args, net)
-    result = invariance(
-        net, spec, scores, images, Path(args.out), {"data_sha256": sha, "command": args.command}
-    )
+    provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
+    result = invariance(net, spec, scores, images, Path(args.out), provenance)
     lines = [f"shift-invariance on {len(images)} test images -> {args.out}"]
     for name, v in result["summary"].items():
         lines.append(
@@ -676,6 +715,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orisel",
         description="Orientation and class selectivity of single units, and ablation tests.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -743,6 +784,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _network_args(ablate)
     ablate.add_argument("--scores", type=Path, required=True, help=scores_help)
+    ablate.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="use --scores computed on another checkpoint than the one analysed",
+    )  # fmt: skip
     _add_model_fields(ablate, AblateSpec, skip=set())
     ablate.set_defaults(func=cmd_ablate)
 
@@ -756,6 +801,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _network_args(inv)
     inv.add_argument("--scores", type=Path, required=True, help=scores_help)
+    inv.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="use --scores computed on another checkpoint than the one analysed",
+    )  # fmt: skip
     _add_model_fields(inv, InvarianceSpec, skip=set())
     inv.set_defaults(func=cmd_invariance)
 
@@ -915,6 +964,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_USAGE, EXIT_INPUT, EXIT_REFUSED, EXIT_SERVICE = 2, 3, 4, 5
+EXIT_CODES = """exit codes:
+  0  done (watch, submit --wait, up --paper: the job succeeded)
+  1  the job ended but did not succeed
+  2  usage: a flag or value is not allowed
+  3  input: a file, checkpoint, layer or data set is missing or unreadable
+  4  refused: the request is valid but the state forbids it (an existing --out, a
+     checkpoint of another model, scores of another checkpoint, a reused key)
+  5  service: a server answered with an error or could not be reached
+  130 interrupted (Ctrl-C, SIGTERM); temporary outputs are removed"""
+
+
+def exit_code(exc: OriselError) -> int:
+    if isinstance(exc, Unavailable):
+        return EXIT_SERVICE
+    if isinstance(exc, (NotFound, DataError)):
+        return EXIT_INPUT
+    if isinstance(exc, (FailedPrecondition, AlreadyExists)):
+        return EXIT_REFUSED
+    return EXIT_USAGE
+
+
+def _fail(args: argparse.Namespace, rc: int, kind: str, message: str) -> int:
+    sys.stderr.write(f"orisel: error: {message}\n")
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps({"error": message, "kind": kind, "exit_code": rc}) + "\n")
+    return rc
+
+
 def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -935,14 +1013,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
     except OriselError as exc:
-        sys.stderr.write(f"orisel: error: {exc}\n")
-        return 2
+        return _fail(args, exit_code(exc), type(exc).__name__, str(exc))
     except Exception as exc:
         # A service's answer (grpc.RpcError) without importing grpc for every command.
         if not (type(exc).__module__.startswith("grpc") and hasattr(exc, "code")):
             raise
-        sys.stderr.write(f"orisel: error: {exc.code().name}: {exc.details()}\n")  # type: ignore[attr-defined]
-        return 2
+        code = exc.code().name
+        return _fail(args, EXIT_SERVICE, code, f"{code}: {exc.details()}")  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         hint = "; `orisel train --resume` continues from the last checkpoint"
         sys.stderr.write(f"orisel: interrupted{hint if args.func is cmd_train else ''}\n")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orisel.core.errors import InvalidArgument
+from orisel.core.errors import FailedPrecondition
 
 
 @contextmanager
@@ -57,23 +57,24 @@ def check_output(
             continue
         src = Path(given).resolve()
         if src == out or out in src.parents:
-            raise InvalidArgument(
-                field, f"a folder that does not hold the input {given}", str(target)
+            raise FailedPrecondition(
+                f"{field} {target} holds the input {given}: name another folder"
             )
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir():
-        raise InvalidArgument(field, "a folder (this is a file, left untouched)", str(target))
+        raise FailedPrecondition(f"{field} {target} is a file (left untouched): name a folder")
     if not any(out.iterdir()):
         return
     if not (out / OUTPUT_MARKER).is_file():
-        raise InvalidArgument(
-            field, "a new or empty folder, or one orisel wrote (this one holds other files, "
-            "left untouched)", str(target),
-        )  # fmt: skip
+        raise FailedPrecondition(
+            f"{field} {target} holds files orisel did not write (left untouched): name a new or "
+            "empty folder"
+        )
     if not force:
-        raise InvalidArgument(
-            field, "a new folder, or --force to replace this earlier orisel output", str(target)
+        raise FailedPrecondition(
+            f"{field} {target} is an earlier orisel output: pass --force to replace it, or name "
+            "a new folder"
         )
 
 

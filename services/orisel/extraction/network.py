@@ -176,6 +176,7 @@ def load_network(
             "step": ckpt["step"],
             "data_sha256": ckpt.get("data_sha256"),
             "metrics": ckpt.get("metrics"),
+            "num_classes": ckpt["num_classes"],
         }
         mean = (
             ckpt["mean_image"].numpy().astype(np.float32)

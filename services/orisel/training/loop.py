@@ -204,6 +204,9 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.cfg.device)
+        if self.device.type == "cpu" and self.cfg.amp == "fp16":
+            # Half-precision autocast on a CPU is emulated, about 20x slower than float32.
+            raise InvalidArgument("amp", "off or bf16 on a CPU (fp16 needs CUDA)", self.cfg.amp)
         if self.cfg.deterministic:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
