@@ -118,7 +118,8 @@ def _train_and_scrape(base: str, stub: training_pb2_grpc.TrainingServiceStub) ->
     queued = _query(base, 'orisel_queue_messages{queue="training"}')
     assert float(queued[0]["value"][1]) == 0.0
     submits = _query(
-        base, 'orisel_grpc_server_handled_total{method="Submit",service="TrainingService"}'
+        base,
+        'orisel_grpc_server_handled_total{method="Submit",service="TrainingService",code="OK"}',
     )
     assert float(submits[0]["value"][1]) >= 1
     assert submits[0]["metric"]["code"] == "OK"

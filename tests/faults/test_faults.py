@@ -274,9 +274,13 @@ def test_broker_down_when_a_segment_ends(
     ) as own:
         own.serve(("training",))
         own.start_controller()
-        worker = own.worker("training", pool="prefork")
+        log = tmp_path / "worker.log"
+        worker = own.worker("training", pool="prefork", log=log)
         job_id = _submit(own.address, "broker-down")
-        _wait(own, job_id, _mid_segment)
+        try:
+            _wait(own, job_id, _mid_segment)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker log:\n{log.read_text()[-3000:]}") from exc
         broker.send_signal(signal.SIGKILL)  # down while the first segment still trains
         broker.wait()
         # The segment ends and is recorded in the database; sending the next one fails.
