@@ -9,21 +9,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-API = (
-    "Network",
-    "ablate",
-    "cifar10",
-    "class_selectivity",
-    "invariance",
-    "load",
-    "responses",
-    "tune",
-)
-
 
 def __getattr__(name: str) -> Any:
-    if name in API:
-        from orisel import library
+    import importlib
 
+    library = importlib.import_module("orisel.library")
+    if name in library.__all__:
         return getattr(library, name)
     raise AttributeError(f"module 'orisel' has no attribute {name!r}")

@@ -34,6 +34,7 @@ __all__ = [
     "invariance",
     "load",
     "responses",
+    "trajectory",
     "tune",
 ]
 
@@ -193,6 +194,28 @@ def invariance(
         units = UnitScores(_scores_dir(scores, Path(tmp)), inv_spec.stimulus)
         invariance_to(net, inv_spec, units, images, folder)
         return _tables(folder)
+
+
+def trajectory(
+    run: str | Path, *, out: str | Path | None = None, force: bool = False,
+    device: str = "auto", **spec: Any,
+) -> pd.DataFrame:  # fmt: skip
+    """Every checkpoint of a training run tuned: one row per (checkpoint, stimulus, layer)
+    with its selectivity summary and the run's accuracies there."""
+    from orisel.scoring.spec import TuneSpec
+    from orisel.scoring.trajectory import trajectory as trajectory_to
+    from orisel.scoring.trajectory import trajectory_rows
+
+    tune_spec = TuneSpec.model_validate(spec)
+    if out is not None:
+        check_output(Path(out), [Path(run)], force)
+        trajectory_to(Path(run), tune_spec, Path(out), device)
+        from orisel.core.tables import read_table
+
+        return _frame(read_table(Path(out) / f"trajectory.{tune_spec.format}"))
+    import pandas as pd
+
+    return pd.DataFrame(trajectory_rows(Path(run), tune_spec, device))
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
+from orisel.core import progress
 from orisel.core.atomic import atomic_dir
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.provenance import environment
@@ -232,6 +233,7 @@ def invariance(
     k = spec.shift
     shifts = [(k, 0), (0, k), (-k, 0), (0, -k)] if k else [(0, 0)]
     rows: list[dict[str, Any]] = []
+    conditions = 1 + len(spec.ablate_layers) * (2 + len(spec.seeds))
 
     def record(ablated_layer: str, condition: str, seed: int, n: int, ctx: Any) -> None:
         for res in shift_invariance(
@@ -241,22 +243,30 @@ def invariance(
                 rows.append({"ablated_layer": ablated_layer, "condition": condition, "seed": seed,
                              "n_ablated": n, "layer": layer, "dx": res.dx, "dy": res.dy,
                              "correlation": corr, "consistency": res.consistency})  # fmt: skip
+        done.update(1)
 
-    record("none", "intact", -1, 0, None)
-    for lower in spec.ablate_layers:
-        site = ab.ablation_site(net.model, lower, spec.point)
-        s, dead = scores.get(lower, spec.by)
-        split = ab.median_split(s, dead, spec.include_dead)
-        mean = ab.channel_means(net.model, site, x) if spec.mode == "mean" else None
-        for name, mask in (("top50", split.top), ("bottom50", split.bottom)):
-            units = np.flatnonzero(mask)
-            record(lower, name, -1, len(units), ab.ablated(net.model, site, units, spec.mode, mean))
-        n_top = int(split.top.sum())
-        for seed in spec.seeds:
-            units = ab.random_ranking(len(s), seed)[:n_top]
-            record(
-                lower, "random", seed, n_top, ab.ablated(net.model, site, units, spec.mode, mean)
-            )
+    with progress.counter(conditions, "shift-invariance", "condition") as done:
+        record("none", "intact", -1, 0, None)
+        for lower in spec.ablate_layers:
+            site = ab.ablation_site(net.model, lower, spec.point)
+            s, dead = scores.get(lower, spec.by)
+            split = ab.median_split(s, dead, spec.include_dead)
+            mean = ab.channel_means(net.model, site, x) if spec.mode == "mean" else None
+            for name, mask in (("top50", split.top), ("bottom50", split.bottom)):
+                units = np.flatnonzero(mask)
+                record(
+                    lower, name, -1, len(units), ab.ablated(net.model, site, units, spec.mode, mean)
+                )
+            n_top = int(split.top.sum())
+            for seed in spec.seeds:
+                units = ab.random_ranking(len(s), seed)[:n_top]
+                record(
+                    lower,
+                    "random",
+                    seed,
+                    n_top,
+                    ab.ablated(net.model, site, units, spec.mode, mean),
+                )
     with atomic_dir(out) as tmp:
         cols = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
         table = write_table(cols, tmp / "invariance", spec.format)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
+from orisel.core import progress
 from orisel.core.atomic import check_output
 from orisel.core.errors import (
     AlreadyExists,
@@ -291,6 +292,19 @@ def _needs_test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int
             "--data", "the CIFAR-10 source to evaluate on (or set ORISEL_DATA)", None
         )
     return split
+
+
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    from orisel.scoring.spec import TuneSpec
+    from orisel.scoring.trajectory import trajectory
+
+    spec = _spec(TuneSpec, args)
+    run = Path(args.run)
+    check_output(args.out, [run], args.force)
+    result = trajectory(run, spec, Path(args.out), args.device, {"command": args.command})
+    lines = [f"trajectory of {run}: {result['checkpoints']} checkpoints -> {args.out}"]
+    _emit(args, result, "\n".join(lines))
+    return 0
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -771,6 +785,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_fields(tune, TuneSpec, skip=set())
     tune.set_defaults(func=cmd_tune)
 
+    traj = sub.add_parser(
+        "trajectory",
+        parents=[common],
+        help="tune every checkpoint of a training run: selectivity against epoch and accuracy",
+        description="Score every checkpoint a run's manifest lists (as `orisel tune` does) and "
+        "write one table, trajectory.csv (epoch, step, stimulus, layer, fraction selective, mean "
+        "and median gOSI, the null's mean, dead units, and the run's train/validation/test "
+        "accuracy at that checkpoint), and trajectory.png.",
+    )
+    traj.add_argument("--run", type=Path, required=True, help="a training run folder")
+    traj.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    traj.add_argument("--force", action="store_true", help="replace an earlier orisel output")
+    traj.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    _add_model_fields(traj, TuneSpec, skip=set())
+    traj.set_defaults(func=cmd_trajectory)
+
     from orisel.ablation.spec import AblateSpec, InvarianceSpec
 
     scores_help = "the output folder of `orisel tune` whose indices order the units"
@@ -1011,7 +1041,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # process launchers install their own handlers).
     signal.signal(signal.SIGTERM, _interrupted)
     try:
-        rc: int = args.func(args)
+        with progress.shown(not getattr(args, "quiet", False)):
+            rc: int = args.func(args)
     except OriselError as exc:
         return _fail(args, exit_code(exc), type(exc).__name__, str(exc))
     except Exception as exc:

@@ -120,3 +120,29 @@ def grouped_bars(
     plt.ylabel(ylabel)
     plt.legend(fontsize=7)
     _save(fig, path)
+
+
+def trajectory(rows: list[dict[str, Any]], path: Path) -> None:
+    """Mean gOSI of each layer against epoch (left) and against test accuracy (right), one
+    panel row per stimulus set; the layers keep one colour in both panels."""
+    stimuli = list(dict.fromkeys(r["stimulus"] for r in rows))
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(layers), 1)))
+    fig, axes = plt.subplots(len(stimuli), 2, figsize=(9, 3.2 * len(stimuli)), squeeze=False)
+    for row, kind in enumerate(stimuli):
+        for col, (x_key, x_label) in enumerate(
+            (("epoch", "epoch"), ("test_accuracy", "test accuracy (fraction correct)"))
+        ):
+            ax = axes[row][col]
+            for colour, layer in zip(colours, layers, strict=True):
+                pts = sorted(
+                    (r[x_key], r["mean_gosi"]) for r in rows
+                    if r["stimulus"] == kind and r["layer"] == layer and r[x_key] is not None
+                )  # fmt: skip
+                if pts:
+                    xs, ys = zip(*pts, strict=True)
+                    ax.plot(xs, ys, marker="o", ms=3, color=colour, label=layer)
+            ax.set_xlabel(x_label)
+            ax.set_ylabel(f"mean gOSI ({kind})")
+    axes[0][1].legend(fontsize=7, title="layer", title_fontsize=7, loc="best")
+    _save(fig, path)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from orisel.core import progress
 from orisel.core.errors import InvalidArgument
 from orisel.science.names import Mode, Point
 from orisel.science.responses import resolve_layers
@@ -303,13 +304,16 @@ def _sweep_cached(
     for site in plans:
         split_at(steps, site)  # validates the name
     ordered = sorted(plans, key=lambda site: names.index(site))
-    for s in range(0, len(labels), chunk_images):
-        act, y, pos = images[s : s + chunk_images], labels[s : s + chunk_images], 0
-        for site in ordered:
-            stop = names.index(site) + 1
-            act = run_steps(steps[pos:stop], act)
-            pos = stop
-            _evaluate_site(steps[stop:], act, y, s, plans[site], mode, batch_bytes)
+    starts = range(0, len(labels), chunk_images)
+    with progress.counter(len(starts) * len(ordered), "ablation sweep", "site") as done:
+        for s in starts:
+            act, y, pos = images[s : s + chunk_images], labels[s : s + chunk_images], 0
+            for site in ordered:
+                stop = names.index(site) + 1
+                act = run_steps(steps[pos:stop], act)
+                pos = stop
+                _evaluate_site(steps[stop:], act, y, s, plans[site], mode, batch_bytes)
+                done.update(1)
 
 
 def _evaluate_site(

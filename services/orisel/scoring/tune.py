@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from orisel.core import progress
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import write_table
@@ -120,7 +121,7 @@ def score_units(
         responses = net.stimulus_responses(stim, layers, spec.reduction, spec.batch_size)
         tuned.summary[kind] = {"stimuli": stim.describe(), "layers": {}}
         scored = tuned.scored[kind] = {}
-        for i, layer in enumerate(layers):
+        for i, layer in progress.bar(enumerate(layers), f"scoring {kind}", len(layers), "layer"):
             s = score_layer(responses[layer], stim, spec, seed=spec.seed * 1000 + 100 * k + i)
             scored[layer] = s
             tuned.summary[kind]["layers"][layer] = layer_summary(s, spec)

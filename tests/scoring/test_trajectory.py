@@ -1,0 +1,37 @@
+"""`orisel trajectory`: every checkpoint of a run tuned, beside the run's own accuracies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import orisel
+from orisel.client.cli import main
+from orisel.core.tables import read_table
+
+FLAGS = ["--stimuli", "gratings", "--layers", "layer1,layer2", "--permutations", "3"]
+FLAGS += ["--n-orientations", "4", "--n-phases", "2", "--n-frequencies", "2", "-q"]
+
+
+def test_trajectory_of_a_run(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    run = tiny_checkpoint.parent
+    history = json.loads((run / "manifest.json").read_text())["history"]
+    out = tmp_path / "traj"
+    assert main(["trajectory", "--run", str(run), "--out", str(out), *FLAGS]) == 0
+    table = read_table(out / "trajectory.csv")
+    assert len(table["epoch"]) == 2 * len(history)  # two layers per checkpoint
+    np.testing.assert_allclose(
+        table["test_accuracy"][table["layer"] == "layer1"],
+        [h["metrics"]["test"]["accuracy"] for h in history],
+    )
+    assert list(table["epoch"][table["layer"] == "layer1"]) == [h["epoch"] for h in history]
+    assert (out / "trajectory.png").stat().st_size > 10_000
+    # The run itself can never be the output.
+    assert main(["trajectory", "--run", str(run), "--out", str(run), *FLAGS, "--force"]) == 4
+    frame = orisel.trajectory(
+        run, stimuli=("gratings",), layers=("layer1", "layer2"), permutations=3,
+        n_orientations=4, n_phases=2, n_frequencies=2,
+    )  # fmt: skip
+    np.testing.assert_allclose(frame["mean_gosi"].to_numpy(), table["mean_gosi"], rtol=1e-6)
