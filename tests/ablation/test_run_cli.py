@@ -173,7 +173,7 @@ def test_ablate_needs_data(
         ]
     )
     assert rc == 2
-    assert "--data: must be the CIFAR-10 source" in capsys.readouterr().err
+    assert "--data: must be the labelled images to evaluate on" in capsys.readouterr().err
 
 
 def test_ablate_layer_not_scored(

@@ -18,6 +18,7 @@ from orisel.core.tables import read_table
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network, load_network
 from orisel.scoring.spec import TuneSpec
+from tests.conftest import Arrays, imagefolder_files, write_folder
 
 SMALL = TuneSpec(n_orientations=4, n_phases=2, n_frequencies=2)
 
@@ -97,3 +98,31 @@ def test_tune_vgg16_at_a_small_input_size(tmp_path: Path) -> None:
     )
     assert {str(x) for x in units["layer"]} == {"features.1", "features.29", "classifier.1"}
     assert (units["layer"] == "features.29").sum() == 512
+
+
+@pytest.mark.integration
+def test_every_analysis_for_a_resnet_on_an_imagefolder(tmp_path: Path, arrays: Arrays) -> None:
+    """tune with class selectivity, ablate and invariance, for a random ResNet-18 at 32 px on
+    a small generated ImageFolder tree, from the command line."""
+    data = write_folder(tmp_path / "data", imagefolder_files(arrays, ".png"))
+    test = data / "cifar10" / "test"
+    net = ["--model", "resnet18", "--input-size", "32", "--device", "cpu", "--data", str(test)]
+    grid = ["--n-orientations", "4", "--n-phases", "2", "--n-frequencies", "2"]
+    layers = "layer1.0,layer2.0"
+    tune = tmp_path / "tune"
+    assert main(["tune", *net, *grid, "--layers", layers, "--permutations", "3",
+                 "--out", str(tune), "-q"]) == 0  # fmt: skip
+    units = read_table(tune / "units.csv")
+    assert np.isfinite(units["csi"]).all()  # class selectivity on the folder's 100 images
+    ab = tmp_path / "ablate"
+    assert main(["ablate", *net, "--scores", str(tune), "--layers", layers, "--point", "relu",
+                 "--orders", "gosi,csi", "--seeds", "0", "--fractions", "0,1",
+                 "--out", str(ab), "-q"]) == 0  # fmt: skip
+    curves = read_table(ab / "curves.csv")
+    intact = curves["accuracy"][curves["fraction"] == 0.0]
+    assert len(set(intact.tolist())) == 1  # nothing ablated: one accuracy
+    inv = tmp_path / "inv"
+    assert main(["invariance", *net, "--scores", str(tune), "--layers", "layer4.1",
+                 "--ablate-layers", "layer1.0", "--point", "relu", "--seeds", "0",
+                 "--out", str(inv), "-q"]) == 0  # fmt: skip
+    assert (inv / "summary.json").is_file()

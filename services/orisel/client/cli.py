@@ -235,7 +235,9 @@ def _warnings(net: Any) -> list[str]:
 
 
 def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str] | None:
-    """CIFAR-10 test images for a cnn7 network (class selectivity, ablation, invariance)."""
+    """Labelled test images (class selectivity, ablation, invariance): CIFAR-10's test split
+    for a network trained by orisel, an ImageFolder tree (e.g. ImageNet's val/) for any other
+    (--test-subset: its first N images)."""
     from orisel.data.prepare import stratified_split
     from orisel.data.sources import load_cifar10
 
@@ -243,11 +245,13 @@ def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str]
     if path is None:
         return None
     if net.mean_image is None:
-        raise InvalidArgument(
-            "--data",
-            "CIFAR-10 data for a cnn7 checkpoint (ImageNet evaluation is not wired here)",
-            str(path),
+        # Any other network: labelled images from an ImageFolder tree at its input size.
+        from orisel.data.imagenet import imagefolder_eval
+
+        images, labels, classes = imagefolder_eval(
+            Path(path), net.info.image_size, args.test_subset
         )
+        return images, labels, len(classes), ""
     ds = load_cifar10(Path(path), args.cache_dir or get_settings().cache_dir)
     expected = net.source.get("data_sha256")
     if expected and expected != ds.sha256:
@@ -289,7 +293,7 @@ def _needs_test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int
     split = _test_split(args, net)
     if split is None:
         raise InvalidArgument(
-            "--data", "the CIFAR-10 source to evaluate on (or set ORISEL_DATA)", None
+            "--data", "the labelled images to evaluate on (or set ORISEL_DATA)", None
         )
     return split
 
@@ -720,7 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_src.add_argument(
         "--data",
         type=Path,
-        help="CIFAR-10 archive or folder, python or ImageFolder layout (default: $ORISEL_DATA)",
+        help="CIFAR-10 archive or folder (python or ImageFolder layout) for networks orisel "
+        "trained; for any other network an ImageFolder tree of test images, <root>/<class>/"
+        "<image> (default: $ORISEL_DATA)",
     )
     data_src.add_argument(
         "--cache-dir", type=Path, help="decoded data cache (default: $ORISEL_CACHE_DIR)"
