@@ -30,6 +30,15 @@ def test_the_readme_example_runs_as_written(capsys: pytest.CaptureFixture[str]) 
     assert "layer4.1" in printed  # the mean gOSI of every residual block
 
 
+def test_the_tutorial_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    tutorial = (ROOT / "docs" / "tutorial.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", tutorial, re.S)
+    exec(compile(code.replace("permutations=50", "permutations=3"), "tutorial", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "relu1" in printed
+    assert "loss_increase_mean" in printed
+
+
 def test_importing_orisel_does_not_import_torch() -> None:
     code = "import orisel, sys; assert 'torch' not in sys.modules; print(orisel.__version__)"
     assert subprocess.run([sys.executable, "-c", code], check=True).returncode == 0
@@ -55,6 +64,9 @@ def test_ablate_from_a_table_matches_the_command_line(
     sweep = {"layers": ("layer1",), "orders": ("gosi",), "seeds": (0,), "fractions": (0.0, 1.0)}
     got = orisel.ablate(net, units, images, labels, **sweep)
     curves = got["curves"]
+    splits = got["splits"]
+    assert list(splits[["layer", "by"]].itertuples(index=False, name=None)) == [("layer1", "gosi")]
+    assert splits["top50_n_ablated"].iloc[0] + splits["bottom50_n_ablated"].iloc[0] <= 32
     intact = curves[curves.fraction == 0.0].accuracy.unique()
     assert len(intact) == 1  # no unit ablated: the same accuracy for every order
     csi = orisel.class_selectivity(net, images, labels, layers=("layer1",))

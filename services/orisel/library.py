@@ -167,8 +167,11 @@ def ablate(
         if out is not None:
             check_output(folder, force=force)
         units = UnitScores(_scores_dir(scores, Path(tmp)), ablate_spec.stimulus)
-        ablate_to(net, ablate_spec, units, images, labels, folder)
-        return _tables(folder)
+        result = ablate_to(net, ablate_spec, units, images, labels, folder)
+        import pandas as pd
+
+        splits = pd.json_normalize(result["splits"], sep="_")
+        return {**_tables(folder), "splits": splits}
 
 
 def invariance(
