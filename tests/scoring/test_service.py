@@ -40,7 +40,10 @@ def stub(live: Stack) -> Iterator[scoring_pb2_grpc.ScoringServiceStub]:
 
 
 def test_tune_as_a_job(
-    settings: Settings, stub: scoring_pb2_grpc.ScoringServiceStub, tiny_checkpoint: Path
+    live: Stack,
+    settings: Settings,
+    stub: scoring_pb2_grpc.ScoringServiceStub,
+    tiny_checkpoint: Path,
 ) -> None:
     store = LocalStore(settings.store_root, settings.bucket)
     ckpt = store.put_file("runs/tiny/best.pt", tiny_checkpoint)
@@ -61,6 +64,11 @@ def test_tune_as_a_job(
     units = next(ArtifactRef.from_proto(o) for o in final.outputs if o.key.endswith("units.csv"))
     rows = get_bytes(store, units).decode().strip().splitlines()
     assert len(rows) == 1 + 32 + 32  # header + the units of layer1 and layer2
+    # The analysis's own steps reached the job's progress (what Watch streams).
+    steps = [e.data for e in live.db.events(job.id) if e.type == "progress"]
+    scoring = [d for d in steps if d.get("phase", "").startswith("tune: scoring gratings")]
+    assert scoring
+    assert all(0 < d["fraction"] <= 0.95 for d in scoring)
 
 
 def test_missing_checkpoint_fails_fast(stub: scoring_pb2_grpc.ScoringServiceStub) -> None:

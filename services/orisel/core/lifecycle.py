@@ -243,12 +243,18 @@ def one_task_job(
 ) -> None:
     """A job that one task completes: `work` writes its outputs into a folder, which is
     uploaded to analyses/<job>/<name>/ (the same keys on a re-run)."""
+    from orisel.core import progress
     from orisel.core.artifacts import upload_dir
     from orisel.core.settings import make_store
 
     store = cast(ArtifactStore, make_store(settings))
     run.progress(phase=name, fraction=0.0)
-    with tempfile.TemporaryDirectory() as tmp:
+
+    def report(step: str, fraction: float) -> None:
+        # The analysis's own steps, scaled below 1: the upload still follows.
+        run.progress(phase=f"{name}: {step}", fraction=0.95 * fraction)
+
+    with tempfile.TemporaryDirectory() as tmp, progress.reported(report):
         out = Path(tmp) / name
         work(settings, store, run.job, out)
         run.check()

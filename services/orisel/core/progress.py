@@ -5,12 +5,42 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 _SHOWN: ContextVar[bool] = ContextVar("orisel_progress_shown", default=False)
+# A service job's progress sink: called with (phase, fraction of the current step) as bars move.
+_SINK: ContextVar[Callable[[str, float], None] | None] = ContextVar(
+    "orisel_progress_sink", default=None
+)
+SINK_EVERY_S = 1.0
+
+
+@contextlib.contextmanager
+def reported(sink: Callable[[str, float], None]) -> Iterator[None]:
+    """Within the block, bars also report (phase, fraction) to `sink`, at most once a second
+    (a job's progress through Watch); `sink` may raise to stop the work (a cancel)."""
+    token = _SINK.set(sink)
+    try:
+        yield
+    finally:
+        _SINK.reset(token)
+
+
+class _Sink:
+    def __init__(self, sink: Callable[[str, float], None], desc: str, total: int) -> None:
+        self.sink, self.desc, self.total = sink, desc, max(total, 1)
+        self.done, self.last = 0, 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= SINK_EVERY_S or self.done >= self.total:
+            self.last = now
+            self.sink(self.desc, min(self.done / self.total, 1.0))
 
 
 @contextlib.contextmanager
@@ -24,12 +54,21 @@ def shown(on: bool = True) -> Iterator[None]:
 
 
 def bar(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
-    """`items`, with a progress bar while bars are shown."""
+    """`items`, with a progress bar while bars are shown (and reported to a job's sink)."""
+    sink = _SINK.get()
+    if sink is not None and total:
+        return _reporting(items, _Sink(sink, desc, total))
     if not _SHOWN.get():
         return items
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+def _reporting(items: Iterable[T], sink: _Sink) -> Iterator[T]:
+    for item in items:
+        yield item
+        sink.update(1)
 
 
 class _Silent:
@@ -40,6 +79,10 @@ class _Silent:
 @contextlib.contextmanager
 def counter(total: int, desc: str, unit: str = "it") -> Iterator[Any]:
     """A bar advanced by hand (`.update(n)`), or a silent stand-in."""
+    sink = _SINK.get()
+    if sink is not None:
+        yield _Sink(sink, desc, total)
+        return
     if not _SHOWN.get():
         yield _Silent()
         return
