@@ -178,7 +178,7 @@ def write_ablation(
                 )
                 for g in ("top50", "bottom50")
             }
-            ylabel = f"cross-entropy increase (by {by})"
+            ylabel = f"cross-entropy increase (nats, ± SEM)\nunits split by {by}"
             plots.grouped_bars([r["layer"] for r in rows], series, ylabel, tmp / f"split_{by}.png")
         result = {
             "spec": spec.model_dump(mode="json"),
@@ -276,7 +276,7 @@ def invariance(
             plots.grouped_bars(
                 groups, {metric: (np.array([v[metric] for v in summary.values()]),
                                   np.array([v[f"{metric}_sd"] for v in summary.values()]))},
-                f"{metric} under shifts of {k}px", tmp / f"{metric}.png",
+                f"{metric} under shifts of {k} px (± SD)", tmp / f"{metric}.png",
             )  # fmt: skip
         result = {
             "spec": spec.model_dump(mode="json"),

@@ -14,40 +14,62 @@ import numpy as np
 from orisel.science.stimuli import StimulusSet
 
 DPI = 90
+# One colour per meaning in every figure: an index keeps its colour wherever it appears,
+# the most selective half is always red and the least selective blue, random is grey.
+INDEX_COLOURS = {"gosi": "tab:red", "osi": "tab:purple", "csi": "tab:green"}
+GROUP_COLOURS = {"top50": "tab:red", "bottom50": "tab:blue", "random": "tab:gray"}
+RANDOM = "tab:gray"
 
 
 def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    # Constrained layout makes room for every title and label (tight_layout gives up on
+    # narrow grids); the tight bounding box keeps legends placed beside the panels.
+    fig.set_layout_engine("constrained")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
 def tuning_grid(
     scored: dict[str, dict[str, np.ndarray]], kind: str, path: Path, per_layer: int = 6
 ) -> None:
-    """Each row a layer; its most selective units' normalised tuning curves (orientation in deg)."""
+    """Each row a layer; its most orientation-selective units among those that pass the
+    permutation test (`selective`), their tuning curves normalised to the unit's peak."""
     layers = list(scored)
     fig, axes = plt.subplots(
-        len(layers), per_layer, figsize=(1.6 * per_layer, 1.3 * len(layers)), squeeze=False
-    )
+        len(layers), per_layer, figsize=(1.7 * per_layer, 1.45 * len(layers) + 0.6),
+        squeeze=False, sharex=True,
+    )  # fmt: skip
     for r, layer in enumerate(layers):
         s = scored[layer]
-        order = np.argsort(-s["gosi"], kind="stable")[:per_layer]
+        significant = np.flatnonzero(s["selective"])
+        order = significant[np.argsort(-s["gosi"][significant], kind="stable")][:per_layer]
         n_or = s["curves"].shape[1]
         deg = np.arange(n_or + 1) * 180 / n_or
         for c in range(per_layer):
             ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set_ylim(0, 1.08)
+            ax.set_xticks([0, 90, 180])
+            ax.set_yticks([0, 1] if c == 0 else [])
+            ax.tick_params(labelsize=6)
             if c >= len(order):
+                if c == 0:
+                    ax.text(0.5, 0.5, "no selective unit", ha="center", va="center", fontsize=7,
+                            transform=ax.transAxes)  # fmt: skip
+                else:
+                    ax.axis("off")
                 continue
             u = order[c]
             curve = s["curves"][u]
             peak = curve.max() if curve.max() > 0 else 1.0
-            ax.plot(deg, np.append(curve, curve[0]) / peak, color="C0")
-            ax.set_ylim(0, 1.05)
-            ax.set_title(f"{layer}#{u} g={s['gosi'][u]:.2f}", fontsize=7)
-    fig.suptitle(f"most orientation-selective units ({kind}); x: 0-180 deg", fontsize=9)
+            ax.plot(deg, np.append(curve, curve[0]) / peak, color=INDEX_COLOURS["gosi"])
+            p = s["p_value"][u]
+            ax.set_title(f"{layer} #{u}: gOSI {s['gosi'][u]:.2f}, p {p:.3f}", fontsize=6)
+        axes[r, 0].set_ylabel("response / peak", fontsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("orientation (deg)", fontsize=7)
+    fig.suptitle(
+        f"most orientation-selective units that pass the permutation test ({kind})", fontsize=9
+    )
     _save(fig, path)
 
 
@@ -81,43 +103,74 @@ def histograms(summary: dict[str, Any], threshold: float, path: Path) -> None:
             edges = np.array(s["histogram_edges"])
             obs = np.array(s["histogram"], dtype=float)
             ax = axes[r, c]
-            ax.stairs(obs / max(obs.sum(), 1), edges, fill=True, alpha=0.6, label="units")
-            ax.stairs(np.array(s["null_histogram_density"]), edges, color="k", label="shuffled")
-            ax.axvline(threshold, color="r", lw=0.8)
-            ax.set_title(f"{kind} {layer}\nsel {s['fraction_selective']:.2f}", fontsize=7)
+            ax.stairs(obs / max(obs.sum(), 1), edges, fill=True, alpha=0.6,
+                      color=INDEX_COLOURS["gosi"], label="units")  # fmt: skip
+            ax.stairs(np.array(s["null_histogram_density"]), edges, color=RANDOM,
+                      label="shuffled stimuli (null)")  # fmt: skip
+            ax.axvline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
+            ax.set_title(f"{kind} {layer}\nselective {s['fraction_selective']:.2f}", fontsize=7)
             ax.tick_params(labelsize=6)
-    axes[0, 0].legend(fontsize=6)
+            if r == len(kinds) - 1:
+                ax.set_xlabel("gOSI", fontsize=7)
+        axes[r, 0].set_ylabel("fraction of units", fontsize=7)
+    # Beside the last panel, so it covers no bars.
+    axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     _save(fig, path)
 
 
 def ablation_curves(rows: dict[str, np.ndarray], layer: str, metric: str, path: Path) -> None:
-    fig = plt.figure(figsize=(4, 3))
+    """One layer's cumulative ablation: each index's order, most selective first (solid) and
+    least selective first (dashed), and random orders as their mean with the range over seeds
+    (band); for accuracy, chance as a dotted line."""
+    fig = plt.figure(figsize=(4.6, 3.3))
     sel = rows["layer"] == layer
     for order in dict.fromkeys(rows["order"][sel]):
         m = sel & (rows["order"] == order)
         frac = rows["fraction"][m]
         vals = rows[metric][m]
         xs = np.unique(frac)
-        ys = np.array([vals[frac == x].mean() for x in xs])
-        plt.plot(xs, ys, marker="o", ms=3, label=str(order))
-    plt.xlabel("fraction of units ablated")
-    plt.ylabel(metric.replace("_", " "))
+        by_x = [vals[frac == x] for x in xs]
+        mean = np.array([v.mean() for v in by_x])
+        if order == "random":
+            lo, hi = np.array([v.min() for v in by_x]), np.array([v.max() for v in by_x])
+            plt.fill_between(xs, lo, hi, color=RANDOM, alpha=0.25, lw=0)
+            n = len(np.unique(rows["seed"][m]))
+            plt.plot(xs, mean, color=RANDOM, marker="o", ms=2.5,
+                     label=f"random (mean and range of {n})")  # fmt: skip
+            continue
+        index, _, direction = str(order).partition(":")
+        style = "-" if direction == "descending" else "--"
+        what = "most" if direction == "descending" else "least"
+        plt.plot(xs, mean, style, color=INDEX_COLOURS.get(index, "k"), marker="o", ms=2.5,
+                 label=f"by {index}, {what} selective first")  # fmt: skip
+    if metric == "accuracy":
+        classes = sum(1 for k in rows if k.startswith("accuracy_class"))
+        if classes:
+            plt.axhline(1 / classes, color="k", ls=":", lw=1, label=f"chance (1/{classes})")
+        plt.ylabel("test accuracy (fraction correct)")
+    else:
+        plt.ylabel(metric.replace("_", " "))
+    plt.xlabel("fraction of the layer's units ablated")
     plt.title(layer, fontsize=9)
-    plt.legend(fontsize=7)
+    plt.legend(fontsize=6)
     _save(fig, path)
 
 
 def grouped_bars(
     groups: list[str], series: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: str, path: Path
 ) -> None:
-    """Bars with error bars: one group per x position, one colour per series."""
-    fig = plt.figure(figsize=(max(4, 0.9 * len(groups)), 3))
+    """Bars with error bars (as the y label says): one group per x position, one colour per
+    series (the most selective half red, the least selective blue, random grey, everywhere)."""
+    fig = plt.figure(figsize=(max(4.2, 0.9 * len(groups)), 3.2))
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
+    names = {"top50": "most selective half", "bottom50": "least selective half"}
     for i, (name, (mean, err)) in enumerate(series.items()):
-        plt.bar(x + i * width, mean, width, yerr=err, label=name, capsize=2)
+        plt.bar(x + i * width, mean, width, yerr=err, label=names.get(name, name), capsize=2,
+                color=GROUP_COLOURS.get(name))  # fmt: skip
     plt.xticks(x + width * (len(series) - 1) / 2, groups, fontsize=7)
-    plt.ylabel(ylabel)
+    plt.axhline(0, color="k", lw=0.6)
+    plt.ylabel(ylabel, fontsize=8)
     plt.legend(fontsize=7)
     _save(fig, path)
 
