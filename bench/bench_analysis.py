@@ -198,6 +198,47 @@ def bench_sweep(n_images: int, with_naive: bool) -> dict[str, Any]:
     return out
 
 
+def bench_vgg_sweep(n_images: int, size: int = 64) -> dict[str, Any]:
+    """VGG16 (random weights) at a small input size: the cached sweep engine against the
+    naive one (the whole network per mask), same masks, same images, side by side."""
+    from orisel.models.registry import build_model
+
+    model, _ = build_model("vgg16", image_size=size)
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n_images, 3, size, size, generator=gen)
+    y = torch.randint(0, 1000, (n_images,), generator=gen)
+    fractions = [0.0, 0.25, 0.5, 0.75, 1.0]
+    steps = ab.sequential_view(model)
+    assert steps is not None
+    sites = ("features.1", "features.15", "features.29")  # early, middle and last conv ReLU
+    masks: dict[str, np.ndarray] = {}
+    for site in sites:
+        with torch.no_grad():
+            c = run_prefix_channels(steps, site, x[:1])
+        scores = np.random.default_rng(1).random(c)
+        masks[site] = np.concatenate(
+            [
+                ab.cumulative_masks(ab.ranking(scores, "descending"), fractions),
+                ab.cumulative_masks(ab.random_ranking(c, 0), fractions),
+            ]
+        )
+    engine_s, fast = _timed(ab.sweep_sites, model, masks, x, y, chunk_images=n_images)
+    naive_s, slow = _timed(ab.sweep_sites, model, masks, x, y, engine="naive")
+    diff = max(
+        abs(a.loss_increase_mean - b.loss_increase_mean)
+        for site in sites
+        for a, b in zip(fast[site], slow[site], strict=True)
+    )
+    return {
+        "model": "vgg16 (random weights)", "input_size": size, "images": n_images,
+        "sites": list(sites), "configs": sum(len(m) for m in masks.values()),
+        "engine_s": round(engine_s, 2), "naive_s": round(naive_s, 2),
+        "speedup_naive_over_engine": round(naive_s / engine_s, 2),
+        "max_abs_difference": diff,
+    }  # fmt: skip
+
+
 def _passes(suffix: list[ab.Step], rep: torch.Tensor, rows: int) -> None:
     for i in range(0, len(rep), rows):
         ab.run_steps(suffix, rep[i : i + rows])
@@ -212,13 +253,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--only", choices=["indices", "responses", "memory", "sweep"], action="append")
+    ap.add_argument(
+        "--only", choices=["indices", "responses", "memory", "sweep", "vgg-sweep"], action="append"
+    )
     ap.add_argument("--images", type=int, default=10_000, help="test images in the sweep")
     ap.add_argument("--no-naive", action="store_true", help="skip the (slow) naive sweep")
     ap.add_argument("--vgg", action="store_true", help="also time VGG16 extraction and memory")
     ap.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = ap.parse_args()
-    parts = args.only or ["indices", "responses", "memory", "sweep"]
+    parts = args.only or ["indices", "responses", "memory", "sweep", "vgg-sweep"]
     results: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     if "indices" in parts:
         results["indices"] = bench_indices()
@@ -232,6 +275,8 @@ def main() -> None:
             results["memory"].append(bench_memory("vgg16", 1, 9))
     if "sweep" in parts:
         results["sweep"] = bench_sweep(args.images, not args.no_naive)
+    if "vgg-sweep" in parts:
+        results["vgg_sweep"] = bench_vgg_sweep(min(args.images, 500))
     results["peak_rss_mb_this_process"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )

@@ -28,17 +28,6 @@ def env_for(settings: Settings) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", **settings_env(settings)}
 
 
-def start_worker(settings: Settings, queues: str, pool: str = "solo") -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "orisel", "worker", "--queues", queues, "--pool", pool]
-    return subprocess.Popen(
-        cmd,
-        env=env_for(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )
-
-
 def unique_prefix() -> str:
     """A Redis key prefix of this test run, so no other worker can take its tasks."""
     return f"orisel-test-{uuid.uuid4().hex[:12]}:"

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -197,13 +197,3 @@ def serve_until_signal(server: Server, grace_s: float) -> None:
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop(grace_s)
-
-
-@contextlib.contextmanager
-def running(services: Sequence[Registration], host: str = "127.0.0.1") -> Iterator[Server]:
-    """A server for the duration of a block (tests, embedded mode)."""
-    server = start_server(services, host, 0)
-    try:
-        yield server
-    finally:
-        server.stop(0)
