@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,11 +14,20 @@ from pathlib import Path
 
 from orisel.core.settings import Settings, settings_env
 
-_PR_SET_PDEATHSIG = 1
+# The child asks the kernel to kill it when the test process dies (PR_SET_PDEATHSIG = 1), then
+# becomes the command. Done in the child after exec, not in a preexec_fn: the test process runs
+# gRPC, database and controller threads, and Python code between fork and exec can deadlock
+# or die there (the child then never runs, silently).
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def guarded(cmd: list[str]) -> list[str]:
+    """`cmd`, run so that it dies with the test process (none may outlive the test run)."""
+    return [sys.executable, "-c", _DIE_WITH_PARENT, *cmd]
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -45,9 +52,8 @@ def loopback_server(
 ) -> Iterator[str]:
     """Start `cmd` (which listens on `port`), wait until it accepts; yields host:port."""
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )  # fmt: skip
+        guarded(cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

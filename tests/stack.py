@@ -22,7 +22,7 @@ from orisel.core.db import JobDB, open_db
 from orisel.core.grpcserver import Server
 from orisel.core.settings import QUEUES, Settings
 from orisel.server.launch import prepare_database, start_front_end
-from tests.procs import _die_with_parent, env_for, unique_prefix
+from tests.procs import env_for, guarded, unique_prefix
 
 PG_ADMIN = os.environ.get("ORISEL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = "redis://127.0.0.1:6379/0"
@@ -87,9 +87,8 @@ class Stack:
         cmd = [sys.executable, "-m", "orisel", "worker", "--queues", queues, "--pool", pool]
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
-            cmd, env={**env_for(self.settings), "OMP_NUM_THREADS": str(threads)},
-            stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent, start_new_session=own_group,
+            guarded(cmd), env={**env_for(self.settings), "OMP_NUM_THREADS": str(threads)},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=own_group,
         )  # fmt: skip
         self.procs.append(proc)
         return proc

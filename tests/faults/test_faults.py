@@ -29,7 +29,7 @@ from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.client.jobs import JobClient
 from orisel.core.jobs import Job, JobState
 from orisel.core.storage import LocalStore
-from tests.procs import _die_with_parent, env_for, free_port, moto_server
+from tests.procs import env_for, free_port, guarded, moto_server
 from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
@@ -103,9 +103,11 @@ def _same_as_reference(live: Stack, reference: Job, job: Job) -> None:
 
 def _controller(live: Stack) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orisel", "controller"], env=env_for(live.settings),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
-    )  # fmt: skip
+        guarded([sys.executable, "-m", "orisel", "controller"]),
+        env=env_for(live.settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     live.procs.append(proc)
     return proc
 
@@ -209,9 +211,8 @@ def test_front_end_killed_during_watch(live: Stack, reference: Job) -> None:
 
     def front_end() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )  # fmt: skip
+            guarded(cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         live.procs.append(proc)
         return proc
 
@@ -250,9 +251,7 @@ def test_front_end_killed_during_watch(live: Stack, reference: Job) -> None:
 def _redis_server(port: int) -> subprocess.Popen[bytes]:
     cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
     cmd += ["--appendonly", "no"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
-    )
+    proc = subprocess.Popen(guarded(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
