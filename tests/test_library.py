@@ -108,3 +108,30 @@ def test_a_model_class_from_a_file(tmp_path: Path) -> None:
     assert set(units["layer"].tolist()) == {"act"}
     assert len(units["layer"]) == 8
     assert main(["tune", "--model", f"{source}:Missing", "--out", str(tmp_path / "x"), "-q"]) == 3
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation, on purpose
+def test_an_exported_program_and_a_torchscript_file(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.Conv2d(6, 8, 3), nn.ReLU()).eval()
+    x = torch.zeros(2, 3, 32, 32)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (x,), dynamic_shapes={"input": {0: batch}})
+    torch.export.save(program, tmp_path / "m.pt2")
+    out = tmp_path / "tune"
+    flags = ["--out", str(out), "--stimuli", "gratings", "--permutations", "3", "-q"]
+    assert main(["tune", "--model", str(tmp_path / "m.pt2"), *flags]) == 0  # 32 px from the file
+    units = read_table(out / "units.csv")
+    assert set(units["layer"].tolist()) == {"1", "3"}  # the ReLUs, named as in the model
+    direct = orisel.Network.from_module(model, input_size=32)
+    want = orisel.tune(direct, stimuli=("gratings",), permutations=3)
+    np.testing.assert_allclose(units["gosi"], want["gosi"].to_numpy(), rtol=1e-5, atol=1e-6)
+    static = torch.export.export(model, (x,))
+    torch.export.save(static, tmp_path / "static.pt2")
+    flags[1] = str(tmp_path / "t2")
+    assert main(["tune", "--model", str(tmp_path / "static.pt2"), *flags]) == 4
+    torch.jit.save(torch.jit.trace(model, x), str(tmp_path / "m.ts"))
+    flags[1] = str(tmp_path / "t3")
+    assert main(["tune", "--model", str(tmp_path / "m.ts"), *flags]) == 4

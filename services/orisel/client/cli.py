@@ -689,8 +689,9 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        help="instead of a checkpoint: a torchvision model name (e.g. vgg16) or your own, "
-        "path/to/file.py:ClassName (pixels in [0, 1]; --weights a state-dict file)",
+        help="instead of a checkpoint: a torchvision model name (e.g. vgg16), or your own: "
+        "path/to/file.py:ClassName (--weights a state-dict file) or a torch.export archive "
+        "(.pt2, dynamic batch); pixels in [0, 1]",
     )
     parser.add_argument(
         "--weights", help="torchvision weights name (DEFAULT, IMAGENET1K_V1) or file"

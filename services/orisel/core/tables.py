@@ -32,9 +32,18 @@ def write_table(columns: Mapping[str, np.ndarray], path_stem: Path, fmt: TableFo
     return path
 
 
+# Names, never numbers, even when a layer is called "1" (an nn.Sequential's child).
+NAME_COLUMNS = ("stimulus", "layer", "site", "order", "ablated_layer", "condition")
+
+
 def read_table(path: Path) -> dict[str, np.ndarray]:
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+    else:
+        names = pacsv.ConvertOptions(column_types={c: pa.string() for c in NAME_COLUMNS})
+        table = pacsv.read_csv(path, convert_options=names)
     return {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}

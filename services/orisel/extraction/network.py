@@ -12,7 +12,13 @@ from torch import nn
 from orisel.core.errors import InvalidArgument
 from orisel.core.provenance import sha256_file
 from orisel.models.cnn7 import CNN7
-from orisel.models.registry import USER_MODEL, ModelInfo, build_model, user_model
+from orisel.models.registry import (
+    USER_MODEL,
+    ModelInfo,
+    build_model,
+    exported_model,
+    user_model,
+)
 from orisel.science.names import Reduction
 from orisel.science.responses import (
     count_calls,
@@ -147,7 +153,20 @@ def analysed_layers(model: nn.Module) -> tuple[str, ...]:
             f"classifier.{n}" for n, m in classifier.named_children() if isinstance(m, nn.ReLU)
         ]
         return (*feats, *dense[:2])
-    return tuple(n for n, m in model.named_modules() if isinstance(m, nn.ReLU))
+    return tuple(n for n, m in model.named_modules() if _is_relu(m))
+
+
+def _is_relu(module: nn.Module) -> bool:
+    """An nn.ReLU, or what a ReLU becomes in an unflattened torch.export program: a leaf
+    module whose graph is one aten.relu call."""
+    if isinstance(module, nn.ReLU):
+        return True
+    graph = getattr(module, "graph", None)
+    if graph is None or any(True for _ in module.children()):
+        return False
+    relu = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default)
+    calls = [n for n in graph.nodes if n.op == "call_function"]
+    return len(calls) == 1 and calls[0].target in relu
 
 
 def load_network(
@@ -191,6 +210,10 @@ def load_network(
         if USER_MODEL.match(model_name):
             module = user_model(model_name, weights)
             return Network.from_module(module, input_size or 224, name=model_name, device=device)
+        if model_name.endswith((".pt2", ".pt", ".pth", ".ts")) and Path(model_name).is_file():
+            module, exported_size = exported_model(Path(model_name))
+            size = input_size or exported_size or 224
+            return Network.from_module(module, size, name=model_name, device=device)
         model, info = build_model(
             model_name, weights=weights, download=download, image_size=input_size
         )

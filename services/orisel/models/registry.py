@@ -188,3 +188,31 @@ def user_model(spec: str, weights: str | None = None) -> nn.Module:
     if weights is not None:
         load_state(model, load_weights_file(Path(weights)), f"weights {weights}")
     return model
+
+
+def exported_model(path: Path) -> tuple[nn.Module, int | None]:
+    """A `torch.export` archive (.pt2) as a module whose submodules can be read (unflattened),
+    and the input size it was exported with. Its batch dimension must be dynamic: orisel feeds
+    batches of any size. A TorchScript file is refused: its modules take no Python hooks."""
+    if not path.is_file():
+        raise NotFound(f"model file {path} does not exist")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise FailedPrecondition(
+            f"{path} is not a torch.export archive ({exc!r}); TorchScript files cannot be read "
+            "layer by layer: export the model with torch.export.export(..., dynamic_shapes="
+            '{"x": {0: torch.export.Dim("batch")}}) and torch.export.save'
+        ) from exc
+    example = program.example_inputs[0][0] if program.example_inputs else None
+    if example is not None:
+        batch = 2 if example.shape[0] != 2 else 3
+        try:
+            torch.export.unflatten(program)(example.new_zeros((batch, *example.shape[1:])))
+        except Exception as exc:
+            raise FailedPrecondition(
+                f"{path} was exported for batches of {example.shape[0]} only: export it with a "
+                'dynamic batch, dynamic_shapes={"x": {0: torch.export.Dim("batch")}}'
+            ) from exc
+    size = int(example.shape[-1]) if example is not None and example.ndim == 4 else None
+    return torch.export.unflatten(program), size
