@@ -38,7 +38,7 @@ from orisel.core.errors import OriselError
 from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
 from orisel.core.settings import Settings, make_store
-from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_bytes
+from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
 from orisel.extraction.network import Network, load_network
 
 
@@ -139,7 +139,10 @@ def chunk_task(run: JobRun, settings: Settings) -> None:
         except OriselError as exc:
             raise OriselError(f"{layer}: {exc}") from exc
         run.check()
-        put_bytes(store, key, json.dumps(parts, sort_keys=True).encode())
+        with tempfile.TemporaryDirectory() as tmp:
+            blob = Path(tmp) / "chunk.json"
+            blob.write_text(json.dumps(parts, sort_keys=True))
+            put_if_absent(store, key, blob)  # a racing attempt's result stands
     run.succeed([store.stat(key)])
 
 

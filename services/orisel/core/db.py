@@ -205,6 +205,15 @@ class JobDB:
             metrics.JOBS.labels(row.kind, JobState(row.state).name.lower()).inc()
         return row
 
+    @staticmethod
+    def _lock_parent(c: Connection, job_id: str) -> None:
+        """Lock the job's parent row first: every transaction that touches a parent and its
+        child locks the parent before the child (a cancel walks down, an ending child wakes
+        its parent up), so two of them can never wait on each other (a deadlock)."""
+        parent = c.execute(select(jobs.c.parent_id).where(jobs.c.id == job_id)).scalar()
+        if parent:
+            c.execute(select(jobs.c.id).where(jobs.c.id == parent).with_for_update()).all()
+
     def _wake_parent(self, c: Connection, parent_id: str | None) -> None:
         """A child ended: its parent owes itself a run (coalesced with one already owed)."""
         if parent_id:
@@ -369,6 +378,7 @@ class JobDB:
         write a task makes requires the job to be unfinished (and leased to it)."""
         job = self.get(job_id, kind)
         with self._write() as c:
+            self._lock_parent(c, job_id)
             frontier, first = [job_id], True
             while frontier:
                 nxt: list[str] = []
@@ -456,7 +466,9 @@ class JobDB:
                     "lease_owner": worker[:NAME_LEN],
                     "lease_until": now + lease_s,
                     "attempts": jobs.c.attempts + 1,
+                    # The message was taken: nothing is owed or in flight any more.
                     "dispatch_at": None,
+                    "sent_at": None,
                 },
                 "transition" if before == JobState.QUEUED else "claimed",
                 worker,
@@ -528,6 +540,7 @@ class JobDB:
         if state == JobState.SUCCEEDED:
             values |= {"fraction": 1.0, "phase": "done", "eta_seconds": 0.0}
         with self._write() as c:
+            self._lock_parent(c, job_id)
             row = self._move(
                 c, job_id, self._held(worker), values, "transition", worker, error=error
             )
@@ -552,6 +565,8 @@ class JobDB:
         if error:
             values["retries"] = jobs.c.retries + 1
         with self._write() as c:
+            if error:  # may end the job, waking its parent
+                self._lock_parent(c, job_id)
             row = self._move(
                 c,
                 job_id,
@@ -659,6 +674,7 @@ class JobDB:
             )
         for job_id in lapsed:
             with self._write() as c:
+                self._lock_parent(c, job_id)
                 row = self._move(
                     c,
                     job_id,
@@ -699,7 +715,9 @@ class JobDB:
                     jobs.c.state.in_(ACTIVE),
                     jobs.c.lease_owner.is_(None),
                     jobs.c.dispatch_at.is_(None),
-                    or_(jobs.c.sent_at.is_(None), jobs.c.sent_at < now - dispatch_timeout_s),
+                    # Sent and never taken. A parent waiting for its children was taken
+                    # and given back (sent_at cleared): its children wake it, not a timer.
+                    jobs.c.sent_at < now - dispatch_timeout_s,
                 )
                 .values(dispatch_at=now)
             ).rowcount

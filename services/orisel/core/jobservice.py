@@ -50,13 +50,14 @@ def job_state(value: int, field: str = "state") -> JobState | None:
 
 
 class Watcher:
-    """Wakes the Watch streams of jobs whose version changed; one poll for all of them."""
+    """Wakes the Watch streams of jobs whose version changed; one poll for all of them. Each
+    stream is woken when the job's version differs from the one that stream last sent, so no
+    change can slip between a stream's read and its wait."""
 
     def __init__(self, db: JobDB, interval: float = WATCH_POLL_S) -> None:
         self.db = db
         self.interval = interval
-        self._subs: dict[str, set[asyncio.Event]] = {}
-        self._seen: dict[str, int] = {}
+        self._subs: dict[str, dict[asyncio.Event, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def _poll(self) -> None:
@@ -68,9 +69,8 @@ class Watcher:
             except Exception:  # database away for a moment: the streams wait, then resume
                 continue
             for job_id, (version, _) in versions.items():
-                if version != self._seen.get(job_id):
-                    self._seen[job_id] = version
-                    for ev in self._subs.get(job_id, ()):
+                for ev, seen in self._subs.get(job_id, {}).items():
+                    if version != seen:
                         ev.set()
         self._task = None
 
@@ -80,14 +80,16 @@ class Watcher:
             raise InvalidArgument("after_seq", "0 or a seq the server sent", after_seq)
         if sum(len(s) for s in self._subs.values()) >= MAX_WATCHERS:
             raise InvalidArgument("id", "a job to watch when fewer streams are open", job_id)
-        job = await asyncio.to_thread(self.db.get, job_id, kind)
         ev = asyncio.Event()
-        self._subs.setdefault(job_id, set()).add(ev)
+        subs = self._subs.setdefault(job_id, {})
+        subs[ev] = -1  # registered before the first read: any later change wakes it
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._poll())
         try:
+            job = await asyncio.to_thread(self.db.get, job_id, kind)
             last = after_seq
             while True:
+                subs[ev] = job.version
                 if job.version > last:
                     last = job.version
                     yield job
@@ -97,12 +99,9 @@ class Watcher:
                 ev.clear()
                 job = await asyncio.to_thread(self.db.get, job_id)
         finally:
-            subs = self._subs.get(job_id)
-            if subs is not None:
-                subs.discard(ev)
-                if not subs:
-                    del self._subs[job_id]
-                    self._seen.pop(job_id, None)
+            subs.pop(ev, None)
+            if not subs and self._subs.get(job_id) is subs:
+                del self._subs[job_id]
 
 
 class SubmitBatcher:

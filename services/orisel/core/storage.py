@@ -15,6 +15,7 @@ visible only once its (single or multipart) upload completes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -113,12 +114,17 @@ def _same_or_refuse(stored: ArtifactRef, new: ArtifactRef) -> ArtifactRef:
 
 
 def put_if_absent(store: ArtifactStore, key: str, path: Path) -> ArtifactRef:
-    """The object at `key`, written from `path` unless an earlier attempt of the same job
-    already wrote it (first write wins)."""
+    """The object at `key`, written from `path` unless another attempt of the same job wrote
+    it first (an earlier one, or one that lost its lease and raced this one): the first write
+    wins, and the reference returned is always the stored object's."""
     try:
         return store.stat(key)
     except NotFound:
-        return store.put_file(key, path)
+        pass
+    # Another attempt's bytes may get there first (FailedPrecondition): they stand.
+    with contextlib.suppress(FailedPrecondition):
+        store.put_file(key, path)
+    return store.stat(key)
 
 
 class _Measured:

@@ -60,8 +60,14 @@ def _restore(store: ArtifactStore, job_id: str, run_dir: Path) -> None:
     manifests = sorted(k for k in refs if k.startswith(SEGMENT_MANIFESTS))
     if not manifests:
         return
-    if not (run_dir / MANIFEST).is_file():
-        store.get_file(refs[manifests[-1]], run_dir / MANIFEST)
+    stored_step = int(Path(manifests[-1]).stem)
+    local = run_dir / MANIFEST
+    local_history = read_manifest(run_dir).get("history", []) if local.is_file() else []
+    # Another worker may have trained later segments: the store's newest manifest wins over
+    # this worker's older copy (a newer local one is this worker's own unfinished upload).
+    if not local_history or local_history[-1]["step"] < stored_step:
+        local.unlink(missing_ok=True)
+        store.get_file(refs[manifests[-1]], local)
     ckpts = sorted(k for k in refs if k.startswith("checkpoints/"))
     best = (read_manifest(run_dir).get("best") or {}).get("file")
     for name in {*ckpts[-1:], *([best] if best in refs else [])}:
@@ -81,7 +87,7 @@ def _upload(
     for path in list_checkpoints(run_dir):
         key = run_prefix(job_id) + path.relative_to(run_dir).as_posix()
         if key not in present:
-            store.put_file(key, path)
+            put_if_absent(store, key, path)
     segment_key = f"{run_prefix(job_id)}{SEGMENT_MANIFESTS}{step:09d}.json"
     put_if_absent(store, segment_key, run_dir / MANIFEST)
     if not final:
