@@ -107,10 +107,10 @@ def training_done(run: str) -> None:
                 gauge.remove(run, split)
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on `port` (0: not at all) from a background thread."""
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Expose /metrics on host:port (port 0: not at all) from a background thread."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)
 
 
 @contextmanager

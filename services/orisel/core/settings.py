@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         0, ge=0, le=65535, description="port of /metrics for Prometheus (0: not served)"
     )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="address /metrics binds: loopback unless a scraper elsewhere needs it "
+        "(the container image sets 0.0.0.0 for Kubernetes)",
+    )
     grace_s: float = Field(10.0, ge=0, description="seconds to finish calls on SIGTERM")
 
 

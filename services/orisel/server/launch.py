@@ -44,7 +44,7 @@ def start_front_end(settings: Settings, services: Sequence[str]) -> Server:
 def serve(settings: Settings, service: str) -> None:
     server = start_front_end(settings, [service])
     sys.stderr.write(f"orisel {service} service on {settings.grpc_host}:{server.port}\n")
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     serve_until_signal(server, settings.grace_s)
 
 
@@ -58,7 +58,7 @@ def run_controller(settings: Settings) -> None:
         open_db(settings.database_url, settings.max_attempts), celery_sender(settings), settings
     )
     metrics.watch_queues(settings.broker_url, settings.broker_prefix, QUEUES)
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -73,7 +73,7 @@ def run_worker(settings: Settings, queues: Sequence[str], concurrency: int, pool
 
     prepare_database(settings)
     # Solo and thread pools run tasks in this process, so its /metrics sees them.
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_host)
     app.worker_main(
         [
             "worker",
