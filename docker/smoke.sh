@@ -20,10 +20,20 @@ BASE=localhost/debian-python:bookworm
 IMAGE=localhost/orisel:smoke
 t0=$(date +%s)
 
+# The Debian mirror this machine's apt already uses (deb822 .sources or a sources.list line).
+debian_mirror() {
+  {
+    grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+    grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'
+  } | grep -E '/debian/?$' | head -1
+}
+
 if ! podman image exists "$BASE"; then
+  mirror=$(debian_mirror)
+  [ -n "$mirror" ] || { echo "smoke: no Debian mirror in the apt sources" >&2; exit 2; }
   root=$(mktemp -d)
   debootstrap --variant=minbase --include=python3,python3-venv,passwd bookworm "$root" \
-    http://deb.debian.org/debian >/dev/null
+    "$mirror" >/dev/null
   tar -C "$root" -c . | podman import - "$BASE" >/dev/null
   rm -rf "$root"
 fi
