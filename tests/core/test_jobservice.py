@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,6 +19,9 @@ from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core import metrics
+from orisel.core.artifacts import local_path
+from orisel.core.errors import InvalidArgument
+from orisel.core.storage import ArtifactRef
 from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
@@ -101,6 +105,24 @@ def test_bad_pipeline_and_scoring_specs(channel: grpc.Channel) -> None:
         assert details.startswith("key:")
     long_key = scoring_pb2.SubmitRequest(idempotency_key="k" * 300, spec=scoring_pb2.ScoreSpec())
     assert _code(score.Submit, long_key)[0] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_no_request_field_names_a_path_or_bucket(live: Stack, channel: grpc.Channel) -> None:
+    """A data reference is resolved in the store at Submit: a crafted checksum or bucket
+    never reaches a worker's file system or S3 client, and nothing is created."""
+    stub = training_pb2_grpc.TrainingServiceStub(channel)
+    before = len(live.db.list(page_size=1000)[0])
+    crafted = [
+        common_pb2.ArtifactRef(key="x/passwd", sha256="../../../../etc"),
+        common_pb2.ArtifactRef(key="../../etc/passwd"),
+        common_pb2.ArtifactRef(bucket="someone-elses", key="datasets/c.tar.gz"),
+    ]
+    for ref in crafted:
+        code, details = _code(stub.Submit, training_pb2.SubmitRequest(spec=_train(data=ref)))
+        assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT), details
+    assert len(live.db.list(page_size=1000)[0]) == before
+    with pytest.raises(InvalidArgument, match="sha256"):
+        local_path(Path("/work/cache"), ArtifactRef("b", "x/passwd", "../../../../etc", 1))
 
 
 def test_bad_ids_tokens_and_enums(channel: grpc.Channel) -> None:

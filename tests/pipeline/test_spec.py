@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from orisel.api.pipeline.v1 import pipeline_pb2
 from orisel.core.errors import InvalidArgument
+from orisel.core.storage import LocalStore
 from orisel.pipeline.servicer import spec_of
 from orisel.pipeline.spec import PaperSpec, Variant
 
@@ -42,12 +45,13 @@ def test_bad_fields_are_named(fields: dict[str, object], name: str) -> None:
     assert err.value.errors()[0]["loc"][0] == name
 
 
-def test_request_zeros_mean_defaults_and_errors_name_the_spec_field() -> None:
-    got = spec_of(pipeline_pb2.SubmitRequest(spec=pipeline_pb2.PaperSpec(epochs=3)))
+def test_request_zeros_mean_defaults_and_errors_name_the_spec_field(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    got = spec_of(pipeline_pb2.SubmitRequest(spec=pipeline_pb2.PaperSpec(epochs=3)), store)
     assert got["paper"]["epochs"] == 3
     assert got["paper"]["label_corruptions"] == [0.0, 0.1, 0.2, 0.4]
     assert got["data"] is None
     bad = pipeline_pb2.SubmitRequest(spec=pipeline_pb2.PaperSpec(label_corruptions=[0.5, 1.5]))
     with pytest.raises(InvalidArgument) as err:
-        spec_of(bad)
+        spec_of(bad, store)
     assert err.value.field == "spec.label_corruptions"

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from orisel.core.storage import ArtifactRef, ArtifactStore, put_if_absent
+from orisel.core.storage import ArtifactRef, ArtifactStore, check_key, put_if_absent
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def local_path(cache_root: Path, ref: ArtifactRef) -> Path:
+    """Where a worker keeps its copy of `ref`: <root>/<sha256>/<file name>, from a checksum
+    that must be hex and a key the store accepts, so no reference can point outside the root."""
+    check_key(ref.key)
+    if not SHA256.fullmatch(ref.sha256):
+        raise InvalidArgument("sha256", "64 hex digits, as the store recorded", ref.sha256)
+    return cache_root / ref.sha256 / PurePosixPath(ref.key).name
 
 
 def fetch(store: ArtifactStore, ref: ArtifactRef, cache_root: Path) -> Path:
     """A local copy of `ref`, cached by content: a second task on the same worker reuses it."""
-    local = cache_root / ref.sha256 / Path(ref.key).name
+    local = local_path(cache_root, ref)
     return local if local.is_file() else store.get_file(ref, local)
 
 

@@ -48,43 +48,23 @@ class JobStopped(Exception):
 
 def is_transient(exc: BaseException) -> bool:
     """Errors of reaching a store, broker or database, which a later attempt may not meet."""
-    if isinstance(exc, (Unavailable, ConnectionError, TimeoutError)):
-        return True
-    transient: list[type[BaseException]] = []
-    try:
-        import urllib3.exceptions
+    import kombu.exceptions
+    import redis.exceptions
+    import sqlalchemy.exc
+    import urllib3.exceptions
+    from minio.error import S3Error, ServerError
 
-        transient += [urllib3.exceptions.HTTPError]
-    except ImportError:  # pragma: no cover - urllib3 comes with minio
-        pass
-    try:
-        import kombu.exceptions
-
-        transient += [kombu.exceptions.OperationalError]
-    except ImportError:  # pragma: no cover - kombu comes with celery
-        pass
-    try:
-        import redis.exceptions
-
-        transient += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
-    except ImportError:  # pragma: no cover - redis is a dependency
-        pass
-    try:
-        import sqlalchemy.exc
-
-        transient += [sqlalchemy.exc.OperationalError]
-    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
-        pass
-    try:
-        from minio.error import S3Error, ServerError
-
-        if isinstance(exc, ServerError):
-            return True
-        if isinstance(exc, S3Error) and exc.code in ("SlowDown", "ServiceUnavailable"):
-            return True
-    except ImportError:  # pragma: no cover - minio is a dependency
-        pass
-    return isinstance(exc, tuple(transient))
+    if isinstance(exc, S3Error):
+        return exc.code in ("SlowDown", "ServiceUnavailable")
+    return isinstance(
+        exc,
+        (
+            Unavailable, ConnectionError, TimeoutError, ServerError,
+            urllib3.exceptions.HTTPError, kombu.exceptions.OperationalError,
+            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            sqlalchemy.exc.OperationalError,
+        ),
+    )  # fmt: skip
 
 
 def worker_name() -> str:

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from orisel.core.artifacts import resolve
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
-from orisel.core.storage import ArtifactRef
+from orisel.core.storage import ArtifactStore
 from orisel.pipeline.spec import PaperSpec
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
 ADVANCE_TASK = "orisel.pipeline.advance"
 
 
-def spec_of(request: pipeline_pb2.SubmitRequest) -> dict[str, Any]:
+def spec_of(request: pipeline_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
     """PaperSpec from the message; zero or empty fields take the paper's defaults."""
     spec = request.spec
     given: dict[str, Any] = {
@@ -25,12 +26,13 @@ def spec_of(request: pipeline_pb2.SubmitRequest) -> dict[str, Any]:
         for k in ("epochs", "train_subset", "val_size", "test_subset", "permutations")
         if getattr(spec, k)
     }
-    data = ArtifactRef.from_proto(spec.data).__dict__ if spec.HasField("data") else None
+    # Resolved in the store: no field of the request names a path, bucket or checksum.
+    data = resolve(store, spec, "data").__dict__ if spec.HasField("data") else None
     return {"paper": validated(PaperSpec, given, "spec"), "data": data}
 
 
 def registration(b: Backends) -> Registration:
     return job_registration(
         b, pipeline_pb2, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
-        SERVICE_NAME, "pipeline", spec_of, lambda _: ADVANCE_TASK,
+        SERVICE_NAME, "pipeline", lambda r: spec_of(r, b.store), lambda _: ADVANCE_TASK,
     )  # fmt: skip

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
+from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
-from orisel.core.storage import ArtifactRef
+from orisel.core.storage import ArtifactStore
 from orisel.training.config import TrainConfig
 
 
-def spec_from_proto(spec: training_pb2.TrainSpec) -> dict[str, Any]:
+def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[str, Any]:
     """The job's spec: its TrainConfig, data and segment size; proto zeros mean "the default"."""
     fields: dict[str, Any] = {}
     for name in ("model", "epochs", "batch_size", "lr", "seed"):
@@ -33,13 +34,14 @@ def spec_from_proto(spec: training_pb2.TrainSpec) -> dict[str, Any]:
         )
     return {
         "config": config,
-        "data": ArtifactRef.from_proto(spec.data).__dict__ if spec.HasField("data") else None,
+        # Resolved in the store: no field of the request names a path, bucket or checksum.
+        "data": resolve(store, spec, "data").__dict__ if spec.HasField("data") else None,
         "segment_epochs": spec.epochs_per_segment or None,
     }
 
 
-def spec_of(request: training_pb2.SubmitRequest) -> dict[str, Any]:
-    return spec_from_proto(request.spec)
+def spec_of(request: training_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
+    return spec_from_proto(request.spec, store)
 
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
@@ -49,5 +51,5 @@ SEGMENT_TASK = "orisel.training.segment"
 def registration(b: Backends) -> Registration:
     return job_registration(
         b, training_pb2, training_pb2_grpc.add_TrainingServiceServicer_to_server,
-        SERVICE_NAME, "training", spec_of, lambda _: SEGMENT_TASK,
+        SERVICE_NAME, "training", lambda r: spec_of(r, b.store), lambda _: SEGMENT_TASK,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from orisel.core import metrics
+from orisel.core.artifacts import fetch
 from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
 from orisel.core.lifecycle import JobRun
@@ -44,9 +45,7 @@ def run_prefix(job_id: str) -> str:
 def _data_path(spec: dict[str, Any], store: ArtifactStore, settings: Settings) -> Path:
     ref = spec.get("data")
     if ref:
-        artifact = ArtifactRef(**ref)
-        local = settings.work_dir / "data" / artifact.sha256 / Path(artifact.key).name
-        return local if local.is_file() else store.get_file(artifact, local)
+        return fetch(store, ArtifactRef(**ref), settings.work_dir / "data")
     if settings.data is None:
         raise OriselError("no data: the job names none and ORISEL_DATA is not set on the worker")
     return settings.data
