@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ from PIL import Image
 
 from orisel.core.errors import DataError
 from orisel.data.imagenet import imagefolder_eval
+from tests.conftest import write_folder, write_tar
 
 
 def test_images_are_resized_and_centre_cropped(tmp_path: Path) -> None:
@@ -34,3 +36,23 @@ def test_folder_without_images(tmp_path: Path) -> None:
     (tmp_path / "n01440764").mkdir()
     with pytest.raises(DataError, match="no images found"):
         imagefolder_eval(tmp_path, 224)
+
+
+def test_an_archive_reads_as_its_folder_and_prefers_the_evaluation_split(tmp_path: Path) -> None:
+    files = {}
+    for split, colour in (("train", (0, 255, 0)), ("test", (255, 0, 0))):
+        for cls in ("cat", "dog"):
+            buf = io.BytesIO()
+            Image.new("RGB", (40, 40), colour).save(buf, "PNG")
+            files[f"cifar10/{split}/{cls}/0.png"] = buf.getvalue()
+    archive = write_tar(tmp_path / "images.tar.gz", files)
+    folder = write_folder(tmp_path / "tree", files)
+    images, labels, classes = imagefolder_eval(archive, 32)
+    assert classes == ("cat", "dog")
+    assert labels.tolist() == [0, 1]
+    np.testing.assert_array_equal(images.reshape(-1, 3).mean(0), [255, 0, 0])  # test/, not train/
+    again = imagefolder_eval(folder, 32)
+    np.testing.assert_array_equal(again[0], images)
+    (folder / "cifar10" / "test").rename(folder / "cifar10" / "other")
+    with pytest.raises(DataError, match="images in several folders"):
+        imagefolder_eval(folder, 32)

@@ -15,6 +15,7 @@ from torch import nn
 from orisel.client.cli import main
 from orisel.core.errors import InvalidArgument
 from orisel.core.tables import read_table
+from orisel.data.imagenet import imagefolder_eval
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network, load_network
 from orisel.scoring.spec import TuneSpec
@@ -68,9 +69,21 @@ def test_every_relu_of_an_unknown_family_is_named_per_call(resnet: Network) -> N
 def _tune(tmp_path: Path, *args: str) -> dict[str, np.ndarray]:
     out = tmp_path / "tune"
     rc = main(
-        ["tune", *args, "--device", "cpu", "--out", str(out), "--stimuli", "gratings",
-         "--permutations", "3", "-q", "--json"]
-    )  # fmt: skip
+        [
+            "tune",
+            *args,
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--stimuli",
+            "gratings",
+            "--permutations",
+            "3",
+            "-q",
+            "--json",
+        ]
+    )
     assert rc == 0
     return read_table(out / "units.csv")
 
@@ -100,29 +113,164 @@ def test_tune_vgg16_at_a_small_input_size(tmp_path: Path) -> None:
     assert (units["layer"] == "features.29").sum() == 512
 
 
+USER_MODULE = """
+from torch import nn
+
+class Mine(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 5, padding=2)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.act2 = nn.ReLU()
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.act2(self.conv2(self.act1(self.conv1(x)))).mean((2, 3)))
+"""
+
+# (model flag, analysed layers, the higher layer invariance reads, the lower one it ablates)
+FAMILIES = {
+    "resnet18": ("resnet18", "layer1.0,layer2.0", "layer4.1", "layer1.0"),
+    "vgg16": ("vgg16", "features.1,features.3", "features.29", "features.1"),
+    "file": ("{file}:Mine", "act1,act2", "act2", "act1"),
+}
+
+
 @pytest.mark.integration
-def test_every_analysis_for_a_resnet_on_an_imagefolder(tmp_path: Path, arrays: Arrays) -> None:
-    """tune with class selectivity, ablate and invariance, for a random ResNet-18 at 32 px on
-    a small generated ImageFolder tree, from the command line."""
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_analysis_for_any_model_on_an_imagefolder(
+    tmp_path: Path, arrays: Arrays, family: str
+) -> None:
+    """tune with class selectivity, ablate and invariance, for a random ResNet-18, VGG16 and a
+    module from the user's file at 32 px, on a small generated ImageFolder tree, from the
+    command line; then the same through the Python API, which must give the same numbers."""
+    source = tmp_path / "mine.py"
+    source.write_text(USER_MODULE)
+    model, layers, higher, lower = FAMILIES[family]
+    model = model.format(file=source)
     data = write_folder(tmp_path / "data", imagefolder_files(arrays, ".png"))
     test = data / "cifar10" / "test"
-    net = ["--model", "resnet18", "--input-size", "32", "--device", "cpu", "--data", str(test)]
+    torch.manual_seed(0)
+    net = ["--model", model, "--input-size", "32", "--device", "cpu", "--data", str(test)]
     grid = ["--n-orientations", "4", "--n-phases", "2", "--n-frequencies", "2"]
-    layers = "layer1.0,layer2.0"
     tune = tmp_path / "tune"
-    assert main(["tune", *net, *grid, "--layers", layers, "--permutations", "3",
-                 "--out", str(tune), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tune",
+                *net,
+                *grid,
+                "--layers",
+                layers,
+                "--permutations",
+                "3",
+                "--stimuli",
+                "gratings",
+                "--out",
+                str(tune),
+                "-q",
+            ]
+        )
+        == 0
+    )
     units = read_table(tune / "units.csv")
+    assert {str(x) for x in units["layer"]} == set(layers.split(","))
     assert np.isfinite(units["csi"]).all()  # class selectivity on the folder's 100 images
     ab = tmp_path / "ablate"
-    assert main(["ablate", *net, "--scores", str(tune), "--layers", layers, "--point", "relu",
-                 "--orders", "gosi,csi", "--seeds", "0", "--fractions", "0,1",
-                 "--out", str(ab), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ablate",
+                *net,
+                "--scores",
+                str(tune),
+                "--layers",
+                layers,
+                "--point",
+                "relu",
+                "--orders",
+                "gosi,csi",
+                "--seeds",
+                "0",
+                "--fractions",
+                "0,1",
+                "--out",
+                str(ab),
+                "-q",
+            ]
+        )
+        == 0
+    )
     curves = read_table(ab / "curves.csv")
     intact = curves["accuracy"][curves["fraction"] == 0.0]
     assert len(set(intact.tolist())) == 1  # nothing ablated: one accuracy
     inv = tmp_path / "inv"
-    assert main(["invariance", *net, "--scores", str(tune), "--layers", "layer4.1",
-                 "--ablate-layers", "layer1.0", "--point", "relu", "--seeds", "0",
-                 "--out", str(inv), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "invariance",
+                *net,
+                "--scores",
+                str(tune),
+                "--layers",
+                higher,
+                "--ablate-layers",
+                lower,
+                "--point",
+                "relu",
+                "--seeds",
+                "0",
+                "--out",
+                str(inv),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert (inv / "summary.json").is_file()
+
+    # The Python API on the very same module (the CLI's random weights are not reproducible
+    # across two builds, so the API gets the module the CLI would build, then both ablate it).
+    import orisel
+
+    api_net = orisel.load(model=model, input_size=32, device="cpu")
+    images, labels, _ = imagefolder_eval(test, 32)
+    scores = orisel.tune(
+        api_net,
+        images=images,
+        labels=labels,
+        layers=tuple(layers.split(",")),
+        stimuli=("gratings",),
+        permutations=3,
+        n_orientations=4,
+        n_phases=2,
+        n_frequencies=2,
+    )
+    assert len(scores) == len(units["unit"])
+    csi = orisel.class_selectivity(api_net, images, labels, layers=tuple(layers.split(",")))
+    np.testing.assert_allclose(csi["csi"].to_numpy(), scores["csi"].to_numpy(), rtol=1e-6)
+    tables = orisel.ablate(
+        api_net,
+        scores,
+        images,
+        labels,
+        layers=tuple(layers.split(",")),
+        point="relu",
+        orders=("gosi",),
+        seeds=(0,),
+        fractions=(0.0, 1.0),
+    )
+    assert set(tables) >= {"curves", "splits"}
+    full = tables["curves"][tables["curves"]["fraction"] == 1.0]
+    assert (full["n_ablated"] > 0).all()
+    shifted = orisel.invariance(
+        api_net,
+        scores,
+        images,
+        layers=(higher,),
+        ablate_layers=(lower,),
+        point="relu",
+        seeds=(0,),
+    )
+    assert len(shifted["invariance"]) > 0

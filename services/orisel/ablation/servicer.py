@@ -11,6 +11,7 @@ from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
+from orisel.extraction.spec import data_ref, network_ref
 
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
 SWEEP_TASK = "orisel.ablation.sweep"
@@ -30,7 +31,8 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
         )
     common = {
         "task": which,
-        "checkpoint": resolve(store, msg, "checkpoint", where).__dict__,
+        **network_ref(store, msg, where),
+        **data_ref(store, msg, where),
         "scores": resolve(store, msg, "scores", where).__dict__,
         "test_subset": msg.test_subset or None,
     }
@@ -43,7 +45,7 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
         return {**common, "ablate": validated(AblateSpec, given, where)}
     if msg.ablate_layers:
         given["ablate_layers"] = list(msg.ablate_layers)
-    given |= {k: getattr(msg, k) for k in ("shift", "padding") if getattr(msg, k)}
+    given |= {k: getattr(msg, k) for k in ("shift", "padding", "mode", "point") if getattr(msg, k)}
     return {**common, "invariance": validated(InvarianceSpec, given, where)}
 
 

@@ -39,26 +39,21 @@ from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
-from orisel.extraction.network import Network, load_network
+from orisel.extraction.inputs import job_images, job_network
+from orisel.extraction.network import Network
 
 
 def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network, Path, Any, Any]:
     """The network, the folder holding the scores table, and the evaluation images."""
-    from orisel.data.prepare import stratified_split
-    from orisel.data.sources import load_cifar10
-
-    ckpt = fetch(store, ArtifactRef(**job.spec["checkpoint"]), settings.work_dir / "artifacts")
-    scores = fetch(store, ArtifactRef(**job.spec["scores"]), settings.work_dir / "artifacts")
-    net = load_network(ckpt, device="auto")
-    if settings.data is None:
-        raise OriselError("ORISEL_DATA is not set on the worker: no test images to evaluate on")
-    ds = load_cifar10(settings.data, settings.cache_dir)
-    images, labels = ds.test_images, ds.test_labels
-    subset = job.spec.get("test_subset")
-    if subset and subset < len(labels):
-        _, keep = stratified_split(labels, subset, seed=0)
-        images, labels = images[keep], labels[keep]
-    return net, scores.parent, images, labels
+    cache = settings.work_dir / "artifacts"
+    net = job_network(job.spec, store, cache)
+    scores = fetch(store, ArtifactRef(**job.spec["scores"]), cache)
+    got = job_images(job.spec, net, store, cache, settings.data, settings.cache_dir)
+    if got is None:
+        raise OriselError(
+            "no evaluation images: the job names no data and ORISEL_DATA is not set on the worker"
+        )
+    return net, scores.parent, got.images, got.labels
 
 
 # A worker usually takes several chunks of one sweep in a row: it keeps that sweep's network,
@@ -114,7 +109,9 @@ def sweep(run: JobRun, settings: Settings) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ablate"
         summary = {
-            "checkpoint": job.spec["checkpoint"],
+            "checkpoint": job.spec.get("checkpoint"),
+            "model": job.spec.get("model"),
+            "data": job.spec.get("data"),
             "scores": job.spec["scores"],
             "test_images": job.spec.get("test_subset"),
             "job": job.id,

@@ -237,32 +237,16 @@ def _warnings(net: Any) -> list[str]:
 def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str] | None:
     """Labelled test images (class selectivity, ablation, invariance): CIFAR-10's test split
     for a network trained by orisel, an ImageFolder tree (e.g. ImageNet's val/) for any other
-    (--test-subset: its first N images)."""
-    from orisel.data.prepare import stratified_split
-    from orisel.data.sources import load_cifar10
+    (--test-subset: a stratified sample, or the folder's first N images)."""
+    from orisel.extraction.inputs import labelled_images
 
     path = args.data or get_settings().data
     if path is None:
         return None
-    if net.mean_image is None:
-        # Any other network: labelled images from an ImageFolder tree at its input size.
-        from orisel.data.imagenet import imagefolder_eval
-
-        images, labels, classes = imagefolder_eval(
-            Path(path), net.info.image_size, args.test_subset
-        )
-        return images, labels, len(classes), ""
-    ds = load_cifar10(Path(path), args.cache_dir or get_settings().cache_dir)
-    expected = net.source.get("data_sha256")
-    if expected and expected != ds.sha256:
-        log.warning(
-            "the checkpoint was trained on data %s, this is %s", expected[:12], ds.sha256[:12]
-        )
-    images, labels = ds.test_images, ds.test_labels
-    if args.test_subset is not None and args.test_subset < len(labels):
-        _, keep = stratified_split(labels, args.test_subset, seed=0)
-        images, labels = images[keep], labels[keep]
-    return images, labels, len(ds.classes), ds.sha256
+    got = labelled_images(
+        net, Path(path), args.test_subset, args.cache_dir or get_settings().cache_dir
+    )
+    return got.images, got.labels, got.n_classes, got.sha256
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -334,9 +318,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     for s in result["splits"]:
         top, bottom = s["top50"], s["bottom50"]
         lines.append(
-            f"  {s['layer']:8s} by {s['by']:4s}: top-50% +{top['loss_increase_mean']:.4f}"
+            f"  {s['layer']:8s} by {s['by']:4s}: top-50% {top['loss_increase_mean']:+.4f}"
             f"±{top['loss_increase_sem']:.4f} (acc {top['accuracy']:.3f}) vs bottom-50% "
-            f"+{bottom['loss_increase_mean']:.4f}±{bottom['loss_increase_sem']:.4f} "
+            f"{bottom['loss_increase_mean']:+.4f}±{bottom['loss_increase_sem']:.4f} "
             f"(acc {bottom['accuracy']:.3f})"
         )
     _emit(args, result, "\n".join(lines))
@@ -436,6 +420,19 @@ def _ref(key: str | None) -> Any:
     return common_pb2.ArtifactRef(key=key) if key else None
 
 
+def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The network of `orisel submit extract|tune|ablate`: a checkpoint or a model."""
+    from orisel.api.common.v1 import common_pb2
+
+    if args.model is None and args.program_key is None:
+        return {"checkpoint": _ref(args.checkpoint_key)}
+    model = common_pb2.Model(
+        architecture=args.model or "", weights=_ref(args.weights_key),
+        program=_ref(args.program_key), input_size=args.input_size or 0,
+    )  # fmt: skip
+    return {"checkpoint": _ref(args.checkpoint_key), "model": model}
+
+
 def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     """(service, SubmitRequest) for `orisel submit KIND`; the service validates the spec."""
     key = args.key or ""
@@ -457,7 +454,7 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
         from orisel.api.extraction.v1 import extraction_pb2
 
         ext = extraction_pb2.ExtractSpec(
-            checkpoint=_ref(args.checkpoint_key), stimuli=args.stimuli or [],
+            **_network_fields(args), stimuli=args.stimuli or [],
             layers=args.layers or [], reduction=args.reduction or "",
         )  # fmt: skip
         return "extraction", extraction_pb2.SubmitRequest(idempotency_key=key, spec=ext)
@@ -465,7 +462,7 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
         from orisel.api.scoring.v1 import scoring_pb2
 
         score = scoring_pb2.ScoreSpec(
-            checkpoint=_ref(args.checkpoint_key), stimuli=args.stimuli or [],
+            **_network_fields(args), data=_ref(args.data_key), stimuli=args.stimuli or [],
             layers=args.layers or [], permutations=args.permutations or 0,
             test_subset=args.test_subset or 0,
         )  # fmt: skip
@@ -474,7 +471,8 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
         from orisel.api.ablation.v1 import ablation_pb2
 
         common = {
-            "checkpoint": _ref(args.checkpoint_key),
+            **_network_fields(args),
+            "data": _ref(args.data_key),
             "scores": _ref(args.scores_key),
             "layers": args.layers or [],
             "seeds": [int(x) for x in args.seeds or []],
@@ -715,6 +713,12 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DATA_KEY_HELP = (
+    "labelled images in the store: a CIFAR-10 archive for a checkpoint, an ImageFolder archive "
+    "(<class>/<image>) for a model (default: the worker's data set)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from orisel.training.config import TrainConfig
 
@@ -914,8 +918,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
     analysis = argparse.ArgumentParser(add_help=False)
     analysis.add_argument(
-        "--checkpoint-key", required=True, help="checkpoint in the store, e.g. runs/<job>/best.pt"
+        "--checkpoint-key", help="orisel checkpoint in the store, e.g. runs/<job>/best.pt"
     )
+    analysis.add_argument("--model", help="instead: a torchvision architecture, e.g. resnet18")
+    analysis.add_argument("--weights-key", help="with --model: a state dict in the store")
+    analysis.add_argument(
+        "--program-key", help="instead: a torch.export archive (.pt2) in the store"
+    )
+    analysis.add_argument("--input-size", type=int, help="with --model/--program-key: pixels")
     analysis.add_argument("--layers", type=_comma_list, help="layers (default: all analysed)")
     se = submit_sub.add_parser(
         "extract", parents=[submit_common, analysis], help="stimulus responses of a checkpoint"
@@ -928,6 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--stimuli", type=_comma_list, help="gratings,bars (default: both)")
     su.add_argument("--permutations", type=int)
     su.add_argument("--test-subset", type=int)
+    su.add_argument("--data-key", help=DATA_KEY_HELP)
     sa = submit_sub.add_parser(
         "ablate", parents=[submit_common, analysis], help="an ablation sweep or shift-invariance"
     )
@@ -938,6 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--fractions", type=_comma_list)
     sa.add_argument("--seeds", type=_comma_list, help="seeds of the random orders")
     sa.add_argument("--test-subset", type=int)
+    sa.add_argument("--data-key", help=DATA_KEY_HELP)
     sa.add_argument("--invariance", action="store_true", help="shift-invariance instead")
     sa.add_argument("--ablate-layers", type=_comma_list, help="with --invariance")
     sa.add_argument("--shift", type=int, help="with --invariance: pixels")

@@ -27,7 +27,7 @@ from orisel.core.provenance import sha256_file
 log = logging.getLogger(__name__)
 
 Format = Literal["python", "imagefolder"]
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"})
 PY_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 LAYOUT_HELP = (
     "expected the python release (data_batch_1..5, test_batch, batches.meta) or an "
@@ -64,7 +64,7 @@ class ImageDataset:
         }
 
 
-class _Tree:
+class FileTree:
     """Uniform read access to the files of a folder or a tar archive, by relative path."""
 
     def __init__(self, root: Path) -> None:
@@ -129,7 +129,7 @@ def _source_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _detect(tree: _Tree) -> tuple[Format, str]:
+def _detect(tree: FileTree) -> tuple[Format, str]:
     """Return the layout and the path prefix its files live under."""
     for name in tree.names:
         p = PurePosixPath(name)
@@ -148,7 +148,7 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _unpickle(tree: _Tree, name: str) -> dict[bytes, object]:
+def _unpickle(tree: FileTree, name: str) -> dict[bytes, object]:
     try:
         obj = pickle.loads(tree.read(name), encoding="bytes")
     except KeyError as exc:
@@ -162,7 +162,7 @@ def _unpickle(tree: _Tree, name: str) -> dict[bytes, object]:
     return obj
 
 
-def _python_batch(tree: _Tree, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _python_batch(tree: FileTree, name: str) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(tree, name)
     try:
         data = np.asarray(batch[b"data"], dtype=np.uint8)
@@ -174,7 +174,7 @@ def _python_batch(tree: _Tree, name: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def _load_python(tree: _Tree, prefix: str) -> _Splits:
+def _load_python(tree: FileTree, prefix: str) -> _Splits:
     meta = _unpickle(tree, _join(prefix, "batches.meta"))
     raw_names = meta.get(b"label_names")
     if not isinstance(raw_names, list):
@@ -195,7 +195,7 @@ def _decode(name: str, data: bytes) -> np.ndarray:
         raise DataError(f"image {name} cannot be decoded ({exc})") from exc
 
 
-def _load_imagefolder(tree: _Tree, prefix: str) -> _Splits:
+def _load_imagefolder(tree: FileTree, prefix: str) -> _Splits:
     split_files: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
     base = len(PurePosixPath(prefix).parts) if prefix else 0
     for name in tree.names:
@@ -268,7 +268,7 @@ def load_cifar10(source: Path, cache_dir: Path | None = None) -> ImageDataset:
             source=str(source),
             format="python" if str(arrays["format"]) == "python" else "imagefolder",
         )
-    tree = _Tree(source)
+    tree = FileTree(source)
     try:
         fmt, prefix = _detect(tree)
         log.info("decoding %s (%s layout); cached afterwards", source, fmt)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
-from orisel.core.artifacts import resolve
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
-from orisel.extraction.spec import ExtractSpec
+from orisel.extraction.spec import ExtractSpec, network_ref
 
 SERVICE_NAME = extraction_pb2.DESCRIPTOR.services_by_name["ExtractionService"].full_name
 EXTRACT_TASK = "orisel.extraction.extract"
@@ -17,7 +16,7 @@ EXTRACT_TASK = "orisel.extraction.extract"
 
 def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
     spec = request.spec
-    ref = resolve(store, spec, "checkpoint")
+    network = network_ref(store, spec, "spec")
     given: dict[str, Any] = {
         k: list(getattr(spec, k)) for k in ("stimuli", "layers") if getattr(spec, k)
     }
@@ -26,7 +25,7 @@ def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict
         for k in ("reduction", "n_orientations", "n_phases", "n_frequencies")
         if getattr(spec, k)
     }
-    return {"checkpoint": ref.__dict__, "extract": validated(ExtractSpec, given, "spec")}
+    return {**network, "extract": validated(ExtractSpec, given, "spec")}
 
 
 def registration(b: Backends) -> Registration:

@@ -1,12 +1,16 @@
-"""Which stimuli, which layers and how responses are reduced: the extraction spec, light
-enough for front ends (no torch)."""
+"""Which network, which stimuli, which layers and how responses are reduced: the extraction
+spec and the network reference, light enough for front ends (no torch)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orisel.core.artifacts import resolve
+from orisel.core.errors import InvalidArgument
+from orisel.core.storage import ArtifactStore
 from orisel.science.names import MAX_LAYERS, LayerName, Reduction
 
 
@@ -22,3 +26,52 @@ class ExtractSpec(BaseModel):
     n_phases: int = Field(4, ge=1, le=64)
     n_frequencies: int = Field(9, ge=1, le=64)
     batch_size: int = Field(256, ge=1, le=65_536)
+
+
+ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MIN_INPUT, MAX_INPUT = 16, 1024
+
+
+def network_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
+    """The network a request names, checked at the edge: an orisel `checkpoint`, or a `model`
+    (a torchvision architecture with optional weights, or a torch.export program), each
+    reference resolved in the store. Weights and programs are data: no request runs code."""
+    has_ckpt, has_model = msg.HasField("checkpoint"), msg.HasField("model")
+    if has_ckpt == has_model:
+        raise InvalidArgument(
+            f"{where}.checkpoint", "an orisel checkpoint or a model, exactly one", None
+        )
+    if has_ckpt:
+        return {"checkpoint": resolve(store, msg, "checkpoint", where).__dict__}
+    model, at = msg.model, f"{where}.model"
+    if bool(model.architecture) == model.HasField("program"):
+        raise InvalidArgument(
+            f"{at}.architecture", "a torchvision architecture or a program, exactly one", None
+        )
+    if model.architecture and not ARCHITECTURE.fullmatch(model.architecture):
+        raise InvalidArgument(
+            f"{at}.architecture", "a torchvision model name such as resnet18", model.architecture
+        )
+    if model.HasField("weights") and not model.architecture:
+        raise InvalidArgument(f"{at}.weights", "weights for an architecture, not a program", None)
+    if model.input_size and not MIN_INPUT <= model.input_size <= MAX_INPUT:
+        raise InvalidArgument(
+            f"{at}.input_size", f"0 (default) or {MIN_INPUT}..{MAX_INPUT} pixels", model.input_size
+        )
+    return {
+        "model": {
+            "architecture": model.architecture or None,
+            "weights": resolve(store, model, "weights", at).__dict__
+            if model.HasField("weights")
+            else None,
+            "program": resolve(store, model, "program", at).__dict__
+            if model.HasField("program")
+            else None,
+            "input_size": model.input_size or None,
+        }
+    }
+
+
+def data_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
+    """The labelled images a request names, if any (else the worker's configured data set)."""
+    return {"data": resolve(store, msg, "data", where).__dict__} if msg.HasField("data") else {}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
+from orisel.extraction.spec import data_ref, network_ref
 from orisel.scoring.spec import TuneSpec
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
@@ -18,7 +18,7 @@ SCORE_TASK = "orisel.scoring.score"
 
 def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
     spec = request.spec
-    ref = resolve(store, spec, "checkpoint")
+    network = network_ref(store, spec, "spec") | data_ref(store, spec, "spec")
     if spec.test_subset < 0:
         raise InvalidArgument("spec.test_subset", "0 (all test images) or more", spec.test_subset)
     given: dict[str, Any] = {
@@ -30,7 +30,7 @@ def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[st
         if getattr(spec, k)
     }
     tune = validated(TuneSpec, given, "spec")
-    return {"checkpoint": ref.__dict__, "tune": tune, "test_subset": spec.test_subset or None}
+    return {**network, "tune": tune, "test_subset": spec.test_subset or None}
 
 
 def registration(b: Backends) -> Registration:

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SweepSpec(_message.Message):
-    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset")
+    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset", "model", "data")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,8 @@ class SweepSpec(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     POINT_FIELD_NUMBER: _ClassVar[int]
     TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     scores: _common_pb2.ArtifactRef
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -27,10 +29,12 @@ class SweepSpec(_message.Message):
     mode: str
     point: str
     test_subset: int
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ...) -> None: ...
+    model: _common_pb2.Model
+    data: _common_pb2.ArtifactRef
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class InvarianceSpec(_message.Message):
-    __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset")
+    __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset", "model", "data", "mode", "point")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +43,10 @@ class InvarianceSpec(_message.Message):
     PADDING_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    POINT_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     scores: _common_pb2.ArtifactRef
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -47,7 +55,11 @@ class InvarianceSpec(_message.Message):
     padding: str
     seeds: _containers.RepeatedScalarFieldContainer[int]
     test_subset: int
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., ablate_layers: _Optional[_Iterable[str]] = ..., shift: _Optional[int] = ..., padding: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., test_subset: _Optional[int] = ...) -> None: ...
+    model: _common_pb2.Model
+    data: _common_pb2.ArtifactRef
+    mode: str
+    point: str
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., ablate_layers: _Optional[_Iterable[str]] = ..., shift: _Optional[int] = ..., padding: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "sweep", "invariance")

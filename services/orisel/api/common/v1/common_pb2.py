@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orisel/api/common/v1/common.proto\x12\x14orisel.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x0b\x41rtifactRef\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\"\xae\x01\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x03 \x01(\x01\x12<\n\x07metrics\x18\x04 \x03(\x0b\x32+.orisel.api.common.v1.Progress.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc1\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x30\n\x08progress\x18\x04 \x01(\x0b\x32\x1e.orisel.api.common.v1.Progress\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x32\n\x07outputs\x18\n \x03(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x11\n\tspec_json\x18\x0b \x01(\t\x12\r\n\x05owner\x18\x0c \x01(\t\x12\x11\n\tparent_id\x18\r \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0e \x01(\x05\x12\x0b\n\x03seq\x18\x0f \x01(\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!orisel/api/common/v1/common.proto\x12\x14orisel.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x0b\x41rtifactRef\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\"\x99\x01\n\x05Model\x12\x14\n\x0c\x61rchitecture\x18\x01 \x01(\t\x12\x32\n\x07weights\x18\x02 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x32\n\x07program\x18\x03 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x12\n\ninput_size\x18\x04 \x01(\x05\"\xae\x01\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x10\n\x08\x66raction\x18\x02 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x03 \x01(\x01\x12<\n\x07metrics\x18\x04 \x03(\x0b\x32+.orisel.api.common.v1.Progress.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc1\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x30\n\x08progress\x18\x04 \x01(\x0b\x32\x1e.orisel.api.common.v1.Progress\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x32\n\x07outputs\x18\n \x03(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x11\n\tspec_json\x18\x0b \x01(\t\x12\r\n\x05owner\x18\x0c \x01(\t\x12\x11\n\tparent_id\x18\r \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0e \x01(\x05\x12\x0b\n\x03seq\x18\x0f \x01(\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROGRESS_METRICSENTRY']._loaded_options = None
   _globals['_PROGRESS_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=796
-  _globals['_JOBSTATE']._serialized_end=950
+  _globals['_JOBSTATE']._serialized_start=952
+  _globals['_JOBSTATE']._serialized_end=1106
   _globals['_ARTIFACTREF']._serialized_start=92
   _globals['_ARTIFACTREF']._serialized_end=164
-  _globals['_PROGRESS']._serialized_start=167
-  _globals['_PROGRESS']._serialized_end=341
-  _globals['_PROGRESS_METRICSENTRY']._serialized_start=295
-  _globals['_PROGRESS_METRICSENTRY']._serialized_end=341
-  _globals['_JOB']._serialized_start=344
-  _globals['_JOB']._serialized_end=793
+  _globals['_MODEL']._serialized_start=167
+  _globals['_MODEL']._serialized_end=320
+  _globals['_PROGRESS']._serialized_start=323
+  _globals['_PROGRESS']._serialized_end=497
+  _globals['_PROGRESS_METRICSENTRY']._serialized_start=451
+  _globals['_PROGRESS_METRICSENTRY']._serialized_end=497
+  _globals['_JOB']._serialized_start=500
+  _globals['_JOB']._serialized_end=949
 # @@protoc_insertion_point(module_scope)

@@ -37,6 +37,18 @@ class ArtifactRef(_message.Message):
     size: int
     def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
+class Model(_message.Message):
+    __slots__ = ("architecture", "weights", "program", "input_size")
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    architecture: str
+    weights: ArtifactRef
+    program: ArtifactRef
+    input_size: int
+    def __init__(self, architecture: _Optional[str] = ..., weights: _Optional[_Union[ArtifactRef, _Mapping]] = ..., program: _Optional[_Union[ArtifactRef, _Mapping]] = ..., input_size: _Optional[int] = ...) -> None: ...
+
 class Progress(_message.Message):
     __slots__ = ("phase", "fraction", "eta_seconds", "metrics")
     class MetricsEntry(_message.Message):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orisel.api.common.v1 import common_pb2 as orisel_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orisel/api/scoring/v1/scoring.proto\x12\x15orisel.api.scoring.v1\x1a!orisel/api/common/v1/common.proto\"\xd1\x01\n\tScoreSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0f\n\x07stimuli\x18\x02 \x03(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x11\n\treduction\x18\x04 \x01(\t\x12\x14\n\x0cpermutations\x18\x05 \x01(\x05\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\r\n\x05\x61lpha\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0btest_subset\x18\t \x01(\x05\"X\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .orisel.api.scoring.v1.ScoreSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb3\x03\n\x0eScoringService\x12U\n\x06Submit\x12$.orisel.api.scoring.v1.SubmitRequest\x1a%.orisel.api.scoring.v1.SubmitResponse\x12L\n\x03Get\x12!.orisel.api.scoring.v1.GetRequest\x1a\".orisel.api.scoring.v1.GetResponse\x12T\n\x05Watch\x12#.orisel.api.scoring.v1.WatchRequest\x1a$.orisel.api.scoring.v1.WatchResponse0\x01\x12U\n\x06\x43\x61ncel\x12$.orisel.api.scoring.v1.CancelRequest\x1a%.orisel.api.scoring.v1.CancelResponse\x12O\n\x04List\x12\".orisel.api.scoring.v1.ListRequest\x1a#.orisel.api.scoring.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orisel/api/scoring/v1/scoring.proto\x12\x15orisel.api.scoring.v1\x1a!orisel/api/common/v1/common.proto\"\xae\x02\n\tScoreSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0f\n\x07stimuli\x18\x02 \x03(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x11\n\treduction\x18\x04 \x01(\t\x12\x14\n\x0cpermutations\x18\x05 \x01(\x05\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\r\n\x05\x61lpha\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0btest_subset\x18\t \x01(\x05\x12*\n\x05model\x18\n \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12/\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\"X\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .orisel.api.scoring.v1.ScoreSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb3\x03\n\x0eScoringService\x12U\n\x06Submit\x12$.orisel.api.scoring.v1.SubmitRequest\x1a%.orisel.api.scoring.v1.SubmitResponse\x12L\n\x03Get\x12!.orisel.api.scoring.v1.GetRequest\x1a\".orisel.api.scoring.v1.GetResponse\x12T\n\x05Watch\x12#.orisel.api.scoring.v1.WatchRequest\x1a$.orisel.api.scoring.v1.WatchResponse0\x01\x12U\n\x06\x43\x61ncel\x12$.orisel.api.scoring.v1.CancelRequest\x1a%.orisel.api.scoring.v1.CancelResponse\x12O\n\x04List\x12\".orisel.api.scoring.v1.ListRequest\x1a#.orisel.api.scoring.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,27 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orisel.api.scoring.v1.scori
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCORESPEC']._serialized_start=98
-  _globals['_SCORESPEC']._serialized_end=307
-  _globals['_SUBMITREQUEST']._serialized_start=309
-  _globals['_SUBMITREQUEST']._serialized_end=397
-  _globals['_SUBMITRESPONSE']._serialized_start=399
-  _globals['_SUBMITRESPONSE']._serialized_end=455
-  _globals['_GETREQUEST']._serialized_start=457
-  _globals['_GETREQUEST']._serialized_end=481
-  _globals['_GETRESPONSE']._serialized_start=483
-  _globals['_GETRESPONSE']._serialized_end=536
-  _globals['_WATCHREQUEST']._serialized_start=538
-  _globals['_WATCHREQUEST']._serialized_end=583
-  _globals['_WATCHRESPONSE']._serialized_start=585
-  _globals['_WATCHRESPONSE']._serialized_end=640
-  _globals['_CANCELREQUEST']._serialized_start=642
-  _globals['_CANCELREQUEST']._serialized_end=669
-  _globals['_CANCELRESPONSE']._serialized_start=671
-  _globals['_CANCELRESPONSE']._serialized_end=727
-  _globals['_LISTREQUEST']._serialized_start=729
-  _globals['_LISTREQUEST']._serialized_end=847
-  _globals['_LISTRESPONSE']._serialized_start=849
-  _globals['_LISTRESPONSE']._serialized_end=929
-  _globals['_SCORINGSERVICE']._serialized_start=932
-  _globals['_SCORINGSERVICE']._serialized_end=1367
+  _globals['_SCORESPEC']._serialized_end=400
+  _globals['_SUBMITREQUEST']._serialized_start=402
+  _globals['_SUBMITREQUEST']._serialized_end=490
+  _globals['_SUBMITRESPONSE']._serialized_start=492
+  _globals['_SUBMITRESPONSE']._serialized_end=548
+  _globals['_GETREQUEST']._serialized_start=550
+  _globals['_GETREQUEST']._serialized_end=574
+  _globals['_GETRESPONSE']._serialized_start=576
+  _globals['_GETRESPONSE']._serialized_end=629
+  _globals['_WATCHREQUEST']._serialized_start=631
+  _globals['_WATCHREQUEST']._serialized_end=676
+  _globals['_WATCHRESPONSE']._serialized_start=678
+  _globals['_WATCHRESPONSE']._serialized_end=733
+  _globals['_CANCELREQUEST']._serialized_start=735
+  _globals['_CANCELREQUEST']._serialized_end=762
+  _globals['_CANCELRESPONSE']._serialized_start=764
+  _globals['_CANCELRESPONSE']._serialized_end=820
+  _globals['_LISTREQUEST']._serialized_start=822
+  _globals['_LISTREQUEST']._serialized_end=940
+  _globals['_LISTRESPONSE']._serialized_start=942
+  _globals['_LISTRESPONSE']._serialized_end=1022
+  _globals['_SCORINGSERVICE']._serialized_start=1025
+  _globals['_SCORINGSERVICE']._serialized_end=1460
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScoreSpec(_message.Message):
-    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "permutations", "threshold", "alpha", "seed", "test_subset")
+    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "permutations", "threshold", "alpha", "seed", "test_subset", "model", "data")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     STIMULI_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,8 @@ class ScoreSpec(_message.Message):
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     stimuli: _containers.RepeatedScalarFieldContainer[str]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -27,7 +29,9 @@ class ScoreSpec(_message.Message):
     alpha: float
     seed: int
     test_subset: int
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., permutations: _Optional[int] = ..., threshold: _Optional[float] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., test_subset: _Optional[int] = ...) -> None: ...
+    model: _common_pb2.Model
+    data: _common_pb2.ArtifactRef
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., permutations: _Optional[int] = ..., threshold: _Optional[float] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")
