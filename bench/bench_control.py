@@ -70,7 +70,13 @@ def _burst(call: Any, n: int) -> list[float]:
 
 def _front_end(url: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "ORISEL_DATABASE_URL": url, "ORISEL_GRPC_PORT": str(port)}
+    env = {
+        **os.environ,
+        "ORISEL_DATABASE_URL": url,
+        "ORISEL_GRPC_PORT": str(port),
+        "ORISEL_ALLOW_PLAINTEXT": "true",
+        "ORISEL_AUTH": "off",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "orisel", "serve", "training"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

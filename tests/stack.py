@@ -123,7 +123,8 @@ def stack(root: Path, **overrides: object) -> Iterator[Stack]:
             "cache_dir": root / "cache", "store": "local", "store_root": root / "store",
             "work_dir": root / "work", "database_url": url, "broker_url": REDIS,
             "broker_prefix": unique_prefix(), "grpc_port": 0, "lease_s": 3.0,
-            "controller_interval_s": 0.2, "segment_epochs": 1, **overrides,
+            "controller_interval_s": 0.2, "segment_epochs": 1, "allow_plaintext": True,
+            "auth": "off", **overrides,
         }  # fmt: skip
         s = Stack(Settings(**values))  # type: ignore[arg-type]
         try:

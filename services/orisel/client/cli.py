@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import typing
@@ -24,6 +25,8 @@ from orisel.core.errors import (
     InvalidArgument,
     NotFound,
     OriselError,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 from orisel.core.settings import QUEUES, get_settings
@@ -651,14 +654,25 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from typing import cast
+    out = Path(args.out or Path(args.key).name)
+    if args.direct:
+        # Inside a deployment (a worker's init container): the store with its own credentials.
+        from typing import cast
 
-    from orisel.core.settings import make_store
-    from orisel.core.storage import ArtifactStore
+        from orisel.core.settings import make_store
+        from orisel.core.storage import ArtifactStore
 
-    store = cast(ArtifactStore, make_store(get_settings()))
-    ref = store.stat(args.key)
-    out = store.get_file(ref, Path(args.out or Path(args.key).name))
+        store = cast(ArtifactStore, make_store(get_settings()))
+        ref = store.stat(args.key)
+        store.get_file(ref, out)
+    else:
+        from orisel.client.artifacts import ArtifactClient
+
+        client = ArtifactClient(args.server)
+        try:
+            ref = client.download(args.key, out)
+        finally:
+            client.close()
     _emit(
         args,
         {"path": str(out), **ref.__dict__},
@@ -668,16 +682,49 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from typing import cast
-
-    from orisel.core.settings import make_store
-    from orisel.core.storage import ArtifactStore
+    from orisel.client.artifacts import ArtifactClient
 
     path = Path(args.file)
     if not path.is_file():
         raise InvalidArgument("FILE", "an existing file", str(path))
-    ref = cast(ArtifactStore, make_store(get_settings())).put_file(args.key, path)
+    client = ArtifactClient(args.server)
+    try:
+        ref = client.upload(path, args.key)
+    finally:
+        client.close()
     _emit(args, ref.__dict__, f"{path} -> {ref.key} ({ref.size} bytes, sha256 {ref.sha256[:12]})")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Bearer tokens, straight in the job database (an operator's command, like db upgrade)."""
+    import datetime
+
+    from orisel.core.auth import Tokens
+    from orisel.core.db import open_db
+
+    settings = get_settings()
+    tokens = Tokens(open_db(settings.database_url, settings.max_attempts))
+    if args.token_action == "create":
+        ttl = args.expires_days * 86400 if args.expires_days else None
+        token = tokens.create(args.user, admin=args.admin, ttl_s=ttl)
+        _emit(args, {"token": token}, token)
+    elif args.token_action == "list":
+        rows = tokens.list()
+
+        def when(t: float | None) -> str:
+            return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat() if t else "-"
+
+        lines = [
+            f"{t.id}  {t.user:20s} {'admin' if t.admin else 'user':5s} "
+            f"created {when(t.created_at)}  expires {when(t.expires_at)}  "
+            f"revoked {when(t.revoked_at)}"
+            for t in rows
+        ]
+        _emit(args, {"tokens": [t.__dict__ for t in rows]}, "\n".join(lines) or "no tokens")
+    else:
+        tokens.revoke(args.id)
+        _emit(args, {"revoked": args.id}, f"revoked {args.id}")
     return 0
 
 
@@ -895,6 +942,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", default="127.0.0.1:50051", help="host:port of the service")
+    server.add_argument("--ca", help="CA certificate the server's TLS must chain to (ORISEL_CA)")
+    server.add_argument("--token", help="bearer token (ORISEL_TOKEN; a local orisel up's is found)")
     submit = sub.add_parser("submit", help="submit a job to a service")
     submit_sub = submit.add_subparsers(dest="submit_kind", required=True, metavar="KIND")
     submit_common = argparse.ArgumentParser(add_help=False, parents=[common, server])
@@ -1002,14 +1051,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("job", help="the job id")
     watch.set_defaults(func=cmd_watch)
-    fetch = sub.add_parser("fetch", parents=[common], help="download an artifact from the store")
+    fetch = sub.add_parser(
+        "fetch", parents=[common, server], help="download an artifact (ArtifactService)"
+    )
     fetch.add_argument("key", help="object key, e.g. runs/<job>/best.pt")
-    fetch.add_argument("--out", help="local path (default: the key's file name)")
+    fetch.add_argument("--out", help="local path, never overwritten (default: the key's name)")
+    fetch.add_argument(
+        "--direct", action="store_true", help="inside a deployment: from the store itself"
+    )
     fetch.set_defaults(func=cmd_fetch)
-    push = sub.add_parser("push", parents=[common], help="upload a file to the artifact store")
+    push = sub.add_parser(
+        "push", parents=[common, server], help="upload a file as an artifact (ArtifactService)"
+    )
     push.add_argument("file", help="local file, e.g. a data-set archive")
-    push.add_argument("key", help="object key, e.g. datasets/cifar10-jpeg.tar.gz")
+    push.add_argument(
+        "key", help="users/<you>/<name>; admins also datasets/<name> and models/<name>"
+    )
     push.set_defaults(func=cmd_push)
+    token = sub.add_parser("token", help="bearer tokens in the job database (operators)")
+    token_sub = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", parents=[common], help="issue a token for a user")
+    create.add_argument("user", help="the principal the token authenticates")
+    create.add_argument("--admin", action="store_true", help="sees and acts on every job")
+    create.add_argument("--expires-days", type=float, help="lifetime (default: until revoked)")
+    token_sub.add_parser("list", parents=[common], help="every token (never the secret)")
+    revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token at once")
+    revoke.add_argument("id", help="the token's id (orisel_<id>_...)")
+    token.set_defaults(func=cmd_token)
     return parser
 
 
@@ -1030,7 +1098,7 @@ def exit_code(exc: OriselError) -> int:
         return EXIT_SERVICE
     if isinstance(exc, (NotFound, DataError)):
         return EXIT_INPUT
-    if isinstance(exc, (FailedPrecondition, AlreadyExists)):
+    if isinstance(exc, (FailedPrecondition, AlreadyExists, PermissionDenied, Unauthenticated)):
         return EXIT_REFUSED
     return EXIT_USAGE
 
@@ -1051,6 +1119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command = ["orisel", *argv]
+    for flag, variable in (("ca", "ORISEL_CA"), ("token", "ORISEL_TOKEN")):
+        if getattr(args, flag, None):
+            os.environ[variable] = getattr(args, flag)
+            get_settings.cache_clear()
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -15,6 +15,7 @@ from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
 from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
+from orisel.client.channel import open_channel
 from orisel.core.errors import InvalidArgument
 
 SERVICES: dict[str, tuple[ModuleType, Any]] = {
@@ -35,7 +36,7 @@ class JobClient:
         if service not in SERVICES:
             raise InvalidArgument("service", f"one of {', '.join(SERVICES)}", service)
         self.pb2, stub = SERVICES[service]
-        self.channel = grpc.insecure_channel(address)
+        self.channel = open_channel(address)
         self.stub = stub(self.channel)
 
     def close(self) -> None:

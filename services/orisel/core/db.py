@@ -260,7 +260,11 @@ class JobDB:
         key = values["idempotency_key"]
         with self._read() as c:
             found = c.execute(
-                select(*jobs.c).where(jobs.c.kind == values["kind"], jobs.c.idempotency_key == key)
+                select(*jobs.c).where(
+                    jobs.c.kind == values["kind"],
+                    jobs.c.owner == values["owner"],
+                    jobs.c.idempotency_key == key,
+                )
             ).one()
         if found.spec_sha256 != values["spec_sha256"]:
             raise AlreadyExists(
@@ -333,12 +337,14 @@ class JobDB:
                     out[i] = exc
         return [r for r in out if r is not None]
 
-    def get(self, job_id: str, kind: str | None = None) -> Job:
-        """The job; NOT_FOUND also when it exists but is of another kind than `kind`."""
+    def get(self, job_id: str, kind: str | None = None, owner: str | None = None) -> Job:
+        """The job; NOT_FOUND also when it exists but is of another kind than `kind`, or
+        belongs to another owner than `owner` (None: any owner): no hint that it exists."""
         check_id(job_id)
         with self._read() as c:
             row = c.execute(select(*jobs.c).where(jobs.c.id == job_id)).one_or_none()
-        if row is None or (kind is not None and row.kind != kind):
+        hidden = row is not None and owner is not None and row.owner != owner
+        if row is None or hidden or (kind is not None and row.kind != kind):
             raise NotFound(f"job {job_id} does not exist" + (f" among {kind} jobs" if kind else ""))
         return Job.from_row(row)
 
@@ -373,10 +379,12 @@ class JobDB:
             for r in rows
         ]
 
-    def cancel(self, job_id: str, kind: str | None = None, principal: str = "") -> Job:
+    def cancel(
+        self, job_id: str, kind: str | None = None, principal: str = "", owner: str | None = None
+    ) -> Job:
         """Cancel a job and its unfinished descendants. Always wins over a running task: every
         write a task makes requires the job to be unfinished (and leased to it)."""
-        job = self.get(job_id, kind)
+        job = self.get(job_id, kind, owner)
         with self._write() as c:
             self._lock_parent(c, job_id)
             frontier, first = [job_id], True
@@ -422,6 +430,7 @@ class JobDB:
         created_before: float | None = None,
         page_size: int = DEFAULT_PAGE,
         page_token: str = "",
+        owner: str | None = None,
     ) -> tuple[list[Job], str]:
         """A page in creation order, by keyset (created_at, id), and the next page's token."""
         if not 0 <= page_size <= MAX_PAGE:
@@ -432,6 +441,8 @@ class JobDB:
             q = q.where(jobs.c.kind == kind)
         if state:
             q = q.where(jobs.c.state == int(state))
+        if owner is not None:
+            q = q.where(jobs.c.owner == owner)
         if parent_id:
             q = q.where(jobs.c.parent_id == check_id(parent_id, "parent_id"))
         if created_after is not None:

@@ -43,3 +43,11 @@ class DataError(OriselError):
 
 class Unavailable(OriselError):
     """A dependency (database, broker, store) cannot be reached right now; retry later."""
+
+
+class Unauthenticated(OriselError):
+    """The caller sent no credentials, or credentials that do not verify."""
+
+
+class PermissionDenied(OriselError):
+    """The caller is known but may not do this (an admin-only action)."""

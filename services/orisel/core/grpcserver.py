@@ -15,13 +15,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orisel.core import metrics
+from orisel.core import auth, metrics
 from orisel.core.errors import (
     AlreadyExists,
     DataError,
@@ -29,6 +30,8 @@ from orisel.core.errors import (
     InvalidArgument,
     NotFound,
     OriselError,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -42,7 +45,23 @@ STATUS: tuple[tuple[type[OriselError], grpc.StatusCode], ...] = (
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (DataError, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 )
+# Probes (kubelet, load balancers) carry no credentials: health is open to anyone.
+OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})
+Authenticate = Callable[[Sequence[tuple[str, Any]], dict[str, Any]], auth.Principal]
+
+
+@dataclass(frozen=True)
+class Security:
+    """How a server admits calls: TLS credentials (None: plaintext) and an authenticator
+    (None: every caller is the anonymous admin)."""
+
+    credentials: grpc.ServerCredentials | None = None
+    authenticate: Authenticate | None = None
+
+
 MAX_MESSAGE_BYTES = 4 * 2**20  # specs and references only: tensors never travel in messages
 EXECUTOR_THREADS = 32  # blocking database and store calls, run off the event loop
 
@@ -65,23 +84,34 @@ def _code_of(exc: BaseException, context: Any, budget: float | None, elapsed: fl
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns OriselError into its status with the message and any other exception into
-    INTERNAL (logged), never UNKNOWN; counts and times every call, streams over their life
-    with the code they really ended with (cancelled, deadline)."""
+    """Authenticates every call (but health) and binds its principal for the handler; turns
+    OriselError into its status with the message and any other exception into INTERNAL
+    (logged), never UNKNOWN; counts and times every call, streams over their life with the
+    code they really ended with (cancelled, deadline)."""
+
+    def __init__(self, authenticate: Authenticate | None = None) -> None:
+        self.authenticate = authenticate
 
     async def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = await continuation(details)
         if handler is None:
             return None
-        service, _, method = details.method.lstrip("/").rpartition("/")
-        service = service.rpartition(".")[2]
+        full_service, _, method = details.method.lstrip("/").rpartition("/")
+        service = full_service.rpartition(".")[2]
+        check = None if full_service in OPEN_SERVICES else self.authenticate
 
         @contextlib.asynccontextmanager
         async def observed(kind: str, context: Any) -> AsyncIterator[None]:
             metrics.GRPC_STARTED.labels(service, method, kind).inc()
             t0, code = time.perf_counter(), grpc.StatusCode.OK
             budget = context.time_remaining()
+            bound = None
             try:
+                if check is not None:
+                    principal = await asyncio.to_thread(
+                        check, context.invocation_metadata() or (), context.auth_context()
+                    )
+                    bound = auth.CURRENT.set(principal)
                 yield
             except OriselError as exc:
                 code = status_of(exc)
@@ -97,6 +127,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = grpc.StatusCode.INTERNAL
                 await context.abort(code, "internal error: the server logged it")
             finally:
+                if bound is not None:
+                    auth.CURRENT.reset(bound)
                 metrics.GRPC_HANDLED.labels(service, method, code.name).inc()
                 metrics.GRPC_SECONDS.labels(service, method, kind).observe(time.perf_counter() - t0)
 
@@ -120,6 +152,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary is not None:
+            inner_upload = handler.stream_unary
+
+            async def upload(requests: Any, context: Any) -> Any:
+                async with observed("client_stream", context):
+                    return await inner_upload(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                upload, handler.request_deserializer, handler.response_serializer
             )
         return handler
 
@@ -146,10 +188,12 @@ class Server:
         """Run `coro` on the server's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    async def _start(self, services: Sequence[Registration], host: str, port: int) -> None:
+    async def _start(
+        self, services: Sequence[Registration], host: str, port: int, security: Security
+    ) -> None:
         self.loop.set_default_executor(futures.ThreadPoolExecutor(EXECUTOR_THREADS, "grpc-io"))
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=[ErrorInterceptor(security.authenticate)],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
         )
         self.health = health.aio.HealthServicer()
@@ -161,7 +205,10 @@ class Server:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{host}:{port}")
+        if security.credentials is not None:
+            self.port = server.add_secure_port(f"{host}:{port}", security.credentials)
+        else:
+            self.port = server.add_insecure_port(f"{host}:{port}")
         await server.start()
         self._server = server
 
@@ -180,12 +227,15 @@ class Server:
 
 
 def start_server(
-    services: Sequence[Registration], host: str = "127.0.0.1", port: int = 0
+    services: Sequence[Registration],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    security: Security | None = None,
 ) -> Server:
     """Build and start a server on host:port (0: any free port); see Server.port."""
     handle = Server()
     handle._thread.start()
-    handle.call(handle._start(services, host, port))
+    handle.call(handle._start(services, host, port, security or Security()))
     log.info("serving %s on %s:%d", ", ".join(n for _, _, n in services), host, handle.port)
     return handle
 

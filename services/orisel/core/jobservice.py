@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
+from orisel.core import auth
 from orisel.core.db import JobDB, NewJob, check_id, open_db
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
@@ -74,7 +75,9 @@ class Watcher:
                         ev.set()
         self._task = None
 
-    async def watch(self, job_id: str, after_seq: int, kind: str | None) -> AsyncIterator[Job]:
+    async def watch(
+        self, job_id: str, after_seq: int, kind: str | None, owner: str | None = None
+    ) -> AsyncIterator[Job]:
         check_id(job_id)
         if after_seq < 0:
             raise InvalidArgument("after_seq", "0 or a seq the server sent", after_seq)
@@ -86,7 +89,7 @@ class Watcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._poll())
         try:
-            job = await asyncio.to_thread(self.db.get, job_id, kind)
+            job = await asyncio.to_thread(self.db.get, job_id, kind, owner)
             last = after_seq
             while True:
                 subs[ev] = job.version
@@ -145,7 +148,8 @@ class SubmitBatcher:
 
 
 class JobVerbs:
-    """Get/Watch/Cancel/List over `kind` (None: every kind)."""
+    """Get/Watch/Cancel/List over `kind` (None: every kind), limited to the caller's own jobs
+    unless the caller is an admin; another owner's job reads as NOT_FOUND."""
 
     def __init__(self, db: JobDB, kind: str | None, watcher: Watcher) -> None:
         self.db = db
@@ -153,13 +157,14 @@ class JobVerbs:
         self.watcher = watcher
 
     async def get(self, job_id: str) -> Job:
-        return await asyncio.to_thread(self.db.get, job_id, self.kind)
+        return await asyncio.to_thread(self.db.get, job_id, self.kind, auth.current().owner)
 
     async def cancel(self, job_id: str) -> Job:
-        return await asyncio.to_thread(self.db.cancel, job_id, self.kind)
+        who = auth.current()
+        return await asyncio.to_thread(self.db.cancel, job_id, self.kind, who.name, who.owner)
 
     def watch(self, job_id: str, after_seq: int) -> AsyncIterator[Job]:
-        return self.watcher.watch(job_id, after_seq, self.kind)
+        return self.watcher.watch(job_id, after_seq, self.kind, auth.current().owner)
 
     async def list(self, request: Any, **filters: Any) -> tuple[list[Any], str]:
         """A page of jobs as messages, bounded by count and bytes, and the next token."""
@@ -172,6 +177,7 @@ class JobVerbs:
             parent_id=parent,
             page_size=request.page_size,
             page_token=request.page_token,
+            owner=auth.current().owner,
             **filters,
         )
         out: list[Any] = []
@@ -211,7 +217,8 @@ class JobServicer:
     async def Submit(self, request: Any, context: Any) -> Any:
         # Validation may read the store (an artifact's checksum): off the event loop.
         spec = await asyncio.to_thread(self.spec_of, request)
-        new = NewJob(self.kind, spec, self.task_of(spec), self.kind, request.idempotency_key)
+        owner = auth.current().name
+        new = NewJob(self.kind, spec, self.task_of(spec), self.kind, request.idempotency_key, owner)
         job, _ = await self.batcher.create(new)
         return self.pb2.SubmitResponse(job=job.to_proto())
 
@@ -273,8 +280,12 @@ class Backends:
 
     @property
     def store(self) -> ArtifactStore:
+        """The store as the current caller may see it (core.access)."""
         if self._store is None:
-            self._store = cast(ArtifactStore, make_store(self.settings))
+            from orisel.core.access import GuardedStore
+
+            raw = cast(ArtifactStore, make_store(self.settings))
+            self._store = GuardedStore(raw, self.db)
         return self._store
 
 

@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from orisel.core.db import make_engine
 
@@ -40,6 +40,10 @@ def current(engine: Engine) -> str | None:
 
 def _run(url: str, action: str, target: str) -> None:
     engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        # SQLite changes a constraint by copying the table, which foreign keys forbid: off for
+        # the migration (SQLite's documented procedure), then every reference checked.
+        event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=OFF"))
     try:
         with engine.begin() as c:
             if c.dialect.name == "postgresql":
@@ -47,6 +51,10 @@ def _run(url: str, action: str, target: str) -> None:
             cfg = _config()
             cfg.attributes["connection"] = c
             getattr(command, action)(cfg, target)
+            if c.dialect.name == "sqlite":
+                broken = c.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"migration left broken references: {broken[:5]}")
     finally:
         engine.dispose()
 

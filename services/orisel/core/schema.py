@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -69,7 +70,8 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
-    UniqueConstraint("kind", "idempotency_key"),
+    # Keys are per owner: another user's key neither collides nor reveals their job.
+    UniqueConstraint("kind", "owner", "idempotency_key"),
     Index(None, "kind", "created_at", "id"),
     Index(None, "parent_id"),
     Index(None, "dispatch_at"),
@@ -86,4 +88,17 @@ job_events = Table(
     Column("state", SmallInteger, nullable=False),
     Column("principal", String(NAME_LEN), nullable=False, server_default=""),
     Column("data", JSON, nullable=False),
+)
+
+# Bearer tokens issued by `orisel token create`: the secret itself is never stored.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("user", String(NAME_LEN), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("admin", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
 )

@@ -80,6 +80,34 @@ class Settings(BaseSettings):
     )
     grace_s: float = Field(10.0, ge=0, description="seconds to finish calls on SIGTERM")
 
+    # Who may call the services, and over what.
+    auth: Literal["token", "off"] = Field(
+        "token",
+        description="token: every call carries an orisel token or an OIDC JWT (or, with mutual "
+        "TLS, a client certificate); off: anyone is admin (only on a loopback address)",
+    )
+    tls_cert_file: Path | None = Field(None, description="the server's certificate chain (PEM)")
+    tls_key_file: Path | None = Field(None, description="the server's private key (PEM)")
+    tls_client_ca_file: Path | None = Field(
+        None, description="CA that signs client certificates: set it to require mutual TLS"
+    )
+    allow_plaintext: bool = Field(
+        False, description="serve without TLS; refused unless the services bind loopback"
+    )
+    oidc_jwks_file: Path | None = Field(None, description="JWKS of the OIDC issuer (offline)")
+    oidc_issuer: str = Field("", description="the `iss` every JWT must carry")
+    oidc_audience: str = Field("orisel", description="the `aud` every JWT must carry")
+    oidc_admin_group: str = Field("", description="members of this `groups` entry are admins")
+    max_upload_bytes: int = Field(
+        64 * 2**30, ge=1, description="largest artifact ArtifactService accepts"
+    )
+
+    # What a client (`orisel submit`, `watch`, `fetch`, ...) presents.
+    token: SecretStr | None = Field(None, description="bearer token the client sends")
+    ca: Path | None = Field(None, description="CA file the client trusts for the server's TLS")
+    client_cert: Path | None = Field(None, description="client certificate (mutual TLS)")
+    client_key: Path | None = Field(None, description="client key (mutual TLS)")
+
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """ORISEL_* variables that give a child process exactly these settings."""

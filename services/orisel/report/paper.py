@@ -25,6 +25,7 @@ import numpy as np
 
 from orisel.core.atomic import atomic_write
 from orisel.core.errors import NotFound
+from orisel.report import plots
 
 LOWER = ("layer1", "layer2", "layer3")
 HIGHER = ("layer4", "layer5", "layer6", "fc1")
@@ -365,8 +366,24 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
             for order in orders:
                 pts = sorted((r["fraction"], r["accuracy"]) for r in rows if r["order"] == order)
                 fr = sorted({p[0] for p in pts})
-                acc = [np.mean([p[1] for p in pts if p[0] == f]) for f in fr]
-                ax.plot(fr, acc, lw=1, label=order, ls=":" if "random" in order else "-")
+                at = [[p[1] for p in pts if p[0] == f] for f in fr]
+                acc = [np.mean(v) for v in at]
+                if order == "random":
+                    lo, hi = [min(v) for v in at], [max(v) for v in at]
+                    ax.fill_between(fr, lo, hi, color=plots.RANDOM, alpha=0.25, lw=0)
+                    ax.plot(fr, acc, lw=1, color=plots.RANDOM, label="random (mean, range)")
+                    continue
+                index, _, direction = order.partition(":")
+                what = "most" if direction == "descending" else "least"
+                ax.plot(
+                    fr,
+                    acc,
+                    "-" if what == "most" else "--",
+                    lw=1,
+                    color=plots.INDEX_COLOURS.get(index, "k"),
+                    label=f"{index}, {what} first",
+                )
+            ax.axhline(0.1, color="k", ls=":", lw=0.8, label="chance (1/10)")
             ax.set_title(layer, fontsize=8)
             ax.set_xlabel("fraction ablated", fontsize=7)
             ax.tick_params(labelsize=6)

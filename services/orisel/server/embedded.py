@@ -9,6 +9,8 @@ to it exactly as they talk to a deployed stack.
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import os
 import signal
 import subprocess
@@ -20,7 +22,9 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orisel.core.auth import USER_CHARS, Tokens, runtime_file, write_runtime
 from orisel.core.controller import Controller
+from orisel.core.errors import NotFound
 from orisel.core.grpcserver import Server
 from orisel.core.settings import QUEUES, Settings, settings_env
 
@@ -40,12 +44,24 @@ def embedded_settings(base: Settings, home: Path, port: int = 0) -> Settings:
             "broker_prefix": "",
             "grpc_host": "127.0.0.1",
             "grpc_port": port,
+            # Loopback only, and still no call without the owner's token (see Embedded).
+            "allow_plaintext": True,
+            "auth": "token",
         }
     )
 
 
+def _local_user() -> str:
+    name = "".join(ch if ch in USER_CHARS else "-" for ch in getpass.getuser())[:64]
+    return name or "owner"
+
+
 class Embedded:
-    """`with Embedded(settings) as stack:` serves on stack.address until the block ends."""
+    """`with Embedded(settings) as stack:` serves on stack.address until the block ends.
+
+    At start it issues an admin token for the local user, written to <home>/token and to the
+    runtime file clients read for this address (both 0600), and revokes it at the end: any
+    other local user reaching the port gets UNAUTHENTICATED."""
 
     def __init__(self, settings: Settings, log: Path | None = None, concurrency: int = 2) -> None:
         self.settings = settings
@@ -55,6 +71,8 @@ class Embedded:
         self.server: Server | None = None
         self.controller: Controller | None = None
         self.address = ""
+        self.token = ""
+        self._token_id = ""
 
     def __enter__(self) -> Embedded:
         from orisel.core.controller import celery_sender
@@ -69,6 +87,13 @@ class Embedded:
         self.server = start_front_end(self.settings, QUEUES)
         self.address = f"127.0.0.1:{self.server.port}"
         db = open_db(self.settings.database_url, self.settings.max_attempts)
+        self.token = Tokens(db).create(_local_user(), admin=True)
+        self._token_id = self.token.split("_")[1]
+        home = self.settings.store_root.parent
+        fd = os.open(home / "token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.token + "\n")
+        write_runtime(self.address, self.token, home)
         self.controller = Controller(db, celery_sender(self.settings), self.settings).start()
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         # Two single-threaded worker processes: one can advance the pipeline or run a second
@@ -113,3 +138,10 @@ class Embedded:
             self.controller.stop()
         if self.server is not None:
             self.server.stop(self.settings.grace_s)
+        if self._token_id:
+            from orisel.core.db import open_db
+
+            db = open_db(self.settings.database_url, self.settings.max_attempts)
+            with contextlib.suppress(NotFound):
+                Tokens(db).revoke(self._token_id)
+            runtime_file(self.address).unlink(missing_ok=True)

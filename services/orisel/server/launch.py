@@ -10,8 +10,18 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from orisel.core import metrics
-from orisel.core.grpcserver import Registration, Server, serve_until_signal, start_server
+import grpc
+
+from orisel.core import auth, metrics
+from orisel.core.db import JobDB
+from orisel.core.errors import FailedPrecondition
+from orisel.core.grpcserver import (
+    Registration,
+    Security,
+    Server,
+    serve_until_signal,
+    start_server,
+)
 from orisel.core.jobservice import Backends, jobs_registration
 from orisel.core.settings import QUEUES, Settings
 
@@ -27,17 +37,60 @@ def prepare_database(settings: Settings) -> None:
 
 
 def registrations(b: Backends, services: Sequence[str]) -> list[Registration]:
-    """JobService plus the named domain services, all on the same backends."""
-    regs = [jobs_registration(b)]
+    """JobService, ArtifactService and the named domain services, on the same backends."""
+    from orisel.artifacts.servicer import registration as artifacts_registration
+
+    regs = [jobs_registration(b), artifacts_registration(b)]
     for name in services:
         regs.append(importlib.import_module(f"orisel.{name}.servicer").registration(b))
     return regs
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def security(settings: Settings, db: JobDB) -> Security:
+    """TLS (mutual when a client CA is set) and authentication as the settings say; plaintext
+    and `auth=off` only on a loopback address and only when asked for."""
+    loopback = settings.grpc_host in LOOPBACK
+    credentials = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        client_ca = settings.tls_client_ca_file
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+            root_certificates=client_ca.read_bytes() if client_ca else None,
+            require_client_auth=client_ca is not None,
+        )
+    elif not (settings.allow_plaintext and loopback):
+        raise FailedPrecondition(
+            f"no TLS for {settings.grpc_host}: set ORISEL_TLS_CERT_FILE and ORISEL_TLS_KEY_FILE "
+            "(plaintext only with ORISEL_ALLOW_PLAINTEXT=true on a loopback address)"
+        )
+    if settings.auth == "off":
+        if not loopback:
+            raise FailedPrecondition(
+                f"ORISEL_AUTH=off serves anyone as admin: only on a loopback address, not "
+                f"{settings.grpc_host}"
+            )
+        return Security(credentials, None)
+    jwts = None
+    if settings.oidc_jwks_file is not None:
+        config = auth.OidcConfig(
+            settings.oidc_jwks_file, settings.oidc_issuer, settings.oidc_audience,
+            settings.oidc_admin_group,
+        )  # fmt: skip
+        jwts = auth.Jwts(config)
+    return Security(credentials, auth.Authenticator(auth.Tokens(db), jwts))
+
+
 def start_front_end(settings: Settings, services: Sequence[str]) -> Server:
     prepare_database(settings)
+    backends = Backends(settings)
     return start_server(
-        registrations(Backends(settings), services), settings.grpc_host, settings.grpc_port
+        registrations(backends, services),
+        settings.grpc_host,
+        settings.grpc_port,
+        security(settings, backends.db),
     )
 
 

@@ -1,0 +1,1 @@
+"""ArtifactService: the artifact store through the API."""
