@@ -1,0 +1,291 @@
+"""A population of cnn7 networks trained in one process as one batched model.
+
+One cnn7 at batch 32 launches about a hundred small kernels per step and leaves a GPU idle.
+Stacked, N networks run as one: each convolution is a grouped convolution (network k owns
+group k), BatchNorm normalises N x C channels (exactly each network's own statistics), the
+dense layers are batched matrix products, and the loss is the sum of the networks' mean
+losses, so each network's gradient is its own. Adam and SGD are elementwise, so one optimizer
+over the stacked tensors takes exactly each network's own step.
+
+Everything else is the single-network trainer's: every network keeps its Trainer (its data,
+seed, label corruption, run folder, manifest, checkpoint schedule, best checkpoint), draws its
+own batches and augmentations from its own seed, and its checkpoints (weights and optimizer
+state unstacked) are written in the existing format, so every analysis, the pipeline and the
+report read them unchanged, and a network can be resumed alone or with its population.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from orisel.core.errors import FailedPrecondition, InvalidArgument
+from orisel.data.augment import random_shift_flip
+from orisel.models.cnn7 import BN_EPS, BN_MOMENTUM, CNN7, CONV_LAYERS
+from orisel.training.loop import Trainer, batch_generator, epoch_permutation
+
+# The settings every network of a stack must share (they shape the step, not the network).
+SHARED = (
+    "model",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "augment",
+    "max_shift",
+    "hflip",
+    "fill",
+    "early_checkpoint_every",
+    "early_checkpoint_until",
+    "checkpoint_every_epochs",
+    "device",
+    "amp",
+    "channels_last",
+    "deterministic",
+)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class StackedCNN7(nn.Module):
+    """N cnn7 networks as one module: every tensor of cnn7's state dict stacked on a new
+    first dimension. forward takes (N, B, C, H, W) and returns (N, B, classes)."""
+
+    def __init__(self, nets: Sequence[CNN7]) -> None:
+        super().__init__()
+        self.n = len(nets)
+        first = nets[0]
+        self.param_names = [name for name, _ in first.named_parameters()]
+        self.buffer_names = [name for name, _ in first.named_buffers()]
+        for name in self.param_names:
+            stacked = torch.stack([dict(n.named_parameters())[name].detach() for n in nets])
+            self.register_parameter(_key(name), nn.Parameter(stacked.clone()))
+        for name in self.buffer_names:
+            stacked = torch.stack([dict(n.named_buffers())[name] for n in nets])
+            self.register_buffer(_key(name), stacked.clone())
+        self.strides = {name: stride for name, _, stride in CONV_LAYERS}
+
+    def t(self, name: str) -> torch.Tensor:
+        tensor: torch.Tensor = getattr(self, _key(name))
+        return tensor
+
+    def _bn(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        if self.training:
+            self.t(f"bn{i}.num_batches_tracked").add_(1)
+        return F.batch_norm(
+            x,
+            self.t(f"bn{i}.running_mean").view(-1),  # views: the update lands in the buffers
+            self.t(f"bn{i}.running_var").view(-1),
+            self.t(f"bn{i}.weight").reshape(-1),
+            self.t(f"bn{i}.bias").reshape(-1),
+            self.training,
+            BN_MOMENTUM,
+            BN_EPS,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, b = x.shape[:2]
+        h = x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:])  # network-major channels
+        for i, (name, _, stride) in enumerate(CONV_LAYERS, start=1):
+            w = self.t(f"{name}.weight")
+            h = F.conv2d(
+                h,
+                w.reshape(-1, *w.shape[2:]),
+                self.t(f"{name}.bias").reshape(-1),
+                stride=stride,
+                groups=n,
+            )
+            h = self._bn(F.relu(h), i)
+        flat = h.reshape(b, n, -1)  # each network's (C, H, W) flattened as torch.flatten does
+        z = torch.einsum("bni,noi->bno", flat, self.t("fc1.weight")) + self.t("fc1.bias")
+        z = self._bn(F.relu(z).reshape(b, -1), 7).reshape(b, n, -1)
+        logits = torch.einsum("bni,noi->bno", z, self.t("fc2.weight")) + self.t("fc2.bias")
+        return logits.transpose(0, 1)
+
+    @torch.no_grad()
+    def copy_into(self, k: int, net: nn.Module) -> None:
+        """Network k's weights and statistics into a cnn7 of the same shape."""
+        for name, p in net.named_parameters():
+            p.copy_(self.t(name)[k])
+        for name, buf in net.named_buffers():
+            buf.copy_(self.t(name)[k])
+
+
+def _unstack_optimizer(
+    opt: torch.optim.Optimizer, stacked: StackedCNN7, k: int, target: torch.optim.Optimizer
+) -> None:
+    """Network k's optimizer state (Adam's moments and step, SGD's momentum) into `target`,
+    the optimizer of a single cnn7, in the order of its parameters."""
+    by_name = dict(zip(stacked.param_names, stacked.parameters(), strict=True))
+    state = {}
+    for index, name in enumerate(stacked.param_names):
+        s = opt.state.get(by_name[name], {})
+        state[index] = {
+            key: (
+                v[k].clone()
+                if torch.is_tensor(v) and v.dim() > 0
+                else v.clone()
+                if torch.is_tensor(v)
+                else v
+            )
+            for key, v in s.items()
+        }
+    layout = target.state_dict()
+    target.load_state_dict({"state": state, "param_groups": layout["param_groups"]})
+
+
+def _stack_optimizer(
+    trainers: Sequence[Trainer], stacked: StackedCNN7, opt: torch.optim.Optimizer
+) -> None:
+    """The networks' optimizer states (a resumed population) stacked into `opt`."""
+    states = [t.optimizer.state_dict()["state"] for t in trainers]
+    if not states[0]:
+        return
+    params = list(stacked.parameters())
+    for index, p in enumerate(params):
+        per = [s[index] for s in states]
+        opt.state[p] = {
+            key: torch.stack([s[key] for s in per]) if per[0][key].dim() > 0 else per[0][key]
+            for key in per[0]
+        }
+
+
+class PopulationTrainer:
+    """Train `trainers` (one per network, each opened as for a single run) as one stack."""
+
+    def __init__(self, trainers: Sequence[Trainer]) -> None:
+        if not trainers:
+            raise InvalidArgument("population", "at least one network", 0)
+        self.trainers = list(trainers)
+        first = self.trainers[0]
+        for t in self.trainers[1:]:
+            for name in SHARED:
+                if getattr(t.cfg, name) != getattr(first.cfg, name):
+                    raise InvalidArgument(
+                        name,
+                        f"the same in every network of a population ({getattr(first.cfg, name)!r})",
+                        getattr(t.cfg, name),
+                    )
+            if len(t.train_data) != len(first.train_data):
+                raise InvalidArgument(
+                    "data", "training sets of one size in a population", len(t.train_data)
+                )
+        if first.cfg.model != "cnn7":
+            raise InvalidArgument("model", "cnn7 (the stacked model)", first.cfg.model)
+        steps = {t.state.step for t in self.trainers}
+        if len(steps) != 1:
+            raise FailedPrecondition(
+                f"the networks were stopped at different steps {sorted(steps)}: resume them "
+                "alone to the same checkpoint first"
+            )
+        self.device = first.device
+        self.cfg = first.cfg
+        self.model = StackedCNN7([t.model for t in self.trainers]).to(self.device)  # type: ignore[misc]
+        self.optimizer = self._optimizer()
+        _stack_optimizer(self.trainers, self.model, self.optimizer)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg, params = self.cfg, self.model.parameters()
+        fused = self.device.type == "cuda"
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+
+    def _batch(
+        self, step: int, epoch: int, perms: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b = (step - 1) % self.trainers[0].steps_per_epoch
+        bs, xs, ys = self.cfg.batch_size, [], []
+        for t, perm in zip(self.trainers, perms, strict=True):
+            x, y = t.train_data.batch(perm[b * bs : min((b + 1) * bs, len(perm))])
+            if self.cfg.augment:
+                gen = batch_generator(t.cfg.seed, epoch, b)
+                x = random_shift_flip(x, t.max_shift, self.cfg.hflip, gen, self.cfg.fill)
+            xs.append(x)
+            ys.append(y)
+        return torch.stack(xs), torch.stack(ys)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of every network: (N,) mean losses and (N,) correct counts."""
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(x)
+        n, b, k = logits.shape
+        per_image = F.cross_entropy(logits.reshape(n * b, k), y.reshape(n * b), reduction="none")
+        losses = per_image.view(n, b).mean(1)
+        torch.autograd.backward(losses.sum())
+        self.optimizer.step()
+        return losses.detach(), (logits.argmax(2) == y).sum(1)
+
+    def _sync(self, k: int) -> None:
+        """Network k's weights and optimizer state into its own Trainer (for a checkpoint)."""
+        t = self.trainers[k]
+        self.model.copy_into(k, t.model)
+        _unstack_optimizer(self.optimizer, self.model, k, t.optimizer)
+
+    def run(self, max_steps: int | None = None) -> list[dict[str, Any]]:
+        """Train every network to the configured epochs (or global step `max_steps`)."""
+        first = self.trainers[0]
+        spe = first.steps_per_epoch
+        total = self.cfg.epochs * spe
+        stop = total if max_steps is None else min(total, max_steps)
+        start, t0 = first.state.step, time.perf_counter()
+        schedule = set(first.schedule)
+        if start == 0 and 0 in schedule and not first.state.history:
+            for k, t in enumerate(self.trainers):
+                self._sync(k)
+                t._checkpoint(0)
+        self.model.train()
+        n = len(self.trainers)
+        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
+        correct = torch.zeros(n, device=self.device, dtype=torch.int64)
+        seen = images = 0
+        perms: list[torch.Tensor] = []
+        perm_epoch = -1
+        for step in range(start + 1, stop + 1):
+            epoch = (step - 1) // spe
+            if epoch != perm_epoch:
+                perms = [
+                    epoch_permutation(t.cfg.seed, epoch, len(t.train_data)).to(self.device)
+                    for t in self.trainers
+                ]
+                perm_epoch = epoch
+            x, y = self._batch(step, epoch, perms)
+            losses, hits = self.step(x, y)
+            loss_sum += losses.double() * y.shape[1]
+            correct += hits
+            seen += y.shape[1]
+            images += y.numel()
+            if step % spe == 0 or step in schedule:
+                for k, t in enumerate(self.trainers):
+                    t.state.step = step
+                    t._fold_running(loss_sum[k], correct[k], seen)
+                    if step in schedule:
+                        self._sync(k)
+                        t._checkpoint(step)
+                    if step % spe == 0:
+                        t.state.running = type(t.state.running)()
+                loss_sum.zero_(), correct.zero_()
+                seen = 0
+        for t in self.trainers:
+            t.state.step = max(start, stop)
+        wall = time.perf_counter() - t0
+        summaries = []
+        for k, t in enumerate(self.trainers):
+            self._sync(k)
+            t._end_session(start, wall, t.state.step >= total)
+            summary = t.summary(wall, images // n)
+            summary["images_per_s"] = round(images / wall, 1) if wall > 0 and images else math.nan
+            summaries.append(summary)
+        return summaries

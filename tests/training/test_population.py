@@ -1,0 +1,185 @@
+"""A population trained as one stacked model equals its networks trained one by one: the
+same batches, labels and augmentations for network k as for the single run of its spec, the
+same checkpoints, weights within float tolerance, resumable alone or together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from orisel.core.errors import InvalidArgument
+from orisel.data.prepare import PreparedData, SplitSpec, prepare
+from orisel.data.sources import load_cifar10
+from orisel.models.cnn7 import CNN7
+from orisel.training.checkpoint import list_checkpoints, load_checkpoint
+from orisel.training.loop import Trainer
+from orisel.training.population import PopulationTrainer, StackedCNN7
+from tests.training.conftest import SPEC, tiny_config
+
+# (seed, label corruption): different initialisations, orders, augmentations and labels.
+VARIANTS = ((0, 0.0), (1, 0.0), (2, 0.5))
+
+
+@pytest.fixture(scope="module")
+def datasets(python_archive: Path) -> dict[float, PreparedData]:
+    ds = load_cifar10(python_archive)
+    return {
+        c: prepare(ds, SplitSpec(val_size=SPEC.val_size, label_corruption=c))
+        for c in {c for _, c in VARIANTS}
+    }
+
+
+def _open(data: PreparedData, run: Path, seed: int, resume: bool = False, **cfg: object) -> Trainer:
+    config = tiny_config(seed=seed, data=data_spec(data), **cfg)
+    return Trainer.open(config, data, run, resume=resume, progress=False)
+
+
+def data_spec(data: PreparedData) -> SplitSpec:
+    corrupted = float((data.train_labels != data.train_labels_clean).mean() > 0)
+    return SplitSpec(val_size=SPEC.val_size, label_corruption=0.5 if corrupted else 0.0)
+
+
+def test_the_stacked_forward_is_each_networks_forward() -> None:
+    torch.manual_seed(0)
+    nets = [CNN7() for _ in range(3)]
+    stacked = StackedCNN7(nets)
+    x = torch.randn(3, 5, 3, 32, 32)
+    for mode in ("eval", "train"):
+        for net in nets:
+            getattr(net, mode)()
+        getattr(stacked, mode)()
+        want = torch.stack([net(x[k]) for k, net in enumerate(nets)])
+        torch.testing.assert_close(stacked(x), want, rtol=1e-5, atol=1e-5)
+    for k, net in enumerate(nets):  # the running statistics moved exactly as each network's
+        for name, buf in net.named_buffers():
+            torch.testing.assert_close(stacked.t(name)[k], buf, rtol=1e-5, atol=1e-6)
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:  # type: ignore[type-arg]
+    """Every batch the single trainers and the stack train on, as (x, y)."""
+    singles: list = []  # type: ignore[type-arg]
+    stacks: list = []  # type: ignore[type-arg]
+    single_step, stack_step = Trainer.train_step, PopulationTrainer.step
+
+    def record_single(self: Trainer, x: torch.Tensor, y: torch.Tensor) -> object:
+        singles.append((self.cfg.seed, x.clone(), y.clone()))
+        return single_step(self, x, y)
+
+    def record_stack(self: PopulationTrainer, x: torch.Tensor, y: torch.Tensor) -> object:
+        stacks.append((x.clone(), y.clone()))
+        return stack_step(self, x, y)
+
+    monkeypatch.setattr(Trainer, "train_step", record_single)
+    monkeypatch.setattr(PopulationTrainer, "step", record_stack)
+    return singles, stacks
+
+
+def test_network_k_of_a_stack_matches_its_single_run(
+    datasets: dict[float, PreparedData], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    singles_seen, stack_seen = _recorded(monkeypatch)
+    for seed, c in VARIANTS:
+        _open(datasets[c], tmp_path / f"single-{seed}", seed, epochs=1).run()
+    population = PopulationTrainer(
+        [_open(datasets[c], tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS]
+    )
+    population.run()
+    # Network k trained on exactly the images, labels (corrupted as its spec says) and
+    # augmentations of its single run, batch by batch, bit for bit.
+    for k, (seed, _) in enumerate(VARIANTS):
+        mine = [(x, y) for s, x, y in singles_seen if s == seed]
+        assert len(mine) == len(stack_seen) == 8
+        for (x, y), (xs, ys) in zip(mine, stack_seen, strict=True):
+            assert torch.equal(xs[k], x)
+            assert torch.equal(ys[k], y)
+    for (seed, _), k in zip(VARIANTS, range(len(VARIANTS)), strict=True):
+        a, b = tmp_path / f"single-{seed}", tmp_path / f"pop-{seed}"
+        assert [p.name for p in list_checkpoints(a)] == [p.name for p in list_checkpoints(b)]
+        m1 = json.loads((a / "manifest.json").read_text())
+        m2 = json.loads((b / "manifest.json").read_text())
+        assert m2["config"] == m1["config"]
+        assert m2["data"]["sha256"] == m1["data"]["sha256"]
+        # Float32 training is chaotic under Adam (a gradient within rounding of zero flips the
+        # sign of a whole lr-sized step), so after an epoch the two runs agree as two float32
+        # runs can: accuracy within a few images of 50, far inside the spread between seeds.
+        for h1, h2 in zip(m1["history"], m2["history"], strict=True):
+            assert h1["step"] == h2["step"]
+            for split in ("validation", "test"):
+                assert (
+                    abs(h2["metrics"][split]["accuracy"] - h1["metrics"][split]["accuracy"]) <= 0.08
+                )
+        assert population.trainers[k].state.step == 8
+
+
+def test_each_networks_gradient_is_its_own(
+    datasets: dict[float, PreparedData], tmp_path: Path
+) -> None:
+    """One step's gradients against a float64 reference of each network alone: the stack
+    computes each network's own gradient (to float32 rounding), nothing leaks between them."""
+    import copy
+
+    from orisel.training.loop import epoch_permutation
+
+    trainers = [_open(datasets[c], tmp_path / f"g-{seed}", seed) for seed, c in VARIANTS]
+    population = PopulationTrainer(trainers)
+    perms = [epoch_permutation(t.cfg.seed, 0, len(t.train_data)) for t in trainers]
+    x, y = population._batch(1, 0, perms)
+    population.model.train()
+    logits = population.model(x)
+    n, b, k = logits.shape
+    per_image = torch.nn.functional.cross_entropy(
+        logits.reshape(n * b, k), y.reshape(n * b), reduction="none"
+    )
+    per_image.view(n, b).mean(1).sum().backward()
+    for i, t in enumerate(trainers):
+        reference = copy.deepcopy(t.model).double().train()
+        torch.nn.functional.cross_entropy(reference(x[i].double()), y[i]).backward()
+        for name, p in reference.named_parameters():
+            want, got = p.grad.float(), population.model.t(name).grad[i]
+            assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max()), name
+    # One Adam step moves each weight by at most lr: the stack's first step is each network's.
+    population.optimizer.step()
+    for i, t in enumerate(trainers):
+        single = copy.deepcopy(t.model).train()
+        opt = torch.optim.Adam(single.parameters(), lr=t.cfg.lr)
+        torch.nn.functional.cross_entropy(single(x[i]), y[i]).backward()
+        opt.step()
+        flipped = total = 0
+        for name, p in single.named_parameters():
+            diff = (population.model.t(name)[i].detach() - p.detach()).abs()
+            assert float(diff.max()) <= 2 * t.cfg.lr + 1e-6, name
+            flipped += int((diff > 1e-5).sum())
+            total += diff.numel()
+        assert flipped / total < 1e-3  # weights whose gradient is within rounding of zero
+
+
+def test_a_population_resumes_to_the_same_end(
+    datasets: dict[float, PreparedData], tmp_path: Path
+) -> None:
+    def runs(prefix: str, resume: bool = False) -> list[Trainer]:
+        return [
+            _open(datasets[c], tmp_path / f"{prefix}-{seed}", seed, resume=resume)
+            for seed, c in VARIANTS
+        ]
+
+    PopulationTrainer(runs("whole")).run()
+    PopulationTrainer(runs("parts")).run(max_steps=6)
+    PopulationTrainer(runs("parts", resume=True)).run()
+    for seed, _ in VARIANTS:
+        a = load_checkpoint(tmp_path / f"whole-{seed}" / "best.pt")
+        b = load_checkpoint(tmp_path / f"parts-{seed}" / "best.pt")
+        assert a["step"] == b["step"]
+        for name, value in a["model"].items():
+            torch.testing.assert_close(b["model"][name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_networks_that_cannot_share_a_step_are_refused(
+    datasets: dict[float, PreparedData], tmp_path: Path
+) -> None:
+    a = _open(datasets[0.0], tmp_path / "a", 0)
+    b = _open(datasets[0.0], tmp_path / "b", 1, batch_size=16)
+    with pytest.raises(InvalidArgument, match="batch_size"):
+        PopulationTrainer([a, b])
