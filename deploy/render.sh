@@ -10,13 +10,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
   echo "render: no overlay '$overlay' (choose: $(ls "$root/k8s/overlays" | tr '\n' ' '))" >&2
   exit 2
 }
-# A throwaway kustomization on top of the overlay, inside k8s/ so kustomize may load it.
-work=$(mktemp -d "$root/k8s/.render.XXXXXX")
+# A throwaway kustomization on top of the overlay, outside the tree (nothing is written
+# into the checkout); the load restrictor lets it reach the overlay.
+work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 {
   echo "apiVersion: kustomize.config.k8s.io/v1beta1"
   echo "kind: Kustomization"
-  echo "resources: [../overlays/$overlay]"
+  echo "resources: [$(realpath --relative-to="$work" "$root/k8s/overlays/$overlay")]"
   if [ -n "$registry$tag" ]; then
     echo "images:"
     for image in orisel orisel-gpu; do
@@ -26,4 +27,4 @@ trap 'rm -rf "$work"' EXIT
     done
   fi
 } >"$work/kustomization.yaml"
-kubectl kustomize "$work"
+kubectl kustomize --load-restrictor LoadRestrictionsNone "$work"

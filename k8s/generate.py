@@ -17,7 +17,9 @@ import yaml
 
 BASE = Path(__file__).resolve().parent / "base"
 SERVICES = ("training", "extraction", "scoring", "ablation", "pipeline")
-GRPC, METRICS = 50051, 9100
+GRPC, HEALTH, METRICS = 50051, 50052, 9100
+# The services' certificate (cert-manager's Certificate in components/tls writes it).
+TLS_SECRET, TLS_PATH = "orisel-tls", "/tls"
 DATA_KEY, DATA_PATH = "datasets/cifar10-jpeg.tar.gz", "/work/data/cifar10-jpeg.tar.gz"
 PART_OF = "orisel"
 # Requests/limits per worker queue (CPU shape; the gpu component adds the accelerator).
@@ -157,11 +159,22 @@ def service_docs(name: str) -> list[dict[str, Any]]:
         ],
     )
     c["resources"] = SMALL
-    c["readinessProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 5}
-    c["livenessProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 20, "failureThreshold": 3}
-    c["startupProbe"] = {"grpc": {"port": GRPC}, "periodSeconds": 2, "failureThreshold": 60}
+    # TLS on the service port; kubelet's gRPC probes speak no TLS, so they use a plaintext
+    # port that serves only grpc.health.v1.
+    c["ports"].append({"name": "health", "containerPort": HEALTH, "protocol": "TCP"})
+    c["env"] += [
+        {"name": "ORISEL_TLS_CERT_FILE", "value": f"{TLS_PATH}/tls.crt"},
+        {"name": "ORISEL_TLS_KEY_FILE", "value": f"{TLS_PATH}/tls.key"},
+        {"name": "ORISEL_HEALTH_PORT", "value": str(HEALTH)},
+    ]
+    c["volumeMounts"].append({"name": "tls", "mountPath": TLS_PATH, "readOnly": True})
+    c["readinessProbe"] = {"grpc": {"port": HEALTH}, "periodSeconds": 5}
+    c["livenessProbe"] = {"grpc": {"port": HEALTH}, "periodSeconds": 20, "failureThreshold": 3}
+    c["startupProbe"] = {"grpc": {"port": HEALTH}, "periodSeconds": 2, "failureThreshold": 60}
+    spec = pod_spec(full, c, 30)
+    spec["volumes"].append({"name": "tls", "secret": {"secretName": TLS_SECRET}})
     return [
-        *workload(full, component, 2, pod_spec(full, c, 30)),
+        *workload(full, component, 2, spec),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -225,7 +238,7 @@ def worker_docs(queue: str) -> list[dict[str, Any]]:
     requests, limits = WORKER_RESOURCES[queue]
     c["resources"] = {"requests": requests, "limits": limits}
     # The data set lives in the bucket (`orisel push`); each worker pod pulls it once.
-    fetch = container("fetch-data", ["fetch", DATA_KEY, "--out", DATA_PATH], [])
+    fetch = container("fetch-data", ["fetch", "--direct", DATA_KEY, "--out", DATA_PATH], [])
     del fetch["ports"]
     fetch["resources"] = {
         "requests": {"cpu": "100m", "memory": "256Mi"},

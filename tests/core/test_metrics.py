@@ -102,19 +102,22 @@ def _train_and_scrape(base: str, stub: training_pb2_grpc.TrainingServiceStub) ->
     assert {r["metric"]["job"]: r["value"][1] for r in up} == {
         "orisel-training": "1", "orisel-worker-training": "1",
     }  # fmt: skip
-    steps = _query(base, f'orisel_training_step_total{{run="{job.id}"}}', **window)
+    worker = '{job="orisel-worker-training"}'
+    steps = _query(base, f"orisel_training_step_total{worker}", **window)
     values = [float(v) for _, v in steps[0]["values"]]
     assert values[-1] == EPOCHS * 63  # every step counted, across the run's two segments
     assert len(set(values)) >= 3  # seen moving, not only at the end
-    epoch = _query(base, f'max_over_time(orisel_training_epoch{{run="{job.id}"}}[5m])')
+    epoch = _query(base, f"max_over_time(orisel_training_epoch{worker}[5m])")
     assert 1.0 <= float(epoch[0]["value"][1]) <= EPOCHS
-    acc = _query(
-        base,
-        f'max_over_time(orisel_training_accuracy{{run="{job.id}",split="validation"}}[5m])',
-    )
+    acc = _query(base, 'max_over_time(orisel_training_accuracy{split="validation"}[5m])')
     assert 0.0 <= float(acc[0]["value"][1]) <= 1.0
-    # The finished run's gauges are gone, so it can never look stalled.
-    assert _query(base, f'orisel_training_last_progress_timestamp_seconds{{run="{job.id}"}}') == []
+    # The finished run's progress reads as no value (NaN), so an idle worker never looks
+    # stalled; and no series is labelled with a job id.
+    last = _query(base, f"orisel_training_last_progress_timestamp_seconds{worker}")
+    assert last[0]["value"][1] == "NaN"
+    assert _query(base, "orisel_training_last_progress_timestamp_seconds > 0") == []
+    assert _query(base, f'{{__name__=~"orisel_.+", run="{job.id}"}}') == []
+    assert _query(base, '{__name__=~"orisel_.+", job_id!=""}') == []
     queued = _query(base, 'orisel_queue_messages{queue="training"}')
     assert float(queued[0]["value"][1]) == 0.0
     submits = _query(

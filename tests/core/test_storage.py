@@ -16,6 +16,7 @@ from orisel.core.storage import (
     ArtifactStore,
     LocalStore,
     S3Store,
+    check_key,
     get_bytes,
     put_bytes,
     put_if_absent,
@@ -138,3 +139,17 @@ def test_racing_writers_of_one_key_leave_one_whole_object(tmp_path: Path) -> Non
         data = get_bytes(store, store.stat(key))
         assert data == bytes([data[0]]) * 100_000  # whole, one writer's bytes
         assert store.stat(key).sha256 == winners[0]
+
+
+@pytest.mark.parametrize("prefix", ["/etc", "/etc/passwd", "../x", "a/../../b", "a//b", "./"])
+def test_a_listing_never_leaves_the_bucket(tmp_path: Path, prefix: str) -> None:
+    """Found by the fuzzer: an absolute prefix listed the server's /etc."""
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(InvalidArgument, match="key"):
+        store.list(prefix)
+
+
+@pytest.mark.parametrize("key", [".", "a/./b", "a//b", "/abs", "a/", "x\x7fy", "a\x00b"])
+def test_keys_are_named_relative_parts(key: str) -> None:
+    with pytest.raises(InvalidArgument):
+        check_key(key)

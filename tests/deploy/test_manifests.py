@@ -114,7 +114,8 @@ def test_every_container_is_locked_down_with_limits_and_probes(overlay: str) -> 
             assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
         if name.removeprefix("orisel-") in ("training", "extraction", "scoring", "ablation"):
             main = spec["containers"][0]
-            assert main["readinessProbe"] == {"grpc": {"port": 50051}, "periodSeconds": 5}
+            # the plaintext health-only port: kubelet probes speak no TLS
+            assert main["readinessProbe"] == {"grpc": {"port": 50052}, "periodSeconds": 5}
             assert main["args"] == ["serve", name.removeprefix("orisel-")]
 
 
@@ -273,3 +274,76 @@ def test_keda_reads_the_redis_password_from_its_secret() -> None:
     for t in triggers:
         assert t["type"] == "redis"
         assert t["authenticationRef"] == {"name": "orisel-redis"}
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and In/NotIn expressions) selects `labels`."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        inside = labels.get(e["key"]) in e["values"]
+        if (e["operator"] == "In") != inside:
+            return False
+    return True
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_every_workload_has_ingress_and_egress_policies(overlay: str) -> None:
+    """Default deny both ways, and an explicit egress allowance for every workload (DNS at
+    least); gRPC ingress only from the gateway's namespace and orisel's pods."""
+    docs = rendered(overlay)
+    policies = [d["spec"] for d in docs if d["kind"] == "NetworkPolicy"]
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    assert workloads
+    for w in workloads:
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        chosen = [p for p in policies if _selects(p["podSelector"], labels)]
+        types = {t for p in chosen for t in p.get("policyTypes", [])}
+        assert {"Ingress", "Egress"} <= types, w["metadata"]["name"]
+        allowed = [p for p in chosen if p.get("egress")]
+        assert allowed, f"{w['metadata']['name']}: no egress allowed at all (not even DNS)"
+    grpc = next(
+        p
+        for p in policies
+        if any(r.get("ports") == [{"port": 50051, "protocol": "TCP"}] for r in p.get("ingress", []))
+    )
+    sources = [s for r in grpc["ingress"] if r.get("ports")[0]["port"] == 50051 for s in r["from"]]
+    assert sources  # never from anywhere
+    assert {"orisel.io/gateway"} <= {
+        k for s in sources for k in s.get("namespaceSelector", {}).get("matchLabels", {})
+    }
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_services_serve_tls_behind_one_gateway(overlay: str) -> None:
+    docs = rendered(overlay)
+    for name in SERVICES:
+        spec = pods(docs)[f"orisel-{name}"]
+        c = spec["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["ORISEL_TLS_CERT_FILE"] == "/tls/tls.crt"
+        assert env["ORISEL_TLS_KEY_FILE"] == "/tls/tls.key"
+        assert "ORISEL_ALLOW_PLAINTEXT" not in env
+        assert {"name": "tls", "secret": {"secretName": "orisel-tls"}} in spec["volumes"]
+        assert c["readinessProbe"]["grpc"]["port"] == int(env["ORISEL_HEALTH_PORT"])
+    cert = find(docs, "Certificate", "orisel-tls")["spec"]
+    assert {f"orisel-{s}.orisel.svc" for s in SERVICES} <= set(cert["dnsNames"])
+    routes = [d for d in docs if d["kind"] == "GRPCRoute"]
+    routed = {
+        m["method"]["service"]
+        for r in routes
+        for rule in r["spec"]["rules"]
+        for m in rule["matches"]
+    }
+    protos = {f"orisel.api.{s}.v1.{s.capitalize()}Service" for s in SERVICES} | {
+        "orisel.api.jobs.v1.JobService",
+        "orisel.api.artifacts.v1.ArtifactService",
+    }
+    assert routed == protos
+    gateway = find(docs, "Gateway", "orisel")["spec"]["listeners"][0]
+    assert gateway["tls"]["mode"] == "Terminate"
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "BackendTLSPolicy"} == {
+        f"orisel-{s}" for s in SERVICES
+    }

@@ -119,7 +119,6 @@ def test_client_commands(
     import json
 
     from orisel.client.cli import main
-    from orisel.core.settings import get_settings
 
     rc = main(
         [
@@ -143,12 +142,8 @@ def test_client_commands(
     assert final["state"] == "JOB_STATE_SUCCEEDED"
     assert main(["jobs", "--server", address]) == 0
     assert job_id in capsys.readouterr().out
-    for name, value in {"STORE_ROOT": settings.store_root, "STORE": "local"}.items():
-        monkeypatch.setenv(f"ORISEL_{name}", str(value))
-    get_settings.cache_clear()
-    out = tmp_path / "best.pt"
-    assert main(["fetch", f"runs/{job_id}/best.pt", "--out", str(out)]) == 0
-    get_settings.cache_clear()
+    out = tmp_path / "best.pt"  # through ArtifactService: the client holds no store keys
+    assert main(["fetch", f"runs/{job_id}/best.pt", "--out", str(out), "--server", address]) == 0
     from orisel.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(out, "cnn7")["epoch"] > 0

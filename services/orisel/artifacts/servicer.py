@@ -17,7 +17,7 @@ from orisel.core.access import check_write
 from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends
-from orisel.core.storage import ArtifactStore, check_key
+from orisel.core.storage import ArtifactStore, check_key, check_prefix
 
 SERVICE_NAME = artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 CHUNK_BYTES = 1 << 20  # well under the 4 MiB message limit
@@ -79,9 +79,10 @@ class ArtifactServicer:
         return artifacts_pb2.UploadResponse(artifact=ref.to_proto())
 
     async def List(self, request: Any, context: Any) -> Any:
-        prefix = request.prefix
-        if len(prefix) > 1024 or any(ord(ch) < 32 for ch in prefix) or ".." in prefix.split("/"):
-            raise InvalidArgument("prefix", "a key prefix such as runs/<job>/", prefix)
+        try:
+            prefix = check_prefix(request.prefix)
+        except InvalidArgument as exc:
+            raise InvalidArgument("prefix", exc.allowed, request.prefix) from exc
         refs = await asyncio.to_thread(self.store.list, prefix)
         return artifacts_pb2.ListResponse(artifacts=[r.to_proto() for r in refs[:MAX_LISTED]])
 

@@ -109,10 +109,14 @@ class Tokens:
         with self.db.engine.begin() as c:
             c.execute(
                 insert(tokens).values(
-                    id=token_id, user=user, secret_sha256=_digest(secret), admin=admin,
-                    created_at=now, expires_at=now + ttl_s if ttl_s else None,
+                    id=token_id,
+                    user=user,
+                    secret_sha256=_digest(secret),
+                    admin=admin,
+                    created_at=now,
+                    expires_at=now + ttl_s if ttl_s else None,
                 )
-            )  # fmt: skip
+            )
         return f"{TOKEN_PREFIX}_{token_id}_{secret}"
 
     def list(self) -> list[TokenInfo]:
@@ -181,10 +185,14 @@ class Jwts:
             if key is None:
                 raise Unauthenticated(f"the JWT's key {kid!r} is not in the JWKS")
             claims: dict[str, Any] = jwt.decode(
-                token, key.key, algorithms=list(self.ALGORITHMS),
-                audience=self.config.audience, issuer=self.config.issuer,
-                leeway=self.config.leeway_s, options={"require": ["exp", "iss", "aud", "sub"]},
-            )  # fmt: skip
+                token,
+                key.key,
+                algorithms=list(self.ALGORITHMS),
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                leeway=self.config.leeway_s,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the JWT is not valid: {exc}") from exc
         groups = claims.get("groups") or []

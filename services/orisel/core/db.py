@@ -229,10 +229,9 @@ class JobDB:
         """The row of a new job, its fields checked; raises InvalidArgument naming the field."""
         if new.kind not in KINDS:
             raise InvalidArgument("kind", f"one of {', '.join(KINDS)}", new.kind)
-        if len(new.idempotency_key) > KEY_LEN:
-            raise InvalidArgument(
-                "idempotency_key", f"at most {KEY_LEN} characters", new.idempotency_key
-            )
+        key = new.idempotency_key
+        if len(key) > KEY_LEN or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+            raise InvalidArgument("idempotency_key", f"at most {KEY_LEN} printable characters", key)
         body = canonical(new.spec).encode()
         if len(body) > MAX_SPEC_BYTES:
             raise InvalidArgument("spec", f"at most {MAX_SPEC_BYTES} bytes as JSON", len(body))

@@ -60,6 +60,8 @@ class Security:
 
     credentials: grpc.ServerCredentials | None = None
     authenticate: Authenticate | None = None
+    # A plaintext port serving only grpc.health.v1, for probes that speak no TLS (kubelet).
+    health_port: int = 0
 
 
 MAX_MESSAGE_BYTES = 4 * 2**20  # specs and references only: tensors never travel in messages
@@ -176,7 +178,9 @@ class Server:
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self.health: Any = None
+        self.health_port = 0
         self._server: Any = None
+        self._probes: Any = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="grpc-loop")
 
@@ -211,6 +215,12 @@ class Server:
             self.port = server.add_insecure_port(f"{host}:{port}")
         await server.start()
         self._server = server
+        if security.health_port:
+            probes = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, probes)
+            self.health_port = probes.add_insecure_port(f"{host}:{security.health_port}")
+            await probes.start()
+            self._probes = probes
 
     def stop(self, grace: float | None = None) -> None:
         if self._stopped.is_set():
@@ -218,6 +228,8 @@ class Server:
         with contextlib.suppress(Exception):
             self.call(self.health.enter_graceful_shutdown(), timeout=5)
         self.call(self._server.stop(grace), timeout=(grace or 0) + 30)
+        if self._probes is not None:
+            self.call(self._probes.stop(0), timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self._stopped.set()

@@ -16,17 +16,17 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-TRAINING_EPOCH = Gauge("orisel_training_epoch", "Epochs completed by a training run", ["run"])
-TRAINING_STEPS = Counter("orisel_training_step", "Optimizer steps taken", ["run"])
-TRAINING_SAMPLES = Counter("orisel_training_samples", "Training images seen", ["run"])
-TRAINING_LOSS = Gauge("orisel_training_loss", "Latest loss at a checkpoint", ["run", "split"])
-TRAINING_ACCURACY = Gauge(
-    "orisel_training_accuracy", "Latest accuracy at a checkpoint", ["run", "split"]
-)
+# Training series describe the segment a worker process is running (Prometheus adds the
+# instance): no job ids as labels, so the number of series stays bounded however many jobs
+# run. The job itself is found with `orisel jobs` or in the worker's log.
+TRAINING_EPOCH = Gauge("orisel_training_epoch", "Epochs completed by the run in progress")
+TRAINING_STEPS = Counter("orisel_training_step", "Optimizer steps taken")
+TRAINING_SAMPLES = Counter("orisel_training_samples", "Training images seen")
+TRAINING_LOSS = Gauge("orisel_training_loss", "Latest loss at a checkpoint", ["split"])
+TRAINING_ACCURACY = Gauge("orisel_training_accuracy", "Latest accuracy at a checkpoint", ["split"])
 TRAINING_PROGRESS = Gauge(
     "orisel_training_last_progress_timestamp_seconds",
-    "Unix time of a run's latest progress report (stalls show as an old value)",
-    ["run"],
+    "Unix time of the running segment's latest progress report (stalls show as an old value)",
 )
 JOBS = Counter("orisel_jobs", "Job state transitions", ["kind", "state"])
 JOBS_NOW = Gauge(
@@ -96,15 +96,14 @@ def set_job_counts(counts: dict[tuple[str, Any], int]) -> None:
             JOBS_NOW.labels(kind, state.name.lower()).set(counts.get((kind, state), 0))
 
 
-def training_done(run: str) -> None:
-    """Drop a run's gauges when its segment ends, so a finished run never looks stalled."""
+def training_done() -> None:
+    """Drop the gauges when a segment ends, so an idle worker never looks stalled."""
     for gauge in (TRAINING_EPOCH, TRAINING_PROGRESS):
-        with contextlib.suppress(KeyError):
-            gauge.remove(run)
-    for gauge in (TRAINING_LOSS, TRAINING_ACCURACY):
-        for split in ("train", "validation", "test"):
+        gauge.set(float("nan"))
+    for split in ("train", "validation", "test"):
+        for per_split in (TRAINING_LOSS, TRAINING_ACCURACY):
             with contextlib.suppress(KeyError):
-                gauge.remove(run, split)
+                per_split.remove(split)
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:
@@ -121,19 +120,17 @@ def timed_store(op: str, backend: str, size: int) -> Iterator[None]:
     STORE_BYTES.labels(op).inc(size)
 
 
-def training_progress(run: str, steps: int, images: int, epoch: float) -> None:
-    TRAINING_STEPS.labels(run).inc(steps)
-    TRAINING_SAMPLES.labels(run).inc(images)
-    TRAINING_EPOCH.labels(run).set(epoch)
-    TRAINING_PROGRESS.labels(run).set(time.time())
+def training_progress(steps: int, images: int, epoch: float) -> None:
+    TRAINING_STEPS.inc(steps)
+    TRAINING_SAMPLES.inc(images)
+    TRAINING_EPOCH.set(epoch)
+    TRAINING_PROGRESS.set(time.time())
 
 
-def training_checkpoint(
-    run: str, epoch: float, metrics: dict[str, dict[str, float] | None]
-) -> None:
-    TRAINING_EPOCH.labels(run).set(epoch)
+def training_checkpoint(epoch: float, metrics: dict[str, dict[str, float] | None]) -> None:
+    TRAINING_EPOCH.set(epoch)
     for split, values in metrics.items():
         if values:
-            TRAINING_LOSS.labels(run, split).set(values["loss"])
-            TRAINING_ACCURACY.labels(run, split).set(values["accuracy"])
-    TRAINING_PROGRESS.labels(run).set(time.time())
+            TRAINING_LOSS.labels(split).set(values["loss"])
+            TRAINING_ACCURACY.labels(split).set(values["accuracy"])
+    TRAINING_PROGRESS.set(time.time())

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
 
     grpc_host: str = Field("127.0.0.1", description="address the gRPC services bind")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
+    health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="plaintext port serving only gRPC health, for probes without TLS (0: none)",
+    )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="port of /metrics for Prometheus (0: not served)"
     )

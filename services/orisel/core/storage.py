@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from orisel.core import metrics
@@ -59,12 +59,22 @@ class ArtifactRef:
 
 
 def check_key(key: str) -> str:
-    """Keys are relative POSIX paths without '..', so no backend can escape its bucket."""
-    p = PurePosixPath(key)
-    odd = len(key) > 1024 or any(ord(ch) < 32 for ch in key) or "\\" in key
-    if not key or odd or p.is_absolute() or ".." in p.parts or key.endswith("/"):
+    """Keys are relative POSIX paths of named parts (no '', '.' or '..'), so no backend can
+    escape its bucket."""
+    odd = len(key) > 1024 or any(ord(ch) < 32 or ord(ch) == 127 for ch in key) or "\\" in key
+    if odd or any(part in ("", ".", "..") for part in key.split("/")):
         raise InvalidArgument("key", "a relative path like runs/x/best.pt, without '..'", key)
     return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: a key's beginning ('' for all), under the same rules as keys."""
+    if prefix and prefix != "/":
+        check_key(prefix.removesuffix("/"))
+        return prefix
+    if prefix:
+        raise InvalidArgument("prefix", "a key prefix such as runs/<job>/", prefix)
+    return prefix
 
 
 class ArtifactStore(Protocol):
@@ -206,7 +216,7 @@ class LocalStore(_Measured):
     def list(self, prefix: str) -> list[ArtifactRef]:
         base = self.root / self.bucket
         # Walk only the folder the prefix names, not the whole bucket.
-        start = base / prefix.rpartition("/")[0]
+        start = base / check_prefix(prefix).rpartition("/")[0]
         if not start.is_dir():
             return []
         found = sorted(p for p in start.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -315,7 +325,7 @@ class S3Store(_Measured):
         return _verify_into(Path(tmp), dest, ref, digest.hexdigest())
 
     def list(self, prefix: str) -> list[ArtifactRef]:
-        objs = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        objs = self.client.list_objects(self.bucket, prefix=check_prefix(prefix), recursive=True)
         return [self.stat(o.object_name) for o in objs if o.object_name]
 
     def delete(self, key: str) -> None:

@@ -79,6 +79,7 @@ class Embedded:
         from orisel.core.db import open_db
         from orisel.server.launch import start_front_end
 
+        self.settings.store_root.parent.mkdir(parents=True, exist_ok=True)  # the home folder
         # Tasks sent by the controller must reach the worker: both sides use these settings.
         os.environ.update(settings_env(self.settings))
         from orisel.core.settings import get_settings

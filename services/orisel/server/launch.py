@@ -72,15 +72,17 @@ def security(settings: Settings, db: JobDB) -> Security:
                 f"ORISEL_AUTH=off serves anyone as admin: only on a loopback address, not "
                 f"{settings.grpc_host}"
             )
-        return Security(credentials, None)
+        return Security(credentials, None, settings.health_port)
     jwts = None
     if settings.oidc_jwks_file is not None:
         config = auth.OidcConfig(
-            settings.oidc_jwks_file, settings.oidc_issuer, settings.oidc_audience,
+            settings.oidc_jwks_file,
+            settings.oidc_issuer,
+            settings.oidc_audience,
             settings.oidc_admin_group,
-        )  # fmt: skip
+        )
         jwts = auth.Jwts(config)
-    return Security(credentials, auth.Authenticator(auth.Tokens(db), jwts))
+    return Security(credentials, auth.Authenticator(auth.Tokens(db), jwts), settings.health_port)
 
 
 def start_front_end(settings: Settings, services: Sequence[str]) -> Server:

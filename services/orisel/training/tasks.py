@@ -109,12 +109,12 @@ def segment(run: JobRun, settings: Settings) -> None:
     total = cfg.epochs * trainer.steps_per_epoch
 
     def progress(steps: int, images: int, epoch: float) -> None:
-        metrics.training_progress(job.id, steps, images, epoch)
+        metrics.training_progress(steps, images, epoch)
         run.check()  # a cancel stops the segment within PROGRESS_STEPS steps
 
     def report(entry: dict[str, Any]) -> None:
         m = entry["metrics"]
-        metrics.training_checkpoint(job.id, entry["epoch"], m)
+        metrics.training_checkpoint(entry["epoch"], m)
         shown = {
             "val_loss": m["validation"]["loss"],
             "val_accuracy": m["validation"]["accuracy"],
@@ -131,7 +131,7 @@ def segment(run: JobRun, settings: Settings) -> None:
     try:
         summary = trainer.run(max_steps=stop)
     finally:
-        metrics.training_done(job.id)
+        metrics.training_done()
     done = summary["status"] == "completed"
     refs = _upload(store, job.id, run_dir, trainer.state.step, final=done)
     if done:
