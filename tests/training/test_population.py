@@ -84,7 +84,8 @@ def test_network_k_of_a_stack_matches_its_single_run(
     for seed, c in VARIANTS:
         _open(datasets[c], tmp_path / f"single-{seed}", seed, epochs=1).run()
     population = PopulationTrainer(
-        [_open(datasets[c], tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS]
+        [_open(datasets[c], tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS],
+        layout="stacked",
     )
     population.run()
     # Network k trained on exactly the images, labels (corrupted as its spec says) and
@@ -124,7 +125,7 @@ def test_each_networks_gradient_is_its_own(
     from orisel.training.loop import epoch_permutation
 
     trainers = [_open(datasets[c], tmp_path / f"g-{seed}", seed) for seed, c in VARIANTS]
-    population = PopulationTrainer(trainers)
+    population = PopulationTrainer(trainers, layout="stacked")
     perms = [epoch_permutation(t.cfg.seed, 0, len(t.train_data)) for t in trainers]
     x, y = population._batch(1, 0, perms)
     population.model.train()
@@ -165,15 +166,34 @@ def test_a_population_resumes_to_the_same_end(
             for seed, c in VARIANTS
         ]
 
-    PopulationTrainer(runs("whole")).run()
-    PopulationTrainer(runs("parts")).run(max_steps=6)
-    PopulationTrainer(runs("parts", resume=True)).run()
+    PopulationTrainer(runs("whole"), layout="stacked").run()
+    PopulationTrainer(runs("parts"), layout="stacked").run(max_steps=6)
+    PopulationTrainer(runs("parts", resume=True), layout="stacked").run()
     for seed, _ in VARIANTS:
         a = load_checkpoint(tmp_path / f"whole-{seed}" / "best.pt")
         b = load_checkpoint(tmp_path / f"parts-{seed}" / "best.pt")
         assert a["step"] == b["step"]
         for name, value in a["model"].items():
             torch.testing.assert_close(b["model"][name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_the_loop_layout_is_bit_identical_to_single_runs(
+    datasets: dict[float, PreparedData], tmp_path: Path
+) -> None:
+    """On a CPU the trainer runs the networks one after another in the same loop (the faster
+    layout there): then each network's run is exactly its single run, weight for weight."""
+    for seed, c in VARIANTS:
+        _open(datasets[c], tmp_path / f"single-{seed}", seed, epochs=1).run()
+    population = PopulationTrainer(
+        [_open(datasets[c], tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS]
+    )
+    assert population.layout == "loop"  # chosen for the CPU
+    population.run()
+    for seed, _ in VARIANTS:
+        a = load_checkpoint(tmp_path / f"single-{seed}" / "best.pt")
+        b = load_checkpoint(tmp_path / f"pop-{seed}" / "best.pt")
+        for name, value in a["model"].items():
+            assert torch.equal(b["model"][name], value), name
 
 
 def test_networks_that_cannot_share_a_step_are_refused(
@@ -183,3 +203,63 @@ def test_networks_that_cannot_share_a_step_are_refused(
     b = _open(datasets[0.0], tmp_path / "b", 1, batch_size=16)
     with pytest.raises(InvalidArgument, match="batch_size"):
         PopulationTrainer([a, b])
+
+
+def test_the_command_line_trains_a_grid_as_one_population(
+    python_archive: Path, tmp_path: Path
+) -> None:
+    from orisel.client.cli import main
+
+    out = tmp_path / "runs"
+    flags = [
+        "train",
+        "--population",
+        "--label-corruptions",
+        "0,0.5",
+        "--seeds",
+        "0,1",
+        "--data",
+        str(python_archive),
+        "--val-size",
+        "50",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "-q",
+        "--json",
+    ]
+    assert main(flags) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cnn7-c0-s0", "cnn7-c0-s1", "cnn7-c0.5-s0", "cnn7-c0.5-s1"]
+    for name in names:
+        manifest = json.loads((out / name / "manifest.json").read_text())
+        assert manifest["status"] == "completed"
+        assert manifest["config"]["seed"] == int(name[-1])
+        assert manifest["config"]["data"]["label_corruption"] == float(name.split("-")[1][1:])
+        assert (out / name / "best.pt").is_file()
+    # A network of the population is an ordinary run: it resumes alone.
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                "--epochs",
+                "2",
+                "--data",
+                str(python_archive),
+                "--device",
+                "cpu",
+                "--out",
+                str(out / "cnn7-c0.5-s1"),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        json.loads((out / "cnn7-c0.5-s1" / "manifest.json").read_text())["history"][-1]["epoch"]
+        == 2.0
+    )

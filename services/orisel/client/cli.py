@@ -155,8 +155,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"data": spec})
     source = _data_path(args)
     ds = load_cifar10(source, args.cache_dir or settings.cache_dir)
-    data = prepare(ds, cfg.data)
     explicit = set(given) | ({"data"} if data_given else set())
+    if args.population:
+        return _train_population(args, cfg, ds, source, explicit)
+    data = prepare(ds, cfg.data)
     trainer = Trainer.open(
         cfg,
         data,
@@ -183,6 +185,53 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{best['metrics']['test']['accuracy']:.4f} -> {run_dir / 'best.pt'}"
         )
     _emit(args, summary, human)
+    return 0
+
+
+def _train_population(
+    args: argparse.Namespace, cfg: Any, ds: Any, source: Path, explicit: set[str]
+) -> int:
+    """Every (label corruption, seed) of the grid trained as one stacked model; each network
+    in its own run folder under --out, named as the pipeline names them."""
+    from orisel.data.prepare import prepare
+    from orisel.training.loop import Trainer
+    from orisel.training.population import PopulationTrainer
+
+    corruptions = [float(c) for c in args.label_corruptions or [cfg.data.label_corruption]]
+    seeds = [int(x) for x in args.seeds or [cfg.seed]]
+    root = Path(args.out or get_settings().runs_dir)
+    trainers = []
+    for c in corruptions:
+        data = prepare(ds, cfg.data.model_copy(update={"label_corruption": c}))
+        for seed in seeds:
+            one = cfg.model_copy(
+                update={"seed": seed, "data": cfg.data.model_copy(update={"label_corruption": c})}
+            )
+            run_dir = root / f"{cfg.model}-c{c:g}-s{seed}"
+            trainers.append(
+                Trainer.open(
+                    one,
+                    data,
+                    run_dir,
+                    resume=args.resume,
+                    explicit=explicit | {"seed"},
+                    data_source=str(source),
+                    progress=False,
+                )
+            )
+    summaries = PopulationTrainer(trainers, progress=not args.quiet).run(max_steps=args.max_steps)
+    lines = [
+        f"population of {len(trainers)} networks in {root}: "
+        f"{summaries[0]['images_per_s']} images/s in all on {summaries[0]['device']}"
+    ]
+    for summary in summaries:
+        best = summary["best"]
+        acc = best["metrics"]["test"]["accuracy"] if best else float("nan")
+        lines.append(
+            f"  {Path(summary['run_dir']).name}: {summary['status']} at epoch "
+            f"{summary['epoch']:.2f}, best test accuracy {acc:.4f}"
+        )
+    _emit(args, {"runs": summaries}, "\n".join(lines))
     return 0
 
 
@@ -825,6 +874,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--max-steps", type=int, help="stop once this global step is reached (a training segment)"
     )
+    train.add_argument(
+        "--population",
+        action="store_true",
+        help="train the grid --label-corruptions x --seeds as one stacked model (cnn7), each "
+        "network in --out/cnn7-c<corruption>-s<seed>",
+    )
+    train.add_argument("--label-corruptions", type=_comma_list, help="with --population")
+    train.add_argument("--seeds", type=_comma_list, help="with --population")
     _add_model_fields(train, TrainConfig, skip={"data"})
     _add_model_fields(train, SplitSpec, skip=set())
     train.set_defaults(func=cmd_train)

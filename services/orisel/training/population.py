@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from orisel.core.errors import FailedPrecondition, InvalidArgument
 from orisel.data.augment import random_shift_flip
@@ -51,6 +52,9 @@ SHARED = (
     "channels_last",
     "deterministic",
 )
+
+
+Layout = Literal["auto", "stacked", "loop"]
 
 
 def _key(name: str) -> str:
@@ -163,7 +167,10 @@ def _stack_optimizer(
 class PopulationTrainer:
     """Train `trainers` (one per network, each opened as for a single run) as one stack."""
 
-    def __init__(self, trainers: Sequence[Trainer]) -> None:
+    def __init__(
+        self, trainers: Sequence[Trainer], progress: bool = False, layout: Layout = "auto"
+    ) -> None:
+        self.progress = progress
         if not trainers:
             raise InvalidArgument("population", "at least one network", 0)
         self.trainers = list(trainers)
@@ -190,9 +197,17 @@ class PopulationTrainer:
             )
         self.device = first.device
         self.cfg = first.cfg
-        self.model = StackedCNN7([t.model for t in self.trainers]).to(self.device)  # type: ignore[misc]
-        self.optimizer = self._optimizer()
-        _stack_optimizer(self.trainers, self.model, self.optimizer)
+        # A CPU is compute-bound at cnn7's size, and one big grouped convolution runs slower
+        # there than the networks one after another (docs/benchmarks.md); a GPU is launch-
+        # bound, and the stack fills it.
+        self.layout = (
+            layout if layout != "auto" else ("stacked" if self.device.type == "cuda" else "loop")
+        )
+        if self.layout == "stacked":
+            nets = [t.model for t in self.trainers]
+            self.model = StackedCNN7(nets).to(self.device)  # type: ignore[arg-type]
+            self.optimizer = self._optimizer()
+            _stack_optimizer(self.trainers, self.model, self.optimizer)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.cfg, self.model.parameters()
@@ -219,6 +234,9 @@ class PopulationTrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step of every network: (N,) mean losses and (N,) correct counts."""
+        if self.layout == "loop":
+            steps = [t.train_step(x[k], y[k]) for k, t in enumerate(self.trainers)]
+            return torch.stack([s[0] for s in steps]), torch.stack([s[1] for s in steps])
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)
         n, b, k = logits.shape
@@ -230,6 +248,8 @@ class PopulationTrainer:
 
     def _sync(self, k: int) -> None:
         """Network k's weights and optimizer state into its own Trainer (for a checkpoint)."""
+        if self.layout == "loop":
+            return  # each Trainer trained its own model
         t = self.trainers[k]
         self.model.copy_into(k, t.model)
         _unstack_optimizer(self.optimizer, self.model, k, t.optimizer)
@@ -246,14 +266,26 @@ class PopulationTrainer:
             for k, t in enumerate(self.trainers):
                 self._sync(k)
                 t._checkpoint(0)
-        self.model.train()
+        for t in self.trainers:
+            t.model.train()
+        if self.layout == "stacked":
+            self.model.train()
         n = len(self.trainers)
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         correct = torch.zeros(n, device=self.device, dtype=torch.int64)
         seen = images = 0
         perms: list[torch.Tensor] = []
         perm_epoch = -1
+        bar = tqdm(
+            total=total,
+            initial=start,
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            desc=f"{n} networks",
+        )
         for step in range(start + 1, stop + 1):
+            bar.update(1)
             epoch = (step - 1) // spe
             if epoch != perm_epoch:
                 perms = [
@@ -278,6 +310,7 @@ class PopulationTrainer:
                         t.state.running = type(t.state.running)()
                 loss_sum.zero_(), correct.zero_()
                 seen = 0
+        bar.close()
         for t in self.trainers:
             t.state.step = max(start, stop)
         wall = time.perf_counter() - t0

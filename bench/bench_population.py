@@ -1,0 +1,100 @@
+"""A population of N cnn7 networks trained three ways on one device, side by side in one
+run: N single runs one after another, the population trainer's stacked layout (grouped
+convolutions, one optimizer) and its loop layout (the networks one after another inside one
+process). Prints images per second per network and which layout the trainer picks here.
+
+usage: python bench/bench_population.py --data ARCHIVE [--networks 8] [--steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from orisel.core.settings import get_settings
+from orisel.data.prepare import SplitSpec, prepare
+from orisel.data.sources import load_cifar10
+from orisel.training.config import TrainConfig
+from orisel.training.loop import Trainer
+from orisel.training.population import PopulationTrainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--networks", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    spec = SplitSpec(val_size=10_000, train_subset=4000, test_subset=500)
+    data = prepare(load_cifar10(args.data, get_settings().cache_dir), spec)
+    # No checkpoint inside the measured steps: training throughput only.
+    cfg = TrainConfig(
+        epochs=10,
+        data=spec,
+        device=args.device,
+        early_checkpoint_until=0,
+        checkpoint_every_epochs=10,
+    )
+    n, steps = args.networks, args.steps
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def trainers(tag: str) -> list[Trainer]:
+            return [
+                Trainer.open(
+                    cfg.model_copy(update={"seed": k}),
+                    data,
+                    Path(tmp) / f"{tag}-{k}",
+                    False,
+                    progress=False,
+                )
+                for k in range(n)
+            ]
+
+        def timed(run: object) -> float:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            run()  # type: ignore[operator]
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            return time.perf_counter() - t0
+
+        def sequential(tag: str) -> float:
+            singles = trainers(tag)
+            for t in singles:  # step 0's checkpoint before the clock starts, as below
+                t.run(max_steps=0)
+            return timed(lambda: [t.run(max_steps=steps) for t in singles])
+
+        def population(tag: str, layout: str) -> float:
+            pop = PopulationTrainer(trainers(tag), layout=layout)  # type: ignore[arg-type]
+            pop.run(max_steps=0)
+            return timed(lambda: pop.run(max_steps=steps))
+
+        # Alternating repeats, best of each: the first pass also warms the kernels up.
+        results: dict[str, float] = {}
+        for r in range(args.repeats):
+            for name, seconds in (
+                ("sequential single runs", sequential(f"s{r}")),
+                ("population, stacked", population(f"p{r}", "stacked")),
+                ("population, loop", population(f"l{r}", "loop")),
+            ):
+                results[name] = min(seconds, results.get(name, seconds))
+        picked = PopulationTrainer(trainers("auto")).layout
+    images = steps * cfg.batch_size
+    device = Trainer.open(cfg, data, Path(tempfile.mkdtemp()) / "d", False, progress=False).device
+    print(f"{n} cnn7 networks x {steps} steps of {cfg.batch_size} images on {device}")
+    base = images / results["sequential single runs"]
+    for name, seconds in results.items():
+        rate = images / seconds
+        print(f"  {name:24s} {rate:8.1f} images/s per network  ({rate / base:.2f}x sequential)")
+    print(f"  the trainer picks the {picked} layout on {device.type}")
+
+
+if __name__ == "__main__":
+    main()
