@@ -31,6 +31,7 @@ SWEEP = {
     "orders": ["gosi", "csi"],
     "fractions": [0.0, 0.5, 1.0],
     "seeds": [0, 1, 2],
+    "block_images": 40,  # 100 test images: blocks 0-40, 40-80, 80-100 of every layer
 }
 
 
@@ -133,7 +134,10 @@ def test_sweep_fans_out_and_matches_the_library(
             w.wait(30)
     assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
     chunks = live.db.children(final.id)
-    assert sorted(c.spec["layer"] for c in chunks) == sorted(LAYERS)  # one child per layer
+    # One child per (layer, block of images); the blocks combine into the library's numbers.
+    assert sorted((c.spec["layer"], tuple(c.spec["block"])) for c in chunks) == sorted(
+        (layer, block) for layer in LAYERS for block in ((0, 40), (40, 80), (80, 100))
+    )
     assert all(c.attempts == 1 for c in chunks)
     service = _curves(settings, final)
     ds = load_cifar10(python_archive)

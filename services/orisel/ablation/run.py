@@ -102,6 +102,24 @@ def _chunk_plan(
     return plan, meta
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where each chunk's layer is ablated, its mask plans, and every site's masks in order."""
+
+    sites: dict[str, str]
+    plans: list[tuple[Chunk, list[tuple[str, str, int, np.ndarray]], dict[str, Any] | None]]
+    masks: dict[str, np.ndarray]
+
+
+def _layout(net: Network, spec: AblateSpec, scores: UnitScores, todo: list[Chunk]) -> _Layout:
+    sites = {c.layer: ab.ablation_site(net.model, c.layer, spec.point) for c in todo}
+    plans = [(c, *_chunk_plan(c, spec, scores)) for c in todo]
+    masks: dict[str, list[np.ndarray]] = {}
+    for c, plan, _ in plans:
+        masks.setdefault(sites[c.layer], []).extend(p[3] for p in plan)
+    return _Layout(sites, plans, {k: np.concatenate(v) for k, v in masks.items()})
+
+
 def run_chunks(
     net: Network,
     spec: AblateSpec,
@@ -111,25 +129,50 @@ def run_chunks(
     y: torch.Tensor,
 ) -> dict[str, list[dict[str, Any]]]:
     """Curve rows and split records of `todo`, every site swept in one walk of the network."""
-    sites = {c.layer: ab.ablation_site(net.model, c.layer, spec.point) for c in todo}
-    plans = [(c, *_chunk_plan(c, spec, scores)) for c in todo]
-    masks: dict[str, list[np.ndarray]] = {}
-    for c, plan, _ in plans:
-        masks.setdefault(sites[c.layer], []).extend(p[3] for p in plan)
-    swept = ab.sweep_sites(
-        net.model,
-        {k: np.concatenate(v) for k, v in masks.items()},
-        x,
-        y,
-        spec.mode,
-        "cached",
-        spec.chunk_images,
+    layout = _layout(net, spec, scores, todo)
+    raw = ab.sweep_sites_raw(net.model, layout.masks, x, y, spec.mode, "cached", spec.chunk_images)
+    return _rows(spec, layout, ab.summarise(raw, y.cpu().numpy()))
+
+
+def run_block(
+    net: Network,
+    spec: AblateSpec,
+    scores: UnitScores,
+    todo: list[Chunk],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    block: slice,
+) -> dict[str, ab.RawSweep]:
+    """The per-image outcomes of `todo` on the images of `block`: a part of a sweep that
+    combines with its other blocks (rows_from_blocks) into exactly run_chunks' numbers."""
+    layout = _layout(net, spec, scores, todo)
+    return ab.sweep_sites_raw(
+        net.model, layout.masks, x, y, spec.mode, "cached", spec.chunk_images, block=block
     )
+
+
+def rows_from_blocks(
+    net: Network,
+    spec: AblateSpec,
+    scores: UnitScores,
+    todo: list[Chunk],
+    blocks: list[dict[str, ab.RawSweep]],
+    y: np.ndarray,
+) -> dict[str, list[dict[str, Any]]]:
+    """run_chunks' rows from the blocks of images, given in image order."""
+    layout = _layout(net, spec, scores, todo)
+    raw = {site: ab.RawSweep.concatenate([b[site] for b in blocks]) for site in layout.masks}
+    return _rows(spec, layout, ab.summarise(raw, y))
+
+
+def _rows(
+    spec: AblateSpec, layout: _Layout, swept: dict[str, list[ab.MaskResult]]
+) -> dict[str, list[dict[str, Any]]]:
     results = {site: iter(r) for site, r in swept.items()}
     curves: list[dict[str, Any]] = []
     splits: list[dict[str, Any]] = []
-    for c, plan, meta in plans:
-        site = sites[c.layer]
+    for c, plan, meta in layout.plans:
+        site = layout.sites[c.layer]
         split = dict(meta, site=site) if meta is not None else None
         for order, direction, seed, m in plan:
             for k in range(len(m)):

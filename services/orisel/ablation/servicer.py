@@ -41,7 +41,7 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
     }
     if which == "sweep":
         given |= {k: list(getattr(msg, k)) for k in ("orders", "fractions") if getattr(msg, k)}
-        given |= {k: getattr(msg, k) for k in ("mode", "point") if getattr(msg, k)}
+        given |= {k: getattr(msg, k) for k in ("mode", "point", "block_images") if getattr(msg, k)}
         return {**common, "ablate": validated(AblateSpec, given, where)}
     if msg.ablate_layers:
         given["ablate_layers"] = list(msg.ablate_layers)

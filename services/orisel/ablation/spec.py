@@ -34,6 +34,12 @@ class AblateSpec(BaseModel):
     point: Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
     include_dead: bool = Field(False, description="let dead units into the median split")
     chunk_images: int = Field(2000, ge=1, le=1_000_000)
+    block_images: int = Field(
+        500,
+        ge=0,
+        le=1_000_000,
+        description="a service sweep's task is one layer on this many images (0: all of them)",
+    )
     format: TableFormat = "csv"
 
 

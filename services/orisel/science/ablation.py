@@ -256,31 +256,82 @@ def sweep_sites(
     all-False mask is the intact network). "naive" runs the whole network per mask: the
     reference, and the path for models without a sequential view.
     """
+    raw = sweep_sites_raw(
+        model, masks_by_site, images, labels, mode, engine, chunk_images, batch_bytes
+    )
+    return summarise(raw, labels.cpu().numpy())
+
+
+@dataclass
+class RawSweep:
+    """One site's per-image outcomes: each distinct mask's cross-entropy and hits, the intact
+    network's cross-entropy. Blocks of images of one sweep concatenate into the whole sweep,
+    so a sweep split over workers summarises to the numbers of one process."""
+
+    distinct: np.ndarray  # (D, C) each distinct mask once
+    index: list[int]  # for each requested mask, its row in `distinct`
+    losses: np.ndarray  # (D, images)
+    correct: np.ndarray  # (D, images)
+    base: np.ndarray  # (images,)
+
+    @staticmethod
+    def concatenate(blocks: Sequence[RawSweep]) -> RawSweep:
+        first = blocks[0]
+        return RawSweep(
+            first.distinct,
+            first.index,
+            np.concatenate([b.losses for b in blocks], axis=1),
+            np.concatenate([b.correct for b in blocks], axis=1),
+            np.concatenate([b.base for b in blocks]),
+        )
+
+
+def sweep_sites_raw(
+    model: nn.Module,
+    masks_by_site: dict[str, np.ndarray],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mode: Mode = "zero",
+    engine: Engine = "cached",
+    chunk_images: int = 2000,
+    batch_bytes: int = BATCH_BYTES,
+    block: slice | None = None,
+) -> dict[str, RawSweep]:
+    """sweep_sites' per-image outcomes, for the images of `block` only (default: all). The
+    mean-ablation values are each channel's mean over all `images` whatever the block, so
+    blocks of one sweep ablate alike."""
     model.eval()
-    n = len(labels)
+    part = slice(None) if block is None else block
+    x, y = images[part], labels[part]
     plans = {
-        site: _plan(m, n, channel_means(model, site, images) if mode == "mean" else None)
+        site: _plan(m, len(y), channel_means(model, site, images) if mode == "mean" else None)
         for site, m in masks_by_site.items()
     }
     steps = sequential_view(model)
     with torch.no_grad():
         if engine == "naive" or steps is None:
             for site, plan in plans.items():
-                _sweep_naive(model, site, plan, images, labels, mode, chunk_images)
+                _sweep_naive(model, site, plan, x, y, mode, chunk_images)
         else:
-            _sweep_cached(steps, plans, images, labels, mode, chunk_images, batch_bytes)
-    labels_np = labels.cpu().numpy()
-    n_classes = int(max(labels_np.max() + 1, 2))
+            _sweep_cached(steps, plans, x, y, mode, chunk_images, batch_bytes)
+    return {
+        site: RawSweep(p.distinct, p.index, p.out.losses, p.out.correct, p.out.base)
+        for site, p in plans.items()
+    }
+
+
+def summarise(raw: dict[str, RawSweep], labels: np.ndarray) -> dict[str, list[MaskResult]]:
+    """Each site's MaskResults, in the order of its requested masks."""
+    n_classes = int(max(labels.max() + 1, 2))
     results = {}
-    for site, plan in plans.items():
-        o = plan.out
+    for site, r in raw.items():
         per_distinct = [
             _summarise(
-                o.losses[i], o.correct[i], o.base, labels_np, n_classes, int(plan.distinct[i].sum())
+                r.losses[i], r.correct[i], r.base, labels, n_classes, int(r.distinct[i].sum())
             )
-            for i in range(len(plan.distinct))
+            for i in range(len(r.distinct))
         ]
-        results[site] = [per_distinct[i] for i in plan.index]
+        results[site] = [per_distinct[i] for i in r.index]
     return results
 
 
