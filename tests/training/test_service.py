@@ -147,3 +147,56 @@ def test_client_commands(
     from orisel.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(out, "cnn7")["epoch"] > 0
+
+
+def test_a_population_trains_as_one_job(
+    live: Stack, settings: Settings, stub: training_pb2_grpc.TrainingServiceStub, tmp_path: Path
+) -> None:
+    """Four networks (two seeds x two label corruptions) as one job on one worker, in two
+    segments; each network's run lands in the store as a single run's would."""
+    variants = [
+        training_pb2.Variant(seed=s, label_corruption=c) for c in (0.0, 0.5) for s in (0, 1)
+    ]
+    spec = _spec(population=variants, epochs_per_segment=1)
+    job = stub.Submit(training_pb2.SubmitRequest(idempotency_key="pop-1", spec=spec)).job
+    seen = [u.job for u in stub.Watch(training_pb2.WatchRequest(id=job.id), timeout=300)]
+    final = seen[-1]
+    assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
+    names = ["cnn7-c0-s0", "cnn7-c0-s1", "cnn7-c0.5-s0", "cnn7-c0.5-s1"]
+    assert sorted(o.key for o in final.outputs) == sorted(
+        f"runs/{job.id}/{n}/{f}" for n in names for f in ("best.pt", "manifest.json")
+    )
+    # Progress per network through Watch, and two segments (epochs_per_segment=1 of 2).
+    shown = {k for u in seen for k in u.progress.metrics}
+    assert {f"{n}/val_accuracy" for n in names} <= shown
+    assert final.attempts == 2
+    store = LocalStore(settings.store_root, settings.bucket)
+    import json
+
+    from orisel.core.storage import get_bytes
+
+    for n in names:
+        ref = store.stat(f"runs/{job.id}/{n}/manifest.json")
+        manifest = json.loads(get_bytes(store, ref))
+        assert manifest["status"] == "completed"
+        assert manifest["config"]["seed"] == int(n[-1])
+        assert [h["epoch"] for h in manifest["history"]][-1] == 2.0
+
+
+def test_a_bad_population_is_refused_naming_the_field(
+    stub: training_pb2_grpc.TrainingServiceStub,
+) -> None:
+    twice = [training_pb2.Variant(seed=1), training_pb2.Variant(seed=1)]
+    for population, field in (
+        (twice, "spec.population"),
+        ([training_pb2.Variant(seed=-1)], "spec.population[0]"),
+        ([training_pb2.Variant(label_corruption=2.0)], "spec.population[0]"),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Submit(training_pb2.SubmitRequest(spec=_spec(population=population)))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (err.value.details() or "")
+    spec = _spec(model="resnet18", population=[training_pb2.Variant(seed=1)])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Submit(training_pb2.SubmitRequest(spec=spec))
+    assert "spec.model" in (err.value.details() or "")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -29,7 +29,7 @@ from tqdm import tqdm
 from orisel.core.errors import FailedPrecondition, InvalidArgument
 from orisel.data.augment import random_shift_flip
 from orisel.models.cnn7 import BN_EPS, BN_MOMENTUM, CNN7, CONV_LAYERS
-from orisel.training.loop import Trainer, batch_generator, epoch_permutation
+from orisel.training.loop import PROGRESS_STEPS, Trainer, batch_generator, epoch_permutation
 
 # The settings every network of a stack must share (they shape the step, not the network).
 SHARED = (
@@ -171,6 +171,8 @@ class PopulationTrainer:
         self, trainers: Sequence[Trainer], progress: bool = False, layout: Layout = "auto"
     ) -> None:
         self.progress = progress
+        # Called every PROGRESS_STEPS steps with (steps, images of all networks, epoch).
+        self.on_progress: Callable[[int, int, float], None] | None = None
         if not trainers:
             raise InvalidArgument("population", "at least one network", 0)
         self.trainers = list(trainers)
@@ -271,6 +273,7 @@ class PopulationTrainer:
         if self.layout == "stacked":
             self.model.train()
         n = len(self.trainers)
+        cfg_batch = self.cfg.batch_size
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         correct = torch.zeros(n, device=self.device, dtype=torch.int64)
         seen = images = 0
@@ -286,6 +289,8 @@ class PopulationTrainer:
         )
         for step in range(start + 1, stop + 1):
             bar.update(1)
+            if self.on_progress is not None and step % PROGRESS_STEPS == 0:
+                self.on_progress(PROGRESS_STEPS, PROGRESS_STEPS * cfg_batch * n, step / spe)
             epoch = (step - 1) // spe
             if epoch != perm_epoch:
                 perms = [

@@ -32,8 +32,34 @@ def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[
         raise InvalidArgument(
             "spec.epochs_per_segment", "0 (the service default) to 10000", spec.epochs_per_segment
         )
+    population = []
+    if len(spec.population) > MAX_POPULATION:
+        raise InvalidArgument(
+            "spec.population", f"at most {MAX_POPULATION} networks", len(spec.population)
+        )
+    for i, v in enumerate(spec.population):
+        one = validated(
+            TrainConfig,
+            {
+                **config,
+                "seed": v.seed,
+                "data": {**config["data"], "label_corruption": v.label_corruption},
+            },
+            f"spec.population[{i}]",
+        )
+        population.append(
+            {"seed": one["seed"], "label_corruption": one["data"]["label_corruption"]}
+        )
+    names = [variant_name(config["model"], v["label_corruption"], v["seed"]) for v in population]
+    if len(set(names)) != len(names):
+        raise InvalidArgument("spec.population", "distinct (seed, label_corruption) pairs", names)
+    if population and config["model"] != "cnn7":
+        raise InvalidArgument(
+            "spec.model", "cnn7 for a population (the stacked model)", config["model"]
+        )
     return {
         "config": config,
+        "population": population or None,
         # Resolved in the store: no field of the request names a path, bucket or checksum.
         "data": resolve(store, spec, "data").__dict__ if spec.HasField("data") else None,
         "segment_epochs": spec.epochs_per_segment or None,
@@ -46,10 +72,18 @@ def spec_of(request: training_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
 SEGMENT_TASK = "orisel.training.segment"
+POPULATION_TASK = "orisel.training.population"
+MAX_POPULATION = 256
+
+
+def variant_name(model: str, label_corruption: float, seed: int) -> str:
+    """A network's name in a population, as the pipeline and the report name variants."""
+    return f"{model}-c{label_corruption:g}-s{seed}"
 
 
 def registration(b: Backends) -> Registration:
     return job_registration(
         b, training_pb2, training_pb2_grpc.add_TrainingServiceServicer_to_server,
-        SERVICE_NAME, "training", lambda r: spec_of(r, b.store), lambda _: SEGMENT_TASK,
+        SERVICE_NAME, "training", lambda r: spec_of(r, b.store),
+        lambda spec: POPULATION_TASK if spec.get("population") else SEGMENT_TASK,
     )  # fmt: skip

@@ -30,7 +30,8 @@ from orisel.training.checkpoint import (
 )
 from orisel.training.config import TrainConfig
 from orisel.training.loop import Trainer
-from orisel.training.servicer import SEGMENT_TASK
+from orisel.training.population import PopulationTrainer
+from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ def _data_path(spec: dict[str, Any], store: ArtifactStore, settings: Settings) -
     return settings.data
 
 
-def _restore(store: ArtifactStore, job_id: str, run_dir: Path) -> None:
-    """Bring down what resuming needs: the latest manifest, the latest checkpoint and the best
-    one (best.pt is a copy of it). Objects are written once, so the manifest of each segment
-    has its own key: manifests/<step>.json."""
-    refs = {r.key.removeprefix(run_prefix(job_id)): r for r in store.list(run_prefix(job_id))}
+def _restore(store: ArtifactStore, prefix: str, run_dir: Path) -> None:
+    """Bring down what resuming the run stored under `prefix` needs: the latest manifest, the
+    latest checkpoint and the best one (best.pt is a copy of it). Objects are written once, so
+    the manifest of each segment has its own key: manifests/<step>.json."""
+    refs = {r.key.removeprefix(prefix): r for r in store.list(prefix)}
     manifests = sorted(k for k in refs if k.startswith(SEGMENT_MANIFESTS))
     if not manifests:
         return
@@ -77,24 +78,20 @@ def _restore(store: ArtifactStore, job_id: str, run_dir: Path) -> None:
 
 
 def _upload(
-    store: ArtifactStore, job_id: str, run_dir: Path, step: int, final: bool
+    store: ArtifactStore, prefix: str, run_dir: Path, step: int, final: bool
 ) -> dict[str, ArtifactRef]:
     """Upload checkpoints not yet in the store and this segment's manifest; at the end of the
     run also manifest.json and best.pt, the run's outputs (first write wins, so a re-run
     after a crash between upload and completion keeps the first)."""
-    present = {r.key for r in store.list(run_prefix(job_id) + "checkpoints/")}
+    present = {r.key for r in store.list(prefix + "checkpoints/")}
     for path in list_checkpoints(run_dir):
-        key = run_prefix(job_id) + path.relative_to(run_dir).as_posix()
+        key = prefix + path.relative_to(run_dir).as_posix()
         if key not in present:
             put_if_absent(store, key, path)
-    segment_key = f"{run_prefix(job_id)}{SEGMENT_MANIFESTS}{step:09d}.json"
-    put_if_absent(store, segment_key, run_dir / MANIFEST)
+    put_if_absent(store, f"{prefix}{SEGMENT_MANIFESTS}{step:09d}.json", run_dir / MANIFEST)
     if not final:
         return {}
-    return {
-        name: put_if_absent(store, run_prefix(job_id) + name, run_dir / name)
-        for name in (BEST, MANIFEST)
-    }
+    return {name: put_if_absent(store, prefix + name, run_dir / name) for name in (BEST, MANIFEST)}
 
 
 @job_task(SEGMENT_TASK)
@@ -104,7 +101,7 @@ def segment(run: JobRun, settings: Settings) -> None:
     cfg = TrainConfig.model_validate(job.spec["config"])
     ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
     run_dir = settings.work_dir / "runs" / job.id
-    _restore(store, job.id, run_dir)
+    _restore(store, run_prefix(job.id), run_dir)
     trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
     total = cfg.epochs * trainer.steps_per_epoch
 
@@ -133,8 +130,70 @@ def segment(run: JobRun, settings: Settings) -> None:
     finally:
         metrics.training_done()
     done = summary["status"] == "completed"
-    refs = _upload(store, job.id, run_dir, trainer.state.step, final=done)
+    refs = _upload(store, run_prefix(job.id), run_dir, trainer.state.step, final=done)
     if done:
         run.succeed((refs[BEST], refs[MANIFEST]))
     else:
         run.again()  # the next segment, on whichever worker takes it
+
+
+@job_task(POPULATION_TASK)
+def population(run: JobRun, settings: Settings) -> None:
+    """A segment of a population: every network restored from the store, trained together
+    as one stack for `segment_epochs`, each uploaded to runs/<job>/<network>/."""
+    job = run.job
+    store = cast(ArtifactStore, make_store(settings))
+    base = TrainConfig.model_validate(job.spec["config"])
+    ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
+    trainers, prefixes = [], []
+    for v in job.spec["population"]:
+        data = base.data.model_copy(update={"label_corruption": v["label_corruption"]})
+        cfg = base.model_copy(update={"seed": v["seed"], "data": data})
+        name = variant_name(cfg.model, v["label_corruption"], v["seed"])
+        prefix, run_dir = f"{run_prefix(job.id)}{name}/", settings.work_dir / "runs" / job.id / name
+        _restore(store, prefix, run_dir)
+        trainers.append(
+            Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
+        )
+        prefixes.append(prefix)
+    stack = PopulationTrainer(trainers)
+    total = base.epochs * trainers[0].steps_per_epoch
+    names = [Path(p.rstrip("/")).name for p in prefixes]
+
+    def progress(steps: int, images: int, epoch: float) -> None:
+        metrics.training_progress(steps, images, epoch)
+        run.check()  # a cancel stops every network within PROGRESS_STEPS steps
+
+    latest: dict[str, float] = {}
+
+    def report(name: str) -> Any:
+        def on_checkpoint(entry: dict[str, Any]) -> None:
+            m = entry["metrics"]
+            metrics.training_checkpoint(entry["epoch"], m)
+            latest[f"{name}/val_loss"] = m["validation"]["loss"]
+            latest[f"{name}/val_accuracy"] = m["validation"]["accuracy"]
+            latest[f"{name}/test_accuracy"] = m["test"]["accuracy"]
+            latest["epoch"] = entry["epoch"]
+            run.progress(phase="train population", fraction=entry["step"] / total, metrics=latest)
+
+        return on_checkpoint
+
+    for name, t in zip(names, trainers, strict=True):
+        t.on_checkpoint = report(name)
+    stack.on_progress = progress
+    run.progress(phase="train population", fraction=trainers[0].state.step / total)
+    epochs = job.spec.get("segment_epochs") or settings.segment_epochs
+    stop = min(total, trainers[0].state.step + epochs * trainers[0].steps_per_epoch)
+    try:
+        summaries = stack.run(max_steps=stop)
+    finally:
+        metrics.training_done()
+    done = all(s["status"] == "completed" for s in summaries)
+    outputs = []
+    for prefix, t in zip(prefixes, trainers, strict=True):
+        refs = _upload(store, prefix, t.run_dir, t.state.step, final=done)
+        outputs += [refs[BEST], refs[MANIFEST]] if done else []
+    if done:
+        run.succeed(outputs)
+    else:
+        run.again()

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainSpec(_message.Message):
-    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size")
+    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size", "population")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class TrainSpec(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_PER_SEGMENT_FIELD_NUMBER: _ClassVar[int]
     VAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     epochs: int
     batch_size: int
@@ -29,7 +30,16 @@ class TrainSpec(_message.Message):
     data: _common_pb2.ArtifactRef
     epochs_per_segment: int
     val_size: int
-    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ...) -> None: ...
+    population: _containers.RepeatedCompositeFieldContainer[Variant]
+    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ..., population: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ...) -> None: ...
+
+class Variant(_message.Message):
+    __slots__ = ("seed", "label_corruption")
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LABEL_CORRUPTION_FIELD_NUMBER: _ClassVar[int]
+    seed: int
+    label_corruption: float
+    def __init__(self, seed: _Optional[int] = ..., label_corruption: _Optional[float] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")
