@@ -75,8 +75,14 @@ def test_a_small_paper_pipeline_end_to_end(
     live: Stack, settings: Settings, services: dict[str, str]
 ) -> None:
     client = JobClient(services["pipeline"], "pipeline")
+    # The three networks train as one population job (one stacked model on one worker).
     spec = pipeline_pb2.PaperSpec(
-        label_corruptions=[0.0, 0.5], seeds=[0, 1], epochs=1, val_size=50, permutations=10
+        label_corruptions=[0.0, 0.5],
+        seeds=[0, 1],
+        epochs=1,
+        val_size=50,
+        permutations=10,
+        population=4,
     )
     request = pipeline_pb2.SubmitRequest(idempotency_key="paper-1", spec=spec)
     seen: list[common_pb2.Job] = []
@@ -117,12 +123,13 @@ def test_a_small_paper_pipeline_end_to_end(
     training = JobClient(services["training"], "training")
     mine = training.list(parent_id=job.id)
     training.close()
-    assert len(mine) == 3
+    assert len(mine) == 1
+    assert len(json.loads(mine[0].spec_json)["population"]) == 3
     assert all(j.state == common_pb2.JOB_STATE_SUCCEEDED for j in mine)
     # The pipeline ran on its children's events: at most once per child that ended, plus
     # its first run (it never polls).
     children = live.db.children(job.id)
-    assert len(children) == 3 + 3 + 5 + 2 + 2  # train, score, trajectory, ablate, invariance
+    assert len(children) == 1 + 3 + 5 + 2 + 2  # train, score, trajectory, ablate, invariance
     assert live.db.get(job.id).attempts <= len(children) + 1
 
 

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     )
     work_dir: Path = Field(DEFAULT_HOME / "work", description="workers' local scratch space")
     segment_epochs: int = Field(5, ge=1, description="epochs per training task")
+    population_size: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="networks per training job of a pipeline (one stacked model per GPU)",
+    )
     task_time_limit_s: int = Field(6 * 3600, ge=1, description="hard limit of one task")
 
     grpc_host: str = Field("127.0.0.1", description="address the gRPC services bind")

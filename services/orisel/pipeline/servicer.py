@@ -23,7 +23,7 @@ def spec_of(request: pipeline_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
     }
     given |= {
         k: getattr(spec, k)
-        for k in ("epochs", "train_subset", "val_size", "test_subset", "permutations")
+        for k in ("epochs", "train_subset", "val_size", "test_subset", "permutations", "population")
         if getattr(spec, k)
     }
     # Resolved in the store: no field of the request names a path, bucket or checksum.

@@ -44,6 +44,13 @@ class PaperSpec(BaseModel):
         None, ge=10, le=MAX_IMAGES, description="test images (None: all)"
     )
     permutations: int = Field(1000, ge=0, le=100_000)
+    population: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="networks trained together as one stacked model per training job "
+        "(1: one job per network; 0: the deployment's ORISEL_POPULATION_SIZE)",
+    )
     segment_epochs: int | None = Field(
         None, ge=1, le=10_000, description="epochs per training task"
     )

@@ -34,14 +34,16 @@ from orisel.pipeline.spec import PaperSpec
 from orisel.scoring.servicer import SCORE_TASK
 from orisel.scoring.spec import TuneSpec
 from orisel.training.config import TrainConfig
-from orisel.training.servicer import SEGMENT_TASK
+from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK, variant_name
 
 # Share of the whole pipeline's progress that each stage accounts for.
 STAGES = (("train", 0.6), ("score", 0.15), ("analyse", 0.2), ("report", 0.05))
 
 
-def _train_children(spec: PaperSpec, data: dict[str, Any] | None) -> list[Child]:
-    out = []
+def _train_children(spec: PaperSpec, data: dict[str, Any] | None, population: int) -> list[Child]:
+    """One training job per network, or with `population` > 1 the networks in stacks of that
+    many, each stack one population job (one model on one device)."""
+    configs = []
     for v in spec.variants():
         split: dict[str, Any] = {"label_corruption": v.corruption}
         if spec.train_subset:
@@ -53,12 +55,34 @@ def _train_children(spec: PaperSpec, data: dict[str, Any] | None) -> list[Child]
         cfg = TrainConfig.model_validate(
             {"epochs": spec.epochs, "seed": v.seed, "data": split, "device": "auto"}
         )
-        job_spec = {
-            "config": cfg.model_dump(mode="json"),
-            "data": data,
-            "segment_epochs": spec.segment_epochs,
-        }
-        out.append(Child(f"train/{v.name}", "training", job_spec, SEGMENT_TASK))
+        configs.append((v, cfg.model_dump(mode="json")))
+    common = {"data": data, "segment_epochs": spec.segment_epochs}
+    if population <= 1:
+        return [
+            Child(f"train/{v.name}", "training", {"config": cfg, **common}, SEGMENT_TASK)
+            for v, cfg in configs
+        ]
+    out = []
+    for i in range(0, len(configs), population):
+        stack = configs[i : i + population]
+        variants = [{"seed": v.seed, "label_corruption": v.corruption} for v, _ in stack]
+        job_spec = {"config": stack[0][1], "population": variants, **common}
+        out.append(Child(f"train/stack{i // population}", "training", job_spec, POPULATION_TASK))
+    return out
+
+
+def _runs(made: dict[str, Job]) -> dict[str, tuple[Job, str]]:
+    """Each trained network's (training job, key prefix of its run) by variant name."""
+    out = {}
+    for name, job in made.items():
+        if not name.startswith("train/"):
+            continue
+        for v in job.spec.get("population") or []:
+            model = job.spec["config"]["model"]
+            variant = variant_name(model, v["label_corruption"], v["seed"])
+            out[variant] = (job, f"runs/{job.id}/{variant}/")
+        if not job.spec.get("population"):
+            out[name.removeprefix("train/")] = (job, f"runs/{job.id}/")
     return out
 
 
@@ -69,16 +93,23 @@ def _output(job: Job, suffix: str) -> ArtifactRef:
     return ref
 
 
-def _score_children(spec: PaperSpec, trained: dict[str, Job], store: ArtifactStore) -> list[Child]:
+def _best(run: tuple[Job, str]) -> ArtifactRef:
+    job, prefix = run
+    return _output(job, prefix.removeprefix(f"runs/{job.id}") + "best.pt")
+
+
+def _score_children(
+    spec: PaperSpec, trained: dict[str, tuple[Job, str]], store: ArtifactStore
+) -> list[Child]:
     tune = TuneSpec(permutations=spec.permutations).model_dump(mode="json")
 
     def child(name: str, ref: ArtifactRef) -> Child:
         job_spec = {"checkpoint": ref.__dict__, "tune": tune, "test_subset": spec.test_subset}
         return Child(name, "scoring", job_spec, SCORE_TASK)
 
-    out = [child(f"score/{n}", _output(j, "/best.pt")) for n, j in trained.items()]
+    out = [child(f"score/{n}", _best(run)) for n, run in trained.items()]
     first = spec.variants()[0].name
-    prefix = f"runs/{trained[first].id}/checkpoints/"
+    prefix = f"{trained[first][1]}checkpoints/"
     for ref in sorted(store.list(prefix), key=lambda r: r.key):
         stem = Path(ref.key).stem
         out.append(child(f"trajectory/{first}/{stem}", ref))
@@ -86,12 +117,12 @@ def _score_children(spec: PaperSpec, trained: dict[str, Job], store: ArtifactSto
 
 
 def _analysis_children(
-    spec: PaperSpec, trained: dict[str, Job], scored: dict[str, Job]
+    spec: PaperSpec, trained: dict[str, tuple[Job, str]], scored: dict[str, Job]
 ) -> list[Child]:
     out = []
     for v in spec.reference():
         common = {
-            "checkpoint": _output(trained[v.name], "/best.pt").__dict__,
+            "checkpoint": _best(trained[v.name]).__dict__,
             "scores": _output(scored[v.name], "/units.csv").__dict__,
             "test_subset": spec.test_subset,
         }
@@ -131,7 +162,9 @@ def build_report(
         root = Path(tmp)
         for name, job in children.items():
             stage, rest = name.split("/", 1)
-            if stage == "train":
+            if stage == "train" and job.spec.get("population"):
+                _place(store, job, root, keep=2)  # runs/<job>/<variant>/<file>
+            elif stage == "train":
                 _place(store, job, root / rest, keep=1)
             elif stage == "trajectory":
                 variant, stem = rest.split("/")
@@ -142,11 +175,17 @@ def build_report(
 
 
 def _stage(
-    stage: str, spec: PaperSpec, job: Job, store: ArtifactStore, made: dict[str, Job]
+    stage: str,
+    spec: PaperSpec,
+    job: Job,
+    store: ArtifactStore,
+    made: dict[str, Job],
+    settings: Settings,
 ) -> list[Child]:
-    trained = {k.removeprefix("train/"): j for k, j in made.items() if k.startswith("train/")}
+    trained = _runs(made)
     if stage == "train":
-        return _train_children(spec, job.spec.get("data"))
+        population = spec.population or settings.population_size
+        return _train_children(spec, job.spec.get("data"), population)
     if stage == "score":
         return _score_children(spec, trained, store)
     scored = {k.removeprefix("score/"): j for k, j in made.items() if k.startswith("score/")}
@@ -177,7 +216,7 @@ def advance(run: JobRun, settings: Settings) -> None:
     made = children_of(run)
     before = 0.0
     for stage, weight in STAGES[:-1]:
-        got = ensure_children(run, _stage(stage, spec, job, store, made), made)
+        got = ensure_children(run, _stage(stage, spec, job, store, made, settings), made)
         if bad := _failed(got):
             name = next(n for n, j in made.items() if j.id == bad.id)
             run.fail(f"{name} ({bad.kind} job {bad.id}) {bad.state.name.lower()}: {bad.error}")
