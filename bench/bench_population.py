@@ -23,6 +23,30 @@ from orisel.training.loop import Trainer
 from orisel.training.population import PopulationTrainer
 
 
+def step_flops(batch: int) -> float:
+    """FLOPs of one training step of one cnn7 (forward, and backward at twice the forward),
+    counted from its convolutions and dense layers."""
+    from torch import nn
+
+    from orisel.models.cnn7 import CNN7
+
+    macs = 0
+
+    def count(module: nn.Module, _: object, out: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            macs += out.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+        elif isinstance(module, nn.Linear):
+            macs += out.numel() * module.in_features
+
+    model = CNN7()
+    for m in model.modules():
+        m.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(batch, 3, 32, 32))
+    return 3 * 2 * macs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True)
@@ -30,8 +54,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--train-images", type=int, default=4000)
+    ap.add_argument("--val-size", type=int, default=10_000)
     args = ap.parse_args()
-    spec = SplitSpec(val_size=10_000, train_subset=4000, test_subset=500)
+    spec = SplitSpec(val_size=args.val_size, train_subset=args.train_images, test_subset=None)
     data = prepare(load_cifar10(args.data, get_settings().cache_dir), spec)
     # No checkpoint inside the measured steps: training throughput only.
     cfg = TrainConfig(
@@ -94,6 +120,12 @@ def main() -> None:
         rate = images / seconds
         print(f"  {name:24s} {rate:8.1f} images/s per network  ({rate / base:.2f}x sequential)")
     print(f"  the trainer picks the {picked} layout on {device.type}")
+    flops = step_flops(cfg.batch_size) * n
+    best = min(results.values()) / steps
+    print(
+        f"  one step of all {n} networks: {flops / 1e9:.2f} GFLOP; fastest layout "
+        f"{best * 1e3:.2f} ms per step = {flops / best / 1e12:.3f} TFLOP/s achieved"
+    )
 
 
 if __name__ == "__main__":

@@ -273,12 +273,6 @@ class PopulationTrainer:
         if self.layout == "stacked":
             self.model.train()
         n = len(self.trainers)
-        cfg_batch = self.cfg.batch_size
-        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
-        correct = torch.zeros(n, device=self.device, dtype=torch.int64)
-        seen = images = 0
-        perms: list[torch.Tensor] = []
-        perm_epoch = -1
         bar = tqdm(
             total=total,
             initial=start,
@@ -287,6 +281,38 @@ class PopulationTrainer:
             dynamic_ncols=True,
             desc=f"{n} networks",
         )
+        try:
+            images = self._steps(start, stop, spe, schedule, bar)
+        except KeyboardInterrupt:
+            # Stopped from outside (Ctrl-C, a wall-clock budget): every session is recorded
+            # and every network resumes from its last checkpoint.
+            for t in self.trainers:
+                t._end_session(start, time.perf_counter() - t0, done=False)
+            raise
+        finally:
+            bar.close()
+        for t in self.trainers:
+            t.state.step = max(start, stop)
+        wall = time.perf_counter() - t0
+        summaries = []
+        for k, t in enumerate(self.trainers):
+            self._sync(k)
+            t._end_session(start, wall, t.state.step >= total)
+            summary = t.summary(wall, images // n)
+            summary["images_per_s"] = round(images / wall, 1) if wall > 0 and images else math.nan
+            summaries.append(summary)
+        return summaries
+
+    def _steps(self, start: int, stop: int, spe: int, schedule: set[int], bar: Any) -> int:
+        """Steps start+1 .. stop of every network; returns the images trained on, in all."""
+        n = len(self.trainers)
+        images = 0
+        cfg_batch = self.cfg.batch_size
+        loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
+        correct = torch.zeros(n, device=self.device, dtype=torch.int64)
+        seen = 0
+        perms: list[torch.Tensor] = []
+        perm_epoch = -1
         for step in range(start + 1, stop + 1):
             bar.update(1)
             if self.on_progress is not None and step % PROGRESS_STEPS == 0:
@@ -315,15 +341,4 @@ class PopulationTrainer:
                         t.state.running = type(t.state.running)()
                 loss_sum.zero_(), correct.zero_()
                 seen = 0
-        bar.close()
-        for t in self.trainers:
-            t.state.step = max(start, stop)
-        wall = time.perf_counter() - t0
-        summaries = []
-        for k, t in enumerate(self.trainers):
-            self._sync(k)
-            t._end_session(start, wall, t.state.step >= total)
-            summary = t.summary(wall, images // n)
-            summary["images_per_s"] = round(images / wall, 1) if wall > 0 and images else math.nan
-            summaries.append(summary)
-        return summaries
+        return images
