@@ -108,7 +108,8 @@ class DeviceData:
         return len(self.labels)
 
 
-def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+def precision(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The autocast context the config asks for (none in float32)."""
     if cfg.amp == "off":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
@@ -126,7 +127,7 @@ def evaluate(
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for start in range(0, len(data), batch_size):
         x, y = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=device))
-        with _autocast(cfg, device):
+        with precision(cfg, device):
             logits = model(x)
         loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
@@ -330,7 +331,7 @@ class Trainer:
     # -- training --------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
-        with _autocast(self.cfg, self.device):
+        with precision(self.cfg, self.device):
             logits = self.model(x)
             loss = F.cross_entropy(logits.float(), y)
         scaled: torch.Tensor = self.scaler.scale(loss)

@@ -29,7 +29,13 @@ from tqdm import tqdm
 from orisel.core.errors import FailedPrecondition, InvalidArgument
 from orisel.data.augment import random_shift_flip
 from orisel.models.cnn7 import BN_EPS, BN_MOMENTUM, CNN7, CONV_LAYERS
-from orisel.training.loop import PROGRESS_STEPS, Trainer, batch_generator, epoch_permutation
+from orisel.training.loop import (
+    PROGRESS_STEPS,
+    Trainer,
+    batch_generator,
+    epoch_permutation,
+    precision,
+)
 
 # The settings every network of a stack must share (they shape the step, not the network).
 SHARED = (
@@ -191,6 +197,9 @@ class PopulationTrainer:
                 )
         if first.cfg.model != "cnn7":
             raise InvalidArgument("model", "cnn7 (the stacked model)", first.cfg.model)
+        if first.cfg.amp == "fp16" and layout != "loop":
+            # fp16 needs loss scaling per network; bf16 (same range as float32) needs none.
+            raise InvalidArgument("amp", "off or bf16 for a stacked population", "fp16")
         steps = {t.state.step for t in self.trainers}
         if len(steps) != 1:
             raise FailedPrecondition(
@@ -240,7 +249,8 @@ class PopulationTrainer:
             steps = [t.train_step(x[k], y[k]) for k, t in enumerate(self.trainers)]
             return torch.stack([s[0] for s in steps]), torch.stack([s[1] for s in steps])
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(x)
+        with precision(self.cfg, self.device):
+            logits = self.model(x).float()
         n, b, k = logits.shape
         per_image = F.cross_entropy(logits.reshape(n * b, k), y.reshape(n * b), reduction="none")
         losses = per_image.view(n, b).mean(1)
