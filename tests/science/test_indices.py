@@ -194,3 +194,13 @@ def test_selective_units_get_small_pvalues() -> None:
     p = permutation_pvalue(gosi(tuning(r, g.shape).curves), null_gosi(r, g.shape, 99, seed=0))
     assert (p[:12] == 0.01).all()  # no permutation reaches the Gabors' gOSI
     assert p[12] > 0.05
+
+
+def test_a_unit_answering_one_stimulus_is_never_significant() -> None:
+    """Every shuffle of a one-stimulus unit has gOSI 1, like the unit itself: p must be 1.
+    The float32 null lands within a few ulps below 1 (p was 0.81 with an exact comparison)."""
+    o, c, n = 12, 9, 4
+    r = np.zeros((o * c * n, 3))
+    r[5, 0], r[17, 1], r[100, 2] = 3.7, 0.3, 123.4567
+    null = null_gosi(r, (o, c, n), 200, seed=0)
+    np.testing.assert_array_equal(permutation_pvalue(np.ones(3), null), np.ones(3))

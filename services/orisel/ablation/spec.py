@@ -18,7 +18,7 @@ class AblateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     layers: tuple[LayerName, ...] = Field(
-        ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6"),
+        ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "fc1"),
         min_length=1,
         max_length=MAX_LAYERS,
     )

@@ -17,7 +17,7 @@ from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.extraction.network import Network
 from orisel.extraction.spec import ExtractSpec
-from orisel.science.stimuli import StimulusSet, bars, gratings
+from orisel.science.stimuli import GratingCentre, StimulusSet, bars, gratings
 
 
 class StimulusGrid(Protocol):
@@ -27,12 +27,16 @@ class StimulusGrid(Protocol):
     def n_phases(self) -> int: ...
     @property
     def n_frequencies(self) -> int: ...
+    @property
+    def grating_centre(self) -> GratingCentre: ...
 
 
 def make_stimuli(kind: str, size: int, spec: StimulusGrid) -> StimulusSet:
     """The stimulus set named `kind` at the spec's grid, for images of `size` pixels."""
     if kind == "gratings":
-        return gratings(size, spec.n_orientations, spec.n_phases, spec.n_frequencies)
+        return gratings(
+            size, spec.n_orientations, spec.n_phases, spec.n_frequencies, spec.grating_centre
+        )
     return bars(size, spec.n_orientations)
 
 

@@ -26,6 +26,11 @@ class ExtractSpec(BaseModel):
     n_phases: int = Field(4, ge=1, le=64)
     n_frequencies: int = Field(9, ge=1, le=64)
     batch_size: int = Field(256, ge=1, le=65_536)
+    grating_centre: Literal["journal", "symmetric"] = Field(
+        "journal",
+        description="gratings' phase origin: pixel size//2 as the journal code, or the "
+        "geometric centre (size-1)/2",
+    )
 
 
 ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]{0,63}")

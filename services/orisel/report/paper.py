@@ -357,7 +357,7 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
         save(fig, "c3_gosi_vs_accuracy.png")
     ablated = [n for n in ref if variants[n].get("ablate")]
     a = variants[ablated[0]]["ablate"] if ablated else {"curves": [], "splits": []}
-    layers = sorted({r["layer"] for r in a["curves"]})
+    layers = list(dict.fromkeys(r["layer"] for r in a["curves"]))  # the sweep's order
     if layers:
         fig, axes = plt.subplots(1, len(layers), figsize=(2.3 * len(layers), 2.8), squeeze=False)
         for ax, layer in zip(axes[0], layers, strict=True):

@@ -32,9 +32,14 @@ def orientations(n: int) -> np.ndarray:
     return np.arange(n) * math.pi / n
 
 
-def _coords(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates relative to the image centre, y pointing up."""
-    c = (size - 1) / 2.0
+GratingCentre = Literal["journal", "symmetric"]
+
+
+def _coords(size: int, centre: str = "symmetric") -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates relative to the image centre, y pointing up: the centre is
+    pixel size // 2 as in the journal code ("journal": 16 of 32), or the geometric centre
+    between the middle pixels ("symmetric": 15.5)."""
+    c = float(size // 2) if centre == "journal" else (size - 1) / 2.0
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
     return cols - c, c - rows
 
@@ -62,7 +67,7 @@ class StimulusSet:
         """Greyscale images in [0, 1], shape (len(index), size, size), for flat indices."""
         o_idx, c_idx, n_idx = np.unravel_index(np.asarray(index), self.shape)
         theta = orientations(self.n_orientations)[o_idx]
-        x, y = _coords(self.size)
+        x, y = _coords(self.size, str(self.spec.get("centre", "symmetric")))
         if self.kind == "gratings":
             return _gratings(self, theta, c_idx, n_idx, x, y)
         return _bars(self, theta, c_idx, n_idx, x, y)
@@ -109,9 +114,12 @@ def _bars(
 
 
 def gratings(
-    size: int, n_orientations: int = 12, n_phases: int = 4, n_frequencies: int = 9
+    size: int, n_orientations: int = 12, n_phases: int = 4, n_frequencies: int = 9,
+    centre: GratingCentre = "journal",
 ) -> StimulusSet:
-    """The journal version's gratings: k = pi / (size/2 + 4) * s for s = 1..n_frequencies."""
+    """The journal version's gratings: k = pi / (size/2 + 4) * s for s = 1..n_frequencies,
+    phases measured from pixel size // 2 as the journal code does ("symmetric": from the
+    image's geometric centre; with four phases the half pixel moves single units' gOSI)."""
     for name, value in (("n_orientations", n_orientations), ("n_phases", n_phases),
                         ("n_frequencies", n_frequencies)):  # fmt: skip
         if value < 1:
@@ -124,6 +132,7 @@ def gratings(
     nuisances = tuple({"phase": 2 * math.pi * p / n_phases} for p in range(n_phases))
     spec: dict[str, object] = {
         "n_orientations": n_orientations, "n_phases": n_phases, "n_frequencies": n_frequencies,
+        "centre": centre,
     }  # fmt: skip
     return StimulusSet("gratings", size, n_orientations, conditions, nuisances, spec)
 
