@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from orisel.core.errors import InvalidArgument
-from orisel.science.stimuli import bars, gratings, orientations, shuffled_order
+from orisel.science.stimuli import bars, gratings, orientations
 
 
 def test_paper_grating_set() -> None:
@@ -87,10 +87,3 @@ def test_bar_positions_tile_the_image() -> None:
 def test_bad_stimulus_parameters(make: object, field: str) -> None:
     with pytest.raises(InvalidArgument, match=f"^{field}: must be"):
         make()  # type: ignore[operator]
-
-
-def test_shuffle_is_a_seeded_permutation() -> None:
-    p = shuffled_order(432, seed=1)
-    assert sorted(p.tolist()) == list(range(432))
-    np.testing.assert_array_equal(p, shuffled_order(432, seed=1))
-    assert not np.array_equal(p, np.arange(432))

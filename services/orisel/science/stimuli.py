@@ -173,8 +173,3 @@ def bars(
         "spacing": spacing, "positions": len(centres) ** 2,
     }  # fmt: skip
     return StimulusSet("bars", size, n_orientations, conditions, nuisances, spec)
-
-
-def shuffled_order(n_stimuli: int, seed: int) -> np.ndarray:
-    """The null control: stimulus i is presented under the label of stimulus perm[i]."""
-    return np.random.default_rng(seed).permutation(n_stimuli)
