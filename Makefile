@@ -74,10 +74,10 @@ lint: $(STAMP) ## ruff, strict mypy, generated code fresh (protos, k8s/base), ha
 
 test: lint $(KUBECTL) $(CHECKOV) ## Lint, then the whole test suite (unit and integration)
 	deploy/dev/services.sh
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 test-fast: $(STAMP) ## Unit tests only
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest -m "not integration" -n auto --dist loadfile
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix services tests bench deploy k8s
