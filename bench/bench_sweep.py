@@ -121,6 +121,15 @@ def main() -> None:
                 "    implied speedup, W workers: "
                 + ", ".join(f"{w}: {total / _makespan(parts, w):.1f}x" for w in (2, 4, 8, 16, 32))
             )
+        # Work is linear in the images (each block's share of its layer is its share of
+        # the images), so the measured per-layer shares give the critical path at any size.
+        top = max(by_layer.values()) / total
+        for n_images in (10_000,):
+            longest = top * min(args.block, n_images) / n_images
+            print(
+                f"  at {n_images} images in blocks of {args.block}: longest / all = "
+                f"{longest:.3f} (from the measured layer shares)"
+            )
         walls = {}
         for workers in (1, 2):
             with mp.get_context("spawn").Pool(workers, _setup, init) as pool:

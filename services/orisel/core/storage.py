@@ -60,9 +60,12 @@ class ArtifactRef:
 
 def check_key(key: str) -> str:
     """Keys are relative POSIX paths of named parts (no '', '.' or '..'), so no backend can
-    escape its bucket."""
-    odd = len(key) > 1024 or any(ord(ch) < 32 or ord(ch) == 127 for ch in key) or "\\" in key
-    if odd or any(part in ("", ".", "..") for part in key.split("/")):
+    escape its bucket; at most 1024 bytes, each part at most 255."""
+    # S3 keys are at most 1024 bytes of UTF-8, and a file system's names 255 bytes each.
+    odd = len(key.encode()) > 1024 or any(ord(ch) < 32 or ord(ch) == 127 for ch in key)
+    parts = key.split("/")
+    long_part = any(len(part.encode()) > 255 for part in parts)
+    if odd or long_part or "\\" in key or any(part in ("", ".", "..") for part in parts):
         raise InvalidArgument("key", "a relative path like runs/x/best.pt, without '..'", key)
     return key
 

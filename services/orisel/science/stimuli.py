@@ -114,7 +114,10 @@ def _bars(
 
 
 def gratings(
-    size: int, n_orientations: int = 12, n_phases: int = 4, n_frequencies: int = 9,
+    size: int,
+    n_orientations: int = 12,
+    n_phases: int = 4,
+    n_frequencies: int = 9,
     centre: GratingCentre = "journal",
 ) -> StimulusSet:
     """The journal version's gratings: k = pi / (size/2 + 4) * s for s = 1..n_frequencies,
