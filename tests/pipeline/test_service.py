@@ -75,9 +75,9 @@ def test_a_small_paper_pipeline_end_to_end(
     live: Stack, settings: Settings, services: dict[str, str]
 ) -> None:
     client = JobClient(services["pipeline"], "pipeline")
-    # The three networks train as one population job (one stacked model on one worker).
+    # The four networks train as one population job (one stacked model on one worker).
     spec = pipeline_pb2.PaperSpec(
-        label_corruptions=[0.0, 0.5],
+        label_corruptions=[0.0, 0.5, 0.8],
         seeds=[0, 1],
         epochs=1,
         val_size=50,
@@ -106,7 +106,7 @@ def test_a_small_paper_pipeline_end_to_end(
     assert final.outputs[0].key.endswith("report.md")
     report = get_bytes(store, store.stat(keys["report.md"].key)).decode()
     data = json.loads(get_bytes(store, store.stat(keys["data.json"].key)))
-    assert set(data["variants"]) == {"cnn7-c0-s0", "cnn7-c0.5-s0", "cnn7-c0-s1"}
+    assert set(data["variants"]) == {"cnn7-c0-s0", "cnn7-c0.5-s0", "cnn7-c0-s1", "cnn7-c0.8-s0"}
     for name in data["variants"]:
         assert name in report
     first = data["variants"]["cnn7-c0-s0"]
@@ -124,12 +124,12 @@ def test_a_small_paper_pipeline_end_to_end(
     mine = training.list(parent_id=job.id)
     training.close()
     assert len(mine) == 1
-    assert len(json.loads(mine[0].spec_json)["population"]) == 3
+    assert len(json.loads(mine[0].spec_json)["population"]) == 4
     assert all(j.state == common_pb2.JOB_STATE_SUCCEEDED for j in mine)
     # The pipeline ran on its children's events: at most once per child that ended, plus
     # its first run (it never polls).
     children = live.db.children(job.id)
-    assert len(children) == 1 + 3 + 5 + 2 + 2  # train, score, trajectory, ablate, invariance
+    assert len(children) == 1 + 4 + 5 + 2 + 2  # train, score, trajectory, ablate, invariance
     assert live.db.get(job.id).attempts <= len(children) + 1
 
 
