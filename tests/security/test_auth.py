@@ -359,3 +359,13 @@ def _embedded_checks(embedded: Any) -> None:
             mine = _md(token_file.read_text().strip())
             assert stub.ListJobs(jobs_pb2.ListJobsRequest(), metadata=mine).jobs is not None
     assert not auth.runtime_file(up.address).exists()
+
+
+def test_every_oidc_subject_gets_a_name_of_its_own() -> None:
+    from orisel.core.auth import check_user, oidc_user
+
+    assert oidc_user("erin") == "oidc:erin"
+    odd = [oidc_user(s) for s in ("auth0|5f3c", "auth0_5f3c", "a b", "x" * 500, "ü")]
+    assert len(set(odd)) == len(odd)
+    for name in odd:
+        assert check_user(name) == name  # usable as an owner and a users/<name>/ folder

@@ -197,7 +197,17 @@ class Jwts:
             raise Unauthenticated(f"the JWT is not valid: {exc}") from exc
         groups = claims.get("groups") or []
         admin = bool(self.config.admin_group) and self.config.admin_group in groups
-        return Principal(check_user(f"oidc:{claims['sub']}"[:NAME_LEN]), admin)
+        return Principal(oidc_user(str(claims["sub"])), admin)
+
+
+def oidc_user(subject: str) -> str:
+    """The principal of an OIDC subject: `oidc:<sub>` when the subject is made of name
+    characters (it names the user's folder users/<principal>/), else a digest of it (issuers
+    write subjects like `auth0|5f3c...`), so every subject gets one name of its own."""
+    name = f"oidc:{subject}"
+    if len(name) <= NAME_LEN and set(subject) <= USER_CHARS and subject:
+        return name
+    return f"oidc:{hashlib.sha256(subject.encode()).hexdigest()[:40]}"
 
 
 class Authenticator:
