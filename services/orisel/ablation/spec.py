@@ -32,7 +32,11 @@ class AblateSpec(BaseModel):
     )
     mode: Mode = "zero"
     point: Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
-    include_dead: bool = Field(False, description="let dead units into the median split")
+    include_dead: bool = Field(
+        True,
+        description="grating-silent units (silent to every grating, yet most answer natural "
+        "images) take part in the median split; false leaves them out",
+    )
     chunk_images: int = Field(2000, ge=1, le=1_000_000)
     block_images: int = Field(
         500,
@@ -63,6 +67,6 @@ class InvarianceSpec(BaseModel):
     )
     mode: Mode = "zero"
     point: Point = "bn"
-    include_dead: bool = False
+    include_dead: bool = True  # as AblateSpec.include_dead
     batch_size: int = Field(500, ge=1, le=65_536)
     format: TableFormat = "csv"
