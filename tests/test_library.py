@@ -111,7 +111,7 @@ def test_a_model_class_from_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation, on purpose
-def test_an_exported_program_and_a_torchscript_file(tmp_path: Path) -> None:
+def test_an_exported_program_and_a_torchscript_file_read_like_the_module(tmp_path: Path) -> None:
     import torch
     from torch import nn
 
@@ -132,6 +132,13 @@ def test_an_exported_program_and_a_torchscript_file(tmp_path: Path) -> None:
     torch.export.save(static, tmp_path / "static.pt2")
     flags[1] = str(tmp_path / "t2")
     assert main(["tune", "--model", str(tmp_path / "static.pt2"), *flags]) == 4
+    # A TorchScript file (traced here) is read layer by layer like the module it came from.
     torch.jit.save(torch.jit.trace(model, x), str(tmp_path / "m.ts"))
     flags[1] = str(tmp_path / "t3")
-    assert main(["tune", "--model", str(tmp_path / "m.ts"), *flags]) == 4
+    assert main(["tune", "--model", str(tmp_path / "m.ts"), "--input-size", "32", *flags]) == 0
+    scripted = read_table(tmp_path / "t3" / "units.csv")
+    assert set(scripted["layer"].tolist()) == {"1", "3"}
+    np.testing.assert_allclose(scripted["gosi"], want["gosi"].to_numpy(), rtol=1e-5, atol=1e-6)
+    (tmp_path / "junk.ts").write_bytes(b"PK not an archive")
+    flags[1] = str(tmp_path / "t4")
+    assert main(["tune", "--model", str(tmp_path / "junk.ts"), *flags]) == 4

@@ -201,26 +201,34 @@ def test_a_torchvision_model_scored_and_ablated_like_the_command_line(
     assert any(o.key.endswith("/summary.json") for o in tested.outputs)
 
 
-def test_an_exported_program_is_scored(
-    live: Stack, channel: grpc.Channel, files: dict[str, Path], tmp_path: Path
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation, on purpose
+@pytest.mark.parametrize("archive", ["pt2", "ts"])
+def test_a_program_is_scored(
+    live: Stack, channel: grpc.Channel, files: dict[str, Path], tmp_path: Path, archive: str
 ) -> None:
+    """A torch.export program or a TorchScript archive from the store, its layers read by
+    the names they have in the module it was made from."""
     model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.Conv2d(6, 8, 3), nn.ReLU()).eval()
-    batch = torch.export.Dim("batch")
-    program = torch.export.export(
-        model, (torch.zeros(2, 3, 32, 32),), dynamic_shapes={"input": {0: batch}}
-    )
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer)
-    (tmp_path / "net.pt2").write_bytes(buffer.getvalue())
-    ref = _put(live, "models/net.pt2", tmp_path / "net.pt2")
+    path = tmp_path / f"net.{archive}"
+    if archive == "pt2":
+        batch = torch.export.Dim("batch")
+        program = torch.export.export(
+            model, (torch.zeros(2, 3, 32, 32),), dynamic_shapes={"input": {0: batch}}
+        )
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        path.write_bytes(buffer.getvalue())
+    else:
+        torch.jit.save(torch.jit.script(model), str(path))
+    ref = _put(live, f"models/net.{archive}", path)
     scoring = scoring_pb2_grpc.ScoringServiceStub(channel)
     spec = scoring_pb2.ScoreSpec(
-        model=common_pb2.Model(program=ref),
+        model=common_pb2.Model(program=ref, input_size=32),
         data=_put(live, "datasets/images.tar.gz", files["archive"]),
         stimuli=["gratings"],
         permutations=3,
     )
-    job = scoring.Submit(scoring_pb2.SubmitRequest(idempotency_key="pt2", spec=spec)).job
+    job = scoring.Submit(scoring_pb2.SubmitRequest(idempotency_key=archive, spec=spec)).job
     final = _ended(scoring, scoring_pb2.WatchRequest, job.id)
     assert final.state == common_pb2.JOB_STATE_SUCCEEDED, final.error
     units = _table(live, final, "units.csv", tmp_path)

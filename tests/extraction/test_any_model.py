@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from orisel.client.cli import main
@@ -274,3 +275,42 @@ def test_every_analysis_for_any_model_on_an_imagefolder(
         seeds=(0,),
     )
     assert len(shifted["invariance"]) > 0
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation, on purpose
+def test_a_scripted_resnet_is_measured_and_ablated_like_the_module(tmp_path: Path) -> None:
+    """A TorchScript ResNet-18 (torch.jit.script, saved and loaded) has the module's layers,
+    its shared ReLUs read call by call, and the same responses and ablation effects."""
+    import orisel
+
+    torch.manual_seed(0)
+    module = torchvision.models.resnet18(num_classes=10).eval()
+    torch.jit.save(torch.jit.script(module), str(tmp_path / "net.ts"))
+    python = orisel.Network.from_module(module, 32)
+    script = orisel.load(model=str(tmp_path / "net.ts"), input_size=32, device="cpu")
+    assert script.default_layers() == python.default_layers()
+    layers = ("layer1.0.relu:1", "layer1.0.relu:2", "layer2.0.bn1", "layer4.1")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(40) % 10
+    got = script.image_responses(images, layers, "mean", 16)
+    want = python.image_responses(images, layers, "mean", 16)
+    for name in layers:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(want["layer1.0.relu:1"], want["layer1.0.relu:2"])  # two calls
+    scores = orisel.tune(
+        python, images=images, labels=labels, layers=("layer1.0", "layer2.0"),
+        stimuli=("gratings",), permutations=3, n_orientations=4, n_phases=2, n_frequencies=2,
+    )  # fmt: skip
+    ablate = {
+        "layers": ("layer1.0", "layer2.0"), "point": "relu", "orders": ("gosi",),
+        "seeds": (0,), "fractions": (0.0, 0.5, 1.0),
+    }  # fmt: skip
+    curves = {
+        name: orisel.ablate(net, scores, images, labels, **ablate)["curves"]
+        for name, net in (("script", script), ("python", python))
+    }
+    np.testing.assert_array_equal(curves["script"]["accuracy"], curves["python"]["accuracy"])
+    np.testing.assert_allclose(
+        curves["script"]["loss_increase_mean"], curves["python"]["loss_increase_mean"], atol=1e-5
+    )

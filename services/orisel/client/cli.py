@@ -784,8 +784,8 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         help="instead of a checkpoint: a torchvision model name (e.g. vgg16), or your own: "
-        "path/to/file.py:ClassName (--weights a state-dict file) or a torch.export archive "
-        "(.pt2, dynamic batch); pixels in [0, 1]",
+        "path/to/file.py:ClassName (--weights a state-dict file), a torch.export archive "
+        "(.pt2, dynamic batch) or a TorchScript archive (.ts/.pt); pixels in [0, 1]",
     )
     parser.add_argument(
         "--weights", help="torchvision weights name (DEFAULT, IMAGENET1K_V1) or file"
@@ -1029,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--model", help="instead: a torchvision architecture, e.g. resnet18")
     analysis.add_argument("--weights-key", help="with --model: a state dict in the store")
     analysis.add_argument(
-        "--program-key", help="instead: a torch.export archive (.pt2) in the store"
+        "--program-key", help="instead: a torch.export (.pt2) or TorchScript archive in the store"
     )
     analysis.add_argument("--input-size", type=int, help="with --model/--program-key: pixels")
     analysis.add_argument("--layers", type=_comma_list, help="layers (default: all analysed)")

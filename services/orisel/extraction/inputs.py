@@ -64,7 +64,7 @@ def job_network(spec: Mapping[str, Any], store: ArtifactStore, cache: Path) -> N
         from orisel.models.registry import exported_model
 
         ref = ArtifactRef(**model["program"])
-        module, exported_size = exported_model(fetch(store, ref, cache))
+        module, exported_size = exported_model(fetch(store, ref, cache), model.get("input_size"))
         size = model.get("input_size") or exported_size or 224
         return Network.from_module(module, size, name=ref.key, device="auto")
     weights = fetch(store, ArtifactRef(**model["weights"]), cache) if model.get("weights") else None

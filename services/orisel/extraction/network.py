@@ -19,6 +19,7 @@ from orisel.models.registry import (
     exported_model,
     user_model,
 )
+from orisel.models.scripted import from_script, module_kind
 from orisel.science.names import Reduction
 from orisel.science.responses import (
     count_calls,
@@ -89,6 +90,8 @@ class Network:
         if (mean is None) != (std is None):
             raise InvalidArgument("mean/std", "both given or neither", (mean, std))
         dev = resolve_device(device)
+        if isinstance(module, torch.jit.ScriptModule):
+            module = from_script(module, input_size, name)
         prep = "normalize" if mean is not None else "none"
         info = ModelInfo(name, input_size, prep, mean, std)
         source: dict[str, object] = {"model": name, "module": type(module).__qualname__}
@@ -138,19 +141,23 @@ def analysed_layers(model: nn.Module) -> tuple[str, ...]:
     blocks = [
         f"layer{i}.{j}"
         for i, st in enumerate(stages, 1)
-        if isinstance(st, nn.Sequential)
+        if st is not None
         for j, _ in st.named_children()
     ]
-    if all(isinstance(st, nn.Sequential) for st in stages):
+    if all(st is not None and module_kind(st) == "Sequential" for st in stages):
         return tuple(blocks)  # ResNet-like: every residual block's output
-    if isinstance(features, nn.Sequential) and isinstance(classifier, nn.Sequential):
+    if (
+        features is not None
+        and classifier is not None
+        and module_kind(features) == module_kind(classifier) == "Sequential"
+    ):
         feats = [
             f"features.{n}"
             for n, m in features.named_children()
-            if isinstance(m, nn.ReLU | nn.MaxPool2d)
+            if module_kind(m) in ("ReLU", "MaxPool2d")
         ]
         dense = [
-            f"classifier.{n}" for n, m in classifier.named_children() if isinstance(m, nn.ReLU)
+            f"classifier.{n}" for n, m in classifier.named_children() if module_kind(m) == "ReLU"
         ]
         return (*feats, *dense[:2])
     return tuple(n for n, m in model.named_modules() if _is_relu(m))
@@ -158,8 +165,8 @@ def analysed_layers(model: nn.Module) -> tuple[str, ...]:
 
 def _is_relu(module: nn.Module) -> bool:
     """An nn.ReLU, or what a ReLU becomes in an unflattened torch.export program: a leaf
-    module whose graph is one aten.relu call."""
-    if isinstance(module, nn.ReLU):
+    module whose graph is one aten.relu call, or a scripted ReLU."""
+    if isinstance(module, nn.ReLU) or module_kind(module) == "ReLU":
         return True
     graph = getattr(module, "graph", None)
     if graph is None or any(True for _ in module.children()):
@@ -211,7 +218,7 @@ def load_network(
             module = user_model(model_name, weights)
             return Network.from_module(module, input_size or 224, name=model_name, device=device)
         if model_name.endswith((".pt2", ".pt", ".pth", ".ts")) and Path(model_name).is_file():
-            module, exported_size = exported_model(Path(model_name))
+            module, exported_size = exported_model(Path(model_name), input_size)
             size = input_size or exported_size or 224
             return Network.from_module(module, size, name=model_name, device=device)
         model, info = build_model(

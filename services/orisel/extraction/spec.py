@@ -39,8 +39,9 @@ MIN_INPUT, MAX_INPUT = 16, 1024
 
 def network_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
     """The network a request names, checked at the edge: an orisel `checkpoint`, or a `model`
-    (a torchvision architecture with optional weights, or a torch.export program), each
-    reference resolved in the store. Weights and programs are data: no request runs code."""
+    (a torchvision architecture with optional weights, or a torch.export or TorchScript
+    program), each reference resolved in the store. Weights and programs are data: no request
+    runs Python."""
     has_ckpt, has_model = msg.HasField("checkpoint"), msg.HasField("model")
     if has_ckpt == has_model:
         raise InvalidArgument(

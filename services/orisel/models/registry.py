@@ -190,19 +190,35 @@ def user_model(spec: str, weights: str | None = None) -> nn.Module:
     return model
 
 
-def exported_model(path: Path) -> tuple[nn.Module, int | None]:
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive is a zip whose one top folder holds `code/`."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.split("/", 2)[1:2] == ["code"] for n in names)
+
+
+def exported_model(path: Path, input_size: int | None = None) -> tuple[nn.Module, int | None]:
     """A `torch.export` archive (.pt2) as a module whose submodules can be read (unflattened),
-    and the input size it was exported with. Its batch dimension must be dynamic: orisel feeds
-    batches of any size. A TorchScript file is refused: its modules take no Python hooks."""
+    and the input size it was exported with; its batch dimension must be dynamic, as orisel
+    feeds batches of any size. A TorchScript archive is translated to a module whose every
+    submodule can be read and ablated call by call (`models.scripted`), checked against the
+    archive on `input_size` (default 224) images."""
     if not path.is_file():
         raise NotFound(f"model file {path} does not exist")
+    if _is_torchscript(path):
+        from orisel.models.scripted import scripted_model
+
+        return scripted_model(path, input_size or 224), input_size
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
         raise FailedPrecondition(
-            f"{path} is not a torch.export archive ({exc!r}); TorchScript files cannot be read "
-            "layer by layer: export the model with torch.export.export(..., dynamic_shapes="
-            '{"x": {0: torch.export.Dim("batch")}}) and torch.export.save'
+            f"{path} is neither a torch.export nor a TorchScript archive ({exc!r})"
         ) from exc
     example = program.example_inputs[0][0] if program.example_inputs else None
     if example is not None:
