@@ -87,7 +87,7 @@ BENCH_IMAGES ?= 2000
 bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md; BENCH_IMAGES=10000)
 	deploy/dev/services.sh
 	$(BIN)/python bench/bench_training.py --data $(DATA)
-	$(BIN)/python bench/bench_population.py --data $(DATA)
+	$(BIN)/python bench/bench_population.py --data $(DATA) --compile on
 	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_sweep.py --data $(DATA) --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)

@@ -22,6 +22,8 @@ from orisel.training.config import TrainConfig
 from orisel.training.loop import Trainer
 from orisel.training.population import PopulationTrainer
 
+WARM_STEPS = 2
+
 
 def step_flops(batch: int) -> float:
     """FLOPs of one training step of one cnn7 (forward, and backward at twice the forward),
@@ -56,7 +58,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--train-images", type=int, default=4000)
     ap.add_argument("--val-size", type=int, default=10_000)
+    ap.add_argument(
+        "--compile", choices=("on", "cudagraphs"), help="also: the stack torch.compile'd"
+    )
+    ap.add_argument("--tf32", action="store_true", help="also: the stack with TF32 kernels")
+    ap.add_argument("--amp", choices=("bf16",), help="also: the stack under autocast")
     args = ap.parse_args()
+    # Each option the trainer offers, measured alone against the plain float32 stack.
+    options: dict[str, dict[str, object]] = {}
+    if args.compile:
+        options[f"stacked, compile={args.compile}"] = {"compile": args.compile}
+    if args.tf32:
+        options["stacked, tf32"] = {"tf32": True}
+    if args.amp:
+        options[f"stacked, amp={args.amp}"] = {"amp": args.amp}
     spec = SplitSpec(val_size=args.val_size, train_subset=args.train_images, test_subset=None)
     data = prepare(load_cifar10(args.data, get_settings().cache_dir), spec)
     # No checkpoint inside the measured steps: training throughput only.
@@ -70,10 +85,10 @@ def main() -> None:
     n, steps = args.networks, args.steps
     with tempfile.TemporaryDirectory() as tmp:
 
-        def trainers(tag: str) -> list[Trainer]:
+        def trainers(tag: str, **update: object) -> list[Trainer]:
             return [
                 Trainer.open(
-                    cfg.model_copy(update={"seed": k}),
+                    cfg.model_copy(update={"seed": k, **update}),
                     data,
                     Path(tmp) / f"{tag}-{k}",
                     False,
@@ -97,10 +112,12 @@ def main() -> None:
                 t.run(max_steps=0)
             return timed(lambda: [t.run(max_steps=steps) for t in singles])
 
-        def population(tag: str, layout: str) -> float:
-            pop = PopulationTrainer(trainers(tag), layout=layout)  # type: ignore[arg-type]
-            pop.run(max_steps=0)
-            return timed(lambda: pop.run(max_steps=steps))
+        def population(tag: str, layout: str, **update: object) -> float:
+            pop = PopulationTrainer(trainers(tag, **update), layout=layout)  # type: ignore[arg-type]
+            # Two steps before the clock starts: compiled kernels and CUDA graphs are built
+            # (and cuDNN tuned) there, for every layout alike.
+            pop.run(max_steps=WARM_STEPS)
+            return timed(lambda: pop.run(max_steps=WARM_STEPS + steps))
 
         # Alternating repeats, best of each: the first pass also warms the kernels up.
         results: dict[str, float] = {}
@@ -109,6 +126,10 @@ def main() -> None:
                 ("sequential single runs", sequential(f"s{r}")),
                 ("population, stacked", population(f"p{r}", "stacked")),
                 ("population, loop", population(f"l{r}", "loop")),
+                *(
+                    (f"population, {label}", population(f"o{r}{i}", "stacked", **update))
+                    for i, (label, update) in enumerate(options.items())
+                ),
             ):
                 results[name] = min(seconds, results.get(name, seconds))
         picked = PopulationTrainer(trainers("auto")).layout
@@ -118,7 +139,7 @@ def main() -> None:
     base = images / results["sequential single runs"]
     for name, seconds in results.items():
         rate = images / seconds
-        print(f"  {name:24s} {rate:8.1f} images/s per network  ({rate / base:.2f}x sequential)")
+        print(f"  {name:36s} {rate:8.1f} images/s per network  ({rate / base:.2f}x sequential)")
     print(f"  the trainer picks the {picked} layout on {device.type}")
     flops = step_flops(cfg.batch_size) * n
     best = min(results.values()) / steps

@@ -10,6 +10,9 @@
 #   .gpu/cifar10-jpeg.tar.gz   (a copy of ../shared/datasets/cifar10-jpeg.tar.gz)
 #   .whl/*.whl                 (pydantic, pydantic-settings and their needs)
 # TRAIN_S bounds the training (the runs resume with --resume if the clock stops them).
+# The benchmark also measures the trainer's options one by one (BENCH_OPTIONS: CUDA graphs,
+# TF32, bf16); the training itself stays float32 unless EXTRA names them (for example
+# EXTRA="--compile cudagraphs", which computes the same steps faster where it pays).
 set -uo pipefail
 EPOCHS=${EPOCHS:-200}
 CORRUPTIONS=${CORRUPTIONS:-0,0.2,0.4,1.0}
@@ -34,6 +37,7 @@ mkdir -p "$RUNS" "$OUT"
 if [ "${BENCH:-1}" = 1 ]; then
   "$PYTHON" bench/bench_population.py --data "$DATA" --networks "${BENCH_NETWORKS:-32}" \
     --steps "${BENCH_STEPS:-50}" --device "$DEVICE" --repeats 1 ${BENCH_FLAGS:-} \
+    ${BENCH_OPTIONS---compile cudagraphs --tf32 --amp bf16} \
     | tee "$OUT/bench_population.txt"
 fi
 start=$(date +%s)

@@ -33,6 +33,7 @@ def test_the_population_script_trains_and_packs(python_archive: Path, tmp_path: 
         "BENCH_NETWORKS": "2",
         "BENCH_STEPS": "2",
         "BENCH_FLAGS": "--train-images 150 --val-size 50",
+        "BENCH_OPTIONS": "--tf32",  # CUDA graphs need CUDA, compiling takes a minute here
     }
     done = subprocess.run(
         [str(ROOT / "deploy" / "device" / "train_population.sh")],

@@ -59,10 +59,14 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def _submit(address: str, key: str) -> str:
+# Two networks trained as one population job (one worker, one task per segment).
+POPULATION = [training_pb2.Variant(seed=0), training_pb2.Variant(seed=1, label_corruption=0.5)]
+
+
+def _submit(address: str, key: str, population: bool = False) -> str:
     with grpc.insecure_channel(address) as ch:
         stub = training_pb2_grpc.TrainingServiceStub(ch)
-        spec = training_pb2.TrainSpec(**SPEC)  # type: ignore[arg-type]
+        spec = training_pb2.TrainSpec(**SPEC, population=POPULATION if population else [])  # type: ignore[arg-type]
         return str(stub.Submit(training_pb2.SubmitRequest(idempotency_key=key, spec=spec)).job.id)
 
 
@@ -83,11 +87,15 @@ def _mid_segment(job: Job) -> bool:
 
 
 def _weights(live: Stack, job: Job) -> dict[str, torch.Tensor]:
+    """Every best checkpoint of the job (one per network of a population), by network."""
     store = LocalStore(live.settings.store_root, live.settings.bucket)
-    ref = job.output("best.pt")
-    assert ref is not None
-    path = store.get_file(ref, live.settings.work_dir / "check" / job.id / "best.pt")
-    state: dict[str, torch.Tensor] = torch.load(path, weights_only=False)["model"]
+    state: dict[str, torch.Tensor] = {}
+    for ref in (r for r in job.outputs if r.key.endswith("best.pt")):
+        network = ref.key.removeprefix(f"runs/{job.id}/")
+        path = store.get_file(ref, live.settings.work_dir / "check" / job.id / network)
+        for name, value in torch.load(path, weights_only=False)["model"].items():
+            state[f"{network}:{name}"] = value
+    assert state, job.outputs
     return state
 
 
@@ -133,6 +141,38 @@ def reference(live: Stack) -> Job:
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.attempts == SEGMENTS
     return job
+
+
+@pytest.fixture(scope="module")
+def reference_population(live: Stack) -> Job:
+    """The undisturbed population job a killed one must reproduce, network by network."""
+    controller = _controller(live)
+    worker = live.worker("training", pool="prefork")
+    job = _wait(live, _submit(live.address, "reference-population", population=True))
+    worker.terminate()
+    worker.wait(30)
+    controller.terminate()
+    controller.wait(30)
+    assert job.state == JobState.SUCCEEDED, job.error
+    return job
+
+
+def test_worker_child_killed_mid_population(live: Stack, reference_population: Job) -> None:
+    """A population's segment killed inside the training loop: the job is sent again and
+    every network resumes from its last checkpoint to the reference's weights, bit for bit."""
+    controller, worker = _controller(live), live.worker("training", pool="prefork")
+    job_id = _submit(live.address, "population-child-killed", population=True)
+    _wait(live, job_id, _mid_segment)
+    (child,) = _children(worker.pid)
+    os.kill(child, signal.SIGKILL)
+    t0 = time.monotonic()
+    job = _wait(live, job_id)
+    _recovered("worker_child_killed_mid_population", t0)
+    _same_as_reference(live, reference_population, job)
+    assert len({k.split(":")[0] for k in _weights(live, job)}) == len(POPULATION)
+    assert job.retries == 1
+    worker.terminate()
+    controller.terminate()
 
 
 def test_worker_child_killed_mid_segment(live: Stack, reference: Job) -> None:

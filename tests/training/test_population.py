@@ -32,14 +32,14 @@ def datasets(python_archive: Path) -> dict[float, PreparedData]:
     }
 
 
-def _open(data: PreparedData, run: Path, seed: int, resume: bool = False, **cfg: object) -> Trainer:
-    config = tiny_config(seed=seed, data=data_spec(data), **cfg)
-    return Trainer.open(config, data, run, resume=resume, progress=False)
-
-
-def data_spec(data: PreparedData) -> SplitSpec:
-    corrupted = float((data.train_labels != data.train_labels_clean).mean() > 0)
-    return SplitSpec(val_size=SPEC.val_size, label_corruption=0.5 if corrupted else 0.0)
+def _open(
+    datasets: dict[float, PreparedData], c: float, run: Path, seed: int, resume: bool = False,
+    **cfg: object,
+) -> Trainer:  # fmt: skip
+    """Network (seed, label corruption c), its config naming the corruption its data has."""
+    spec = SplitSpec(val_size=SPEC.val_size, label_corruption=c)
+    config = tiny_config(seed=seed, data=spec, **cfg)
+    return Trainer.open(config, datasets[c], run, resume=resume, progress=False)
 
 
 def test_the_stacked_forward_is_each_networks_forward() -> None:
@@ -82,9 +82,9 @@ def test_network_k_of_a_stack_matches_its_single_run(
 ) -> None:
     singles_seen, stack_seen = _recorded(monkeypatch)
     for seed, c in VARIANTS:
-        _open(datasets[c], tmp_path / f"single-{seed}", seed, epochs=1).run()
+        _open(datasets, c, tmp_path / f"single-{seed}", seed, epochs=1).run()
     population = PopulationTrainer(
-        [_open(datasets[c], tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS],
+        [_open(datasets, c, tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS],
         layout="stacked",
     )
     population.run()
@@ -124,7 +124,7 @@ def test_each_networks_gradient_is_its_own(
 
     from orisel.training.loop import epoch_permutation
 
-    trainers = [_open(datasets[c], tmp_path / f"g-{seed}", seed) for seed, c in VARIANTS]
+    trainers = [_open(datasets, c, tmp_path / f"g-{seed}", seed) for seed, c in VARIANTS]
     population = PopulationTrainer(trainers, layout="stacked")
     perms = [epoch_permutation(t.cfg.seed, 0, len(t.train_data)) for t in trainers]
     x, y = population._batch(1, 0, perms)
@@ -162,13 +162,20 @@ def test_a_population_resumes_to_the_same_end(
 ) -> None:
     def runs(prefix: str, resume: bool = False) -> list[Trainer]:
         return [
-            _open(datasets[c], tmp_path / f"{prefix}-{seed}", seed, resume=resume)
+            _open(datasets, c, tmp_path / f"{prefix}-{seed}", seed, resume=resume)
             for seed, c in VARIANTS
         ]
 
     PopulationTrainer(runs("whole"), layout="stacked").run()
     PopulationTrainer(runs("parts"), layout="stacked").run(max_steps=6)
-    PopulationTrainer(runs("parts", resume=True), layout="stacked").run()
+    # A worker killed between two networks' checkpoints: network 0 got two steps further.
+    _open(datasets, VARIANTS[0][1], tmp_path / f"parts-{VARIANTS[0][0]}", 0, resume=True).run(
+        max_steps=8
+    )
+    resumed = PopulationTrainer(runs("parts", resume=True), layout="stacked")
+    assert {t.state.step for t in resumed.trainers} == {6}  # back to the common checkpoint
+    assert all(h["step"] <= 6 for t in resumed.trainers for h in t.state.history)
+    resumed.run()
     for seed, _ in VARIANTS:
         a = load_checkpoint(tmp_path / f"whole-{seed}" / "best.pt")
         b = load_checkpoint(tmp_path / f"parts-{seed}" / "best.pt")
@@ -183,9 +190,9 @@ def test_the_loop_layout_is_bit_identical_to_single_runs(
     """On a CPU the trainer runs the networks one after another in the same loop (the faster
     layout there): then each network's run is exactly its single run, weight for weight."""
     for seed, c in VARIANTS:
-        _open(datasets[c], tmp_path / f"single-{seed}", seed, epochs=1).run()
+        _open(datasets, c, tmp_path / f"single-{seed}", seed, epochs=1).run()
     population = PopulationTrainer(
-        [_open(datasets[c], tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS]
+        [_open(datasets, c, tmp_path / f"pop-{seed}", seed, epochs=1) for seed, c in VARIANTS]
     )
     assert population.layout == "loop"  # chosen for the CPU
     population.run()
@@ -199,8 +206,8 @@ def test_the_loop_layout_is_bit_identical_to_single_runs(
 def test_networks_that_cannot_share_a_step_are_refused(
     datasets: dict[float, PreparedData], tmp_path: Path
 ) -> None:
-    a = _open(datasets[0.0], tmp_path / "a", 0)
-    b = _open(datasets[0.0], tmp_path / "b", 1, batch_size=16)
+    a = _open(datasets, 0.0, tmp_path / "a", 0)
+    b = _open(datasets, 0.0, tmp_path / "b", 1, batch_size=16)
     with pytest.raises(InvalidArgument, match="batch_size"):
         PopulationTrainer([a, b])
 
@@ -263,3 +270,56 @@ def test_the_command_line_trains_a_grid_as_one_population(
         json.loads((out / "cnn7-c0.5-s1" / "manifest.json").read_text())["history"][-1]["epoch"]
         == 2.0
     )
+
+
+def _kernel_flags() -> tuple[bool, bool, bool, bool]:
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+
+
+def test_kernel_settings_hold_for_the_run_and_are_restored(
+    datasets: dict[float, PreparedData], tmp_path: Path
+) -> None:
+    """A run's deterministic and TF32 settings are in force while it trains and evaluates,
+    recorded in its manifest, and undone afterwards (a worker's next task starts clean)."""
+    before = _kernel_flags()
+    during: list[tuple[bool, bool, bool, bool]] = []
+    t = _open(datasets, 0.0, tmp_path / "a", 0, deterministic=True, tf32=True, epochs=1)
+    t.on_checkpoint = lambda _entry: during.append(_kernel_flags())
+    population = PopulationTrainer([t], layout="stacked")
+    population.run(max_steps=2)
+    assert during
+    assert set(during) == {(True, False, True, True)}
+    assert _kernel_flags() == before
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["config"]["tf32"] is True
+    assert manifest["config"]["deterministic"] is True
+
+
+@pytest.mark.integration  # torch.compile builds C++ kernels: about a minute on two cores
+def test_a_compiled_stack_takes_the_eager_steps(
+    datasets: dict[float, PreparedData], tmp_path: Path
+) -> None:
+    """torch.compile changes how the step runs, not what it computes: the first step's
+    gradients of a compiled stack are the eager stack's within float32 rounding. Without
+    augmentation: a shift filled with edge pixels makes exact ties in max-pooling, which the
+    two kernels may break differently. (Weights are not compared: Adam's first step is lr
+    times the sign of each gradient, so a gradient within rounding of zero flips 2 x lr.)"""
+    grads = {}
+    for mode in ("off", "on"):
+        trainers = [
+            _open(datasets, c, tmp_path / f"{mode}-{seed}", seed, compile=mode, augment=False)
+            for seed, c in VARIANTS
+        ]
+        population = PopulationTrainer(trainers, layout="stacked")
+        population.run(max_steps=1)
+        grads[mode] = {n: p.grad.clone() for n, p in population.model.named_parameters()}
+    for name, value in grads["off"].items():
+        scale = value.abs().max().item()
+        torch.testing.assert_close(grads["on"][name], value, rtol=1e-3, atol=1e-4 * scale)
+    with pytest.raises(InvalidArgument, match="compile"):
+        _open(datasets, 0.0, tmp_path / "g", 0, compile="cudagraphs", device="auto")

@@ -147,6 +147,15 @@ def test_client_commands(
     from orisel.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(out, "cnn7")["epoch"] > 0
+    # A population from the command line: the grid of corruptions x seeds as one job.
+    grid = ["--label-corruptions", "0,0.5", "--seeds", "3", "--epochs", "1", "--val-size", "50"]
+    capsys.readouterr()
+    assert main(["submit", "train", "--server", address, *grid, "--json"]) == 0
+    pop_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["watch", pop_id, "--server", address, "--json"]) == 0
+    outputs = {o["key"].split("/")[2] for o in json.loads(capsys.readouterr().out)["outputs"]}
+    assert outputs == {"cnn7-c0-s3", "cnn7-c0.5-s3"}
+    assert main(["submit", "train", "--server", address, "--seeds", "3"]) == 2  # half a grid
 
 
 def test_a_population_trains_as_one_job(
@@ -157,7 +166,7 @@ def test_a_population_trains_as_one_job(
     variants = [
         training_pb2.Variant(seed=s, label_corruption=c) for c in (0.0, 0.5) for s in (0, 1)
     ]
-    spec = _spec(population=variants, epochs_per_segment=1)
+    spec = _spec(population=variants, epochs_per_segment=1, tf32=True)
     job = stub.Submit(training_pb2.SubmitRequest(idempotency_key="pop-1", spec=spec)).job
     seen = [u.job for u in stub.Watch(training_pb2.WatchRequest(id=job.id), timeout=300)]
     final = seen[-1]
@@ -180,6 +189,7 @@ def test_a_population_trains_as_one_job(
         manifest = json.loads(get_bytes(store, ref))
         assert manifest["status"] == "completed"
         assert manifest["config"]["seed"] == int(n[-1])
+        assert manifest["config"]["tf32"] is True  # the numerics asked for, recorded
         assert [h["epoch"] for h in manifest["history"]][-1] == 2.0
 
 
@@ -187,13 +197,16 @@ def test_a_bad_population_is_refused_naming_the_field(
     stub: training_pb2_grpc.TrainingServiceStub,
 ) -> None:
     twice = [training_pb2.Variant(seed=1), training_pb2.Variant(seed=1)]
-    for population, field in (
-        (twice, "spec.population"),
-        ([training_pb2.Variant(seed=-1)], "spec.population[0]"),
-        ([training_pb2.Variant(label_corruption=2.0)], "spec.population[0]"),
-    ):
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"population": twice}, "spec.population"),
+        ({"population": [training_pb2.Variant(seed=-1)]}, "spec.population[0]"),
+        ({"population": [training_pb2.Variant(label_corruption=2.0)]}, "spec.population[0]"),
+        ({"amp": "fp8"}, "spec.amp"),
+        ({"compile": "jit"}, "spec.compile"),
+    ]
+    for fields, field in cases:
         with pytest.raises(grpc.RpcError) as err:
-            stub.Submit(training_pb2.SubmitRequest(spec=_spec(population=population)))
+            stub.Submit(training_pb2.SubmitRequest(spec=_spec(**fields)))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in (err.value.details() or "")
     spec = _spec(model="resnet18", population=[training_pb2.Variant(seed=1)])

@@ -97,6 +97,20 @@ def chunk_key(job: Job, layer: str, block: tuple[int, int]) -> str:
     return f"analyses/{job.id}/ablate/chunks/{hashlib.sha256(basis.encode()).hexdigest()}.npz"
 
 
+def image_count(job: Job, store: ArtifactStore, settings: Settings) -> int:
+    """How many evaluation images a sweep reads. Finding out loads the network and the
+    images, so it is done once and kept beside the chunks: the sweep wakes up every time a
+    chunk ends, and those wake-ups read one small file instead."""
+    key = f"analyses/{job.id}/ablate/chunks/plan.json"
+    if not store.exists(key):
+        _, _, _, y = _sweep_inputs(job, store, settings)
+        with tempfile.TemporaryDirectory() as tmp:
+            plan = Path(tmp) / "plan.json"
+            plan.write_text(json.dumps({"images": len(y)}))
+            put_if_absent(store, key, plan)  # every wake-up computes the same count
+    return int(json.loads(get_bytes(store, store.stat(key)))["images"])
+
+
 def _save(raw: dict[str, RawSweep], path: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     for site, r in raw.items():
@@ -131,8 +145,7 @@ def sweep(run: JobRun, settings: Settings) -> None:
     job = run.job
     spec = AblateSpec.model_validate(job.spec["ablate"])
     store = cast(ArtifactStore, make_store(settings))
-    net, scores, _, y = _sweep_inputs(job, store, settings)
-    parts = blocks(spec, len(y))
+    parts = blocks(spec, image_count(job, store, settings))
     made = children_of(run)
     wanted = [
         Child(f"chunk/{layer}/{a}-{b}", "ablation", {"layer": layer, "block": [a, b]}, CHUNK_TASK)
@@ -149,6 +162,7 @@ def sweep(run: JobRun, settings: Settings) -> None:
         run.progress(phase="sweep", fraction=min(done / len(got), 0.99), metrics=chunk_counts)
         return  # given back: the next chunk to end sends the sweep again
     # Canonical order (layer, then images), whatever order the chunks ended in.
+    net, scores, _, y = _sweep_inputs(job, store, settings)
     rows: dict[str, list[dict[str, Any]]] = {"curves": [], "splits": []}
     labels = y.cpu().numpy()
     for layer in spec.layers:

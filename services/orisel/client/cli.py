@@ -491,6 +491,10 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     if args.submit_kind == "train":
         from orisel.api.training.v1 import training_pb2
 
+        if bool(args.label_corruptions) != bool(args.seeds):
+            raise InvalidArgument(
+                "--label-corruptions/--seeds", "both (a population) or neither", None
+            )
         spec = training_pb2.TrainSpec(
             model=args.model or "",
             epochs=args.epochs or 0,
@@ -500,6 +504,14 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
             val_size=args.val_size or 0,
             epochs_per_segment=args.epochs_per_segment or 0,
             data=_ref(args.data_key),
+            amp=args.amp or "",
+            tf32=bool(args.tf32),
+            compile=args.compile or "",
+            population=[
+                training_pb2.Variant(seed=int(s), label_corruption=float(c))
+                for c in args.label_corruptions or ()
+                for s in args.seeds or ()
+            ],
         )
         return "training", training_pb2.SubmitRequest(idempotency_key=key, spec=spec)
     if args.submit_kind == "extract":
@@ -1022,6 +1034,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         st.add_argument(flag, type=typ)
     st.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
+    st.add_argument(
+        "--label-corruptions",
+        type=_comma_list,
+        help="with --seeds: a population, every (corruption, seed) trained as one stacked model",
+    )
+    st.add_argument("--seeds", type=_comma_list, help="with --label-corruptions")
+    st.add_argument("--amp", choices=("off", "bf16", "fp16"), help="mixed precision (CUDA)")
+    st.add_argument("--tf32", action="store_true", help="TensorFloat-32 kernels (CUDA)")
+    st.add_argument("--compile", choices=("off", "on", "cudagraphs"), help="torch.compile")
     analysis = argparse.ArgumentParser(add_help=False)
     analysis.add_argument(
         "--checkpoint-key", help="orisel checkpoint in the store, e.g. runs/<job>/best.pt"

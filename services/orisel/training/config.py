@@ -56,13 +56,25 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(256, ge=1, le=65_536, description="evaluation batch size")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision (CUDA)")
+    tf32: bool = Field(
+        False,
+        description="TensorFloat-32 convolutions and matrix products on CUDA (Ampere and "
+        "later): faster, about 1e-3 relative error; off keeps float32 exact",
+    )
+    compile: Literal["off", "on", "cudagraphs"] = Field(
+        "off",
+        description="torch.compile the training forward pass; cudagraphs also replays it as "
+        "CUDA graphs (CUDA only)",
+    )
     channels_last: bool = False
     deterministic: bool = Field(False, description="deterministic kernels (bit-exact resume)")
 
     @model_validator(mode="after")
-    def _amp_needs_cuda(self) -> TrainConfig:
+    def _cuda_only_options(self) -> TrainConfig:
         if self.amp == "fp16" and self.device == "cpu":
             raise ValueError("amp=fp16 needs a CUDA device; use bf16 or off on the CPU")
+        if self.compile == "cudagraphs" and self.device == "cpu":
+            raise ValueError("compile=cudagraphs needs a CUDA device; use on or off on the CPU")
         return self
 
 

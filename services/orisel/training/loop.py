@@ -116,6 +116,41 @@ def precision(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractCont
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def numerics(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """The process-wide kernel settings a run asks for, restored when it ends, so a long-lived
+    worker's next task starts from the defaults: deterministic algorithms, cuDNN autotuning
+    (CUDA, when not deterministic), and TensorFloat-32 only when asked for (cuDNN allows it
+    by default, which would make "float32" convolutions TF32 on Ampere and later)."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not cfg.deterministic
+    torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+    torch.backends.cudnn.allow_tf32 = cfg.tf32
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.benchmark = saved[1]
+        torch.backends.cuda.matmul.allow_tf32 = saved[2]
+        torch.backends.cudnn.allow_tf32 = saved[3]
+
+
+def compiled(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Callable[..., Any]:
+    """The training forward pass the config asks for: eager, torch.compile'd, or compiled and
+    replayed as CUDA graphs (which pays where a step is many small kernels)."""
+    if cfg.compile == "off":
+        return model
+    if cfg.compile == "cudagraphs" and device.type != "cuda":
+        raise InvalidArgument("compile", "off or on without CUDA (CUDA graphs)", cfg.compile)
+    return torch.compile(model, mode="reduce-overhead" if cfg.compile == "cudagraphs" else None)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, data: DeviceData, batch_size: int, cfg: TrainConfig, device: torch.device
@@ -202,17 +237,13 @@ class Trainer:
     device: torch.device = field(init=False)
     checkpoint_s: float = field(init=False, default=0.0)
     manifest: dict[str, Any] = field(init=False, default_factory=dict)
+    forward: Callable[..., Any] = field(init=False)
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.cfg.device)
         if self.device.type == "cpu" and self.cfg.amp == "fp16":
             # Half-precision autocast on a CPU is emulated, about 20x slower than float32.
             raise InvalidArgument("amp", "off or bf16 on a CPU (fp16 needs CUDA)", self.cfg.amp)
-        if self.cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         self.train_data = DeviceData.from_numpy(
             self.data.train_images,
             self.data.train_labels,
@@ -246,6 +277,7 @@ class Trainer:
         if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = _make_optimizer(self.cfg, self.model)
+        self.forward = compiled(self.model, self.cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.amp == "fp16")
         self.state = RunState()
         self.max_shift = round(self.cfg.max_shift * self.data.train_images.shape[1])
@@ -292,6 +324,15 @@ class Trainer:
         trainer._write_manifest(status="running")
         return trainer
 
+    def rewind(self, step: int) -> None:
+        """Back to this run's checkpoint at `step` (a population resuming where every network
+        has one); later checkpoints are rewritten as training passes them again."""
+        at = [p for p in list_checkpoints(self.run_dir) if p.stem.endswith(f"_s{step:08d}")]
+        if not at:
+            raise FailedPrecondition(f"{self.run_dir} has no checkpoint at step {step}")
+        self._restore(load_checkpoint(at[0], self.cfg.model))
+        self._write_manifest(status="running")
+
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -332,7 +373,7 @@ class Trainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
         with precision(self.cfg, self.device):
-            logits = self.model(x)
+            logits = self.forward(x)
             loss = F.cross_entropy(logits.float(), y)
         scaled: torch.Tensor = self.scaler.scale(loss)
         torch.autograd.backward(scaled)
@@ -355,6 +396,10 @@ class Trainer:
 
     def run(self, max_steps: int | None = None) -> dict[str, Any]:
         """Train until the configured epochs (or global step `max_steps`); return a summary."""
+        with numerics(self.cfg, self.device):
+            return self._run(max_steps)
+
+    def _run(self, max_steps: int | None) -> dict[str, Any]:
         total = self.cfg.epochs * self.steps_per_epoch
         stop = total if max_steps is None else min(total, max_steps)
         start_step, t0 = self.state.step, time.perf_counter()

@@ -33,7 +33,9 @@ from orisel.training.loop import (
     PROGRESS_STEPS,
     Trainer,
     batch_generator,
+    compiled,
     epoch_permutation,
+    numerics,
     precision,
 )
 
@@ -55,6 +57,8 @@ SHARED = (
     "checkpoint_every_epochs",
     "device",
     "amp",
+    "tf32",
+    "compile",
     "channels_last",
     "deterministic",
 )
@@ -202,10 +206,17 @@ class PopulationTrainer:
             raise InvalidArgument("amp", "off or bf16 for a stacked population", "fp16")
         steps = {t.state.step for t in self.trainers}
         if len(steps) != 1:
-            raise FailedPrecondition(
-                f"the networks were stopped at different steps {sorted(steps)}: resume them "
-                "alone to the same checkpoint first"
-            )
+            # Stopped between two networks' checkpoints (a killed worker): every network
+            # goes back to the last step they all have a checkpoint for.
+            common = min(steps)
+            try:
+                for t in self.trainers:
+                    if t.state.step != common:
+                        t.rewind(common)
+            except FailedPrecondition as exc:
+                raise FailedPrecondition(
+                    f"the networks were stopped at different steps {sorted(steps)}: {exc}"
+                ) from exc
         self.device = first.device
         self.cfg = first.cfg
         # A CPU is compute-bound at cnn7's size, and one big grouped convolution runs slower
@@ -217,6 +228,7 @@ class PopulationTrainer:
         if self.layout == "stacked":
             nets = [t.model for t in self.trainers]
             self.model = StackedCNN7(nets).to(self.device)  # type: ignore[arg-type]
+            self.forward = compiled(self.model, self.cfg, self.device)
             self.optimizer = self._optimizer()
             _stack_optimizer(self.trainers, self.model, self.optimizer)
 
@@ -250,7 +262,7 @@ class PopulationTrainer:
             return torch.stack([s[0] for s in steps]), torch.stack([s[1] for s in steps])
         self.optimizer.zero_grad(set_to_none=True)
         with precision(self.cfg, self.device):
-            logits = self.model(x).float()
+            logits = self.forward(x).float()
         n, b, k = logits.shape
         per_image = F.cross_entropy(logits.reshape(n * b, k), y.reshape(n * b), reduction="none")
         losses = per_image.view(n, b).mean(1)
@@ -268,6 +280,10 @@ class PopulationTrainer:
 
     def run(self, max_steps: int | None = None) -> list[dict[str, Any]]:
         """Train every network to the configured epochs (or global step `max_steps`)."""
+        with numerics(self.cfg, self.device):
+            return self._run(max_steps)
+
+    def _run(self, max_steps: int | None) -> list[dict[str, Any]]:
         first = self.trainers[0]
         spe = first.steps_per_epoch
         total = self.cfg.epochs * spe

@@ -16,7 +16,7 @@ from orisel.training.config import TrainConfig
 def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[str, Any]:
     """The job's spec: its TrainConfig, data and segment size; proto zeros mean "the default"."""
     fields: dict[str, Any] = {}
-    for name in ("model", "epochs", "batch_size", "lr", "seed"):
+    for name in ("model", "epochs", "batch_size", "lr", "seed", "amp", "tf32", "compile"):
         value = getattr(spec, name)
         if value:
             fields[name] = value

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainSpec(_message.Message):
-    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size", "population")
+    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size", "population", "amp", "tf32", "compile")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,9 @@ class TrainSpec(_message.Message):
     EPOCHS_PER_SEGMENT_FIELD_NUMBER: _ClassVar[int]
     VAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     POPULATION_FIELD_NUMBER: _ClassVar[int]
+    AMP_FIELD_NUMBER: _ClassVar[int]
+    TF32_FIELD_NUMBER: _ClassVar[int]
+    COMPILE_FIELD_NUMBER: _ClassVar[int]
     model: str
     epochs: int
     batch_size: int
@@ -31,7 +34,10 @@ class TrainSpec(_message.Message):
     epochs_per_segment: int
     val_size: int
     population: _containers.RepeatedCompositeFieldContainer[Variant]
-    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ..., population: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ...) -> None: ...
+    amp: str
+    tf32: bool
+    compile: str
+    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ..., population: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., amp: _Optional[str] = ..., tf32: _Optional[bool] = ..., compile: _Optional[str] = ...) -> None: ...
 
 class Variant(_message.Message):
     __slots__ = ("seed", "label_corruption")
