@@ -88,6 +88,17 @@ def test_ablate_curves_and_split(
         + split["dead_excluded"]
         == 32
     )
+    # The halves are ablated on the same images: their paired difference is the difference
+    # of their means, with its own standard error; and 100 random halves rank them.
+    paired = split["paired"]
+    assert paired["difference"] == pytest.approx(
+        split["top50"]["loss_increase_mean"] - split["bottom50"]["loss_increase_mean"], abs=1e-9
+    )
+    assert paired["sem"] > 0
+    halves = split["random_halves"]
+    assert halves["n"] == 100
+    assert 0 <= halves["top50_percentile"] <= 100
+    assert 0 <= halves["bottom50_percentile"] <= 100
     assert {p.name for p in out.iterdir()} >= {
         "curves_layer1.png",
         "split_gosi.png",

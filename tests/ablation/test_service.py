@@ -229,6 +229,13 @@ def test_bad_specs(
             grpc.StatusCode.INVALID_ARGUMENT,
             "spec.sweep.mode",
         ),
+        (
+            ablation_pb2.SweepSpec(
+                checkpoint=ckpt.to_proto(), scores=units.to_proto(), random_halves=5000
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "spec.sweep.random_halves",
+        ),
     ]
     for spec, code, text in cases:
         with pytest.raises(grpc.RpcError) as err:

@@ -1,128 +1,182 @@
-"""The claims report's statistics on known answers, and its verdicts on made-up numbers."""
+"""The claims table's verdicts on numbers made to hold or to fail, with the statistic, the
+null, n and the effect each row states; the report renders them."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from orisel.report.paper import claims, rank, render, spearman, spearman_test
+from orisel.report.claims import claims
+from orisel.report.paper import render
+
+CHECKPOINTS = 20  # the fewest whose circular shifts can reach p = 0.05
 
 
-def test_rank_shares_ties() -> None:
-    np.testing.assert_array_equal(rank(np.array([3.0, 1.0, 3.0, 2.0])), [3.5, 1, 3.5, 2])
-
-
-def test_spearman_known_values() -> None:
-    x = np.arange(6.0)
-    assert spearman(x, x**3) == pytest.approx(1.0)
-    assert spearman(x, -x) == pytest.approx(-1.0)
-    # d = (0, 0, 1, -1): 1 - 6 * 2 / (4 * 15) = 0.8
-    assert spearman(np.arange(4.0), np.array([0.0, 1.0, 3.0, 2.0])) == pytest.approx(0.8)
-
-
-def test_exact_permutation_p_for_a_perfect_order() -> None:
-    # Of the 24 orders of 4 points, only the identity and its reverse reach |r| = 1.
-    out = spearman_test(np.arange(4.0), np.arange(4.0) * 2)
-    assert out["r"] == pytest.approx(1.0)
-    assert out["p"] == pytest.approx(2 / 24)
-    assert out["ci_low"] <= 1.0 <= out["ci_high"] + 1e-12
-
-
-def _layers(mean: float, above: float, null_above: float) -> dict[str, Any]:
-    return {
-        name: {
+def _layers(mean: float, above: float, null_above: float, fdr: int | None) -> dict[str, Any]:
+    out = {}
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        s = {
             "mean_gosi": mean, "fraction_above_threshold": above,
             "null_fraction_above_threshold": null_above, "units": 8, "dead": 0,
             "fraction_selective": above, "null_mean_gosi": 0.1,
             "histogram_edges": [0.0, 0.5, 1.0], "histogram": [4, 4],
             "null_histogram_density": [1.0, 0.0],
+        }  # fmt: skip
+        if fdr is not None:
+            s |= {"selective_fdr": fdr, "fraction_selective_fdr": fdr / 8}
+        out[name] = s
+    return out
+
+
+def _trajectory(tracks: bool) -> list[dict[str, Any]]:
+    """Twenty checkpoints; test accuracy wiggles around its trend. Lower-layer gOSI follows
+    the wiggle (tracks) or only the trend (does not)."""
+    k = np.arange(CHECKPOINTS, dtype=float)
+    wiggle = 0.1 * np.sin(2.3 * k)
+    test = 0.3 + 0.01 * k + wiggle
+    lower = 0.1 + 0.008 * k + (0.8 * wiggle if tracks else 0.0)
+    return [
+        {
+            "epoch": float(e),
+            "metrics": {"train": {"accuracy": 0.3 + 0.02 * e}, "test": {"accuracy": a}},
+            "gratings": _layers(g, 0.5, 0.0, None),
         }
-        for name in ("layer1", "layer2", "layer3", "layer4")
-    }  # fmt: skip
+        for e, a, g in zip(k, test, lower, strict=True)
+    ]
 
 
-def _variant(c: float, seed: int, acc: float, gosi: float) -> dict[str, Any]:
+def _variant(
+    c: float, seed: int, acc: float, gosi: float, diff: float, fdr: int | None = 2
+) -> dict[str, Any]:
     metrics = {"train": {"accuracy": acc + 0.05}, "test": {"accuracy": acc}}
     tune = {
         "epoch": 10.0, "metrics": metrics, "threshold": 0.33, "permutations": 10,
-        "gratings": _layers(gosi, 0.6, 0.05), "bars": _layers(gosi, 0.5, 0.05),
+        "gratings": _layers(gosi, 0.6, 0.05, fdr), "bars": _layers(gosi, 0.5, 0.05, fdr),
     }  # fmt: skip
-    trajectory = [
-        {**tune, "epoch": e, "metrics": {"test": {"accuracy": a}}, "gratings": _layers(g, 0.5, 0)}
-        for e, a, g in zip(
-            range(6), np.linspace(0.1, 0.6, 6), np.linspace(0.1, 0.5, 6), strict=True
-        )
-    ]
     split = {
         "by": "gosi", "layer": "layer1",
-        "top50": {"loss_increase_mean": 1.0, "loss_increase_sem": 0.1, "accuracy": 0.3},
+        "top50": {"loss_increase_mean": 0.2 + diff, "loss_increase_sem": 0.1, "accuracy": 0.3},
         "bottom50": {"loss_increase_mean": 0.2, "loss_increase_sem": 0.1, "accuracy": 0.6},
+        "paired": {"difference": diff, "sem": 0.05, "images": 100},
+        "random_halves": {"n": 100, "top50_percentile": 97.0, "bottom50_percentile": 12.0},
     }  # fmt: skip
     inv = {
         "spec": {"ablate_layers": ["layer1"], "shift": 3, "layers": ["layer4"]},
         "images": 100,
         "summary": {
-            "layer1:top50": {"correlation": 0.5, "correlation_sd": 0.1, "consistency": 0.6,
-                             "consistency_sd": 0.1},
+            "layer1:top50": {"correlation": 0.7 - diff / 4, "correlation_sd": 0.1,
+                             "consistency": 0.6, "consistency_sd": 0.1},
             "layer1:random": {"correlation": 0.7, "correlation_sd": 0.1, "consistency": 0.7,
                               "consistency_sd": 0.1},
         },
     }  # fmt: skip
+    ref = c == 0
     return {
         "corruption": c, "seed": seed, "epochs_trained": 10.0, "epochs_configured": 10,
         "best": {"epoch": 10.0, "metrics": metrics}, "manifest_sha256": "a" * 64,
         "data_sha256": "b" * 64, "code_version": "test", "tune": tune,
-        "trajectory": trajectory if c == 0 else None,
-        "ablate": {"splits": [split], "test_images": 100, "curves": []} if c == 0 else None,
-        "invariance": inv if c == 0 else None,
+        "trajectory": _trajectory(True) if ref else None,
+        "ablate": {"splits": [split], "test_images": 100, "curves": []} if ref else None,
+        "invariance": inv if ref else None,
     }  # fmt: skip
 
 
-def _data(gosis: list[float]) -> dict[str, Any]:
-    accs = [0.8, 0.7, 0.6, 0.5]
-    names = ["cnn7-c0-s0", "cnn7-c0.2-s0", "cnn7-c0.4-s0", "cnn7-c0.6-s0"]
+def _data(gosis: list[float], diffs: tuple[float, ...] = (0.8, 0.7, 0.9)) -> dict[str, Any]:
+    """Three seeds at corruption 0 (the reference networks), then five corruption levels."""
+    accs = [0.8, 0.79, 0.81, 0.7, 0.6, 0.5, 0.4, 0.3]
+    names = ["c0-s0", "c0-s1", "c0-s2", "c0.2-s0", "c0.4-s0", "c0.6-s0", "c0.8-s0", "c1-s0"]
     return {
         "variants": {
-            n: _variant(float(n.split("-c")[1].split("-")[0]), 0, a, g)
-            for n, a, g in zip(names, accs, gosis, strict=True)
+            f"cnn7-{n}": _variant(
+                float(n[1:].split("-")[0]), int(n[-1]), a, g, diffs[i] if i < 3 else 0.0
+            )
+            for i, (n, a, g) in enumerate(zip(names, accs, gosis, strict=True))
         }
     }
 
 
+HOLDING = [0.6, 0.58, 0.62, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+
 def test_every_claim_holds_on_numbers_made_to_hold() -> None:
-    rows = claims(_data([0.6, 0.5, 0.4, 0.3]))
-    assert [r["holds"] for r in rows] == [True, True, False, True, True]
-    # C3: 4 networks, a perfect order; the exact p (2/24) misses 0.05, and the table says so.
-    assert "r=1.00" in rows[2]["value"]
-    assert "p=0.0833" in rows[2]["value"]
+    rows = claims(_data(HOLDING))
+    assert [r["holds"] for r in rows] == [True, True, True, True, True]
+    c1, c2, c3, c4, c5 = rows
+    assert c1["n"] == 3 * 2 * 4  # reference networks x stimuli x layers, higher ones included
+    assert "orientations shuffled within" in c1["null"]
+    assert c2["n"] == 3  # networks, each tested over its own checkpoints
+    assert "circular shift" in c2["null"]
+    assert "partial r=" in c2["value"]
+    assert c3["n"] == 8
+    assert c3["effect"] == pytest.approx(1.0)
+    assert "level means" in c3["value"]  # seeds of one level counted once as well
+    assert c4["effect"] == pytest.approx(0.8)  # mean over the three networks
+    assert c4["ci"][0] < 0.8 < c4["ci"][1]
+    assert c4["n"] == 3
+    assert "97th percentile" in c4["value"]
+    assert c5["effect"] == pytest.approx(0.2)
 
 
 def test_a_claim_that_fails_is_reported_as_failing(tmp_path: Path) -> None:
-    data = _data([0.3, 0.4, 0.5, 0.6])  # selectivity falls as accuracy rises
-    for v in data["variants"].values():
-        if v["ablate"]:
-            s = v["ablate"]["splits"][0]
-            s["top50"], s["bottom50"] = s["bottom50"], s["top50"]
+    data = _data(HOLDING[::-1], diffs=(-0.8, -0.7, -0.9))  # less selective, better networks
+    for n, v in data["variants"].items():
+        if v["trajectory"]:
+            v["trajectory"] = _trajectory(tracks=False)  # selectivity follows only the trend
+        if n.endswith("c0-s0"):
+            for s in v["tune"]["gratings"].values():
+                s["selective_fdr"], s["fraction_selective_fdr"] = 0, 0.0
     rows = claims(data)
-    assert rows[2]["holds"] is False
-    assert "r=-1.00" in rows[2]["value"]
-    assert rows[3]["holds"] is False
-    assert "1/1 bottom > top" in rows[3]["value"]
+    assert [r["holds"] for r in rows] == [False, False, False, False, False]
+    assert "20/24" in rows[0]["value"]  # one network's gratings have no selective unit
+    assert rows[2]["effect"] < -0.8
+    assert rows[3]["effect"] < 0
     out = render(data, tmp_path / "r.md")
     text = out.read_text()
     assert "| C4 ablating the most selective" in text
     assert "| no |" in text
+    assert "effect [95% CI]" in text
     assert (tmp_path / "r" / "c3_gosi_vs_accuracy.png").stat().st_size > 1000
 
 
 def test_claims_without_their_analyses_are_not_tested() -> None:
-    data = _data([0.6, 0.5, 0.4, 0.3])
+    data = _data(HOLDING)
     for v in data["variants"].values():
         v["ablate"] = v["invariance"] = v["trajectory"] = None
     rows = claims(data)
-    assert [r["holds"] for r in rows[1:2] + rows[3:]] == [None, None, None]
-    assert not math.isnan(float(rows[2]["value"].split("r=")[1].split(" ")[0]))
+    assert [r["holds"] for r in (rows[1], rows[3], rows[4])] == [None, None, None]
+    assert rows[2]["holds"] is True
+
+
+def test_older_data_are_tested_with_what_they_hold() -> None:
+    """A data.json collected before the per-unit FDR and paired errors: C1 compares fractions
+    with the shuffled null and says so; C4 combines the halves' errors."""
+    data = _data(HOLDING)
+    for v in data["variants"].values():
+        for kind in ("gratings", "bars"):
+            for s in v["tune"][kind].values():
+                del s["selective_fdr"], s["fraction_selective_fdr"]
+        for s in (v["ablate"] or {}).get("splits", []):
+            del s["paired"], s["random_halves"]
+    c1, _, _, c4, _ = claims(data)
+    assert c1["holds"] is True
+    assert "no per-unit FDR" in c1["statistic"]
+    assert "paired" not in c4["value"]
+    assert c4["holds"] is True
+
+
+def test_prose_is_filled_from_the_claims_table() -> None:
+    from orisel.core.errors import NotFound
+    from orisel.report.paper import fill
+
+    rows = claims(_data(HOLDING))
+    text = fill("C3 {{C3.holds}}: r = {{C3.effect}} {{C3.ci}}, p = {{C3.p}}, n = {{C3.n}}.", rows)
+    c3 = rows[2]
+    assert text == (
+        f"C3 yes: r = {c3['effect']:.3f} [{c3['ci'][0]:.3f}, {c3['ci'][1]:.3f}], "
+        f"p = {c3['p']:.4f}, n = 8."
+    )
+    with pytest.raises(NotFound, match="C9"):
+        fill("{{C9.effect}}", rows)

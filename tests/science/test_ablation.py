@@ -149,3 +149,39 @@ def test_ablation_site_follows_the_paper() -> None:
     assert ablation_site(model, "layer3", "bn") == "bn3"
     assert ablation_site(model, "fc1", "bn") == "bn7"
     assert ablation_site(model, "layer3", "relu") == "layer3"
+
+
+def test_random_halves_rank_a_half_that_carries_the_signal() -> None:
+    """A layer of eight units where only units 0-3 reach the output: ablating them (the top
+    half) is worse than almost any random half of four, and ablating units 4-7 (the bottom
+    half) changes nothing, better than almost any random half."""
+    from orisel.science.ablation import random_halves
+    from orisel.science.statistics import percentile_of
+
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 8, 1)
+    head = torch.nn.Linear(8, 10)
+    with torch.no_grad():
+        head.weight[:, 4:] = 0.0
+        head.weight[:, :4] *= 5
+    model = torch.nn.Sequential(
+        layer, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head
+    ).eval()
+    x = torch.rand(200, 3, 4, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # labels the intact network gets right
+    pool = np.ones(8, dtype=bool)
+    halves = random_halves(pool, 4, 100, seed=0)
+    assert (halves.sum(axis=1) == 4).all()
+    assert len({h.tobytes() for h in halves}) > 30  # 70 possible halves, drawn at random
+    top, bottom = np.arange(8) < 4, np.arange(8) >= 4
+    masks = np.concatenate([top[None], bottom[None], halves])
+    results = sweep(model, "1", masks, x, y)
+    losses = np.array([r.loss_increase_mean for r in results])
+    assert losses[1] == pytest.approx(0.0, abs=1e-6)
+    assert percentile_of(losses[0], losses[2:]) > 95
+    assert percentile_of(losses[1], losses[2:]) < 5
+    smaller = random_halves(np.arange(8) % 2 == 0, 2, 10, seed=1)
+    assert not smaller[:, 1::2].any()  # drawn from the pool only
+    with pytest.raises(InvalidArgument, match="size"):
+        random_halves(pool, 9, 1, seed=0)

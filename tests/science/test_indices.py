@@ -204,3 +204,32 @@ def test_a_unit_answering_one_stimulus_is_never_significant() -> None:
     r[5, 0], r[17, 1], r[100, 2] = 3.7, 0.3, 123.4567
     null = null_gosi(r, (o, c, n), 200, seed=0)
     np.testing.assert_array_equal(permutation_pvalue(np.ones(3), null), np.ones(3))
+
+
+def test_the_orientation_only_null_shuffles_orientations_within_each_cell() -> None:
+    """Each shuffle keeps every (condition, nuisance) cell's responses and moves them only
+    across orientations; exchangeable responses get uniform p-values, and Gabors (tuned in
+    every cell) the smallest p the shuffles allow."""
+    from orisel.science.indices import _shuffles
+
+    o, c, n = 6, 3, 2
+    stimuli = np.arange(o * c * n).reshape(o, c, n)
+    orders = _shuffles(50, (o, c, n), torch.Generator().manual_seed(0), orientation_only=True)
+    for order in orders.numpy():
+        shown = order.reshape(o, c, n)
+        for ci in range(c):
+            for ni in range(n):
+                assert sorted(shown[:, ci, ni]) == sorted(stimuli[:, ci, ni])
+    assert len({tuple(x) for x in orders.numpy()}) > 40  # shuffled, not fixed
+    rng = np.random.default_rng(0)
+    shape = (12, 9, 4)
+    r = rng.exponential(size=(432, 400))
+    observed = gosi(tuning(r, shape).curves)
+    p = permutation_pvalue(observed, null_gosi(r, shape, 199, seed=1, orientation_only=True))
+    assert 0.42 < p.mean() < 0.58
+    g = gratings(32)
+    r = _filter_responses(g)
+    null = null_gosi(r, g.shape, 99, seed=0, orientation_only=True)
+    p = permutation_pvalue(gosi(tuning(r, g.shape).curves), null)
+    assert (p[:12] == 0.01).all()
+    assert p[12] > 0.05

@@ -8,6 +8,7 @@ import pytest
 
 from orisel.client.cli import main
 from orisel.core.tables import read_table
+from orisel.science.statistics import fdr
 
 UNITS = {
     "layer1": 32,
@@ -63,8 +64,25 @@ def test_tune_writes_table_summary_and_plots(tuned: Path, tiny_checkpoint: Path)
     live = ~cols["dead"].astype(bool)
     assert ((cols["gosi"][live] >= 0) & (cols["gosi"][live] <= 1)).all()
     assert ((cols["p_value"] > 0) & (cols["p_value"] <= 1)).all()
+    assert ((cols["p_orientation"] > 0) & (cols["p_orientation"] <= 1)).all()
+    # Benjamini-Hochberg within each (stimulus, layer), over its grating-responsive units.
+    for kind in ("gratings", "bars"):
+        for layer in UNITS:
+            at = (cols["stimulus"] == kind) & (cols["layer"] == layer) & live
+            np.testing.assert_allclose(cols["q_value"][at], fdr(cols["p_value"][at]))
+            assert (cols["q_value"][at] >= cols["p_value"][at]).all()
+    assert np.isnan(cols["q_value"][~live]).all()
+    fdr_selective = cols["selective_fdr"].astype(bool)
+    assert (cols["q_orientation"][fdr_selective] < 0.05).all()
+    assert not (fdr_selective & ~cols["selective"].astype(bool)).any()  # a stricter test
     assert np.isfinite(cols["csi"]).all()
     summary = json.loads((tuned / "summary.json").read_text())
+    layer1 = summary["summary"]["gratings"]["layers"]["layer1"]
+    responsive = layer1["units"] - layer1["dead"]
+    assert layer1["fraction_selective"] * responsive == pytest.approx(
+        (cols["selective"].astype(bool) & (cols["layer"] == "layer1")
+         & (cols["stimulus"] == "gratings")).sum()
+    )  # fmt: skip
     assert summary["network"]["checkpoint"] == str(tiny_checkpoint)
     assert len(summary["network"]["checkpoint_sha256"]) == 64
     assert summary["spec"]["permutations"] == 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from orisel.core.tables import read_table, write_table
 from orisel.extraction.network import Network
 from orisel.science import ablation as ab
 from orisel.science.invariance import shift_invariance
+from orisel.science.statistics import percentile_of
 
 
 class UnitScores:
@@ -92,6 +94,12 @@ def _chunk_plan(
         (chunk.family, "top50", -1, split.top[None]),
         (chunk.family, "bottom50", -1, split.bottom[None]),
     ]
+    if spec.random_halves:
+        # One seed per layer: every order of a layer meets the same random halves, which the
+        # engine then evaluates once.
+        seed = zlib.crc32(chunk.layer.encode())
+        halves = ab.random_halves(split.pool, int(split.top.sum()), spec.random_halves, seed)
+        plan.append((chunk.family, "random_halves", -1, halves))
     meta = {
         "layer": chunk.layer,
         "by": chunk.family,
@@ -131,7 +139,7 @@ def run_chunks(
     """Curve rows and split records of `todo`, every site swept in one walk of the network."""
     layout = _layout(net, spec, scores, todo)
     raw = ab.sweep_sites_raw(net.model, layout.masks, x, y, spec.mode, "cached", spec.chunk_images)
-    return _rows(spec, layout, ab.summarise(raw, y.cpu().numpy()))
+    return _rows(spec, layout, ab.summarise(raw, y.cpu().numpy()), raw)
 
 
 def run_block(
@@ -162,23 +170,50 @@ def rows_from_blocks(
     """run_chunks' rows from the blocks of images, given in image order."""
     layout = _layout(net, spec, scores, todo)
     raw = {site: ab.RawSweep.concatenate([b[site] for b in blocks]) for site in layout.masks}
-    return _rows(spec, layout, ab.summarise(raw, y))
+    return _rows(spec, layout, ab.summarise(raw, y), raw)
+
+
+def _split_tests(split: dict[str, Any], deltas: dict[str, np.ndarray], halves: list[float]) -> None:
+    """The median split's paired difference (the halves are ablated on the same images) and
+    the halves' places among random halves of the layer."""
+    diff = deltas["top50"] - deltas["bottom50"]
+    sem = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    split["paired"] = {"difference": float(diff.mean()), "sem": sem, "images": len(diff)}
+    if halves:
+        null = np.array(halves)
+        split["random_halves"] = {
+            "n": len(halves),
+            "loss_increase_mean": float(null.mean()),
+            "loss_increase_sd": float(null.std(ddof=1)) if len(null) > 1 else 0.0,
+            "top50_percentile": percentile_of(split["top50"]["loss_increase_mean"], null),
+            "bottom50_percentile": percentile_of(split["bottom50"]["loss_increase_mean"], null),
+        }
 
 
 def _rows(
-    spec: AblateSpec, layout: _Layout, swept: dict[str, list[ab.MaskResult]]
-) -> dict[str, list[dict[str, Any]]]:
+    spec: AblateSpec, layout: _Layout, swept: dict[str, list[ab.MaskResult]],
+    raw: dict[str, ab.RawSweep],
+) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     results = {site: iter(r) for site, r in swept.items()}
+    position = dict.fromkeys(swept, 0)
     curves: list[dict[str, Any]] = []
     splits: list[dict[str, Any]] = []
     for c, plan, meta in layout.plans:
         site = layout.sites[c.layer]
         split = dict(meta, site=site) if meta is not None else None
+        deltas: dict[str, np.ndarray] = {}
+        halves: list[float] = []
         for order, direction, seed, m in plan:
             for k in range(len(m)):
                 r = next(results[site])
+                at = raw[site].index[position[site]]
+                position[site] += 1
                 if split is not None and direction in ("top50", "bottom50"):
                     split[direction] = _result_row(r)
+                    deltas[direction] = raw[site].losses[at] - raw[site].base
+                    continue
+                if direction == "random_halves":
+                    halves.append(r.loss_increase_mean)
                     continue
                 per_class = {
                     f"accuracy_class{i}": float(a) for i, a in enumerate(r.per_class_accuracy)
@@ -196,6 +231,7 @@ def _rows(
                     }
                 )
         if split is not None:
+            _split_tests(split, deltas, halves)
             splits.append(split)
     return {"curves": curves, "splits": splits}
 

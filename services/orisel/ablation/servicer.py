@@ -42,6 +42,8 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
     if which == "sweep":
         given |= {k: list(getattr(msg, k)) for k in ("orders", "fractions") if getattr(msg, k)}
         given |= {k: getattr(msg, k) for k in ("mode", "point", "block_images") if getattr(msg, k)}
+        if msg.HasField("random_halves"):
+            given["random_halves"] = msg.random_halves
         return {**common, "ablate": validated(AblateSpec, given, where)}
     if msg.ablate_layers:
         given["ablate_layers"] = list(msg.ablate_layers)

@@ -37,6 +37,13 @@ class AblateSpec(BaseModel):
         description="grating-silent units (silent to every grating, yet most answer natural "
         "images) take part in the median split; false leaves them out",
     )
+    random_halves: int = Field(
+        100,
+        ge=0,
+        le=1000,
+        description="random halves of each layer (as many units as the top half, from the "
+        "same units) that the median split's halves are ranked among",
+    )
     chunk_images: int = Field(2000, ge=1, le=1_000_000)
     block_images: int = Field(
         500,

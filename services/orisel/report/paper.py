@@ -1,4 +1,5 @@
-"""The paper's claims (C1-C5 of METHODS.md) checked on a set of trained and analysed networks.
+"""The paper's claims (C1-C5 of METHODS.md) on a set of trained and analysed networks: the
+collected numbers, their figures and the markdown report (the tests are in `report.claims`).
 
 `collect` reads an analysis folder laid out as
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import json
 import re
 from pathlib import Path
@@ -26,9 +26,8 @@ import numpy as np
 from orisel.core.atomic import atomic_write
 from orisel.core.errors import NotFound
 from orisel.report import plots
+from orisel.report.claims import LOWER, claims, fmt, layer_mean, reference
 
-LOWER = ("layer1", "layer2", "layer3")
-HIGHER = ("layer4", "layer5", "layer6", "fc1")
 HOLDS = {True: "yes", False: "no", None: "not tested"}
 _VARIANT = re.compile(r"^cnn7-c(?P<c>[0-9.]+)-s(?P<s>\d+)$")
 
@@ -38,7 +37,7 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 
 def _lower_mean(layers: dict[str, Any]) -> float:
-    return float(np.mean([layers[n]["mean_gosi"] for n in LOWER if n in layers]))
+    return layer_mean(layers, LOWER)
 
 
 TRAJECTORY_KEYS = ("mean_gosi", "fraction_above_threshold", "null_fraction_above_threshold")
@@ -129,160 +128,6 @@ def collect(root: Path) -> dict[str, Any]:
     return {"variants": variants}
 
 
-def rank(x: np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties sharing their mean rank."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(1, len(x) + 1)
-    for value in np.unique(x):
-        tied = x == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    rx, ry = rank(np.asarray(x, float)), rank(np.asarray(y, float))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else 0.0
-
-
-def spearman_test(
-    x: np.ndarray, y: np.ndarray, seed: int = 0, resamples: int = 10_000
-) -> dict[str, float]:
-    """Spearman r, two-sided permutation p-value (exact up to 8 points) and a bootstrap 95% CI."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    r = spearman(x, y)
-    rng = np.random.default_rng(seed)
-    if len(x) <= 8:
-        null = np.array([spearman(x, y[list(p)]) for p in itertools.permutations(range(len(y)))])
-    else:
-        null = np.array([spearman(x, rng.permutation(y)) for _ in range(resamples)])
-    p = float((np.abs(null) >= abs(r) - 1e-12).mean())
-    boot = []
-    for _ in range(2000):
-        idx = rng.integers(0, len(x), len(x))
-        if len(np.unique(x[idx])) > 1 and len(np.unique(y[idx])) > 1:
-            boot.append(spearman(x[idx], y[idx]))
-    lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
-    return {"r": r, "p": p, "ci_low": float(lo), "ci_high": float(hi), "n": float(len(x))}
-
-
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _reference(variants: dict[str, Any]) -> list[str]:
-    low = min(v["corruption"] for v in variants.values())
-    return [n for n, v in variants.items() if v["corruption"] == low]
-
-
-def claims(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The claim table: (claim, statistic, our value, holds) with the numbers behind each."""
-    variants = data["variants"]
-    ref = _reference(variants)
-    rows = []
-    # C1: more selective units than the shuffled null in every lower layer (gratings and bars).
-    c1 = []
-    for kind in ("gratings", "bars"):
-        for n in ref:
-            layers = (variants[n].get("tune") or {}).get(kind, {})
-            for layer in LOWER:
-                if layer in layers:
-                    s = layers[layer]
-                    c1.append(s["fraction_above_threshold"] > s["null_fraction_above_threshold"])
-    rows.append(
-        {
-            "claim": "C1 orientation-selective units exist in every lower layer",
-            "statistic": "fraction of units with gOSI > threshold vs the shuffled null, "
-            "layers 1-3, gratings and bars, every lowest-corruption network",
-            "value": f"{sum(c1)}/{len(c1)} (layer, stimulus, network) cases above the null",
-            "holds": all(c1) if c1 else None,
-        }
-    )
-    # C2: lower-layer gOSI grows with test accuracy over training.
-    c2 = {}
-    for n, v in variants.items():
-        traj = v.get("trajectory")
-        if traj and len(traj) >= 3:
-            lower = np.array([_lower_mean(t["gratings"]) for t in traj])
-            accuracy = np.array([t["metrics"]["test"]["accuracy"] for t in traj])
-            c2[n] = spearman_test(lower, accuracy)
-    rows.append(
-        {
-            "claim": "C2 selectivity emerges with training, alongside test accuracy",
-            "statistic": "Spearman r (permutation p) of lower-layer mean gOSI vs test accuracy "
-            "over each network's checkpoints",
-            "value": "; ".join(
-                f"{n}: r={_fmt(s['r'], 2)} (p={_fmt(s['p'], 4)}, {int(s['n'])} checkpoints)"
-                for n, s in c2.items()
-            )
-            or "no trajectory",
-            "holds": all(s["r"] > 0 and s["p"] < 0.05 for s in c2.values()) if c2 else None,
-        }
-    )
-    # C3: across networks, lower-layer gOSI rises with test accuracy.
-    named = [n for n, v in variants.items() if v.get("tune")]
-    c3 = None
-    if len(named) >= 3:
-        g = np.array([_lower_mean(variants[n]["tune"]["gratings"]) for n in named])
-        acc = np.array([variants[n]["tune"]["metrics"]["test"]["accuracy"] for n in named])
-        c3 = spearman_test(g, acc)
-    rows.append(
-        {
-            "claim": "C3 networks that generalize better have more selectivity",
-            "statistic": "Spearman r of lower-layer mean gOSI vs test accuracy across networks, "
-            "exact permutation p, bootstrap 95% CI",
-            "value": (
-                f"r={_fmt(c3['r'], 2)} [{_fmt(c3['ci_low'], 2)}, {_fmt(c3['ci_high'], 2)}], "
-                f"p={_fmt(c3['p'], 4)}, n={int(c3['n'])}"
-            )
-            if c3
-            else "fewer than 3 networks",
-            "holds": c3["r"] > 0 and c3["p"] < 0.05 if c3 else None,
-        }
-    )
-    # C4: top-50% by gOSI hurts more than bottom-50% in the lower layers.
-    c4 = []
-    for n in ref:
-        for s in (variants[n].get("ablate") or {}).get("splits", []):
-            if s["by"] == "gosi" and s["layer"] in LOWER:
-                diff = s["top50"]["loss_increase_mean"] - s["bottom50"]["loss_increase_mean"]
-                se = np.hypot(s["top50"]["loss_increase_sem"], s["bottom50"]["loss_increase_sem"])
-                c4.append((diff, se))
-    rows.append(
-        {
-            "claim": "C4 ablating the most selective lower-layer units hurts more than the least",
-            "statistic": "per-image cross-entropy increase, top-50% minus bottom-50% by gOSI "
-            "(difference > 2 SE counts), layers 1-3, lowest-corruption networks",
-            "value": f"{sum(d > 2 * se for d, se in c4)}/{len(c4)} cases top > bottom; "
-            f"{sum(d < -2 * se for d, se in c4)}/{len(c4)} bottom > top",
-            "holds": all(d > 2 * se for d, se in c4) if c4 else None,
-        }
-    )
-    # C5: that ablation disrupts higher layers' shift-invariance more than a random one.
-    c5 = []
-    for n in ref:
-        inv = variants[n].get("invariance")
-        if not inv:
-            continue
-        s = inv["summary"]
-        for layer in inv["spec"]["ablate_layers"]:
-            top, rnd = s.get(f"{layer}:top50"), s.get(f"{layer}:random")
-            if top and rnd:
-                c5.append(top["correlation"] < rnd["correlation"])
-    rows.append(
-        {
-            "claim": "C5 that ablation disrupts the shift-invariance of higher layers",
-            "statistic": "higher layers' response correlation under shifts, most-selective "
-            "ablation vs size-matched random ablation (lower = more disrupted)",
-            "value": f"{sum(c5)}/{len(c5)} (ablated layer, network) cases below random",
-            "holds": all(c5) if c5 else None,
-        }
-    )
-    return rows
-
-
 def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
     import matplotlib
 
@@ -290,7 +135,7 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     variants = data["variants"]
-    ref = _reference(variants)
+    ref = reference(variants)
     made: dict[str, str] = {}
 
     def save(fig: Any, name: str) -> None:
@@ -311,7 +156,7 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
                 edges = np.array(s["histogram_edges"])
                 h = np.array(s["histogram"], float)
                 ax.bar(edges[:-1], h / max(h.sum(), 1), np.diff(edges), align="edge", alpha=0.7)
-                ax.step(edges[:-1], s["null_histogram_density"], where="post", color="k", lw=1)
+                ax.stairs(s["null_histogram_density"], edges, color="k", lw=1)  # every bin
                 ax.axvline(first["threshold"], color="r", lw=0.8, ls="--")
                 ax.set_title(f"{kind} {layer}", fontsize=8)
                 ax.tick_params(labelsize=6)
@@ -411,20 +256,57 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
     return made
 
 
+_TOKEN = re.compile(r"\{\{(C[1-9])\.(effect|ci|p|n|holds|value)\}\}")
+
+
+def fill(text: str, table: list[dict[str, Any]]) -> str:
+    """Prose with `{{C3.effect}}`-style tokens filled from the claims table, so the text and
+    the table cannot disagree; a token naming no claim is an error, not a blank."""
+    rows = {row["claim"].split()[0]: row for row in table}
+
+    def value(match: re.Match[str]) -> str:
+        claim, field = match.groups()
+        if claim not in rows:
+            raise NotFound(f"the prose names {claim}, which the claims table does not have")
+        row = rows[claim]
+        if field == "ci":
+            return "n/a" if row["ci"] is None else f"[{fmt(row['ci'][0])}, {fmt(row['ci'][1])}]"
+        if field == "holds":
+            return HOLDS[row["holds"]]
+        if field in ("effect", "p"):
+            return fmt(row[field], 3 if field == "effect" else 4)
+        return str(row[field])
+
+    return _TOKEN.sub(value, text)
+
+
+def _effect(row: dict[str, Any]) -> str:
+    if row["effect"] is None:
+        return "n/a"
+    return f"{fmt(row['effect'])} [{fmt(row['ci'][0])}, {fmt(row['ci'][1])}]"
+
+
 def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
     """Write `out` (markdown) with its plots in `<out stem>/` beside it."""
     variants = data["variants"]
-    ref = _reference(variants)
+    ref = reference(variants)
     assets = out.parent / out.stem
     assets.mkdir(parents=True, exist_ok=True)
     plots = _plots(data, assets)
     table = claims(data)
     lines = [f"# orisel: the paper's claims on {len(variants)} cnn7 networks", ""]
     if preface:
-        lines += [preface.strip(), ""]
-    lines += ["## Claims", "", "| claim | statistic | our value | holds? |", "|---|---|---|---|"]
+        lines += [fill(preface, table).strip(), ""]
     lines += [
-        f"| {c['claim']} | {c['statistic']} | {c['value']} | {HOLDS[c['holds']]} |" for c in table
+        "## Claims",
+        "",
+        "| claim | statistic | null | n | effect [95% CI] | p | our value | holds? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['claim']} | {c['statistic']} | {c['null']} | {c['n']} | {_effect(c)} | "
+        f"{fmt(c['p'], 4)} | {c['value']} | {HOLDS[c['holds']]} |"
+        for c in table
     ]
     lines += [
         "",
@@ -441,8 +323,8 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
         g = _lower_mean(v["tune"]["gratings"]) if v.get("tune") else None
         lines.append(
             f"| {n} | {v['corruption']:g} | {v['seed']} | {v['epochs_trained']:g} / "
-            f"{v['epochs_configured']} | {v['best']['epoch']:g} | {_fmt(train)} | "
-            f"{_fmt(test)} | {_fmt(None if train is None else train - test)} | {_fmt(g)} |"
+            f"{v['epochs_configured']} | {v['best']['epoch']:g} | {fmt(train)} | "
+            f"{fmt(test)} | {fmt(None if train is None else train - test)} | {fmt(g)} |"
         )
     first = variants[ref[0]].get("tune")
     if first:
@@ -459,10 +341,10 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
             for layer, s in first.get(kind, {}).items():
                 lines.append(
                     f"| {kind} | {layer} | {s['units']} | {s['dead']} | "
-                    f"{_fmt(s['fraction_selective'], 2)} | "
-                    f"{_fmt(s['fraction_above_threshold'], 2)} | "
-                    f"{_fmt(s['null_fraction_above_threshold'], 2)} | {_fmt(s['mean_gosi'])} | "
-                    f"{_fmt(s['null_mean_gosi'])} | {_fmt(first.get('csi', {}).get(layer))} |"
+                    f"{fmt(s['fraction_selective'], 2)} | "
+                    f"{fmt(s['fraction_above_threshold'], 2)} | "
+                    f"{fmt(s['null_fraction_above_threshold'], 2)} | {fmt(s['mean_gosi'])} | "
+                    f"{fmt(s['null_mean_gosi'])} | {fmt(first.get('csi', {}).get(layer))} |"
                 )
         if "c1_gosi_histograms" in plots:
             lines += ["", f"![gOSI histograms]({plots['c1_gosi_histograms']})"]
@@ -479,9 +361,9 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
                     v["trajectory"][-1]["gratings"]) + " |", "|---" * (2 + len(
                     v["trajectory"][-1]["gratings"])) + "|"]  # fmt: skip
                 for t in v["trajectory"]:
-                    cells = " | ".join(_fmt(s["mean_gosi"]) for s in t["gratings"].values())
+                    cells = " | ".join(fmt(s["mean_gosi"]) for s in t["gratings"].values())
                     lines.append(
-                        f"| {t['epoch']:g} | {_fmt(t['metrics']['test']['accuracy'])} | {cells} |"
+                        f"| {t['epoch']:g} | {fmt(t['metrics']['test']['accuracy'])} | {cells} |"
                     )
     if "c3_gosi_vs_accuracy" in plots:
         lines += ["", "## C3: across networks", "", f"![C3]({plots['c3_gosi_vs_accuracy']})"]
@@ -500,9 +382,9 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
         for s in a["splits"]:
             t, b = s["top50"], s["bottom50"]
             lines.append(
-                f"| {s['by']} | {s['layer']} | {_fmt(t['loss_increase_mean'])} ± "
-                f"{_fmt(t['loss_increase_sem'])} | {_fmt(b['loss_increase_mean'])} ± "
-                f"{_fmt(b['loss_increase_sem'])} | {_fmt(t['accuracy'])} | {_fmt(b['accuracy'])} |"
+                f"| {s['by']} | {s['layer']} | {fmt(t['loss_increase_mean'])} ± "
+                f"{fmt(t['loss_increase_sem'])} | {fmt(b['loss_increase_mean'])} ± "
+                f"{fmt(b['loss_increase_sem'])} | {fmt(t['accuracy'])} | {fmt(b['accuracy'])} |"
             )
     for key in ("c4_cumulative_curves", "c4_median_split"):
         if key in plots:
@@ -522,8 +404,8 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
         ]
         for name, s in inv["summary"].items():
             lines.append(
-                f"| {name} | {_fmt(s['correlation'])} ± {_fmt(s['correlation_sd'])} | "
-                f"{_fmt(s['consistency'])} ± {_fmt(s['consistency_sd'])} |"
+                f"| {name} | {fmt(s['correlation'])} ± {fmt(s['correlation_sd'])} | "
+                f"{fmt(s['consistency'])} ± {fmt(s['consistency_sd'])} |"
             )
     lines += ["", "## Provenance", "", "| network | manifest sha256 | data sha256 | code |"]
     lines += ["|---|---|---|---|"]

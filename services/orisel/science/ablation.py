@@ -482,6 +482,7 @@ class Split:
     median: float
     ties: int
     dead_excluded: int
+    pool: np.ndarray  # (C,) bool: the units the split was drawn from
 
 
 def median_split(scores: np.ndarray, dead: np.ndarray, include_dead: bool = False) -> Split:
@@ -496,4 +497,17 @@ def median_split(scores: np.ndarray, dead: np.ndarray, include_dead: bool = Fals
     top = pool & (scores > med)
     bottom = pool & (scores < med)
     ties = int((pool & (scores == med)).sum())
-    return Split(top, bottom, med, ties, int((dead & ~pool).sum()))
+    return Split(top, bottom, med, ties, int((dead & ~pool).sum()), pool)
+
+
+def random_halves(pool: np.ndarray, size: int, n: int, seed: int) -> np.ndarray:
+    """(n, C) masks of `size` units drawn at random from `pool`: the null that a median
+    split's halves are compared with (is the top half worse than any half would be?)."""
+    units = np.flatnonzero(pool)
+    if not 0 <= size <= len(units):
+        raise InvalidArgument("size", f"0 to {len(units)} units of the pool", size)
+    rng = np.random.default_rng(seed)
+    pick = units[np.argsort(rng.random((n, len(units))), axis=1)[:, :size]]
+    masks = np.zeros((n, len(pool)), dtype=bool)
+    np.put_along_axis(masks, pick, True, axis=1)
+    return masks

@@ -156,14 +156,18 @@ def null_gosi(
     n_permutations: int,
     seed: int,
     chunk: int = 64,
+    orientation_only: bool = False,
 ) -> np.ndarray:
     """gOSI of every unit under `n_permutations` random relabellings of the stimuli: (P, U).
 
     Each permutation presents the same stimuli under shuffled labels (the paper's null
-    control), then builds the tuning curve exactly as for the real labels.
+    control), then builds the tuning curve exactly as for the real labels. With
+    `orientation_only`, only the orientation labels are shuffled, within each (condition,
+    nuisance) cell: a null that keeps a unit's preference for a frequency or phase and asks
+    whether its orientation tuning could arise by chance.
     """
     o, c, n = shape
-    s, u = responses.shape
+    u = responses.shape[1]
     r = torch.from_numpy(np.maximum(responses, 0.0).astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
     phasor_re = torch.cos(2 * torch.arange(o) * math.pi / o).float()
@@ -171,7 +175,7 @@ def null_gosi(
     out = []
     for start in range(0, n_permutations, chunk):
         p = min(chunk, n_permutations - start)
-        perms = torch.argsort(torch.rand(p, s, generator=gen), dim=1)
+        perms = _shuffles(p, shape, gen, orientation_only)
         rp = r[perms].reshape(p, o, c, n, u).amax(dim=3)  # (P, O, C, U)
         pref = rp.amax(dim=1).argmax(dim=1)  # (P, U)
         curves = torch.gather(rp, 2, pref[:, None, None, :].expand(p, o, 1, u))[:, :, 0, :]
@@ -182,6 +186,19 @@ def null_gosi(
         g = g.clamp(0.0, 1.0)
         out.append(g)
     return torch.cat(out).numpy().astype(np.float64)
+
+
+def _shuffles(
+    p: int, shape: tuple[int, int, int], gen: torch.Generator, orientation_only: bool
+) -> torch.Tensor:
+    """(p, stimuli) presentation orders: all stimuli shuffled, or orientations only."""
+    o, c, n = shape
+    if not orientation_only:
+        return torch.argsort(torch.rand(p, o * c * n, generator=gen), dim=1)
+    # Stimulus (o, c, n) sits at o * (c * n) + cell, cell = c * n + n in the flat order.
+    orientation = torch.argsort(torch.rand(p, c * n, o, generator=gen), dim=2)
+    flat = orientation * (c * n) + torch.arange(c * n)[None, :, None]
+    return flat.transpose(1, 2).reshape(p, o * c * n)
 
 
 # The null is computed in float32: a shuffle that reproduces the observed value (a unit that

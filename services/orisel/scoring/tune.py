@@ -17,14 +17,18 @@ from orisel.core.tables import write_table
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
 from orisel.science import indices as ix
+from orisel.science.statistics import fdr
 from orisel.science.stimuli import StimulusSet
 from orisel.scoring.spec import TuneSpec
 
 HIST_BINS = 20
 UNIT_COLUMNS = (
     "gosi", "osi", "preferred_deg", "range_deg", "bandwidth_deg", "preferred_condition",
-    "p_value", "null_gosi", "selective", "dead",
+    "p_value", "null_gosi", "selective", "dead", "p_orientation", "q_value", "q_orientation",
+    "selective_fdr",
 )  # fmt: skip
+# The orientation-only null draws its shuffles from a stream of its own.
+ORIENTATION_SEED_OFFSET = 1 << 30
 
 
 def score_layer(
@@ -36,6 +40,19 @@ def score_layer(
     null = ix.null_gosi(r, stim.shape, max(spec.permutations, 1), seed)
     p = ix.permutation_pvalue(g, null) if spec.permutations else np.full(len(g), np.nan)
     selective = (g > spec.threshold) & (p < spec.alpha) if spec.permutations else g > spec.threshold
+    # Beside the paper's per-unit test: an orientation-only null, and both p-values adjusted
+    # for the layer's many units (Benjamini-Hochberg over its grating-responsive units).
+    nan = np.full(len(g), np.nan)
+    p_orientation, q, q_orientation = nan, nan, nan
+    if spec.permutations:
+        null_o = ix.null_gosi(
+            r, stim.shape, spec.permutations, seed + ORIENTATION_SEED_OFFSET, orientation_only=True
+        )
+        p_orientation = ix.permutation_pvalue(g, null_o)
+        q = fdr(np.where(t.dead, np.nan, p))
+        q_orientation = fdr(np.where(t.dead, np.nan, p_orientation))
+    with np.errstate(invalid="ignore"):  # NaN q (untested) is never below alpha
+        selective_fdr = (g > spec.threshold) & (q < spec.alpha) & (q_orientation < spec.alpha)
     return {
         "gosi": g,
         "osi": ix.osi(t.curves),
@@ -47,6 +64,10 @@ def score_layer(
         "null_gosi": null[0],  # one shuffled presentation: the paper's null control
         "selective": selective & ~t.dead,
         "dead": t.dead,
+        "p_orientation": p_orientation,
+        "q_value": q,
+        "q_orientation": q_orientation,
+        "selective_fdr": selective_fdr & ~t.dead,
         "curves": t.curves,
         "_null_all": null,
     }
@@ -54,13 +75,19 @@ def score_layer(
 
 def layer_summary(s: dict[str, np.ndarray], spec: TuneSpec) -> dict[str, Any]:
     live = ~s["dead"]
+    n_live = max(int(live.sum()), 1)
     null_all = s["_null_all"][:, live].ravel()
     edges = np.linspace(0, 1, HIST_BINS + 1)
+    # Every fraction is of the grating-responsive units (units - dead): a unit no grating
+    # drives has no orientation tuning to test, in the data or in the null.
     return {
         "units": len(live),
         "dead": int((~live).sum()),
-        "fraction_selective": float(s["selective"].mean()),
-        "fraction_above_threshold": float((s["gosi"][live] > spec.threshold).sum() / len(live)),
+        "denominator": "grating-responsive units (units - dead)",
+        "fraction_selective": float(s["selective"][live].sum() / n_live),
+        "fraction_selective_fdr": float(s["selective_fdr"][live].sum() / n_live),
+        "selective_fdr": int(s["selective_fdr"].sum()),
+        "fraction_above_threshold": float((s["gosi"][live] > spec.threshold).sum() / n_live),
         "null_fraction_above_threshold": float((null_all > spec.threshold).mean())
         if null_all.size
         else 0.0,

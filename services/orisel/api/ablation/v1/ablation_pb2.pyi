@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SweepSpec(_message.Message):
-    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset", "model", "data", "block_images")
+    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset", "model", "data", "block_images", "random_halves")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class SweepSpec(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     BLOCK_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_HALVES_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     scores: _common_pb2.ArtifactRef
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -33,7 +34,8 @@ class SweepSpec(_message.Message):
     model: _common_pb2.Model
     data: _common_pb2.ArtifactRef
     block_images: int
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., block_images: _Optional[int] = ...) -> None: ...
+    random_halves: int
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., block_images: _Optional[int] = ..., random_halves: _Optional[int] = ...) -> None: ...
 
 class InvarianceSpec(_message.Message):
     __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset", "model", "data", "mode", "point")

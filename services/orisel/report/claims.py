@@ -1,0 +1,262 @@
+"""The paper's claims tested on collected results: for each, the statistic, the null it is
+tested against, n, the effect with its 95% interval and the verdict, whatever it is.
+
+Units of replication are stated with each claim: units within a layer (C1, with a false
+discovery rate per layer), checkpoints of one network as a time series (C2, circular shifts),
+networks (C3, C4, C5). Results collected before a statistic existed (older data.json files)
+are tested with what they hold, and the row says which statistic that was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from orisel.science import statistics as st
+
+LOWER = ("layer1", "layer2", "layer3")
+HIGHER = ("layer4", "layer5", "layer6", "fc1")
+ALPHA = 0.05
+MIN_CHECKPOINTS = 5  # a shorter trajectory has too few circular shifts to test
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+
+
+def layer_mean(layers: dict[str, Any], group: tuple[str, ...]) -> float:
+    """Mean gOSI over the layers of `group` that a tuning has."""
+    values = [layers[n]["mean_gosi"] for n in group if n in layers]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def reference(variants: dict[str, Any]) -> list[str]:
+    """The networks with the least label corruption (the paper's ordinary networks)."""
+    low = min(v["corruption"] for v in variants.values())
+    return [n for n, v in variants.items() if v["corruption"] == low]
+
+
+def _row(
+    claim: str, statistic: str, null: str, test: st.Test | None, value: str, holds: bool | None
+) -> dict[str, Any]:
+    return {
+        "claim": claim,
+        "statistic": statistic,
+        "null": null,
+        "n": test.n if test is not None else 0,
+        "effect": test.effect if test is not None else None,
+        "ci": [test.ci_low, test.ci_high] if test is not None else None,
+        "p": test.p if test is not None else None,
+        "value": value,
+        "holds": holds,
+    }
+
+
+def _significant(test: st.Test, sign: float = 1.0) -> bool:
+    return bool(sign * test.effect > 0 and test.p <= ALPHA)
+
+
+def c1(variants: dict[str, Any]) -> dict[str, Any]:
+    """Selective units in every analysed layer, lower and higher, by each unit's own test."""
+    cases: list[tuple[str, float, bool]] = []
+    fdr = True
+    for n in reference(variants):
+        tune = variants[n].get("tune") or {}
+        for kind in ("gratings", "bars"):
+            for layer, s in (tune.get(kind) or {}).items():
+                if "selective_fdr" in s:
+                    cases.append((layer, s["fraction_selective_fdr"], s["selective_fdr"] > 0))
+                else:  # collected before the per-unit FDR existed
+                    fdr = False
+                    above = s["fraction_above_threshold"] > s["null_fraction_above_threshold"]
+                    cases.append((layer, s["fraction_above_threshold"], above))
+    fractions = np.array([f for _, f, _ in cases])
+    test = (
+        st.Test(float(np.median(fractions)), float(fractions.min()), float(fractions.max()),
+                float("nan"), len(cases), "")
+        if cases else None
+    )  # fmt: skip
+    held = sum(ok for _, _, ok in cases)
+    if fdr:
+        statistic = (
+            "units with gOSI > threshold and BH-adjusted q < 0.05 under both nulls, per layer; "
+            "effect: median (range) fraction of grating-responsive units"
+        )
+        null = "stimuli shuffled; orientations shuffled within each frequency and phase"
+    else:
+        statistic = (
+            "fraction of units with gOSI > threshold vs the shuffled null's fraction (these "
+            "data hold no per-unit FDR counts; `make reproduce` adds them)"
+        )
+        null = "stimuli shuffled"
+    value = f"{held}/{len(cases)} (network, stimulus, layer) cases with selective units"
+    return _row(
+        "C1 orientation-selective units exist in lower and higher layers",
+        statistic, null, test, value, held == len(cases) if cases else None,
+    )  # fmt: skip
+
+
+def _trajectory_series(traj: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
+    """Lower and higher mean gOSI, test accuracy, epoch and training accuracy over the
+    checkpoints that record all of them (the initial one has no training accuracy)."""
+    rows = [t for t in traj if (t["metrics"].get("train") or {}).get("accuracy") is not None]
+    if len(rows) < MIN_CHECKPOINTS:
+        return None
+    return {
+        "lower": np.array([layer_mean(t["gratings"], LOWER) for t in rows]),
+        "higher": np.array([layer_mean(t["gratings"], HIGHER) for t in rows]),
+        "test": np.array([t["metrics"]["test"]["accuracy"] for t in rows]),
+        "epoch": np.array([t["epoch"] for t in rows], dtype=float),
+        "train": np.array([t["metrics"]["train"]["accuracy"] for t in rows]),
+    }
+
+
+def c2(variants: dict[str, Any]) -> dict[str, Any]:
+    """Lower-layer selectivity tracks test accuracy beyond training time and training fit."""
+    tests: dict[str, tuple[st.Test, st.Test, st.Test | None]] = {}
+    for n, v in variants.items():
+        series = _trajectory_series(v.get("trajectory") or [])
+        if series is None:
+            continue
+        covariates = np.column_stack([series["epoch"], series["train"]])
+        partial = st.circular_shift_test(series["lower"], series["test"], covariates)
+        raw = st.circular_shift_test(series["lower"], series["test"])
+        higher = (
+            st.circular_shift_test(series["higher"], series["test"], covariates)
+            if np.isfinite(series["higher"]).all()
+            else None
+        )
+        tests[n] = (partial, raw, higher)
+    partials = np.array([t[0].effect for t in tests.values()])
+    summary = st.mean_test(partials) if len(partials) else None
+    value = "; ".join(
+        f"{n}: partial r={fmt(p.effect, 2)} (p={fmt(p.p, 3)}, {p.n} checkpoints; raw r="
+        f"{fmt(r.effect, 2)}; higher layers partial r={fmt(h.effect if h else None, 2)})"
+        for n, (p, r, h) in tests.items()
+    )
+    return _row(
+        "C2 selectivity emerges with training, alongside test accuracy",
+        "partial Spearman r of lower-layer mean gOSI and test accuracy over each network's "
+        "checkpoints, epoch and training accuracy partialled out; effect: mean over networks",
+        "every circular shift of one series against the other (keeps autocorrelation)",
+        summary, value or "no trajectory with enough checkpoints",
+        all(_significant(t[0]) for t in tests.values()) if tests else None,
+    )  # fmt: skip
+
+
+def c3(variants: dict[str, Any]) -> dict[str, Any]:
+    """Across networks, lower-layer gOSI rises with test accuracy."""
+    named = [n for n, v in variants.items() if v.get("tune")]
+    if len(named) < 3:
+        return _row(
+            "C3 networks that generalize better have more selectivity", "Spearman r", "", None,
+            "fewer than 3 networks", None,
+        )  # fmt: skip
+    g = np.array([layer_mean(variants[n]["tune"]["gratings"], LOWER) for n in named])
+    acc = np.array([variants[n]["tune"]["metrics"]["test"]["accuracy"] for n in named])
+    test = st.spearman_test(g, acc)
+    # Seeds of one corruption level are not independent designs: the same test on the
+    # levels' means, which counts each level once.
+    levels = sorted({variants[n]["corruption"] for n in named})
+    by_level = None
+    if len(levels) >= 3 and len(levels) < len(named):
+        pick = [[i for i, n in enumerate(named) if variants[n]["corruption"] == c] for c in levels]
+        by_level = st.spearman_test(
+            np.array([g[i].mean() for i in pick]), np.array([acc[i].mean() for i in pick])
+        )
+    value = (
+        f"r={fmt(test.effect, 2)} [{fmt(test.ci_low, 2)}, {fmt(test.ci_high, 2)}], "
+        f"p={fmt(test.p, 4)}, n={test.n} networks"
+    )
+    if by_level is not None:
+        value += f"; level means: r={fmt(by_level.effect, 2)}, p={fmt(by_level.p, 4)}, "
+        value += f"n={by_level.n} levels"
+    holds = _significant(test) and (by_level is None or _significant(by_level))
+    return _row(
+        "C3 networks that generalize better have more selectivity",
+        "Spearman r of lower-layer mean gOSI vs test accuracy across networks (and across "
+        "corruption levels' means when levels have several seeds), bootstrap 95% CI",
+        "accuracies permuted among networks (exact for n <= 7)", test, value, holds,
+    )  # fmt: skip
+
+
+def c4(variants: dict[str, Any]) -> dict[str, Any]:
+    """Ablating the most selective half of a lower layer hurts more than the least selective
+    half: per-image paired differences per network, then a test across networks."""
+    per_network: list[float] = []
+    cases, percentiles, paired = [], [], True
+    for n in reference(variants):
+        diffs = []
+        for s in (variants[n].get("ablate") or {}).get("splits", []):
+            if s["by"] != "gosi" or s["layer"] not in LOWER:
+                continue
+            top, bottom = s["top50"], s["bottom50"]
+            diff = top["loss_increase_mean"] - bottom["loss_increase_mean"]
+            if "paired" in s:
+                se = s["paired"]["sem"]
+            else:  # collected before paired errors: the halves' errors combined
+                paired = False
+                se = float(np.hypot(top["loss_increase_sem"], bottom["loss_increase_sem"]))
+            diffs.append(diff)
+            cases.append((diff, se))
+            if "random_halves" in s:
+                percentiles.append(s["random_halves"]["top50_percentile"])
+        if diffs:
+            per_network.append(float(np.mean(diffs)))
+    test = st.mean_test(np.array(per_network)) if per_network else None
+    value = (
+        f"{sum(d > 2 * se for d, se in cases)}/{len(cases)} (network, layer) cases top > "
+        f"bottom by 2 {'paired ' if paired else ''}SE; {sum(d < -2 * se for d, se in cases)}/"
+        f"{len(cases)} bottom > top; across {len(per_network)} networks mean difference "
+        f"{fmt(test.effect if test else None, 3)} nats"
+    )
+    if percentiles:
+        value += (
+            f"; top half at the {fmt(float(np.median(percentiles)), 0)}th percentile (median) "
+            "of random halves"
+        )
+    return _row(
+        "C4 ablating the most selective lower-layer units hurts more than the least",
+        "cross-entropy increase, top-50% minus bottom-50% by gOSI, layers 1-3, averaged per "
+        "network; effect: mean over the lowest-corruption networks with its 95% CI",
+        "no difference across networks (one-sample t over networks)",
+        test, value, _significant(test) if test is not None and test.n >= 2 else None,
+    )  # fmt: skip
+
+
+def c5(variants: dict[str, Any]) -> dict[str, Any]:
+    """The most selective half's ablation disrupts higher layers' shift-invariance more than
+    a random half's: (random - top) response correlation under shifts, across networks."""
+    per_network: list[float] = []
+    cases = []
+    for n in reference(variants):
+        inv = variants[n].get("invariance")
+        if not inv:
+            continue
+        s, diffs = inv["summary"], []
+        for layer in inv["spec"]["ablate_layers"]:
+            top, rnd = s.get(f"{layer}:top50"), s.get(f"{layer}:random")
+            if top and rnd:
+                diffs.append(rnd["correlation"] - top["correlation"])
+                cases.append(top["correlation"] < rnd["correlation"])
+        if diffs:
+            per_network.append(float(np.mean(diffs)))
+    test = st.mean_test(np.array(per_network)) if per_network else None
+    value = (
+        f"{sum(cases)}/{len(cases)} (ablated layer, network) cases below random; across "
+        f"{len(per_network)} networks mean drop {fmt(test.effect if test else None, 3)}"
+    )
+    return _row(
+        "C5 that ablation disrupts the shift-invariance of higher layers",
+        "higher layers' response correlation under shifts after a size-matched random "
+        "ablation minus after the most-selective one, averaged per network",
+        "no difference across networks (one-sample t over networks)",
+        test, value, _significant(test) if test is not None and test.n >= 2 else None,
+    )  # fmt: skip
+
+
+def claims(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The claims table, one row per claim (see the module's docstring)."""
+    variants = data["variants"]
+    return [c1(variants), c2(variants), c3(variants), c4(variants), c5(variants)]
