@@ -64,8 +64,9 @@ report: $(STAMP) ## Rebuild docs/results/cifar10.md and its plots from the commi
 protos: $(STAMP) ## Regenerate services/orisel/api from protos/ (commit the result)
 	$(BIN)/python protos/generate.py
 
-lint: $(STAMP) ## ruff, strict mypy, generated code fresh (protos, k8s/base), hadolint
+lint: $(STAMP) ## ruff, strict mypy, the import layers, generated code fresh, hadolint
 	$(BIN)/python protos/generate.py --check
+	$(BIN)/python tests/layers.py services/orisel
 	$(BIN)/ruff check services tests bench protos deploy k8s
 	$(BIN)/ruff format --check services tests bench protos deploy k8s
 	$(BIN)/mypy

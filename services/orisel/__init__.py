@@ -5,9 +5,10 @@ The Python API (`orisel.Network`, `orisel.tune`, `orisel.ablate`, ...) lives in
 front end, say) never imports torch.
 """
 
+from importlib import metadata
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = metadata.version("orisel")
 
 
 def __getattr__(name: str) -> Any:

@@ -84,9 +84,9 @@ def tune(
     """Orientation tuning of every unit (gratings and bars; any TuneSpec field as a keyword:
     `layers`, `stimuli`, `permutations`, `reduction`, ...). With `images` and `labels` the
     table also has each unit's class selectivity (`csi`)."""
+    from orisel.report.outputs import tune as tune_to
     from orisel.scoring.spec import TuneSpec
     from orisel.scoring.tune import score_units
-    from orisel.scoring.tune import tune as tune_to
 
     tune_spec = TuneSpec.model_validate(spec)
     n_classes = int(labels.max()) + 1 if labels is not None else 10
@@ -158,8 +158,8 @@ def ablate(
     from `tune` or a tune output folder); any AblateSpec field as a keyword. Returns
     {"curves": ..., "splits": ...}."""
     from orisel.ablation.run import UnitScores
-    from orisel.ablation.run import ablate as ablate_to
     from orisel.ablation.spec import AblateSpec
+    from orisel.report.outputs import ablate as ablate_to
 
     ablate_spec = AblateSpec.model_validate(spec)
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,8 +186,8 @@ def invariance(
     """Shift-invariance of higher layers, intact and with the most/least selective lower-layer
     units ablated (against random ablations of the same size); any InvarianceSpec field."""
     from orisel.ablation.run import UnitScores
-    from orisel.ablation.run import invariance as invariance_to
     from orisel.ablation.spec import InvarianceSpec
+    from orisel.report.outputs import invariance as invariance_to
 
     inv_spec = InvarianceSpec.model_validate(spec)
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,8 +205,8 @@ def trajectory(
 ) -> pd.DataFrame:  # fmt: skip
     """Every checkpoint of a training run tuned: one row per (checkpoint, stimulus, layer)
     with its selectivity summary and the run's accuracies there."""
+    from orisel.report.outputs import trajectory as trajectory_to
     from orisel.scoring.spec import TuneSpec
-    from orisel.scoring.trajectory import trajectory as trajectory_to
     from orisel.scoring.trajectory import trajectory_rows
 
     tune_spec = TuneSpec.model_validate(spec)

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from orisel.ablation.run import UnitScores, ablate
+from orisel.ablation.run import UnitScores
 from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2
@@ -22,6 +22,7 @@ from orisel.core.storage import ArtifactRef, LocalStore, get_bytes
 from orisel.core.tables import read_table
 from orisel.data.sources import load_cifar10
 from orisel.extraction.network import load_network
+from orisel.report.outputs import ablate
 from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from orisel.core.errors import InvalidArgument
+from orisel.core.names import Reduction
 from orisel.models import CNN7
 from orisel.science.indices import (
     bandwidth,
@@ -21,7 +22,6 @@ from orisel.science.indices import (
     preferred_orientation,
     tuning,
 )
-from orisel.science.names import Reduction
 from orisel.science.responses import forward_collect, stimulus_batches
 from orisel.science.stimuli import StimulusSet, bars, gratings
 from tests.science.filters import centre_surround, filter_bank_layer, gabor

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from orisel.client.cli import main
-from orisel.training.checkpoint import list_checkpoints, load_checkpoint
+from orisel.models.checkpoint import list_checkpoints, load_checkpoint
 
 TINY = ["--val-size", "50", "--epochs", "2", "--deterministic", "--device", "cpu", "-q"]
 

@@ -13,8 +13,8 @@ import torch
 from orisel.core.errors import InvalidArgument
 from orisel.data.prepare import PreparedData, SplitSpec, prepare
 from orisel.data.sources import load_cifar10
+from orisel.models.checkpoint import list_checkpoints, load_checkpoint
 from orisel.models.cnn7 import CNN7
-from orisel.training.checkpoint import list_checkpoints, load_checkpoint
 from orisel.training.loop import Trainer
 from orisel.training.population import PopulationTrainer, StackedCNN7
 from tests.training.conftest import SPEC, tiny_config

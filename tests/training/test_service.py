@@ -144,7 +144,7 @@ def test_client_commands(
     assert job_id in capsys.readouterr().out
     out = tmp_path / "best.pt"  # through ArtifactService: the client holds no store keys
     assert main(["fetch", f"runs/{job_id}/best.pt", "--out", str(out), "--server", address]) == 0
-    from orisel.training.checkpoint import load_checkpoint
+    from orisel.models.checkpoint import load_checkpoint
 
     assert load_checkpoint(out, "cnn7")["epoch"] > 0
     # A population from the command line: the grid of corruptions x seeds as one job.

@@ -10,7 +10,7 @@ import torch
 
 from orisel.core.errors import FailedPrecondition
 from orisel.data.prepare import PreparedData
-from orisel.training.checkpoint import list_checkpoints, load_checkpoint
+from orisel.models.checkpoint import list_checkpoints, load_checkpoint
 from orisel.training.loop import Trainer
 from tests.training.conftest import tiny_config
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +12,8 @@ import torch
 
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
 from orisel.core import progress
-from orisel.core.atomic import atomic_dir
 from orisel.core.errors import InvalidArgument, NotFound
-from orisel.core.provenance import environment
-from orisel.core.tables import read_table, write_table
+from orisel.core.tables import read_table
 from orisel.extraction.network import Network
 from orisel.science import ablation as ab
 from orisel.science.invariance import shift_invariance
@@ -236,39 +232,6 @@ def _rows(
     return {"curves": curves, "splits": splits}
 
 
-def write_ablation(
-    out: Path, spec: AblateSpec, parts: dict[str, list[dict[str, Any]]], summary: dict[str, Any]
-) -> dict[str, Any]:
-    """The curves table, plots and summary.json of a sweep, committed to `out` whole."""
-    from orisel.report import plots
-
-    curves, splits = parts["curves"], parts["splits"]
-    with atomic_dir(out) as tmp:
-        cols = {k: np.asarray([row[k] for row in curves]) for k in curves[0]}
-        table = write_table(cols, tmp / "curves", spec.format)
-        for layer in spec.layers:
-            plots.ablation_curves(cols, layer, "accuracy", tmp / f"curves_{layer}.png")
-        for by in spec.orders:
-            rows = [v for v in splits if v["by"] == by]
-            series = {
-                g: (
-                    np.array([r[g]["loss_increase_mean"] for r in rows]),
-                    np.array([r[g]["loss_increase_sem"] for r in rows]),
-                )
-                for g in ("top50", "bottom50")
-            }
-            ylabel = f"cross-entropy increase (nats, ± SEM)\nunits split by {by}"
-            plots.grouped_bars([r["layer"] for r in rows], series, ylabel, tmp / f"split_{by}.png")
-        result = {
-            "spec": spec.model_dump(mode="json"),
-            "splits": splits,
-            "table": table.name,
-            **summary,
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return result
-
-
 def evaluation_tensors(
     net: Network, images: np.ndarray, labels: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,38 +239,12 @@ def evaluation_tensors(
     return x, torch.from_numpy(labels).to(net.device)
 
 
-def ablate(
-    net: Network,
-    spec: AblateSpec,
-    scores: UnitScores,
-    images: np.ndarray,
-    labels: np.ndarray,
-    out: Path,
-    provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Cumulative curves (each index descending and ascending, and random) and the median split."""
-    t0 = time.perf_counter()
-    x, y = evaluation_tensors(net, images, labels)
-    parts = run_chunks(net, spec, scores, chunks(spec), x, y)
-    summary = {
-        "network": net.source,
-        "test_images": len(labels),
-        "environment": environment(net.device),
-        "wall_s": round(time.perf_counter() - t0, 2),
-        **(provenance or {}),
-    }
-    return write_ablation(out, spec, parts, summary)
-
-
-def invariance(
-    net: Network, spec: InvarianceSpec, scores: UnitScores, images: np.ndarray, out: Path,
-    provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Shift-invariance of higher layers: intact, with the top-50% selective lower-layer units
-    ablated, with the bottom 50%, and with random sets of the same size."""
-    from orisel.report import plots
-
-    t0 = time.perf_counter()
+def invariance_rows(
+    net: Network, spec: InvarianceSpec, scores: UnitScores, images: np.ndarray
+) -> list[dict[str, Any]]:
+    """Shift-invariance of higher layers, one row per (condition, layer, shift): intact, with
+    the top-50% selective lower-layer units ablated, with the bottom 50%, and with random
+    sets of the same size."""
     x = net.preprocess_all(images)
     k = spec.shift
     shifts = [(k, 0), (0, k), (-k, 0), (0, -k)] if k else [(0, 0)]
@@ -346,32 +283,10 @@ def invariance(
                     n_top,
                     ab.ablated(net.model, site, units, spec.mode, mean),
                 )
-    with atomic_dir(out) as tmp:
-        cols = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
-        table = write_table(cols, tmp / "invariance", spec.format)
-        summary = _invariance_summary(cols)
-        groups = [f"{a}:{c}" for a, c in summary]
-        for metric in ("consistency", "correlation"):
-            plots.grouped_bars(
-                groups, {metric: (np.array([v[metric] for v in summary.values()]),
-                                  np.array([v[f"{metric}_sd"] for v in summary.values()]))},
-                f"{metric} under shifts of {k} px (± SD)", tmp / f"{metric}.png",
-            )  # fmt: skip
-        result = {
-            "spec": spec.model_dump(mode="json"),
-            "network": net.source,
-            "images": len(images),
-            "summary": {f"{a}:{c}": v for (a, c), v in summary.items()},
-            "table": table.name,
-            "environment": environment(net.device),
-            "wall_s": round(time.perf_counter() - t0, 2),
-            **(provenance or {}),
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return result
+    return rows
 
 
-def _invariance_summary(cols: dict[str, np.ndarray]) -> dict[tuple[str, str], dict[str, float]]:
+def invariance_summary(cols: dict[str, np.ndarray]) -> dict[tuple[str, str], dict[str, float]]:
     """Mean (and spread over shifts, layers and seeds) of each metric per condition."""
     out: dict[tuple[str, str], dict[str, float]] = {}
     keys = dict.fromkeys(

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orisel.core.names import MAX_LAYERS, Index, LayerName, Mode, Padding, Point, Seed
 from orisel.core.tables import TableFormat
-from orisel.science.names import MAX_LAYERS, Index, LayerName, Mode, Padding, Point, Seed
 
 MAX_RANDOM = 100  # random orders per layer
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(11))

@@ -32,10 +32,8 @@ from orisel.ablation.run import (
     UnitScores,
     chunks,
     evaluation_tensors,
-    invariance,
     rows_from_blocks,
     run_block,
-    write_ablation,
 )
 from orisel.ablation.servicer import CHUNK_TASK, INVARIANCE_TASK, SWEEP_TASK
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
@@ -48,6 +46,7 @@ from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
 from orisel.extraction.inputs import job_images, job_network
 from orisel.extraction.network import Network
+from orisel.report.outputs import invariance, write_ablation
 from orisel.science.ablation import RawSweep
 
 

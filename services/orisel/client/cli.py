@@ -302,8 +302,8 @@ def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from orisel.report.outputs import tune
     from orisel.scoring.spec import TuneSpec
-    from orisel.scoring.tune import tune
 
     spec = _spec(TuneSpec, args)
     check_output(args.out, [args.checkpoint, args.data], args.force)
@@ -335,8 +335,8 @@ def _needs_test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int
 
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
+    from orisel.report.outputs import trajectory
     from orisel.scoring.spec import TuneSpec
-    from orisel.scoring.trajectory import trajectory
 
     spec = _spec(TuneSpec, args)
     run = Path(args.run)
@@ -348,8 +348,9 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from orisel.ablation.run import UnitScores, ablate
+    from orisel.ablation.run import UnitScores
     from orisel.ablation.spec import AblateSpec
+    from orisel.report.outputs import ablate
 
     spec = _spec(AblateSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
@@ -380,8 +381,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_invariance(args: argparse.Namespace) -> int:
-    from orisel.ablation.run import UnitScores, invariance
+    from orisel.ablation.run import UnitScores
     from orisel.ablation.spec import InvarianceSpec
+    from orisel.report.outputs import invariance
 
     spec = _spec(InvarianceSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)

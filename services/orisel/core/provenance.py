@@ -7,10 +7,9 @@ import platform
 import subprocess
 import sys
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import orisel
 
 if TYPE_CHECKING:
     import torch
@@ -19,7 +18,8 @@ if TYPE_CHECKING:
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """Git commit of the source tree (with '+dirty' for local edits), else the package version."""
-    src = Path(orisel.__file__).resolve().parent
+    version = metadata.version("orisel")
+    src = Path(__file__).resolve().parents[1]  # the orisel package
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, check=True
@@ -32,8 +32,8 @@ def code_version() -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return orisel.__version__
-    return f"{orisel.__version__}+g{commit[:12]}{'.dirty' if dirty else ''}"
+        return version
+    return f"{version}+g{commit[:12]}{'.dirty' if dirty else ''}"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from orisel.science.names import Fill
+from orisel.core.names import Fill
 
 
 def random_shift_flip(

@@ -10,17 +10,19 @@ import torch
 from torch import nn
 
 from orisel.core.errors import InvalidArgument
+from orisel.core.names import Reduction
 from orisel.core.provenance import sha256_file
+from orisel.models.checkpoint import load_checkpoint
 from orisel.models.cnn7 import CNN7
 from orisel.models.registry import (
     USER_MODEL,
     ModelInfo,
     build_model,
     exported_model,
+    resolve_device,
     user_model,
 )
 from orisel.models.scripted import from_script, module_kind
-from orisel.science.names import Reduction
 from orisel.science.responses import (
     count_calls,
     expand_reused,
@@ -28,8 +30,6 @@ from orisel.science.responses import (
     stimulus_batches,
 )
 from orisel.science.stimuli import StimulusSet
-from orisel.training.checkpoint import load_checkpoint
-from orisel.training.loop import resolve_device
 
 CNN7_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5", "layer6", "fc1")
 LOWER_CNN7_LAYERS = ("layer1", "layer2", "layer3")

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
+from orisel.core.names import MAX_LAYERS, LayerName, Reduction
 from orisel.core.storage import ArtifactStore
-from orisel.science.names import MAX_LAYERS, LayerName, Reduction
 
 
 class ExtractSpec(BaseModel):

@@ -232,3 +232,13 @@ def exported_model(path: Path, input_size: int | None = None) -> tuple[nn.Module
             ) from exc
     size = int(example.shape[-1]) if example is not None and example.ndim == 4 else None
     return torch.export.unflatten(program), size
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" (CUDA when there is one, else the CPU), "cpu" or "cuda[:N]"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument("device", "cpu or auto on a machine without CUDA", name)
+    return device

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orisel.core.names import MAX_SEED
 from orisel.data.prepare import MAX_IMAGES
-from orisel.science.names import MAX_SEED
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from orisel.core import progress
 from orisel.core.errors import InvalidArgument
-from orisel.science.names import Mode, Point
+from orisel.core.names import Mode, Point
 from orisel.science.responses import resolve_layers
 
 MODES: tuple[Mode, ...] = ("zero", "mean")

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from orisel.core.errors import InvalidArgument
-from orisel.science.names import Padding
+from orisel.core.names import Padding
 from orisel.science.responses import Recorder
 
 PADDINGS: tuple[Padding, ...] = ("zeros", "circular", "reflect", "replicate")

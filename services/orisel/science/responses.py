@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from orisel.core.errors import InvalidArgument, NotFound
-from orisel.science.names import Reduction
+from orisel.core.names import Reduction
 
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "centre", "max")
 

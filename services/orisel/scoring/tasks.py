@@ -10,9 +10,9 @@ from orisel.core.lifecycle import JobRun, one_task_job
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactStore
 from orisel.extraction.inputs import job_images, job_network
+from orisel.report.outputs import tune
 from orisel.scoring.servicer import SCORE_TASK
 from orisel.scoring.spec import TuneSpec
-from orisel.scoring.tune import tune
 
 
 def _tune(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:

@@ -3,21 +3,15 @@ stimulus, layer), beside the run's own accuracies at that checkpoint."""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from orisel.core import progress
-from orisel.core.atomic import atomic_dir
 from orisel.core.errors import NotFound
-from orisel.core.tables import write_table
 from orisel.extraction.network import load_network
+from orisel.models.checkpoint import read_manifest
 from orisel.scoring.spec import TuneSpec
 from orisel.scoring.tune import score_units
-from orisel.training.checkpoint import read_manifest
 
 SUMMARY_KEYS = ("fraction_selective", "mean_gosi", "median_gosi", "null_mean_gosi", "dead")
 
@@ -42,31 +36,3 @@ def trajectory_rows(run: Path, spec: TuneSpec, device: str = "auto") -> list[dic
                      "layer": layer, **{k: s[k] for k in SUMMARY_KEYS}, **accuracy}
                 )  # fmt: skip
     return rows
-
-
-def trajectory(
-    run: Path, spec: TuneSpec, out: Path, device: str = "auto",
-    provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Write trajectory.csv, trajectory.png (selectivity per layer against epoch and test
-    accuracy) and summary.json to `out`."""
-    from orisel.report import plots
-
-    t0 = time.perf_counter()
-    with atomic_dir(out) as tmp:
-        rows = trajectory_rows(run, spec, device)
-        cols = {
-            k: np.asarray([r[k] if r[k] is not None else np.nan for r in rows]) for k in rows[0]
-        }
-        table = write_table(cols, tmp / "trajectory", spec.format)
-        plots.trajectory(rows, tmp / "trajectory.png")
-        result = {
-            "run": str(run),
-            "spec": spec.model_dump(mode="json"),
-            "table": table.name,
-            "checkpoints": len({r["step"] for r in rows}),
-            "wall_s": round(time.perf_counter() - t0, 2),
-            **(provenance or {}),
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return result

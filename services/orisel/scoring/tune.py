@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from orisel.core import progress
-from orisel.core.atomic import atomic_dir
-from orisel.core.provenance import environment
-from orisel.core.tables import write_table
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
 from orisel.science import indices as ix
@@ -167,38 +161,3 @@ def score_units(
             }
     tuned.columns = {k: np.asarray(v) for k, v in columns.items()}
     return tuned
-
-
-def tune(
-    net: Network,
-    spec: TuneSpec,
-    out: Path,
-    test_images: np.ndarray | None = None,
-    test_labels: np.ndarray | None = None,
-    n_classes: int = 10,
-    provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Score every unit of the analysed layers; write the table, summary and plots to `out`."""
-    from orisel.report import plots
-
-    t0 = time.perf_counter()
-    with atomic_dir(out) as tmp:
-        tuned = score_units(net, spec, test_images, test_labels, n_classes)
-        for kind, stim in tuned.stimuli.items():
-            plots.tuning_grid(tuned.scored[kind], kind, tmp / f"tuning_{kind}.png")
-            plots.stimulus_sheet(stim, tmp / f"stimuli_{kind}.png")
-        summary = {k: v for k, v in tuned.summary.items() if k != "class_selectivity"}
-        plots.histograms(summary, spec.threshold, tmp / "gosi_histograms.png")
-        table = write_table(tuned.columns, tmp / "units", spec.format)
-        result = {
-            "spec": spec.model_dump(mode="json"),
-            "network": net.source,
-            "layers": list(tuned.layers),
-            "summary": tuned.summary,
-            "table": table.name,
-            "environment": environment(net.device),
-            "wall_s": round(time.perf_counter() - t0, 2),
-            **(provenance or {}),
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return result

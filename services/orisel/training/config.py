@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orisel.core.names import MAX_SEED, Fill
 from orisel.data.prepare import SplitSpec
-from orisel.science.names import MAX_SEED, Fill
 
 # Fields that may differ when a run is resumed; everything else must match the stored run.
 RESUMABLE_CHANGES = frozenset({"epochs", "device"})

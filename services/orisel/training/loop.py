@@ -28,8 +28,7 @@ from orisel.core.errors import FailedPrecondition, InvalidArgument
 from orisel.core.provenance import environment
 from orisel.data.augment import random_shift_flip
 from orisel.data.prepare import PreparedData
-from orisel.models.registry import build_model
-from orisel.training.checkpoint import (
+from orisel.models.checkpoint import (
     BEST,
     CHECKPOINT_FORMAT,
     MANIFEST,
@@ -41,6 +40,7 @@ from orisel.training.checkpoint import (
     save_checkpoint,
     write_manifest,
 )
+from orisel.models.registry import build_model, resolve_device
 from orisel.training.config import (
     RESUMABLE_CHANGES,
     TrainConfig,
@@ -50,15 +50,6 @@ from orisel.training.config import (
 
 log = logging.getLogger(__name__)
 PROGRESS_STEPS = 50
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument("device", "cpu or auto on a machine without CUDA", name)
-    return device
 
 
 def _seed_int(*parts: int) -> int:

@@ -21,7 +21,7 @@ from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, put_if_absent
 from orisel.data.prepare import prepare
 from orisel.data.sources import load_cifar10
-from orisel.training.checkpoint import (
+from orisel.models.checkpoint import (
     BEST,
     MANIFEST,
     copy_checkpoint,

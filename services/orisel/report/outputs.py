@@ -1,0 +1,177 @@
+"""The output folders of the analyses: each analysis computes its results in its own package
+(`scoring`, `ablation`); here they become a table, figures and a summary.json with the spec,
+the network and its provenance, committed to the folder whole (never half-written)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orisel.ablation.run import (
+    UnitScores,
+    chunks,
+    evaluation_tensors,
+    invariance_rows,
+    invariance_summary,
+    run_chunks,
+)
+from orisel.ablation.spec import AblateSpec, InvarianceSpec
+from orisel.core.atomic import atomic_dir
+from orisel.core.provenance import environment
+from orisel.core.tables import write_table
+from orisel.extraction.network import Network
+from orisel.report import plots
+from orisel.scoring.spec import TuneSpec
+from orisel.scoring.trajectory import trajectory_rows
+from orisel.scoring.tune import score_units
+
+
+def tune(
+    net: Network,
+    spec: TuneSpec,
+    out: Path,
+    test_images: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    n_classes: int = 10,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score every unit of the analysed layers; write the table, summary and plots to `out`."""
+    t0 = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        tuned = score_units(net, spec, test_images, test_labels, n_classes)
+        for kind, stim in tuned.stimuli.items():
+            plots.tuning_grid(tuned.scored[kind], kind, tmp / f"tuning_{kind}.png")
+            plots.stimulus_sheet(stim, tmp / f"stimuli_{kind}.png")
+        summary = {k: v for k, v in tuned.summary.items() if k != "class_selectivity"}
+        plots.histograms(summary, spec.threshold, tmp / "gosi_histograms.png")
+        table = write_table(tuned.columns, tmp / "units", spec.format)
+        result = {
+            "spec": spec.model_dump(mode="json"),
+            "network": net.source,
+            "layers": list(tuned.layers),
+            "summary": tuned.summary,
+            "table": table.name,
+            "environment": environment(net.device),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            **(provenance or {}),
+        }
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def trajectory(
+    run: Path, spec: TuneSpec, out: Path, device: str = "auto",
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Write trajectory.csv, trajectory.png (selectivity per layer against epoch and test
+    accuracy) and summary.json to `out`."""
+    t0 = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        rows = trajectory_rows(run, spec, device)
+        cols = {
+            k: np.asarray([r[k] if r[k] is not None else np.nan for r in rows]) for k in rows[0]
+        }
+        table = write_table(cols, tmp / "trajectory", spec.format)
+        plots.trajectory(rows, tmp / "trajectory.png")
+        result = {
+            "run": str(run),
+            "spec": spec.model_dump(mode="json"),
+            "table": table.name,
+            "checkpoints": len({r["step"] for r in rows}),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            **(provenance or {}),
+        }
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def write_ablation(
+    out: Path, spec: AblateSpec, parts: dict[str, list[dict[str, Any]]], summary: dict[str, Any]
+) -> dict[str, Any]:
+    """The curves table, plots and summary.json of a sweep, committed to `out` whole."""
+    curves, splits = parts["curves"], parts["splits"]
+    with atomic_dir(out) as tmp:
+        cols = {k: np.asarray([row[k] for row in curves]) for k in curves[0]}
+        table = write_table(cols, tmp / "curves", spec.format)
+        for layer in spec.layers:
+            plots.ablation_curves(cols, layer, "accuracy", tmp / f"curves_{layer}.png")
+        for by in spec.orders:
+            rows = [v for v in splits if v["by"] == by]
+            series = {
+                g: (
+                    np.array([r[g]["loss_increase_mean"] for r in rows]),
+                    np.array([r[g]["loss_increase_sem"] for r in rows]),
+                )
+                for g in ("top50", "bottom50")
+            }
+            ylabel = f"cross-entropy increase (nats, ± SEM)\nunits split by {by}"
+            plots.grouped_bars([r["layer"] for r in rows], series, ylabel, tmp / f"split_{by}.png")
+        result = {
+            "spec": spec.model_dump(mode="json"),
+            "splits": splits,
+            "table": table.name,
+            **summary,
+        }
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def ablate(
+    net: Network,
+    spec: AblateSpec,
+    scores: UnitScores,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out: Path,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Cumulative curves (each index descending and ascending, and random) and the median split."""
+    t0 = time.perf_counter()
+    x, y = evaluation_tensors(net, images, labels)
+    parts = run_chunks(net, spec, scores, chunks(spec), x, y)
+    summary = {
+        "network": net.source,
+        "test_images": len(labels),
+        "environment": environment(net.device),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        **(provenance or {}),
+    }
+    return write_ablation(out, spec, parts, summary)
+
+
+def invariance(
+    net: Network, spec: InvarianceSpec, scores: UnitScores, images: np.ndarray, out: Path,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Shift-invariance with and without ablation (`invariance_rows`): the table, one bar
+    chart per metric and summary.json, committed to `out` whole."""
+    t0 = time.perf_counter()
+    k = spec.shift
+    rows = invariance_rows(net, spec, scores, images)
+    with atomic_dir(out) as tmp:
+        cols = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
+        table = write_table(cols, tmp / "invariance", spec.format)
+        summary = invariance_summary(cols)
+        groups = [f"{a}:{c}" for a, c in summary]
+        for metric in ("consistency", "correlation"):
+            plots.grouped_bars(
+                groups, {metric: (np.array([v[metric] for v in summary.values()]),
+                                  np.array([v[f"{metric}_sd"] for v in summary.values()]))},
+                f"{metric} under shifts of {k} px (± SD)", tmp / f"{metric}.png",
+            )  # fmt: skip
+        result = {
+            "spec": spec.model_dump(mode="json"),
+            "network": net.source,
+            "images": len(images),
+            "summary": {f"{a}:{c}": v for (a, c), v in summary.items()},
+            "table": table.name,
+            "environment": environment(net.device),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            **(provenance or {}),
+        }
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result

@@ -1,0 +1,65 @@
+"""The import contract (tests/layers.py) holds for orisel, and catches what it must."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.layers import place, violations
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_import_of_orisel_points_downward() -> None:
+    assert violations(ROOT / "services" / "orisel") == []
+
+
+def _package(tmp_path: Path, files: dict[str, str]) -> Path:
+    package = tmp_path / "orisel"
+    for name, text in {"__init__.py": "", **files}.items():
+        path = package / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for parent in path.relative_to(package).parents:
+            (package / parent / "__init__.py").touch()
+        path.write_text(text)
+    return package
+
+
+def test_a_wrong_import_breaks_the_contract(tmp_path: Path) -> None:
+    package = _package(
+        tmp_path,
+        {
+            "core/storage.py": "from orisel.science.indices import gosi\n",  # up
+            "science/indices.py": "from orisel.core import storage\n",  # down: fine
+            "scoring/tune.py": "from orisel.ablation import run\n",  # sideways
+            "ablation/run.py": "import orisel.core.storage\n",
+            "ablation/tasks.py": "from orisel.report.plots import bars\n",  # down: fine
+            "report/plots.py": "from .. import library\n",  # up, relative
+            "library.py": "from orisel.scoring.tune import tune\n",
+        },
+    )
+    found = violations(package)
+    assert [line.split(": ", 1)[1] for line in found] == [
+        "orisel.core.storage imports orisel.science.indices (up)",
+        "orisel.report.plots imports orisel.library (up)",
+        "orisel.scoring.tune imports orisel.ablation.run (sideways)",
+    ]
+    # make lint runs the same check as a script, and fails.
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "layers.py"), str(package)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "3 imports break the layers" in done.stderr
+
+
+def test_modules_are_placed_by_their_most_specific_pattern() -> None:
+    assert place("orisel.scoring.tune") == (4, 0)
+    assert place("orisel.ablation.run") == (4, 1)
+    assert place("orisel.scoring.servicer")[0] == place("orisel.ablation.tasks")[0] == 6
+    assert place("orisel.pipeline.tasks")[0] == 7  # the pipeline's own tasks are the pipeline
+    with pytest.raises(ValueError, match="no layer"):
+        place("orisel.somewhere_new")
