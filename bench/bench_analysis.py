@@ -23,6 +23,7 @@ import torch
 
 from orisel.models import CNN7
 from orisel.science import ablation as ab
+from orisel.science import selection as sel
 from orisel.science.indices import gosi, null_gosi, tuning
 from orisel.science.responses import forward_collect, stimulus_batches
 from orisel.science.stimuli import gratings
@@ -146,9 +147,9 @@ def bench_sweep(n_images: int, with_naive: bool) -> dict[str, Any]:
         scores = np.random.default_rng(1).random(c)
         masks[site] = np.concatenate(
             [
-                ab.cumulative_masks(ab.ranking(scores, "descending"), fractions),
-                ab.cumulative_masks(ab.ranking(scores, "ascending"), fractions),
-                ab.cumulative_masks(ab.random_ranking(c, 0), fractions),
+                sel.cumulative_masks(sel.ranking(scores, "descending"), fractions),
+                sel.cumulative_masks(sel.ranking(scores, "ascending"), fractions),
+                sel.cumulative_masks(sel.random_ranking(c, 0), fractions),
             ]
         )
     engine_s, fast = _timed(ab.sweep_sites, model, masks, x, y)
@@ -219,8 +220,8 @@ def bench_vgg_sweep(n_images: int, size: int = 64) -> dict[str, Any]:
         scores = np.random.default_rng(1).random(c)
         masks[site] = np.concatenate(
             [
-                ab.cumulative_masks(ab.ranking(scores, "descending"), fractions),
-                ab.cumulative_masks(ab.random_ranking(c, 0), fractions),
+                sel.cumulative_masks(sel.ranking(scores, "descending"), fractions),
+                sel.cumulative_masks(sel.random_ranking(c, 0), fractions),
             ]
         )
     engine_s, fast = _timed(ab.sweep_sites, model, masks, x, y, chunk_images=n_images)

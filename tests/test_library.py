@@ -142,3 +142,12 @@ def test_an_exported_program_and_a_torchscript_file_read_like_the_module(tmp_pat
     (tmp_path / "junk.ts").write_bytes(b"PK not an archive")
     flags[1] = str(tmp_path / "t4")
     assert main(["tune", "--model", str(tmp_path / "junk.ts"), *flags]) == 4
+
+
+def test_the_command_line_imports_no_torch() -> None:
+    """`orisel --help`, `orisel submit ...`, `orisel jobs`: a front end starts without torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, orisel.client.cli; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,16 +6,9 @@ import torch
 
 from orisel.core.errors import InvalidArgument
 from orisel.models import CNN7
-from orisel.science.ablation import (
-    ablated,
-    ablation_site,
-    channel_means,
-    cumulative_masks,
-    median_split,
-    random_ranking,
-    ranking,
-    sweep,
-)
+from orisel.science.ablation import channel_means, sweep
+from orisel.science.hooks import ablated, ablation_site
+from orisel.science.selection import cumulative_masks, median_split, random_ranking, ranking
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +148,7 @@ def test_random_halves_rank_a_half_that_carries_the_signal() -> None:
     """A layer of eight units where only units 0-3 reach the output: ablating them (the top
     half) is worse than almost any random half of four, and ablating units 4-7 (the bottom
     half) changes nothing, better than almost any random half."""
-    from orisel.science.ablation import random_halves
+    from orisel.science.selection import random_halves
     from orisel.science.statistics import percentile_of
 
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import torch
 
 from orisel.core.errors import InvalidArgument
 from orisel.models import CNN7
-from orisel.science.ablation import ablated
+from orisel.science.hooks import ablated
 from orisel.science.invariance import shift_images, shift_invariance, unit_correlation
 
 

@@ -16,6 +16,8 @@ from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.tables import read_table
 from orisel.extraction.network import Network
 from orisel.science import ablation as ab
+from orisel.science import hooks
+from orisel.science import selection as sel
 from orisel.science.invariance import shift_invariance
 from orisel.science.statistics import percentile_of
 
@@ -78,14 +80,14 @@ def _chunk_plan(
     """(order, direction, seed, masks) entries of a chunk, and its median-split record."""
     if chunk.family.startswith("random:"):
         seed = int(chunk.family.split(":")[1])
-        ranked = ab.random_ranking(len(scores.get(chunk.layer, "gosi")[0]), seed)
-        return [("random", "random", seed, ab.cumulative_masks(ranked, spec.fractions))], None
+        ranked = sel.random_ranking(len(scores.get(chunk.layer, "gosi")[0]), seed)
+        return [("random", "random", seed, sel.cumulative_masks(ranked, spec.fractions))], None
     s, dead = scores.get(chunk.layer, chunk.family)
     plan = [
-        (chunk.family, d, -1, ab.cumulative_masks(ab.ranking(s, d), spec.fractions))
+        (chunk.family, d, -1, sel.cumulative_masks(sel.ranking(s, d), spec.fractions))
         for d in ("descending", "ascending")
     ]
-    split = ab.median_split(s, dead, spec.include_dead)
+    split = sel.median_split(s, dead, spec.include_dead)
     plan += [
         (chunk.family, "top50", -1, split.top[None]),
         (chunk.family, "bottom50", -1, split.bottom[None]),
@@ -94,7 +96,7 @@ def _chunk_plan(
         # One seed per layer: every order of a layer meets the same random halves, which the
         # engine then evaluates once.
         seed = zlib.crc32(chunk.layer.encode())
-        halves = ab.random_halves(split.pool, int(split.top.sum()), spec.random_halves, seed)
+        halves = sel.random_halves(split.pool, int(split.top.sum()), spec.random_halves, seed)
         plan.append((chunk.family, "random_halves", -1, halves))
     meta = {
         "layer": chunk.layer,
@@ -116,7 +118,7 @@ class _Layout:
 
 
 def _layout(net: Network, spec: AblateSpec, scores: UnitScores, todo: list[Chunk]) -> _Layout:
-    sites = {c.layer: ab.ablation_site(net.model, c.layer, spec.point) for c in todo}
+    sites = {c.layer: hooks.ablation_site(net.model, c.layer, spec.point) for c in todo}
     plans = [(c, *_chunk_plan(c, spec, scores)) for c in todo]
     masks: dict[str, list[np.ndarray]] = {}
     for c, plan, _ in plans:
@@ -264,24 +266,28 @@ def invariance_rows(
     with progress.counter(conditions, "shift-invariance", "condition") as done:
         record("none", "intact", -1, 0, None)
         for lower in spec.ablate_layers:
-            site = ab.ablation_site(net.model, lower, spec.point)
+            site = hooks.ablation_site(net.model, lower, spec.point)
             s, dead = scores.get(lower, spec.by)
-            split = ab.median_split(s, dead, spec.include_dead)
+            split = sel.median_split(s, dead, spec.include_dead)
             mean = ab.channel_means(net.model, site, x) if spec.mode == "mean" else None
             for name, mask in (("top50", split.top), ("bottom50", split.bottom)):
                 units = np.flatnonzero(mask)
                 record(
-                    lower, name, -1, len(units), ab.ablated(net.model, site, units, spec.mode, mean)
+                    lower,
+                    name,
+                    -1,
+                    len(units),
+                    hooks.ablated(net.model, site, units, spec.mode, mean),
                 )
             n_top = int(split.top.sum())
             for seed in spec.seeds:
-                units = ab.random_ranking(len(s), seed)[:n_top]
+                units = sel.random_ranking(len(s), seed)[:n_top]
                 record(
                     lower,
                     "random",
                     seed,
                     n_top,
-                    ab.ablated(net.model, site, units, spec.mode, mean),
+                    hooks.ablated(net.model, site, units, spec.mode, mean),
                 )
     return rows
 

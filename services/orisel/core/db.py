@@ -8,6 +8,10 @@ message is owed, so a job and the duty to send its task are committed together a
 dispatcher (core.controller) sends and marks.
 
 PostgreSQL for services and workers; SQLite (WAL, immediate transactions) for one machine.
+
+Longer than 400 lines on purpose: every statement that moves a job's state is here, side by
+side, so that the conditions they share (expected state, lease, version) can be read and
+changed together; split apart they would drift.
 """
 
 from __future__ import annotations

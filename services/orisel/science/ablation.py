@@ -1,9 +1,5 @@
-"""Ablation: silence chosen channels of a layer and measure what the network loses.
-
-Two ways to silence (Morcos et al. 2018 compare both): "zero" sets the channels to 0,
-"mean" clamps them to their mean activation map over the evaluation images. The paper's
-protocol ablates BatchNorm outputs (`bnN` in cnn7); `ablation_site` maps a measured layer to
-its ablation point.
+"""The ablation sweep engine: what a network loses when chosen channels of a layer are
+silenced (`science.hooks`), for many masks (`science.selection`) at once.
 
 The sweep engine runs each layer's prefix once per chunk of images, keeps that layer's
 activations, and evaluates only the network's suffix, for many masks in one batch, never
@@ -14,8 +10,7 @@ with a hook, which gives the same numbers more slowly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,73 +21,9 @@ from torch.nn import functional as F
 
 from orisel.core import progress
 from orisel.core.errors import InvalidArgument
-from orisel.core.names import Mode, Point
+from orisel.core.names import Mode
+from orisel.science.hooks import ablated, silence
 from orisel.science.responses import resolve_layers
-
-MODES: tuple[Mode, ...] = ("zero", "mean")
-
-
-def ablation_site(model: nn.Module, layer: str, point: Point) -> str:
-    """Where units measured at `layer` are silenced: cnn7's `layerN` -> `bnN` for point "bn"."""
-    if point not in ("bn", "relu"):
-        raise InvalidArgument("point", "bn (after BatchNorm, the paper's) or relu", point)
-    names = dict(model.named_modules())
-    if point == "bn" and layer.startswith("layer") and f"bn{layer[5:]}" in names:
-        return f"bn{layer[5:]}"
-    if point == "bn" and layer == "fc1" and "bn7" in names:
-        return "bn7"
-    return layer
-
-
-def _apply(
-    out: torch.Tensor, mask: torch.Tensor, mode: Mode, mean: torch.Tensor | None
-) -> torch.Tensor:
-    """Silence channels where `mask` (C,) or (G, C) is True; out is (B, C, ...) or (G*B, C, ...)."""
-    shape = [mask.shape[-1]] + [1] * (out.ndim - 2)
-    if mask.ndim == 1:
-        m = mask.view(1, *shape)
-    else:  # one mask per group of B images, stacked group by group
-        g = mask.shape[0]
-        m = (
-            mask.view(g, 1, *shape)
-            .expand(g, out.shape[0] // g, *shape)
-            .reshape(out.shape[0], *shape)
-        )
-    if mode == "zero":
-        return out.masked_fill(m, 0.0)
-    if mean is None:
-        raise InvalidArgument("mode", "zero, or mean with the channels' mean activations", mode)
-    return torch.where(m, mean.unsqueeze(0).to(out.dtype), out)
-
-
-@contextmanager
-def ablated(
-    model: nn.Module, site: str, units: Sequence[int] | np.ndarray, mode: Mode = "zero",
-    mean: torch.Tensor | None = None,
-) -> Iterator[None]:  # fmt: skip
-    """Within the block, the channels `units` of module `site` are silenced in every forward."""
-    module = resolve_layers(model, [site])[site]
-    if mode not in MODES:
-        raise InvalidArgument("mode", f"one of {', '.join(MODES)}", mode)
-    state: dict[str, torch.Tensor] = {}
-
-    def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
-        if "mask" not in state:
-            c = out.shape[1]
-            idx = np.asarray(units, dtype=np.int64)
-            if idx.size and (idx.min() < 0 or idx.max() >= c):
-                raise InvalidArgument("units", f"channel indices in [0, {c})", idx.tolist())
-            mask = torch.zeros(c, dtype=torch.bool, device=out.device)
-            mask[torch.from_numpy(idx).to(out.device)] = True
-            state["mask"] = mask
-        return _apply(out, state["mask"], mode, mean)
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
 
 # -- sequential views --------------------------------------------------------------------
 Step = tuple[str, Callable[[torch.Tensor], torch.Tensor]]
@@ -399,7 +330,7 @@ def _evaluate_site(
                 logits = run_steps(folded, a)
             else:
                 rep = a.unsqueeze(0).expand(len(ids), *a.shape).reshape(len(ids) * n, *a.shape[1:])
-                logits = run_steps(suffix, _apply(rep, mask, mode, mean))
+                logits = run_steps(suffix, silence(rep, mask, mode, mean))
             yy = y[p0 : p0 + n].repeat(len(ids))
             cols = slice(s + p0, s + p0 + n)
             out.losses[ids, cols] = _ce(logits, yy).reshape(len(ids), n)
@@ -441,73 +372,3 @@ def _sweep_naive(
                 logits = model(x)
                 out.losses[i, s : s + len(y)] = _ce(logits, y)
                 out.correct[i, s : s + len(y)] = (logits.argmax(1) == y).double().cpu().numpy()
-
-
-# -- which units, in which order -------------------------------------------------------
-Direction = Literal["descending", "ascending"]
-
-
-def ranking(scores: np.ndarray, direction: Direction) -> np.ndarray:
-    """Unit indices from most to least (or least to most) selective; ties keep index order."""
-    if direction not in ("descending", "ascending"):
-        raise InvalidArgument("direction", "descending or ascending", direction)
-    key = -scores if direction == "descending" else scores
-    order: np.ndarray = np.argsort(key, kind="stable")
-    return order
-
-
-def random_ranking(n_units: int, seed: int) -> np.ndarray:
-    order: np.ndarray = np.random.default_rng(seed).permutation(n_units)
-    return order
-
-
-def cumulative_masks(order: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
-    """(F, C) masks ablating the first round(f * C) units of `order` for each fraction f."""
-    c = len(order)
-    bad = [f for f in fractions if not 0.0 <= f <= 1.0]
-    if bad:
-        raise InvalidArgument("fractions", "values in [0, 1]", bad)
-    masks = np.zeros((len(fractions), c), dtype=bool)
-    for i, f in enumerate(fractions):
-        masks[i, order[: round(f * c)]] = True
-    return masks
-
-
-@dataclass(frozen=True)
-class Split:
-    """The paper's median split: top = above the median, bottom = below; ties go to neither."""
-
-    top: np.ndarray  # (C,) bool
-    bottom: np.ndarray  # (C,) bool
-    median: float
-    ties: int
-    dead_excluded: int
-    pool: np.ndarray  # (C,) bool: the units the split was drawn from
-
-
-def median_split(scores: np.ndarray, dead: np.ndarray, include_dead: bool = False) -> Split:
-    """Dead units (index 0 by definition) are left out unless asked for, since they would
-    fill the bottom group with units whose ablation says nothing about selectivity."""
-    pool = np.ones_like(dead) if include_dead else ~dead
-    if pool.sum() < 2:
-        raise InvalidArgument(
-            "units", "at least two live units to split at the median", int(pool.sum())
-        )
-    med = float(np.median(scores[pool]))
-    top = pool & (scores > med)
-    bottom = pool & (scores < med)
-    ties = int((pool & (scores == med)).sum())
-    return Split(top, bottom, med, ties, int((dead & ~pool).sum()), pool)
-
-
-def random_halves(pool: np.ndarray, size: int, n: int, seed: int) -> np.ndarray:
-    """(n, C) masks of `size` units drawn at random from `pool`: the null that a median
-    split's halves are compared with (is the top half worse than any half would be?)."""
-    units = np.flatnonzero(pool)
-    if not 0 <= size <= len(units):
-        raise InvalidArgument("size", f"0 to {len(units)} units of the pool", size)
-    rng = np.random.default_rng(seed)
-    pick = units[np.argsort(rng.random((n, len(units))), axis=1)[:, :size]]
-    masks = np.zeros((n, len(pool)), dtype=bool)
-    np.put_along_axis(masks, pick, True, axis=1)
-    return masks

@@ -4,6 +4,10 @@ Randomness is a pure function of (seed, epoch, batch): the shuffling of epoch e 
 seed and e, the augmentation of batch b from seed, e and b. A run resumed from any
 checkpoint therefore sees exactly the batches an uninterrupted run sees, and with the
 model, optimizer and running-metric state restored it ends with bit-identical weights.
+
+Longer than 400 lines on purpose: the Trainer's state (steps, running metrics, best
+checkpoint, history, sessions) is written and restored in one place, which is what makes
+resuming exact; the population trainer reuses it network by network.
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""What the `orisel` command modules share: flags generated from config models, lists,
+JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if isinstance(p, str)]
+        where = flag_name(loc[-1]) if loc else "configuration"
+        got = (
+            f" (got {err['input']!r})"
+            if "input" in err and not isinstance(err["input"], dict)
+            else ""
+        )
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{got}")
+    return "; ".join(parts)
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_model_fields(
+    parser: argparse.ArgumentParser, model: type[BaseModel], skip: set[str]
+) -> None:
+    """One flag per config field, default None so that only flags the user gave override."""
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        ann = info.annotation
+        kwargs: dict[str, Any] = {"dest": name, "default": None}
+        parts = (ann, *typing.get_args(ann))
+        if ann is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif any(typing.get_origin(p) is tuple for p in parts):
+            kwargs["type"] = comma_list
+            kwargs["metavar"] = "A,B,..."
+        elif ann in (int, float, str):
+            kwargs["type"] = ann
+        elif ann == int | None:
+            kwargs["type"] = int
+        else:  # Literal choices
+            kwargs["choices"] = list(getattr(ann, "__args__", ()))
+        default = info.default
+        help_text = info.description or ""
+        parser.add_argument(
+            flag_name(name), help=f"{help_text} (default: {default})".strip(), **kwargs
+        )
+
+
+def emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(human + "\n")
+
+
+def paper_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--label-corruptions", type=comma_list, help="e.g. 0,0.1,0.2,0.4 (the default)"
+    )
+    parser.add_argument("--seeds", type=comma_list, help="seeds at the lowest corruption (0,1)")
+    parser.add_argument("--epochs", type=int, help="epochs per network (default: 200)")
+    parser.add_argument("--train-subset", type=int, help="training images (default: all 40k)")
+    parser.add_argument("--val-size", type=int, help="validation images (default: 10000)")
+    parser.add_argument("--test-subset", type=int, help="test images (default: all 10k)")
+    parser.add_argument("--permutations", type=int, help="gOSI shuffles (default: 1000)")

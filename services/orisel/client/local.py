@@ -1,0 +1,560 @@
+"""The `orisel` commands that run here, on files: data, models, train, tune, trajectory,
+ablate, invariance, report, paper-report.
+
+Longer than 400 lines on purpose: nine commands, each a short adapter from flags to the
+library, with their parsers beside them (most flags generated from the same config models the
+services validate); split by command they would share every helper below."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from orisel.client.args import (
+    add_model_fields,
+    comma_list,
+    emit,
+    validation_message,
+)
+from orisel.core.atomic import check_output
+from orisel.core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    OriselError,
+)
+from orisel.core.settings import get_settings
+from orisel.data.prepare import SplitSpec
+
+log = logging.getLogger("orisel")
+
+
+def _data_path(args: argparse.Namespace) -> Path:
+    path = args.data or get_settings().data
+    if path is None:
+        raise InvalidArgument("--data", "a CIFAR-10 archive or folder (or set ORISEL_DATA)", None)
+    return Path(path)
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from orisel.data.sources import load_cifar10
+
+    ds = load_cifar10(_data_path(args), args.cache_dir or get_settings().cache_dir)
+    s = ds.summary()
+    emit(
+        args,
+        s,
+        f"{s['source']}: {s['format']} layout, sha256 {s['sha256']}\n"
+        f"  {s['train']} train / {s['test']} test images of {s['image_shape']}, "
+        f"{len(ds.classes)} classes: {', '.join(ds.classes)}",
+    )
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from orisel.data.sources import download_cifar10
+
+    path = download_cifar10(Path(args.root))
+    emit(args, {"path": str(path)}, f"CIFAR-10 (python format) is in {path}; pass --data {path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from orisel.models.registry import available_models
+
+    names = list(available_models())
+    emit(args, {"models": names}, "\n".join(names))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from orisel.data.prepare import prepare
+    from orisel.data.sources import load_cifar10
+    from orisel.training.config import TrainConfig
+    from orisel.training.loop import Trainer
+
+    settings = get_settings()
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
+    data_given = {
+        k: v for k, v in vars(args).items() if k in SplitSpec.model_fields and v is not None
+    }
+    try:
+        cfg = TrainConfig.model_validate({**given, "data": data_given})
+    except ValidationError as exc:
+        raise OriselError(validation_message(exc)) from exc
+    if args.max_steps is not None and args.max_steps < 1:
+        raise InvalidArgument("--max-steps", "a positive number of steps", args.max_steps)
+    run_dir = Path(
+        args.out or settings.runs_dir / f"{cfg.model}-c{cfg.data.label_corruption:g}-s{cfg.seed}"
+    )
+    if args.resume and (run_dir / "manifest.json").is_file():
+        stored = json.loads((run_dir / "manifest.json").read_text())
+        # The stored split decides which data the run uses; flags may only confirm it.
+        spec = SplitSpec.model_validate({**stored["config"]["data"], **data_given})
+        cfg = cfg.model_copy(update={"data": spec})
+    source = _data_path(args)
+    ds = load_cifar10(source, args.cache_dir or settings.cache_dir)
+    explicit = set(given) | ({"data"} if data_given else set())
+    if args.population:
+        return _train_population(args, cfg, ds, source, explicit)
+    data = prepare(ds, cfg.data)
+    trainer = Trainer.open(
+        cfg,
+        data,
+        run_dir,
+        resume=args.resume,
+        explicit=explicit,
+        data_source=str(source),
+        progress=not args.quiet,
+    )
+    summary = trainer.run(max_steps=args.max_steps)
+    best, last = summary["best"], summary["last"]
+    human = (
+        f"run {run_dir}: {summary['status']} at epoch {summary['epoch']:.2f} "
+        f"({summary['checkpoints']} checkpoints, {summary['images_per_s']} images/s on "
+        f"{summary['device']})"
+    )
+    if last is not None:
+        acc = last["metrics"]["test"]["accuracy"]
+        human += f"\n  last:  epoch {last['epoch']:.2f} test accuracy {acc:.4f}"
+    if best is not None:
+        human += (
+            f"\n  best:  epoch {best['epoch']:.2f} (validation loss "
+            f"{best['metrics']['validation']['loss']:.4f}) test accuracy "
+            f"{best['metrics']['test']['accuracy']:.4f} -> {run_dir / 'best.pt'}"
+        )
+    emit(args, summary, human)
+    return 0
+
+
+def _train_population(
+    args: argparse.Namespace, cfg: Any, ds: Any, source: Path, explicit: set[str]
+) -> int:
+    """Every (label corruption, seed) of the grid trained as one stacked model; each network
+    in its own run folder under --out, named as the pipeline names them."""
+    from orisel.data.prepare import prepare
+    from orisel.training.loop import Trainer
+    from orisel.training.population import PopulationTrainer
+
+    corruptions = [float(c) for c in args.label_corruptions or [cfg.data.label_corruption]]
+    seeds = [int(x) for x in args.seeds or [cfg.seed]]
+    root = Path(args.out or get_settings().runs_dir)
+    trainers = []
+    for c in corruptions:
+        data = prepare(ds, cfg.data.model_copy(update={"label_corruption": c}))
+        for seed in seeds:
+            one = cfg.model_copy(
+                update={"seed": seed, "data": cfg.data.model_copy(update={"label_corruption": c})}
+            )
+            run_dir = root / f"{cfg.model}-c{c:g}-s{seed}"
+            trainers.append(
+                Trainer.open(
+                    one,
+                    data,
+                    run_dir,
+                    resume=args.resume,
+                    explicit=explicit | {"seed"},
+                    data_source=str(source),
+                    progress=False,
+                )
+            )
+    summaries = PopulationTrainer(trainers, progress=not args.quiet).run(max_steps=args.max_steps)
+    lines = [
+        f"population of {len(trainers)} networks in {root}: "
+        f"{summaries[0]['images_per_s']} images/s in all on {summaries[0]['device']}"
+    ]
+    for summary in summaries:
+        best = summary["best"]
+        acc = best["metrics"]["test"]["accuracy"] if best else float("nan")
+        lines.append(
+            f"  {Path(summary['run_dir']).name}: {summary['status']} at epoch "
+            f"{summary['epoch']:.2f}, best test accuracy {acc:.4f}"
+        )
+    emit(args, {"runs": summaries}, "\n".join(lines))
+    return 0
+
+
+def _spec(model: type[BaseModel], args: argparse.Namespace) -> Any:
+    given = {k: v for k, v in vars(args).items() if k in model.model_fields and v is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        raise OriselError(validation_message(exc)) from exc
+
+
+def _network(args: argparse.Namespace) -> Any:
+    from orisel.extraction.network import load_network
+
+    if args.checkpoint is None and args.model is None:
+        raise InvalidArgument(
+            "--checkpoint", "a checkpoint file (or --model NAME --weights W)", None
+        )
+    return load_network(
+        args.checkpoint, args.model, args.weights, args.device, args.download, args.input_size
+    )
+
+
+def _scores_of(args: argparse.Namespace, net: Any) -> None:
+    """Refuse --scores computed on another checkpoint (their unit order would be another
+    network's) unless --allow-mismatch."""
+    summary = Path(args.scores) / "summary.json"
+    if not summary.is_file():
+        return
+    scored = json.loads(summary.read_text()).get("network", {}).get("checkpoint_sha256")
+    analysed = net.source.get("checkpoint_sha256")
+    if scored and analysed and scored != analysed and not args.allow_mismatch:
+        raise FailedPrecondition(
+            f"--scores {args.scores} were computed on checkpoint {scored[:12]}, not on "
+            f"{analysed[:12]} ({args.checkpoint}); pass --allow-mismatch to use them anyway"
+        )
+
+
+def _warnings(net: Any) -> list[str]:
+    """Said in the output and on stderr: results of a network at chance mean little."""
+    metrics = net.source.get("metrics") or {}
+    accuracy = (metrics.get("test") or {}).get("accuracy")
+    classes = net.source.get("num_classes")
+    out = []
+    if accuracy is not None and classes and accuracy < 1 / classes + 0.05:
+        out.append(
+            f"the network is near chance (test accuracy {accuracy:.3f}, chance "
+            f"{1 / classes:.3f}): its units' selectivity says little about what it learned"
+        )
+    for message in out:
+        log.warning(message)
+    return out
+
+
+def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str] | None:
+    """Labelled test images (class selectivity, ablation, invariance): CIFAR-10's test split
+    for a network trained by orisel, an ImageFolder tree (e.g. ImageNet's val/) for any other
+    (--test-subset: a stratified sample, or the folder's first N images)."""
+    from orisel.extraction.inputs import labelled_images
+
+    path = args.data or get_settings().data
+    if path is None:
+        return None
+    got = labelled_images(
+        net, Path(path), args.test_subset, args.cache_dir or get_settings().cache_dir
+    )
+    return got.images, got.labels, got.n_classes, got.sha256
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from orisel.report.outputs import tune
+    from orisel.scoring.spec import TuneSpec
+
+    spec = _spec(TuneSpec, args)
+    check_output(args.out, [args.checkpoint, args.data], args.force)
+    net = _network(args)
+    split = _test_split(args, net)
+    images, labels, n_classes, sha = split if split is not None else (None, None, 10, None)
+    out = Path(args.out)
+    provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
+    result = tune(net, spec, out, images, labels, n_classes, provenance)
+    lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
+    for kind in spec.stimuli:
+        for layer, s in result["summary"][kind]["layers"].items():
+            lines.append(
+                f"  {kind:8s} {layer:14s} selective {s['fraction_selective']:.2f} "
+                f"(null above threshold {s['null_fraction_above_threshold']:.2f}), "
+                f"mean gOSI {s['mean_gosi']:.3f} (null {s['null_mean_gosi']:.3f}), dead {s['dead']}"
+            )
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def _needs_test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str]:
+    split = _test_split(args, net)
+    if split is None:
+        raise InvalidArgument(
+            "--data", "the labelled images to evaluate on (or set ORISEL_DATA)", None
+        )
+    return split
+
+
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    from orisel.report.outputs import trajectory
+    from orisel.scoring.spec import TuneSpec
+
+    spec = _spec(TuneSpec, args)
+    run = Path(args.run)
+    check_output(args.out, [run], args.force)
+    result = trajectory(run, spec, Path(args.out), args.device, {"command": args.command})
+    lines = [f"trajectory of {run}: {result['checkpoints']} checkpoints -> {args.out}"]
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from orisel.ablation.run import UnitScores
+    from orisel.ablation.spec import AblateSpec
+    from orisel.report.outputs import ablate
+
+    spec = _spec(AblateSpec, args)
+    scores = UnitScores(args.scores, spec.stimulus)
+    check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
+    net = _network(args)
+    _scores_of(args, net)
+    images, labels, _, sha = _needs_test_split(args, net)
+    result = ablate(
+        net,
+        spec,
+        scores,
+        images,
+        labels,
+        Path(args.out),
+        {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)},
+    )
+    lines = [f"ablation on {len(labels)} test images -> {args.out}"]
+    for s in result["splits"]:
+        top, bottom = s["top50"], s["bottom50"]
+        lines.append(
+            f"  {s['layer']:8s} by {s['by']:4s}: top-50% {top['loss_increase_mean']:+.4f}"
+            f"±{top['loss_increase_sem']:.4f} (acc {top['accuracy']:.3f}) vs bottom-50% "
+            f"{bottom['loss_increase_mean']:+.4f}±{bottom['loss_increase_sem']:.4f} "
+            f"(acc {bottom['accuracy']:.3f})"
+        )
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_invariance(args: argparse.Namespace) -> int:
+    from orisel.ablation.run import UnitScores
+    from orisel.ablation.spec import InvarianceSpec
+    from orisel.report.outputs import invariance
+
+    spec = _spec(InvarianceSpec, args)
+    scores = UnitScores(args.scores, spec.stimulus)
+    check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
+    net = _network(args)
+    _scores_of(args, net)
+    images, _, _, sha = _needs_test_split(args, net)
+    provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
+    result = invariance(net, spec, scores, images, Path(args.out), provenance)
+    lines = [f"shift-invariance on {len(images)} test images -> {args.out}"]
+    for name, v in result["summary"].items():
+        lines.append(
+            f"  {name:20s} consistency {v['consistency']:.3f}  correlation {v['correlation']:.3f}"
+        )
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from orisel.report.markdown import write_report
+
+    out = write_report(Path(args.run), Path(args.out or Path(args.run) / "report.md"))
+    emit(args, {"report": str(out)}, f"report: {out}")
+    return 0
+
+
+def cmd_paper_report(args: argparse.Namespace) -> int:
+    from orisel.report.collect import collect
+    from orisel.report.paper import render, save_data
+
+    if args.analysis:
+        data = collect(args.analysis)
+        save_data(data, args.out.parent / args.out.stem / "data.json")
+    else:
+        if not args.from_data.is_file():
+            raise InvalidArgument(
+                "--from-data", "a data.json written by paper-report", args.from_data
+            )
+        data = json.loads(args.from_data.read_text())
+    preface = args.preface.read_text() if args.preface else ""
+    out = render(data, args.out, preface)
+    emit(args, {"report": str(out)}, f"report: {out}")
+    return 0
+
+
+def _network_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
+    )
+    parser.add_argument(
+        "--model",
+        help="instead of a checkpoint: a torchvision model name (e.g. vgg16), or your own: "
+        "path/to/file.py:ClassName (--weights a state-dict file), a torch.export archive "
+        "(.pt2, dynamic batch) or a TorchScript archive (.ts/.pt); pixels in [0, 1]",
+    )
+    parser.add_argument(
+        "--weights", help="torchvision weights name (DEFAULT, IMAGENET1K_V1) or file"
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="allow fetching torchvision weights"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument(
+        "--input-size", type=int, help="input pixels of a --model network (default: 224)"
+    )
+    parser.add_argument(
+        "--test-subset", type=int, help="use a stratified subset of the test images"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True,
+        help="output folder: new, empty, or an earlier orisel output with --force",
+    )  # fmt: skip
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out if it is an earlier orisel output"
+    )
+
+
+def add_local_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """The local commands, on the `orisel` parser."""
+    from orisel.training.config import TrainConfig
+
+    data_src = argparse.ArgumentParser(add_help=False)
+    data_src.add_argument(
+        "--data",
+        type=Path,
+        help="CIFAR-10 archive or folder (python or ImageFolder layout) for networks orisel "
+        "trained; for any other network an ImageFolder tree of test images, <root>/<class>/"
+        "<image> (default: $ORISEL_DATA)",
+    )
+    data_src.add_argument(
+        "--cache-dir", type=Path, help="decoded data cache (default: $ORISEL_CACHE_DIR)"
+    )
+    data = sub.add_parser("data", help="inspect, cache or download data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    info = data_sub.add_parser(
+        "info",
+        parents=[common, data_src],
+        help="decode (once, then cached) and describe a data set",
+    )
+    info.set_defaults(func=cmd_data_info)
+    dl = data_sub.add_parser(
+        "download", parents=[common], help="download the official CIFAR-10 (needs a network)"
+    )
+    dl.add_argument("--root", required=True, help="folder to download into")
+    dl.set_defaults(func=cmd_data_download)
+
+    models = sub.add_parser("models", parents=[common], help="list the models orisel can build")
+    models.set_defaults(func=cmd_models)
+
+    train = sub.add_parser(
+        "train",
+        parents=[common, data_src],
+        help="train a model with checkpoints over time",
+        description="Train with the paper's recipe by default (cnn7, Adam 1e-3, batch 32, "
+        "200 epochs, best validation loss kept). Every flag overrides one config field.",
+    )
+    train.add_argument("--out", type=Path, help="run folder (default: $ORISEL_RUNS_DIR/<name>)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (start it if there is none)",
+    )
+    train.add_argument(
+        "--max-steps", type=int, help="stop once this global step is reached (a training segment)"
+    )
+    train.add_argument(
+        "--population",
+        action="store_true",
+        help="train the grid --label-corruptions x --seeds as one stacked model (cnn7), each "
+        "network in --out/cnn7-c<corruption>-s<seed>",
+    )
+    train.add_argument("--label-corruptions", type=comma_list, help="with --population")
+    train.add_argument("--seeds", type=comma_list, help="with --population")
+    add_model_fields(train, TrainConfig, skip={"data"})
+    add_model_fields(train, SplitSpec, skip=set())
+    train.set_defaults(func=cmd_train)
+
+    from orisel.scoring.spec import TuneSpec
+
+    tune = sub.add_parser(
+        "tune",
+        parents=[common, data_src],
+        help="orientation and class selectivity of every unit",
+        description="Present gratings and bars, score every unit (OSI, gOSI, preference, range, "
+        "bandwidth, permutation p-value against shuffled stimuli) and, with --data, class "
+        "selectivity on the test images. Writes units.csv|parquet, summary.json and plots.",
+    )
+    _network_args(tune)
+    add_model_fields(tune, TuneSpec, skip=set())
+    tune.set_defaults(func=cmd_tune)
+
+    traj = sub.add_parser(
+        "trajectory",
+        parents=[common],
+        help="tune every checkpoint of a training run: selectivity against epoch and accuracy",
+        description="Score every checkpoint a run's manifest lists (as `orisel tune` does) and "
+        "write one table, trajectory.csv (epoch, step, stimulus, layer, fraction selective, mean "
+        "and median gOSI, the null's mean, dead units, and the run's train/validation/test "
+        "accuracy at that checkpoint), and trajectory.png.",
+    )
+    traj.add_argument("--run", type=Path, required=True, help="a training run folder")
+    traj.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    traj.add_argument("--force", action="store_true", help="replace an earlier orisel output")
+    traj.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    add_model_fields(traj, TuneSpec, skip=set())
+    traj.set_defaults(func=cmd_trajectory)
+
+    from orisel.ablation.spec import AblateSpec, InvarianceSpec
+
+    scores_help = "the output folder of `orisel tune` whose indices order the units"
+    ablate = sub.add_parser(
+        "ablate",
+        parents=[common, data_src],
+        help="ablation curves and the paper's median split",
+        description="Silence units layer by layer: cumulatively by each index (descending and "
+        "ascending) and at random, and the top vs bottom 50% by each index. Reports test "
+        "accuracy (overall and per class) and the per-image cross-entropy increase ± SEM.",
+    )
+    _network_args(ablate)
+    ablate.add_argument("--scores", type=Path, required=True, help=scores_help)
+    ablate.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="use --scores computed on another checkpoint than the one analysed",
+    )  # fmt: skip
+    add_model_fields(ablate, AblateSpec, skip=set())
+    ablate.set_defaults(func=cmd_ablate)
+
+    inv = sub.add_parser(
+        "invariance",
+        parents=[common, data_src],
+        help="shift-invariance with and without ablation",
+        description="Correlation of higher layers' pooled responses to shifted test images, and "
+        "prediction consistency, intact and with the most / least selective lower-layer units "
+        "ablated, against random ablations of the same size.",
+    )
+    _network_args(inv)
+    inv.add_argument("--scores", type=Path, required=True, help=scores_help)
+    inv.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="use --scores computed on another checkpoint than the one analysed",
+    )  # fmt: skip
+    add_model_fields(inv, InvarianceSpec, skip=set())
+    inv.set_defaults(func=cmd_invariance)
+
+    report = sub.add_parser(
+        "report",
+        parents=[common],
+        help="a Markdown report of one analysis folder",
+        description="Collect RUN/train (a training run), RUN/tune, RUN/ablate and RUN/invariance "
+        "into one Markdown report with their figures; missing parts are skipped.",
+    )
+    report.add_argument("--run", type=Path, required=True, help="the analysis folder")
+    report.add_argument("--out", type=Path, help="report path (default: RUN/report.md)")
+    report.set_defaults(func=cmd_report)
+
+    pr = sub.add_parser(
+        "paper-report",
+        parents=[common],
+        help="the C1-C5 claims report of many analysed networks",
+        description="Collect an analysis folder (<variant>/manifest.json, <variant>/best/"
+        "{tune,ablate,invariance}, <variant>/trajectory/*) into OUT with plots in OUT's stem "
+        "folder and the numbers in <stem>/data.json; or re-render from that data.json.",
+    )
+    src = pr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--analysis", type=Path, help="the analysis folder")
+    src.add_argument("--from-data", type=Path, help="a data.json written by an earlier run")
+    pr.add_argument("--out", type=Path, required=True, help="report path, e.g. docs/results/x.md")
+    pr.add_argument("--preface", type=Path, help="markdown placed before the claims table")
+    pr.set_defaults(func=cmd_paper_report)

@@ -1,0 +1,366 @@
+"""The `orisel` commands that talk to services: submit, jobs, watch, fetch, push."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from orisel.client.args import (
+    comma_list,
+    emit,
+    paper_flags,
+)
+from orisel.core.errors import (
+    InvalidArgument,
+    OriselError,
+)
+from orisel.core.settings import QUEUES, get_settings
+
+
+def job_dict(job: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    out: dict[str, Any] = MessageToDict(job, preserving_proto_field_name=True)
+    return out
+
+
+def job_line(job: Any) -> str:
+    from orisel.api.common.v1 import common_pb2
+
+    state = common_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+    done = job.progress.fraction * 100
+    line = f"{job.id}  {job.kind:9s} {state:9s} {done:5.1f}%  {job.progress.phase}"
+    return line + (f"  error: {job.error}" if job.error else "")
+
+
+def _ref(key: str | None) -> Any:
+    from orisel.api.common.v1 import common_pb2
+
+    return common_pb2.ArtifactRef(key=key) if key else None
+
+
+def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The network of `orisel submit extract|tune|ablate`: a checkpoint or a model."""
+    from orisel.api.common.v1 import common_pb2
+
+    if args.model is None and args.program_key is None:
+        return {"checkpoint": _ref(args.checkpoint_key)}
+    model = common_pb2.Model(
+        architecture=args.model or "", weights=_ref(args.weights_key),
+        program=_ref(args.program_key), input_size=args.input_size or 0,
+    )  # fmt: skip
+    return {"checkpoint": _ref(args.checkpoint_key), "model": model}
+
+
+def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
+    """(service, SubmitRequest) for `orisel submit KIND`; the service validates the spec."""
+    key = args.key or ""
+    if args.submit_kind == "train":
+        from orisel.api.training.v1 import training_pb2
+
+        if bool(args.label_corruptions) != bool(args.seeds):
+            raise InvalidArgument(
+                "--label-corruptions/--seeds", "both (a population) or neither", None
+            )
+        spec = training_pb2.TrainSpec(
+            model=args.model or "",
+            epochs=args.epochs or 0,
+            seed=args.seed or 0,
+            label_corruption=args.label_corruption or 0.0,
+            train_subset=args.train_subset or 0,
+            val_size=args.val_size or 0,
+            epochs_per_segment=args.epochs_per_segment or 0,
+            data=_ref(args.data_key),
+            amp=args.amp or "",
+            tf32=bool(args.tf32),
+            compile=args.compile or "",
+            population=[
+                training_pb2.Variant(seed=int(s), label_corruption=float(c))
+                for c in args.label_corruptions or ()
+                for s in args.seeds or ()
+            ],
+        )
+        return "training", training_pb2.SubmitRequest(idempotency_key=key, spec=spec)
+    if args.submit_kind == "extract":
+        from orisel.api.extraction.v1 import extraction_pb2
+
+        ext = extraction_pb2.ExtractSpec(
+            **_network_fields(args), stimuli=args.stimuli or [],
+            layers=args.layers or [], reduction=args.reduction or "",
+        )  # fmt: skip
+        return "extraction", extraction_pb2.SubmitRequest(idempotency_key=key, spec=ext)
+    if args.submit_kind == "tune":
+        from orisel.api.scoring.v1 import scoring_pb2
+
+        score = scoring_pb2.ScoreSpec(
+            **_network_fields(args), data=_ref(args.data_key), stimuli=args.stimuli or [],
+            layers=args.layers or [], permutations=args.permutations or 0,
+            test_subset=args.test_subset or 0,
+        )  # fmt: skip
+        return "scoring", scoring_pb2.SubmitRequest(idempotency_key=key, spec=score)
+    if args.submit_kind == "ablate":
+        from orisel.api.ablation.v1 import ablation_pb2
+
+        common = {
+            **_network_fields(args),
+            "data": _ref(args.data_key),
+            "scores": _ref(args.scores_key),
+            "layers": args.layers or [],
+            "seeds": [int(x) for x in args.seeds or []],
+            "test_subset": args.test_subset or 0,
+        }
+        if args.invariance:
+            inv = ablation_pb2.InvarianceSpec(
+                **common, ablate_layers=args.ablate_layers or [], shift=args.shift or 0
+            )
+            return "ablation", ablation_pb2.SubmitRequest(idempotency_key=key, invariance=inv)
+        sweep = ablation_pb2.SweepSpec(
+            **common, orders=args.orders or [], fractions=[float(x) for x in args.fractions or []]
+        )
+        return "ablation", ablation_pb2.SubmitRequest(idempotency_key=key, sweep=sweep)
+    from orisel.api.pipeline.v1 import pipeline_pb2
+
+    paper = pipeline_pb2.PaperSpec(
+        label_corruptions=[float(x) for x in args.label_corruptions or []],
+        seeds=[int(x) for x in args.seeds or []],
+        epochs=args.epochs or 0, train_subset=args.train_subset or 0,
+        val_size=args.val_size or 0, test_subset=args.test_subset or 0,
+        permutations=args.permutations or 0,
+        data=_ref(args.data_key),
+    )  # fmt: skip
+    return "pipeline", pipeline_pb2.SubmitRequest(idempotency_key=key, spec=paper)
+
+
+def submit_job(args: argparse.Namespace) -> tuple[str, Any]:
+    """(service, job): the request `orisel submit KIND` describes, sent to args.server."""
+    from orisel.client.jobs import JobClient
+
+    service, request = _submit_request(args)
+    client = JobClient(args.server, service)
+    try:
+        return service, client.submit(request)
+    finally:
+        client.close()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orisel.api.common.v1 import common_pb2
+
+    service, job = submit_job(args)
+    if not args.wait:
+        hint = f"orisel watch {job.id} --service {service} --server {args.server}"
+        emit(args, job_dict(job), f"submitted {job_line(job)}\n  follow it: {hint}")
+        return 0
+    job = follow(args.server, service, job.id, args.quiet or args.json)
+    emit(args, job_dict(job), job_line(job) + "".join(f"\n  {o.key}" for o in job.outputs))
+    return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from orisel.client.jobs import JobClient
+
+    client = JobClient(args.server, args.service)
+    try:
+        jobs = client.list()
+    finally:
+        client.close()
+    emit(
+        args,
+        {"jobs": [job_dict(j) for j in jobs]},
+        "\n".join(job_line(j) for j in jobs) or "no jobs",
+    )
+    return 0
+
+
+def follow(address: str, service: str, job_id: str, quiet: bool) -> Any:
+    """Watch a job to its end with a progress bar; returns the final job."""
+    from orisel.api.common.v1 import common_pb2
+    from orisel.client.jobs import JobClient
+
+    client = JobClient(address, service)
+    bar = tqdm(total=100, unit="%", disable=quiet, dynamic_ncols=True)
+    job = None
+    try:
+        for job in client.watch(job_id):
+            bar.n = round(job.progress.fraction * 100, 1)
+            state = common_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+            shown: dict[str, object] = {"state": state, "phase": job.progress.phase}
+            shown |= {k: f"{v:.4g}" for k, v in job.progress.metrics.items()}
+            bar.set_postfix(shown)
+    finally:
+        bar.close()
+        client.close()
+    if job is None:
+        raise OriselError(f"job {job_id}: the service sent no update")
+    return job
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from orisel.api.common.v1 import common_pb2
+
+    job = follow(args.server, args.service, args.job, args.quiet or args.json)
+    emit(args, job_dict(job), job_line(job))
+    return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    out = Path(args.out or Path(args.key).name)
+    if args.direct:
+        # Inside a deployment (a worker's init container): the store with its own credentials.
+        from typing import cast
+
+        from orisel.core.settings import make_store
+        from orisel.core.storage import ArtifactStore
+
+        store = cast(ArtifactStore, make_store(get_settings()))
+        ref = store.stat(args.key)
+        store.get_file(ref, out)
+    else:
+        from orisel.client.artifacts import ArtifactClient
+
+        client = ArtifactClient(args.server)
+        try:
+            ref = client.download(args.key, out)
+        finally:
+            client.close()
+    emit(
+        args,
+        {"path": str(out), **ref.__dict__},
+        f"{ref.key} ({ref.size} bytes, sha256 {ref.sha256[:12]}) -> {out}",
+    )
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from orisel.client.artifacts import ArtifactClient
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InvalidArgument("FILE", "an existing file", str(path))
+    client = ArtifactClient(args.server)
+    try:
+        ref = client.upload(path, args.key)
+    finally:
+        client.close()
+    emit(args, ref.__dict__, f"{path} -> {ref.key} ({ref.size} bytes, sha256 {ref.sha256[:12]})")
+    return 0
+
+
+DATA_KEY_HELP = (
+    "labelled images in the store: a CIFAR-10 archive for a checkpoint, an ImageFolder archive "
+    "(<class>/<image>) for a model (default: the worker's data set)"
+)
+
+
+def add_remote_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """The remote commands, on the `orisel` parser."""
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--server", default="127.0.0.1:50051", help="host:port of the service")
+    server.add_argument("--ca", help="CA certificate the server's TLS must chain to (ORISEL_CA)")
+    server.add_argument("--token", help="bearer token (ORISEL_TOKEN; a local orisel up's is found)")
+    submit = sub.add_parser("submit", help="submit a job to a service")
+    submit_sub = submit.add_subparsers(dest="submit_kind", required=True, metavar="KIND")
+    submit_common = argparse.ArgumentParser(add_help=False, parents=[common, server])
+    submit_common.add_argument(
+        "--key", help="idempotency key: submitting it again returns the same job"
+    )
+    submit_common.add_argument(
+        "--wait", action="store_true", help="follow the job to its end (exit 1 unless it succeeds)"
+    )
+    st = submit_sub.add_parser("train", parents=[submit_common], help="a training job")
+    for flag, typ in (
+        ("--model", str),
+        ("--epochs", int),
+        ("--seed", int),
+        ("--label-corruption", float),
+        ("--train-subset", int),
+        ("--val-size", int),
+        ("--epochs-per-segment", int),
+    ):
+        st.add_argument(flag, type=typ)
+    st.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
+    st.add_argument(
+        "--label-corruptions",
+        type=comma_list,
+        help="with --seeds: a population, every (corruption, seed) trained as one stacked model",
+    )
+    st.add_argument("--seeds", type=comma_list, help="with --label-corruptions")
+    st.add_argument("--amp", choices=("off", "bf16", "fp16"), help="mixed precision (CUDA)")
+    st.add_argument("--tf32", action="store_true", help="TensorFloat-32 kernels (CUDA)")
+    st.add_argument("--compile", choices=("off", "on", "cudagraphs"), help="torch.compile")
+    analysis = argparse.ArgumentParser(add_help=False)
+    analysis.add_argument(
+        "--checkpoint-key", help="orisel checkpoint in the store, e.g. runs/<job>/best.pt"
+    )
+    analysis.add_argument("--model", help="instead: a torchvision architecture, e.g. resnet18")
+    analysis.add_argument("--weights-key", help="with --model: a state dict in the store")
+    analysis.add_argument(
+        "--program-key", help="instead: a torch.export (.pt2) or TorchScript archive in the store"
+    )
+    analysis.add_argument("--input-size", type=int, help="with --model/--program-key: pixels")
+    analysis.add_argument("--layers", type=comma_list, help="layers (default: all analysed)")
+    se = submit_sub.add_parser(
+        "extract", parents=[submit_common, analysis], help="stimulus responses of a checkpoint"
+    )
+    se.add_argument("--stimuli", type=comma_list, help="gratings,bars (default: both)")
+    se.add_argument("--reduction", choices=["mean", "centre", "max"])
+    su = submit_sub.add_parser(
+        "tune", parents=[submit_common, analysis], help="orientation and class selectivity"
+    )
+    su.add_argument("--stimuli", type=comma_list, help="gratings,bars (default: both)")
+    su.add_argument("--permutations", type=int)
+    su.add_argument("--test-subset", type=int)
+    su.add_argument("--data-key", help=DATA_KEY_HELP)
+    sa = submit_sub.add_parser(
+        "ablate", parents=[submit_common, analysis], help="an ablation sweep or shift-invariance"
+    )
+    sa.add_argument(
+        "--scores-key", required=True, help="units table of a tune job, .../tune/units.csv"
+    )
+    sa.add_argument("--orders", type=comma_list, help="gosi,osi,csi")
+    sa.add_argument("--fractions", type=comma_list)
+    sa.add_argument("--seeds", type=comma_list, help="seeds of the random orders")
+    sa.add_argument("--test-subset", type=int)
+    sa.add_argument("--data-key", help=DATA_KEY_HELP)
+    sa.add_argument("--invariance", action="store_true", help="shift-invariance instead")
+    sa.add_argument("--ablate-layers", type=comma_list, help="with --invariance")
+    sa.add_argument("--shift", type=int, help="with --invariance: pixels")
+    sp = submit_sub.add_parser(
+        "paper", parents=[submit_common], help="the paper end to end: train, score, ablate, report"
+    )
+    paper_flags(sp)
+    sp.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
+    for p in (st, se, su, sa, sp):
+        p.set_defaults(func=cmd_submit)
+
+    service = argparse.ArgumentParser(add_help=False)
+    service.add_argument("--service", default="training", choices=list(QUEUES))
+    jobs = sub.add_parser("jobs", parents=[common, server, service], help="list a service's jobs")
+    jobs.set_defaults(func=cmd_jobs)
+    watch = sub.add_parser(
+        "watch", parents=[common, server, service], help="follow a job to its end"
+    )
+    watch.add_argument("job", help="the job id")
+    watch.set_defaults(func=cmd_watch)
+    fetch = sub.add_parser(
+        "fetch", parents=[common, server], help="download an artifact (ArtifactService)"
+    )
+    fetch.add_argument("key", help="object key, e.g. runs/<job>/best.pt")
+    fetch.add_argument("--out", help="local path, never overwritten (default: the key's name)")
+    fetch.add_argument(
+        "--direct", action="store_true", help="inside a deployment: from the store itself"
+    )
+    fetch.set_defaults(func=cmd_fetch)
+    push = sub.add_parser(
+        "push", parents=[common, server], help="upload a file as an artifact (ArtifactService)"
+    )
+    push.add_argument("file", help="local file, e.g. a data-set archive")
+    push.add_argument(
+        "key", help="users/<you>/<name>; admins also datasets/<name> and models/<name>"
+    )
+    push.set_defaults(func=cmd_push)

@@ -1,0 +1,113 @@
+"""Collect an analysis folder into the one JSON-able dict of numbers the paper report uses:
+
+    <root>/<variant>/manifest.json                   the training run's manifest
+    <root>/<variant>/best/{tune,ablate,invariance}/  analyses of the kept checkpoint
+    <root>/<variant>/trajectory/<checkpoint>/        tuning of checkpoints during training
+
+(variant names as `cnn7-c<corruption>-s<seed>`, as the pipeline and the training service
+name a population's networks)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from orisel.core.errors import NotFound
+
+_VARIANT = re.compile(r"^cnn7-c(?P<c>[0-9.]+)-s(?P<s>\d+)$")
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+TRAJECTORY_KEYS = ("mean_gosi", "fraction_above_threshold", "null_fraction_above_threshold")
+
+
+def _tune_numbers(t: dict[str, Any], keep: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The report's numbers of one tuning; `keep` limits each layer's entries to those keys."""
+    out: dict[str, Any] = {
+        "epoch": t["network"].get("epoch"),
+        "metrics": t["network"].get("metrics"),
+        "checkpoint_sha256": t["network"].get("checkpoint_sha256"),
+        "threshold": t["spec"]["threshold"],
+        "permutations": t["spec"]["permutations"],
+    }
+    for kind in ("gratings", "bars"):
+        if kind in t["summary"]:
+            layers = t["summary"][kind]["layers"]
+            out[kind] = {n: {k: s[k] for k in keep} for n, s in layers.items()} if keep else layers
+    if "class_selectivity" in t["summary"]:
+        out["csi"] = {k: v["mean_csi"] for k, v in t["summary"]["class_selectivity"].items()}
+    return out
+
+
+def _curves(path: Path) -> list[dict[str, Any]]:
+    keep = ("layer", "order", "seed", "fraction", "accuracy", "loss_increase_mean")
+    with path.open() as f:
+        return [
+            {k: (r[k] if k in ("layer", "order") else float(r[k])) for k in keep}
+            for r in csv.DictReader(f)
+        ]
+
+
+def collect(root: Path) -> dict[str, Any]:
+    """Every number the report needs, from an analysis folder (layout above)."""
+    variants: dict[str, Any] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        m = _VARIANT.match(folder.name)
+        manifest = _json(folder / "manifest.json")
+        if not m or manifest is None:
+            continue
+        last = manifest["history"][-1]
+        v: dict[str, Any] = {
+            "corruption": float(m["c"]),
+            "seed": int(m["s"]),
+            "epochs_trained": last["epoch"],
+            "epochs_configured": manifest["config"]["epochs"],
+            "best": {"epoch": manifest["best"]["epoch"], "metrics": manifest["best"]["metrics"]},
+            "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+            "data_sha256": manifest["data"]["sha256"],
+            "code_version": manifest["environment"].get("code_version"),
+            "device": manifest["environment"].get("device_name"),
+            "history": [
+                {"epoch": h["epoch"], **{s: h["metrics"][s] for s in ("train", "test")}}
+                for h in manifest["history"]
+                if h["metrics"].get("train")
+            ],
+        }
+        tune = _json(folder / "best" / "tune" / "summary.json")
+        if tune:
+            v["tune"] = _tune_numbers(tune)
+            v["tune"]["command"] = tune.get("command")
+        ablate = _json(folder / "best" / "ablate" / "summary.json")
+        if ablate:
+            v["ablate"] = {
+                "splits": ablate["splits"],
+                "test_images": ablate.get("test_images"),
+                "curves": _curves(folder / "best" / "ablate" / ablate["table"]),
+                "command": ablate.get("command"),
+            }
+        inv = _json(folder / "best" / "invariance" / "summary.json")
+        if inv:
+            v["invariance"] = {
+                "spec": inv["spec"],
+                "summary": inv["summary"],
+                "images": inv.get("images"),
+                "command": inv.get("command"),
+            }
+        trajectory = []
+        for t_dir in sorted((folder / "trajectory").glob("*")):
+            t = _json(t_dir / "summary.json")
+            if t:
+                trajectory.append(_tune_numbers(t, TRAJECTORY_KEYS))
+        if trajectory:
+            v["trajectory"] = sorted(trajectory, key=lambda t: t["epoch"])
+        variants[folder.name] = v
+    if not variants:
+        raise NotFound(f"no analysed variants (cnn7-c<corruption>-s<seed>/manifest.json) in {root}")
+    return {"variants": variants}
