@@ -61,7 +61,10 @@ def test_ablate_from_a_table_matches_the_command_line(
     net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
     images, labels = orisel.cifar10(python_archive)
     units = orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
-    sweep = {"layers": ("layer1",), "orders": ("gosi",), "seeds": (0,), "fractions": (0.0, 1.0)}
+    sweep = {
+        "layers": ("layer1",), "orders": ("gosi",), "seeds": (0,), "fractions": (0.0, 1.0),
+        "random_halves": 5,
+    }  # fmt: skip
     got = orisel.ablate(net, units, images, labels, **sweep)
     curves = got["curves"]
     splits = got["splits"]
@@ -78,7 +81,8 @@ def test_ablate_from_a_table_matches_the_command_line(
     rc = main(
         ["ablate", "--checkpoint", str(tiny_checkpoint), "--data", str(python_archive),
          "--scores", str(scores), "--out", str(tmp_path / "ab"), "--layers", "layer1",
-         "--orders", "gosi", "--seeds", "0", "--fractions", "0,1", "--device", "cpu", "-q"]
+         "--orders", "gosi", "--seeds", "0", "--fractions", "0,1", "--random-halves", "5",
+         "--device", "cpu", "-q"]
     )  # fmt: skip
     assert rc == 0
     cli = read_table(tmp_path / "ab" / "curves.csv")

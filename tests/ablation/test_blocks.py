@@ -60,7 +60,12 @@ def test_blocks_combine_into_the_whole_sweep(
     net = load_network(tiny_checkpoint, device="cpu")
     ds = load_cifar10(python_archive)
     spec = AblateSpec(
-        layers=LAYERS, seeds=(0, 1), fractions=(0.0, 0.3, 1.0), mode=mode, chunk_images=chunk_images
+        layers=LAYERS,
+        seeds=(0, 1),
+        fractions=(0.0, 0.3, 1.0),
+        mode=mode,
+        chunk_images=chunk_images,
+        random_halves=5,
     )
     units = UnitScores(scores, "gratings")
     x, y = evaluation_tensors(net, ds.test_images, ds.test_labels)

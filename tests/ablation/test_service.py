@@ -32,6 +32,7 @@ SWEEP = {
     "orders": ["gosi", "csi"],
     "fractions": [0.0, 0.5, 1.0],
     "seeds": [0, 1, 2],
+    "random_halves": 5,
     "block_images": 40,  # 100 test images: blocks 0-40, 40-80, 80-100 of every layer
 }
 

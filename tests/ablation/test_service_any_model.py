@@ -147,6 +147,7 @@ def test_a_torchvision_model_scored_and_ablated_like_the_command_line(
         orders=["gosi", "csi"],
         seeds=[0],
         fractions=[0.0, 0.5, 1.0],
+        random_halves=3,
         point="relu",
     )
     job = ablation.Submit(ablation_pb2.SubmitRequest(idempotency_key="rn-s", sweep=sweep)).job

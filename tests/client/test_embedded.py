@@ -25,7 +25,8 @@ def test_up_runs_the_paper_pipeline_without_servers(tmp_path: Path, python_archi
     cmd = [
         sys.executable, "-m", "orisel", "up", "--paper", "--home", str(home), "--port", "0",
         "--data", str(python_archive), "--label-corruptions", "0,0.5", "--seeds", "0",
-        "--epochs", "1", "--val-size", "50", "--permutations", "5", "--json",
+        "--epochs", "1", "--val-size", "50", "--permutations", "5", "--random-halves", "5",
+        "--json",
     ]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -196,6 +196,8 @@ def test_every_analysis_for_any_model_on_an_imagefolder(
                 "0",
                 "--fractions",
                 "0,1",
+                "--random-halves",
+                "3",
                 "--out",
                 str(ab),
                 "-q",
@@ -261,6 +263,7 @@ def test_every_analysis_for_any_model_on_an_imagefolder(
         orders=("gosi",),
         seeds=(0,),
         fractions=(0.0, 1.0),
+        random_halves=3,
     )
     assert set(tables) >= {"curves", "splits"}
     full = tables["curves"][tables["curves"]["fraction"] == 1.0]
@@ -304,7 +307,7 @@ def test_a_scripted_resnet_is_measured_and_ablated_like_the_module(tmp_path: Pat
     )  # fmt: skip
     ablate = {
         "layers": ("layer1.0", "layer2.0"), "point": "relu", "orders": ("gosi",),
-        "seeds": (0,), "fractions": (0.0, 0.5, 1.0),
+        "seeds": (0,), "fractions": (0.0, 0.5, 1.0), "random_halves": 3,
     }  # fmt: skip
     curves = {
         name: orisel.ablate(net, scores, images, labels, **ablate)["curves"]

@@ -83,6 +83,7 @@ def test_a_small_paper_pipeline_end_to_end(
         val_size=50,
         permutations=10,
         population=4,
+        random_halves=5,  # the statistic's plumbing; its cost grows with the count
     )
     request = pipeline_pb2.SubmitRequest(idempotency_key="paper-1", spec=spec)
     seen: list[common_pb2.Job] = []

@@ -79,3 +79,6 @@ def paper_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-size", type=int, help="validation images (default: 10000)")
     parser.add_argument("--test-subset", type=int, help="test images (default: all 10k)")
     parser.add_argument("--permutations", type=int, help="gOSI shuffles (default: 1000)")
+    parser.add_argument(
+        "--random-halves", type=int, help="random halves per median split (default: 100)"
+    )

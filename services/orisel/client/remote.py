@@ -128,7 +128,7 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
         seeds=[int(x) for x in args.seeds or []],
         epochs=args.epochs or 0, train_subset=args.train_subset or 0,
         val_size=args.val_size or 0, test_subset=args.test_subset or 0,
-        permutations=args.permutations or 0,
+        permutations=args.permutations or 0, random_halves=args.random_halves,
         data=_ref(args.data_key),
     )  # fmt: skip
     return "pipeline", pipeline_pb2.SubmitRequest(idempotency_key=key, spec=paper)

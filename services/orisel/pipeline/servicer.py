@@ -26,6 +26,8 @@ def spec_of(request: pipeline_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
         for k in ("epochs", "train_subset", "val_size", "test_subset", "permutations", "population")
         if getattr(spec, k)
     }
+    if spec.HasField("random_halves"):
+        given["random_halves"] = spec.random_halves
     # Resolved in the store: no field of the request names a path, bucket or checksum.
     data = resolve(store, spec, "data").__dict__ if spec.HasField("data") else None
     return {"paper": validated(PaperSpec, given, "spec"), "data": data}

@@ -44,6 +44,9 @@ class PaperSpec(BaseModel):
         None, ge=10, le=MAX_IMAGES, description="test images (None: all)"
     )
     permutations: int = Field(1000, ge=0, le=100_000)
+    random_halves: int = Field(
+        100, ge=0, le=1000, description="random halves each median split is ranked among"
+    )
     population: int = Field(
         0,
         ge=0,

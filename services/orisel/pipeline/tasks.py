@@ -126,7 +126,8 @@ def _analysis_children(
             "scores": _output(scored[v.name], "/units.csv").__dict__,
             "test_subset": spec.test_subset,
         }
-        sweep = {**common, "task": "sweep", "ablate": AblateSpec().model_dump(mode="json")}
+        ablate = AblateSpec(random_halves=spec.random_halves).model_dump(mode="json")
+        sweep = {**common, "task": "sweep", "ablate": ablate}
         inv = {**common, "task": "invariance", "invariance": InvarianceSpec().model_dump()}
         out.append(Child(f"ablate/{v.name}", "ablation", sweep, SWEEP_TASK))
         out.append(Child(f"invariance/{v.name}", "ablation", inv, INVARIANCE_TASK))

@@ -58,21 +58,43 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(r) if np.isfinite(r) else 0.0
 
 
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r along the last axis (broadcast); 0 where either side has no spread."""
+    a = a - a.mean(axis=-1, keepdims=True)
+    b = b - b.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((a**2).sum(axis=-1) * (b**2).sum(axis=-1))
+    out: np.ndarray = np.divide(
+        (a * b).sum(axis=-1), denom, out=np.zeros(np.broadcast(a, b).shape[:-1]), where=denom > 0
+    )
+    return out
+
+
 def spearman_test(x: np.ndarray, y: np.ndarray, seed: int = 0, resamples: int = 9_999) -> Test:
     """Spearman r between independent observations (networks): a two-sided permutation p
     (exact when n! is at most `resamples`) and a percentile bootstrap 95% interval."""
     x, y = _pair(x, y)
     r = _spearman(x, y)
+    rx = stats.rankdata(x)
+
+    def reordered(ry: np.ndarray, axis: int = -1) -> np.ndarray:
+        # Reordering y reorders its ranks: Pearson r of ranks, for every reordering at once.
+        return _pearson(rx, np.moveaxis(ry, axis, -1))
+
+    def resampled(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        # A bootstrap resample repeats values: ranks (ties shared) are taken afresh.
+        ra = stats.rankdata(np.moveaxis(a, axis, -1), axis=-1)
+        rb = stats.rankdata(np.moveaxis(b, axis, -1), axis=-1)
+        return _pearson(ra, rb)
+
     # Only y is reordered (n! pairings), so small samples are tested exactly.
     perm = stats.permutation_test(
-        (y,), lambda v: _spearman(x, v), permutation_type="pairings", n_resamples=resamples,
-        alternative="two-sided", rng=np.random.default_rng(seed),
+        (stats.rankdata(y),), reordered, permutation_type="pairings", vectorized=True,
+        n_resamples=resamples, alternative="two-sided", rng=np.random.default_rng(seed),
     )  # fmt: skip
-    with np.errstate(invalid="ignore"):
-        boot = stats.bootstrap(
-            (x, y), _spearman, paired=True, n_resamples=2_000, method="percentile",
-            rng=np.random.default_rng(seed + 1),
-        )  # fmt: skip
+    boot = stats.bootstrap(
+        (x, y), resampled, paired=True, vectorized=True, n_resamples=2_000,
+        method="percentile", rng=np.random.default_rng(seed + 1),
+    )  # fmt: skip
     return Test(
         r, float(boot.confidence_interval.low), float(boot.confidence_interval.high),
         float(perm.pvalue), len(x), "pairings permuted",
