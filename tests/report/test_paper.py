@@ -48,6 +48,18 @@ def _trajectory(tracks: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _curves(diff: float) -> list[dict[str, Any]]:
+    """layer1's cumulative curves: gOSI-first loses more than CSI-first when diff > 0."""
+    mid = {"gosi:descending": 0.5 - diff / 4, "csi:descending": 0.5 + diff / 4, "random": 0.72}
+    last = {"gosi:descending": 0.1, "csi:descending": 0.3, "random": 0.25}
+    return [
+        {"layer": "layer1", "order": order, "seed": -1, "fraction": f, "accuracy": a,
+         "loss_increase_mean": 0.0}
+        for order in mid
+        for f, a in ((0.0, 0.8), (0.5, mid[order]), (1.0, last[order]))
+    ]  # fmt: skip
+
+
 def _variant(
     c: float, seed: int, acc: float, gosi: float, diff: float, fdr: int | None = 2
 ) -> dict[str, Any]:
@@ -79,7 +91,7 @@ def _variant(
         "best": {"epoch": 10.0, "metrics": metrics}, "manifest_sha256": "a" * 64,
         "data_sha256": "b" * 64, "code_version": "test", "tune": tune,
         "trajectory": _trajectory(True) if ref else None,
-        "ablate": {"splits": [split], "test_images": 100, "curves": []} if ref else None,
+        "ablate": {"splits": [split], "test_images": 100, "curves": _curves(diff)} if ref else None,
         "invariance": inv if ref else None,
     }  # fmt: skip
 
@@ -103,8 +115,8 @@ HOLDING = [0.6, 0.58, 0.62, 0.5, 0.4, 0.3, 0.2, 0.1]
 
 def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     rows = claims(_data(HOLDING))
-    assert [r["holds"] for r in rows] == [True, True, True, True, True]
-    c1, c2, c3, c4, c5 = rows
+    assert [r["holds"] for r in rows] == [True, True, True, True, True, True]
+    c1, c2, c3, c4, c5, c6 = rows
     assert c1["n"] == 3 * 2 * 4  # reference networks x stimuli x layers, higher ones included
     assert "orientations shuffled within" in c1["null"]
     assert c2["n"] == 3  # networks, each tested over its own checkpoints
@@ -118,6 +130,10 @@ def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     assert c4["n"] == 3
     assert "97th percentile" in c4["value"]
     assert c5["effect"] == pytest.approx(0.2)
+    # gOSI-first loses (0.8 - mean(0.8, 0.5 - d/4, 0.1)) and CSI-first (0.8 - mean(0.8, 0.5 +
+    # d/4, 0.3)): their difference is d/6 + 0.2/3, averaged over d = 0.8, 0.7, 0.9.
+    assert c6["effect"] == pytest.approx(0.8 / 6 + 0.2 / 3)
+    assert "CSI-first minus random" in c6["value"]
 
 
 def test_a_claim_that_fails_is_reported_as_failing(tmp_path: Path) -> None:
@@ -129,7 +145,7 @@ def test_a_claim_that_fails_is_reported_as_failing(tmp_path: Path) -> None:
             for s in v["tune"]["gratings"].values():
                 s["selective_fdr"], s["fraction_selective_fdr"] = 0, 0.0
     rows = claims(data)
-    assert [r["holds"] for r in rows] == [False, False, False, False, False]
+    assert [r["holds"] for r in rows] == [False, False, False, False, False, False]
     assert "20/24" in rows[0]["value"]  # one network's gratings have no selective unit
     assert rows[2]["effect"] < -0.8
     assert rows[3]["effect"] < 0
@@ -146,7 +162,7 @@ def test_claims_without_their_analyses_are_not_tested() -> None:
     for v in data["variants"].values():
         v["ablate"] = v["invariance"] = v["trajectory"] = None
     rows = claims(data)
-    assert [r["holds"] for r in (rows[1], rows[3], rows[4])] == [None, None, None]
+    assert [r["holds"] for r in (rows[1], rows[3], rows[4], rows[5])] == [None] * 4
     assert rows[2]["holds"] is True
 
 
@@ -160,7 +176,7 @@ def test_older_data_are_tested_with_what_they_hold() -> None:
                 del s["selective_fdr"], s["fraction_selective_fdr"]
         for s in (v["ablate"] or {}).get("splits", []):
             del s["paired"], s["random_halves"]
-    c1, _, _, c4, _ = claims(data)
+    c1, _, _, c4, _, _ = claims(data)
     assert c1["holds"] is True
     assert "no per-unit FDR" in c1["statistic"]
     assert "paired" not in c4["value"]

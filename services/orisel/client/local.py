@@ -372,6 +372,19 @@ def cmd_paper_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scored_network_args(parser: argparse.ArgumentParser) -> None:
+    """A network, and the `orisel tune` output whose indices order its units."""
+    _network_args(parser)
+    parser.add_argument(
+        "--scores", type=Path, required=True,
+        help="the output folder of `orisel tune` whose indices order the units",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="use --scores computed on another checkpoint than the one analysed",
+    )  # fmt: skip
+
+
 def _network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="an orisel checkpoint (e.g. runs/x/best.pt)"
@@ -498,7 +511,6 @@ def add_local_commands(
 
     from orisel.ablation.spec import AblateSpec, InvarianceSpec
 
-    scores_help = "the output folder of `orisel tune` whose indices order the units"
     ablate = sub.add_parser(
         "ablate",
         parents=[common, data_src],
@@ -507,12 +519,7 @@ def add_local_commands(
         "ascending) and at random, and the top vs bottom 50% by each index. Reports test "
         "accuracy (overall and per class) and the per-image cross-entropy increase ± SEM.",
     )
-    _network_args(ablate)
-    ablate.add_argument("--scores", type=Path, required=True, help=scores_help)
-    ablate.add_argument(
-        "--allow-mismatch", action="store_true",
-        help="use --scores computed on another checkpoint than the one analysed",
-    )  # fmt: skip
+    _scored_network_args(ablate)
     add_model_fields(ablate, AblateSpec, skip=set())
     ablate.set_defaults(func=cmd_ablate)
 
@@ -524,12 +531,7 @@ def add_local_commands(
         "prediction consistency, intact and with the most / least selective lower-layer units "
         "ablated, against random ablations of the same size.",
     )
-    _network_args(inv)
-    inv.add_argument("--scores", type=Path, required=True, help=scores_help)
-    inv.add_argument(
-        "--allow-mismatch", action="store_true",
-        help="use --scores computed on another checkpoint than the one analysed",
-    )  # fmt: skip
+    _scored_network_args(inv)
     add_model_fields(inv, InvarianceSpec, skip=set())
     inv.set_defaults(func=cmd_invariance)
 
