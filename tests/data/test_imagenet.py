@@ -56,3 +56,13 @@ def test_an_archive_reads_as_its_folder_and_prefers_the_evaluation_split(tmp_pat
     (folder / "cifar10" / "test").rename(folder / "cifar10" / "other")
     with pytest.raises(DataError, match="images in several folders"):
         imagefolder_eval(folder, 32)
+
+
+def test_a_limit_keeps_the_classes_proportions(tmp_path: Path) -> None:
+    """`--test-subset` on an ImageFolder tree samples every class, not the first few."""
+    for k in range(3):
+        (tmp_path / f"class{k}").mkdir()
+        for i in range(4):
+            Image.new("RGB", (8, 8), (60 * k, 0, 0)).save(tmp_path / f"class{k}" / f"{i}.png")
+    _, labels, _ = imagefolder_eval(tmp_path, 8, limit=6)
+    assert sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]

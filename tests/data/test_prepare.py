@@ -121,3 +121,18 @@ def test_only_training_labels_are_corrupted() -> None:
     assert 0.3 < data.summary()["labels_changed_fraction"] < 0.6  # type: ignore[operator]
     assert np.bincount(data.val_labels).tolist() == [20] * 10  # validation stays clean
     np.testing.assert_array_equal(data.test_labels, ds.test_labels)
+
+
+def test_every_path_picks_the_same_test_images() -> None:
+    """Training's evaluation (prepare) and the analyses (pick_test_images) take one subset
+    for one (labels, size, seed): stratified by class, in index order."""
+    from orisel.data.prepare import pick_test_images
+
+    ds = _dataset()
+    picked = pick_test_images(ds.test_labels, 50)
+    np.testing.assert_array_equal(
+        prepare(ds, SplitSpec(val_size=100, test_subset=50)).test_labels, ds.test_labels[picked]
+    )
+    assert (np.diff(picked) > 0).all()
+    assert np.ptp(np.bincount(ds.test_labels[picked])) <= 1  # the classes' proportions
+    np.testing.assert_array_equal(pick_test_images(ds.test_labels, None), np.arange(100))

@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from orisel.core import progress
 from orisel.core.errors import DataError
+from orisel.data.prepare import pick_test_images
 from orisel.data.sources import IMAGE_SUFFIXES, FileTree
 
 FOLDER_HELP = (
@@ -61,8 +62,9 @@ def _class_files(tree: FileTree) -> dict[str, list[str]]:
 def imagefolder_eval(
     root: Path, size: int, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(images (N, size, size, 3) uint8, labels (N,), class names) under `root`; with `limit`,
-    the first `limit` images in (class, file name) order."""
+    """(images (N, size, size, 3) uint8, labels (N,), class names) under `root`, in (class,
+    file name) order; with `limit`, a subset of that many with the classes' proportions
+    (`test_subset`), and only those are decoded."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"image folder {root} does not exist; expected {FOLDER_HELP}")
@@ -70,7 +72,9 @@ def imagefolder_eval(
     try:
         by_class = _class_files(tree)
         classes = tuple(by_class)
-        files = [(i, n) for i, c in enumerate(classes) for n in by_class[c]][:limit]
+        every = [(i, n) for i, c in enumerate(classes) for n in by_class[c]]
+        keep = pick_test_images(np.array([i for i, _ in every]), limit)
+        files = [every[k] for k in keep]
         index = {name: k for k, (_, name) in enumerate(files)}
         images = np.empty((len(files), size, size, 3), dtype=np.uint8)
         members = tree.iter_in_order([n for _, n in files])  # stored order: fast for gzip

@@ -71,6 +71,17 @@ def stratified_split(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarr
     return np.flatnonzero(mask), chosen
 
 
+def pick_test_images(labels: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
+    """The test images an analysis evaluates, as sorted indices: all of them, or `size` of
+    them with the class proportions of `labels`. Every path that reads test images (training's
+    evaluation, the analyses, ImageFolder data) picks through here, so one (labels, size,
+    seed) is one subset everywhere."""
+    n = len(labels)
+    if size is None or size >= n:
+        return np.arange(n)
+    return stratified_split(labels, size, seed)[1]
+
+
 def corrupt_labels(
     labels: np.ndarray, fraction: float, num_classes: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -139,14 +150,11 @@ def prepare(ds: ImageDataset, spec: SplitSpec) -> PreparedData:
                 ds.train_labels[train_idx], spec.train_subset, spec.split_seed
             )
             train_idx = train_idx[keep]
-    test_idx = np.arange(len(ds.test_labels))
-    if spec.test_subset is not None:
-        if spec.test_subset > len(test_idx):
-            raise InvalidArgument(
-                "test_subset", f"at most the {len(test_idx)} test images", spec.test_subset
-            )
-        if spec.test_subset < len(test_idx):
-            _, test_idx = stratified_split(ds.test_labels, spec.test_subset, spec.split_seed)
+    if spec.test_subset is not None and spec.test_subset > len(ds.test_labels):
+        raise InvalidArgument(
+            "test_subset", f"at most the {len(ds.test_labels)} test images", spec.test_subset
+        )
+    test_idx = pick_test_images(ds.test_labels, spec.test_subset, spec.split_seed)
     clean = ds.train_labels[train_idx]
     noisy, _ = corrupt_labels(clean, spec.label_corruption, len(ds.classes), spec.corruption_seed)
     train_images = ds.train_images[train_idx]

@@ -30,10 +30,10 @@ class Labelled:
 def labelled_images(
     net: Network, source: Path, subset: int | None = None, cache_dir: Path | None = None
 ) -> Labelled:
-    """Test images for `net`: CIFAR-10's test split for a network orisel trained (`subset`: a
-    class-stratified sample), an ImageFolder tree at the network's input size for any other
-    (`subset`: its first images in class order)."""
-    from orisel.data.prepare import stratified_split
+    """Test images for `net`: CIFAR-10's test split for a network orisel trained, an
+    ImageFolder tree at the network's input size for any other; `subset`: a class-stratified
+    sample of them (`data.prepare.pick_test_images`)."""
+    from orisel.data.prepare import pick_test_images
     from orisel.data.sources import load_cifar10
 
     if net.mean_image is None:
@@ -47,11 +47,8 @@ def labelled_images(
         log.warning(
             "the checkpoint was trained on data %s, this is %s", str(expected)[:12], ds.sha256[:12]
         )
-    images, labels = ds.test_images, ds.test_labels
-    if subset is not None and subset < len(labels):
-        _, keep = stratified_split(labels, subset, seed=0)
-        images, labels = images[keep], labels[keep]
-    return Labelled(images, labels, len(ds.classes), ds.sha256)
+    keep = pick_test_images(ds.test_labels, subset)
+    return Labelled(ds.test_images[keep], ds.test_labels[keep], len(ds.classes), ds.sha256)
 
 
 def job_network(spec: Mapping[str, Any], store: ArtifactStore, cache: Path) -> Network:
