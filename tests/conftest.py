@@ -7,10 +7,14 @@ import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from torch import nn
 
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -133,3 +137,12 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, python_archive: Pa
         cfg, prepare(load_cifar10(python_archive), spec), run, resume=False, progress=False
     ).run()
     return run / "best.pt"
+
+
+def conv_of(model: nn.Module, name: str) -> nn.Conv2d:
+    """A model's convolution by name, typed (a module's attributes are not)."""
+    from torch import nn
+
+    module = model.get_submodule(name)
+    assert isinstance(module, nn.Conv2d)
+    return module

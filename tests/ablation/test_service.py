@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -27,7 +28,7 @@ from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
 LAYERS = ["layer1", "layer2"]
-SWEEP = {
+SWEEP: dict[str, Any] = {
     "layers": LAYERS,
     "orders": ["gosi", "csi"],
     "fractions": [0.0, 0.5, 1.0],

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 
@@ -9,7 +11,7 @@ from orisel.data.augment import random_shift_flip
 def _candidates(img: np.ndarray, s: int, fill: str) -> list[np.ndarray]:
     """Every shift in [-s, s]^2, with and without a flip, computed the slow, obvious way."""
     _c, h, w = img.shape
-    mode = "edge" if fill == "nearest" else "constant"
+    mode: Literal["edge", "constant"] = "edge" if fill == "nearest" else "constant"
     padded = np.pad(img, ((0, 0), (s, s), (s, s)), mode=mode)
     out = []
     for dy in range(-s, s + 1):

@@ -7,6 +7,7 @@ import torch
 
 from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from orisel.models import CNN7, build_model
+from tests.conftest import conv_of
 
 # The table in shared/paper/METHODS.md: name -> (channels, height, width).
 METHODS_TABLE = {
@@ -58,7 +59,7 @@ def test_cnn7_order_is_conv_relu_then_bn() -> None:
         assert out[f"layer{i}"].min() >= 0  # ReLU applied inside layerN
         assert out[f"bn{i}"].min() < 0  # BN after the ReLU re-centres
     conv = torch.nn.functional.conv2d(
-        torch.ones(1, 3, 32, 32), model.layer1.weight, model.layer1.bias
+        torch.ones(1, 3, 32, 32), conv_of(model, "layer1").weight, conv_of(model, "layer1").bias
     )
     model.eval()
     assert torch.equal(_outputs(model, torch.ones(1, 3, 32, 32))["layer1"], conv.relu())
@@ -66,12 +67,14 @@ def test_cnn7_order_is_conv_relu_then_bn() -> None:
 
 def test_cnn7_init_is_keras_glorot() -> None:
     torch.manual_seed(0)
-    w = CNN7().layer3.weight
+    w = conv_of(CNN7(), "layer3").weight
     fan_in, fan_out = 32 * 9, 64 * 9
     limit = (6 / (fan_in + fan_out)) ** 0.5
     assert w.abs().max() <= limit
     assert w.std().item() == pytest.approx(limit / 3**0.5, rel=0.05)
-    assert CNN7().layer3.bias.abs().sum() == 0
+    bias = conv_of(CNN7(), "layer3").bias
+    assert bias is not None
+    assert bias.abs().sum() == 0
 
 
 def test_unknown_model_is_named() -> None:
@@ -113,7 +116,7 @@ def test_cnn7_weights_from_a_checkpoint_dict(tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
     torch.save({"model": src.state_dict(), "epoch": 3}, path)
     loaded, _ = build_model("cnn7", weights=str(path))
-    assert torch.equal(loaded.layer1.weight, src.layer1.weight)
+    assert torch.equal(conv_of(loaded, "layer1").weight, conv_of(src, "layer1").weight)
 
 
 def test_weights_of_another_model_are_refused(tmp_path: Path) -> None:

@@ -41,5 +41,6 @@ def filter_bank_layer(filters: list[np.ndarray]) -> nn.Sequential:
     with torch.no_grad():
         w = torch.tensor(np.stack(filters), dtype=torch.float32)[:, None].repeat(1, 3, 1, 1) / 3
         conv.weight.copy_(w)
+        assert conv.bias is not None
         conv.bias.zero_()
     return nn.Sequential(conv, nn.ReLU())

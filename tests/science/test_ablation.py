@@ -9,6 +9,7 @@ from orisel.models import CNN7
 from orisel.science.ablation import channel_means, sweep
 from orisel.science.hooks import ablated, ablation_site
 from orisel.science.selection import cumulative_masks, median_split, random_ranking, ranking
+from tests.conftest import conv_of
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +20,8 @@ def net() -> CNN7:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                assert m.running_mean is not None
+                assert m.running_var is not None
                 m.running_mean.uniform_(0.0, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.bias.uniform_(-0.2, 0.2)
@@ -66,7 +69,7 @@ def test_unit_without_outgoing_weights_changes_nothing(
     torch.manual_seed(0)
     model = CNN7().eval()
     with torch.no_grad():
-        model.layer4.weight[:, 7] = 0.0  # bn3's channel 7 feeds nothing
+        conv_of(model, "layer4").weight[:, 7] = 0.0  # bn3's channel 7 feeds nothing
         ref = model(batch[0])
         with ablated(model, "bn3", [7]):
             assert torch.equal(model(batch[0]), ref)
