@@ -29,6 +29,7 @@ from orisel.core.errors import (
 )
 from orisel.core.settings import get_settings
 from orisel.data.prepare import SplitSpec
+from orisel.training.config import run_name
 
 log = logging.getLogger("orisel")
 
@@ -89,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.max_steps < 1:
         raise InvalidArgument("--max-steps", "a positive number of steps", args.max_steps)
     run_dir = Path(
-        args.out or settings.runs_dir / f"{cfg.model}-c{cfg.data.label_corruption:g}-s{cfg.seed}"
+        args.out or settings.runs_dir / run_name(cfg.model, cfg.data.label_corruption, cfg.seed)
     )
     if args.resume and (run_dir / "manifest.json").is_file():
         stored = json.loads((run_dir / "manifest.json").read_text())
@@ -150,7 +151,7 @@ def _train_population(
             one = cfg.model_copy(
                 update={"seed": seed, "data": cfg.data.model_copy(update={"label_corruption": c})}
             )
-            run_dir = root / f"{cfg.model}-c{c:g}-s{seed}"
+            run_dir = root / run_name(cfg.model, c, seed)
             trainers.append(
                 Trainer.open(
                     one,

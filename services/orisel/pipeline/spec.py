@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orisel.core.names import MAX_SEED
 from orisel.data.prepare import MAX_IMAGES
+from orisel.training.config import run_name
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Variant:
 
     @property
     def name(self) -> str:
-        return f"cnn7-c{self.corruption:g}-s{self.seed}"
+        return run_name("cnn7", self.corruption, self.seed)
 
 
 class PaperSpec(BaseModel):

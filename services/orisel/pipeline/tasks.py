@@ -33,8 +33,8 @@ from orisel.pipeline.servicer import ADVANCE_TASK
 from orisel.pipeline.spec import PaperSpec
 from orisel.scoring.servicer import SCORE_TASK
 from orisel.scoring.spec import TuneSpec
-from orisel.training.config import TrainConfig
-from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK, variant_name
+from orisel.training.config import TrainConfig, run_name
+from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK
 
 # Share of the whole pipeline's progress that each stage accounts for.
 STAGES = (("train", 0.6), ("score", 0.15), ("analyse", 0.2), ("report", 0.05))
@@ -79,7 +79,7 @@ def _runs(made: dict[str, Job]) -> dict[str, tuple[Job, str]]:
             continue
         for v in job.spec.get("population") or []:
             model = job.spec["config"]["model"]
-            variant = variant_name(model, v["label_corruption"], v["seed"])
+            variant = run_name(model, v["label_corruption"], v["seed"])
             out[variant] = (job, f"runs/{job.id}/{variant}/")
         if not job.spec.get("population"):
             out[name.removeprefix("train/")] = (job, f"runs/{job.id}/")

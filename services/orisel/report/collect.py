@@ -12,13 +12,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from orisel.core.errors import NotFound
-
-_VARIANT = re.compile(r"^cnn7-c(?P<c>[0-9.]+)-s(?P<s>\d+)$")
+from orisel.training.config import parse_run_name
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -59,14 +57,15 @@ def collect(root: Path) -> dict[str, Any]:
     """Every number the report needs, from an analysis folder (layout above)."""
     variants: dict[str, Any] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        m = _VARIANT.match(folder.name)
+        named = parse_run_name(folder.name)
         manifest = _json(folder / "manifest.json")
-        if not m or manifest is None:
+        if named is None or named[0] != "cnn7" or manifest is None:
             continue
+        _, corruption, seed = named
         last = manifest["history"][-1]
         v: dict[str, Any] = {
-            "corruption": float(m["c"]),
-            "seed": int(m["s"]),
+            "corruption": corruption,
+            "seed": seed,
             "epochs_trained": last["epoch"],
             "epochs_configured": manifest["config"]["epochs"],
             "best": {"epoch": manifest["best"]["epoch"], "metrics": manifest["best"]["metrics"]},

@@ -10,7 +10,7 @@ from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
-from orisel.training.config import TrainConfig
+from orisel.training.config import TrainConfig, run_name
 
 
 def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[
         population.append(
             {"seed": one["seed"], "label_corruption": one["data"]["label_corruption"]}
         )
-    names = [variant_name(config["model"], v["label_corruption"], v["seed"]) for v in population]
+    names = [run_name(config["model"], v["label_corruption"], v["seed"]) for v in population]
     if len(set(names)) != len(names):
         raise InvalidArgument("spec.population", "distinct (seed, label_corruption) pairs", names)
     if population and config["model"] != "cnn7":
@@ -74,11 +74,6 @@ SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_
 SEGMENT_TASK = "orisel.training.segment"
 POPULATION_TASK = "orisel.training.population"
 MAX_POPULATION = 256
-
-
-def variant_name(model: str, label_corruption: float, seed: int) -> str:
-    """A network's name in a population, as the pipeline and the report name variants."""
-    return f"{model}-c{label_corruption:g}-s{seed}"
 
 
 def registration(b: Backends) -> Registration:

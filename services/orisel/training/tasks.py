@@ -28,10 +28,10 @@ from orisel.models.checkpoint import (
     list_checkpoints,
     read_manifest,
 )
-from orisel.training.config import TrainConfig
+from orisel.training.config import TrainConfig, run_name
 from orisel.training.loop import Trainer
 from orisel.training.population import PopulationTrainer
-from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK, variant_name
+from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def population(run: JobRun, settings: Settings) -> None:
     for v in job.spec["population"]:
         data = base.data.model_copy(update={"label_corruption": v["label_corruption"]})
         cfg = base.model_copy(update={"seed": v["seed"], "data": data})
-        name = variant_name(cfg.model, v["label_corruption"], v["seed"])
+        name = run_name(cfg.model, v["label_corruption"], v["seed"])
         prefix, run_dir = f"{run_prefix(job.id)}{name}/", settings.work_dir / "runs" / job.id / name
         _restore(store, prefix, run_dir)
         trainers.append(
