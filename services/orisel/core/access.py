@@ -73,7 +73,8 @@ class GuardedStore:
         return self.inner.stat(self._check(key))
 
     def exists(self, key: str) -> bool:
-        return self.inner.exists(self._check(key))
+        """False for a key the caller may not read, as for one that is not there."""
+        return may_read(self.db, auth.current(), key) and self.inner.exists(key)
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
         self._check(ref.key)

@@ -1,0 +1,43 @@
+"""The store as a caller sees it: what they may not read does not exist for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orisel.core import auth, migrate
+from orisel.core.access import GuardedStore
+from orisel.core.db import JobDB
+from orisel.core.errors import NotFound
+from orisel.core.storage import LocalStore, put_bytes
+
+
+def test_a_key_the_caller_may_not_read_does_not_exist_for_them(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    migrate.upgrade(url)
+    db = JobDB(url)
+    inner = LocalStore(tmp_path / "store")
+    put_bytes(inner, "users/alice/notes.txt", b"hers")
+    put_bytes(inner, "datasets/cifar.tar.gz", b"shared")
+    store = GuardedStore(inner, db)
+    cases = {
+        "alice": (True, True, False),  # her file, a shared one, a file not there
+        "bob": (False, True, False),
+    }
+    try:
+        for name, want in cases.items():
+            token = auth.CURRENT.set(auth.Principal(name))
+            try:
+                got = tuple(
+                    store.exists(k)
+                    for k in ("users/alice/notes.txt", "datasets/cifar.tar.gz", "users/x/y")
+                )
+                assert got == want, name
+                if not want[0]:
+                    with pytest.raises(NotFound):  # reading it says the same
+                        store.stat("users/alice/notes.txt")
+            finally:
+                auth.CURRENT.reset(token)
+    finally:
+        db.close()
