@@ -103,6 +103,7 @@ def test_state_machine(db: JobDB) -> None:
     assert done.version == 4
 
 
+@pytest.mark.integration  # many threads against the real database server, many rounds
 def test_cancel_wins_every_race_with_progress(db: JobDB) -> None:
     lost = unreadable = 0
     ids = [_new(db) for _ in range(RACE_ROUNDS)]
@@ -286,6 +287,7 @@ def test_a_batch_of_submits_has_each_one_outcome(db: JobDB) -> None:
     assert [e.type for e in db.events(first[0].id)] == ["created"]
 
 
+@pytest.mark.integration  # many threads against the real database server, many rounds
 def test_cancelling_a_parent_races_its_child_ending_without_deadlock(db: JobDB) -> None:
     # Without the parent-first lock order PostgreSQL aborted about 2 rounds in 100 as deadlocks.
     errors: list[BaseException] = []

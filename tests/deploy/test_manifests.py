@@ -132,6 +132,7 @@ def test_registry_and_tag_reach_every_orisel_image() -> None:
 
 @needs_kubectl
 @pytest.mark.skipif(not CHECKOV.exists(), reason="run `make tools` first")
+@pytest.mark.integration  # runs checkov, a process of its own
 @pytest.mark.parametrize("overlay", ["dev", "gpu"])
 def test_checkov_passes_with_every_skip_explained(overlay: str, tmp_path: Path) -> None:
     out = tmp_path / "rendered.yaml"

@@ -160,6 +160,7 @@ def test_each_networks_gradient_is_its_own(
         assert flipped / total < 1e-3  # weights whose gradient is within rounding of zero
 
 
+@pytest.mark.integration  # trains nine networks, some twice
 def test_a_population_resumes_to_the_same_end(
     datasets: dict[float, PreparedData], tmp_path: Path
 ) -> None:
@@ -187,6 +188,7 @@ def test_a_population_resumes_to_the_same_end(
             torch.testing.assert_close(b["model"][name], value, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.integration  # trains six networks
 def test_the_loop_layout_is_bit_identical_to_single_runs(
     datasets: dict[float, PreparedData], tmp_path: Path
 ) -> None:
