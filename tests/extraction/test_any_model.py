@@ -317,3 +317,13 @@ def test_a_scripted_resnet_is_measured_and_ablated_like_the_module(tmp_path: Pat
     np.testing.assert_allclose(
         curves["script"]["loss_increase_mean"], curves["python"]["loss_increase_mean"], atol=1e-5
     )
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation, on purpose
+def test_wrapping_a_script_leaves_the_callers_module_as_it_was() -> None:
+    import orisel
+
+    script = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
+    script.train()
+    orisel.Network.from_module(script, 16)
+    assert script.training  # not switched to eval behind the caller's back

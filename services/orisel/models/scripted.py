@@ -11,6 +11,7 @@ call, so every analysis treats a TorchScript network like the Python one it was 
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,8 @@ def scripted_model(path: Path, input_size: int) -> nn.Module:
 def from_script(script: torch.jit.ScriptModule, input_size: int, label: str) -> nn.Module:
     """A scripted network as a module whose submodules can be read and ablated, checked
     against the script itself on a batch of random `input_size` images."""
-    script = script.cpu().eval()
+    # A copy: the caller's own module keeps its device and training mode.
+    script = copy.deepcopy(script).cpu().eval()
     example = torch.rand(2, 3, input_size, input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converter's notes on unused buffers
