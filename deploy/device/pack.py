@@ -1,12 +1,14 @@
-"""Pack trained runs for the trip back from a lent GPU machine, most useful first.
+"""Pack what a lent GPU machine produced for the trip back, most useful first.
 
 The device tool returns at most 8 files of 16 MiB (64 MiB in all), so checkpoints travel
 without their optimizer state (analysis needs only the weights; the full checkpoints stay
-on the machine) and in this order until the budget is spent: every manifest and log, each
-run's best and last checkpoint, each seed's initial network, then the training trajectory
-of the seed-0 clean run, then that of the most corrupted run.
+on the machine) and in this order until the budget is spent: every file that is not a
+checkpoint (manifests, logs, trajectory tables), each run's best checkpoint, each clean run's
+initial network, each run's last checkpoint, then the stored trajectory checkpoints of the
+seed-0 clean run (of the population, where there is one). Names in the archives are relative
+to ROOT.
 
-usage: python deploy/device/pack.py RUNS_DIR OUT_DIR
+usage: python deploy/device/pack.py ROOT OUT_DIR
 """
 
 from __future__ import annotations
@@ -22,31 +24,7 @@ import torch
 FILE_BUDGET = 15 * 2**20
 # The transfer allows 8 files and 64 MiB in all: four full archives stay inside both.
 FILES = 4
-TRAJECTORY_EPOCHS = {
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    1.25,
-    1.5,
-    1.75,
-    2.0,
-    3,
-    5,
-    7,
-    10,
-    15,
-    20,
-    30,
-    40,
-    50,
-    60,
-    80,
-    100,
-    120,
-    150,
-    200,
-}
+TRAJECTORY_EPOCHS = {0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3, 5, 10, 20, 50, 100, 150, 200}
 
 
 def _epoch(path: Path) -> float:
@@ -63,39 +41,38 @@ def _slim(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def wanted(runs: Path) -> list[tuple[str, Path]]:
+def _checkpoints(run: Path) -> list[Path]:
+    return sorted((run / "checkpoints").glob("e*.pt"), key=_epoch)
+
+
+def wanted(root: Path) -> list[tuple[str, Path]]:
     """(archive name, source) pairs in priority order."""
-    order: list[tuple[str, Path]] = []
-    run_dirs = sorted(p for p in runs.iterdir() if p.is_dir())
-    for run in run_dirs:
-        order += [(f"{run.name}/manifest.json", run / "manifest.json")]
-        if (runs / f"{run.name}.log").is_file():
-            order.append((f"{run.name}.log", runs / f"{run.name}.log"))
-    for run in run_dirs:
-        ckpts = sorted((run / "checkpoints").glob("e*.pt"), key=_epoch)
-        if (run / "best.pt").is_file():
-            order.append((f"{run.name}/best.pt", run / "best.pt"))
-        if ckpts:
-            order.append((f"{run.name}/checkpoints/{ckpts[-1].name}", ckpts[-1]))
-    for run in run_dirs:
-        if run.name.startswith("cnn7-c0-"):
-            ckpts = sorted((run / "checkpoints").glob("e*.pt"), key=_epoch)
-            if ckpts:
-                order.append((f"{run.name}/checkpoints/{ckpts[0].name}", ckpts[0]))
-    for run in (runs / "cnn7-c0-s0", max(run_dirs, key=lambda p: p.name, default=runs)):
-        for ckpt in sorted((run / "checkpoints").glob("e*.pt"), key=_epoch):
-            if _epoch(ckpt) in TRAJECTORY_EPOCHS:
-                order.append((f"{run.name}/checkpoints/{ckpt.name}", ckpt))
-    unique = dict.fromkeys(order)
-    return [(n, p) for n, p in unique if p.is_file()]
+    runs = sorted(
+        m.parent for m in root.rglob("manifest.json") if (m.parent / "checkpoints").is_dir()
+    )
+    order = [p for p in sorted(root.rglob("*")) if p.is_file() and p.suffix not in (".pt", ".png")]
+    order += [run / "best.pt" for run in runs]
+    order += [
+        _checkpoints(run)[0]
+        for run in runs
+        if run.name.startswith("cnn7-c0-") and _checkpoints(run)
+    ]
+    order += [_checkpoints(run)[-1] for run in runs if _checkpoints(run)]
+    clean = [run for run in runs if run.name == "cnn7-c0-s0"]
+    for run in sorted(clean, key=lambda r: r.parent.name != "population")[:1]:
+        order += [c for c in _checkpoints(run) if _epoch(c) in TRAJECTORY_EPOCHS]
+    unique = dict.fromkeys(p for p in order if p.is_file())
+    return [(str(p.relative_to(root)), p) for p in unique]
 
 
-def summary(runs: Path) -> None:
-    for manifest in sorted(runs.glob("*/manifest.json")):
+def summary(root: Path) -> None:
+    for manifest in sorted(root.rglob("manifest.json")):
         m = json.loads(manifest.read_text())
+        if not m.get("history"):
+            continue
         last, best = m["history"][-1], m.get("best") or {}
         sys.stdout.write(
-            f"{manifest.parent.name}: epoch {last['epoch']}, "
+            f"{manifest.parent.relative_to(root)}: epoch {last['epoch']}, "
             f"test acc {last['metrics']['test']['accuracy']:.4f}, best epoch {best.get('epoch')}\n"
         )
 
@@ -117,10 +94,10 @@ def bins(items: list[tuple[str, bytes]]) -> tuple[list[list[tuple[str, bytes]]],
     return groups, left
 
 
-def main(runs: Path, out: Path) -> None:
-    summary(runs)
+def main(root: Path, out: Path) -> None:
+    summary(root)
     out.mkdir(parents=True, exist_ok=True)
-    items = [(n, _slim(p) if p.suffix == ".pt" else p.read_bytes()) for n, p in wanted(runs)]
+    items = [(n, _slim(p) if p.suffix == ".pt" else p.read_bytes()) for n, p in wanted(root)]
     groups, left = bins(items)
     for index, group in enumerate(groups):
         with tarfile.open(out / f"runs-{index}.tar", "w") as archive:
@@ -128,7 +105,9 @@ def main(runs: Path, out: Path) -> None:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
-    sys.stdout.write(f"packed into {len(groups)} files; left on the machine: {left}\n")
+    sys.stdout.write(
+        f"packed into {len(groups)} files; left on the machine: {len(left)} {left[:20]}\n"
+    )
 
 
 if __name__ == "__main__":

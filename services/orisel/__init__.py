@@ -5,10 +5,11 @@ The Python API (`orisel.Network`, `orisel.tune`, `orisel.ablate`, ...) lives in
 front end, say) never imports torch.
 """
 
-from importlib import metadata
 from typing import Any
 
-__version__ = metadata.version("orisel")
+from orisel.core.provenance import package_version
+
+__version__ = package_version()
 
 
 def __getattr__(name: str) -> Any:

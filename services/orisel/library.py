@@ -13,6 +13,7 @@ if it is an earlier orisel output and `force=True`).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,11 +201,16 @@ def invariance(
 
 
 def trajectory(
-    run: str | Path, *, out: str | Path | None = None, force: bool = False,
-    device: str = "auto", **spec: Any,
-) -> pd.DataFrame:  # fmt: skip
-    """Every checkpoint of a training run tuned: one row per (checkpoint, stimulus, layer)
-    with its selectivity summary and the run's accuracies there."""
+    run: str | Path,
+    *,
+    out: str | Path | None = None,
+    force: bool = False,
+    device: str = "auto",
+    epochs: Sequence[float] | None = None,
+    **spec: Any,
+) -> pd.DataFrame:
+    """The checkpoints of a training run tuned (every one, or those at `epochs`): one row per
+    (checkpoint, stimulus, layer) with its selectivity summary and the run's accuracies."""
     from orisel.report.outputs import trajectory as trajectory_to
     from orisel.scoring.spec import TuneSpec
     from orisel.scoring.trajectory import trajectory_rows
@@ -212,13 +218,13 @@ def trajectory(
     tune_spec = TuneSpec.model_validate(spec)
     if out is not None:
         check_output(Path(out), [Path(run)], force)
-        trajectory_to(Path(run), tune_spec, Path(out), device)
+        trajectory_to(Path(run), tune_spec, Path(out), device, epochs=epochs)
         from orisel.core.tables import read_table
 
         return _frame(read_table(Path(out) / f"trajectory.{tune_spec.format}"))
     import pandas as pd
 
-    return pd.DataFrame(trajectory_rows(Path(run), tune_spec, device))
+    return pd.DataFrame(trajectory_rows(Path(run), tune_spec, device, epochs))
 
 
 def __getattr__(name: str) -> Any:

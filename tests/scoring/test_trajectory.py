@@ -35,3 +35,29 @@ def test_trajectory_of_a_run(tiny_checkpoint: Path, tmp_path: Path) -> None:
         n_orientations=4, n_phases=2, n_frequencies=2,
     )  # fmt: skip
     np.testing.assert_allclose(frame["mean_gosi"].to_numpy(), table["mean_gosi"], rtol=1e-6)
+
+
+def test_a_trajectory_at_chosen_epochs(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """--epochs tunes only the checkpoints at those epochs (a 200-epoch run keeps 200), with
+    the same numbers as the full trajectory there; an epoch no checkpoint has is no row, a
+    list that matches none is NOT_FOUND, and a word is INVALID_ARGUMENT naming the flag."""
+    run = tiny_checkpoint.parent
+    history = json.loads((run / "manifest.json").read_text())["history"]
+    chosen = [history[-1]["epoch"]]
+    full, some = tmp_path / "full", tmp_path / "some"
+    assert main(["trajectory", "--run", str(run), "--out", str(full), *FLAGS]) == 0
+    epochs = ",".join(str(e) for e in [*chosen, 123.5])
+    assert (
+        main(["trajectory", "--run", str(run), "--out", str(some), "--epochs", epochs, *FLAGS]) == 0
+    )
+    a, b = read_table(full / "trajectory.csv"), read_table(some / "trajectory.csv")
+    assert sorted(set(b["epoch"])) == sorted(chosen) and len(chosen) < len(history)
+    keep = np.isin(a["epoch"], chosen)
+    np.testing.assert_array_equal(b["mean_gosi"], a["mean_gosi"][keep])
+    assert json.loads((some / "summary.json").read_text())["epochs"] == sorted([*chosen, 123.5])
+    none = tmp_path / "none"
+    assert (
+        main(["trajectory", "--run", str(run), "--out", str(none), "--epochs", "999", *FLAGS]) == 3
+    )
+    assert not none.exists()
+    assert main(["trajectory", "--run", str(run), "--out", str(none), "--epochs", "x", *FLAGS]) == 2

@@ -126,7 +126,7 @@ def test_each_networks_gradient_is_its_own(
 
     trainers = [_open(datasets, c, tmp_path / f"g-{seed}", seed) for seed, c in VARIANTS]
     population = PopulationTrainer(trainers, layout="stacked")
-    perms = [epoch_permutation(t.cfg.seed, 0, len(t.train_data)) for t in trainers]
+    perms = torch.stack([epoch_permutation(t.cfg.seed, 0, len(t.train_data)) for t in trainers])
     x, y = population._batch(1, 0, perms)
     population.model.train()
     logits = population.model(x)
@@ -158,6 +158,29 @@ def test_each_networks_gradient_is_its_own(
             flipped += int((diff > 1e-5).sum())
             total += diff.numel()
         assert flipped / total < 1e-3  # weights whose gradient is within rounding of zero
+
+
+def test_a_step_draws_every_networks_batch_in_one_gather_as_each_draws_its_own(
+    datasets: dict[float, PreparedData], tmp_path: Path
+) -> None:
+    """Networks that share their images (a population differs in labels and seeds) draw a
+    step's batches in one gather: bit-identical to each network drawing its own, labels
+    included, with a different batch for every network."""
+    from orisel.training.loop import epoch_permutation
+
+    trainers = [_open(datasets, c, tmp_path / f"b-{seed}", seed) for seed, c in VARIANTS]
+    population = PopulationTrainer(trainers, layout="stacked")
+    assert population.shared is not None
+    perms = torch.stack([epoch_permutation(t.cfg.seed, 3, len(t.train_data)) for t in trainers])
+    together = population._batch(5, 3, perms)
+    population.shared = None
+    apart = population._batch(5, 3, perms)
+    assert torch.equal(together[0], apart[0])
+    assert torch.equal(together[1], apart[1])
+    for k, t in enumerate(trainers):
+        idx = perms[k, 4 * t.cfg.batch_size : 5 * t.cfg.batch_size]
+        assert torch.equal(together[1][k], t.train_data.labels[idx])
+    assert not torch.equal(together[0][0], together[0][1])
 
 
 @pytest.mark.integration  # trains nine networks, some twice

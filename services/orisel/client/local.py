@@ -285,7 +285,13 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     spec = _spec(TuneSpec, args)
     run = Path(args.run)
     check_output(args.out, [run], args.force)
-    result = trajectory(run, spec, Path(args.out), args.device, {"command": args.command})
+    try:
+        epochs = None if args.epochs is None else [float(e) for e in args.epochs]
+    except ValueError as exc:
+        raise InvalidArgument("--epochs", "numbers separated by commas", args.epochs) from exc
+    result = trajectory(
+        run, spec, Path(args.out), args.device, {"command": args.command}, epochs=epochs
+    )
     lines = [f"trajectory of {run}: {result['checkpoints']} checkpoints -> {args.out}"]
     emit(args, result, "\n".join(lines))
     return 0
@@ -507,6 +513,12 @@ def add_local_commands(
     traj.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
     traj.add_argument("--force", action="store_true", help="replace an earlier orisel output")
     traj.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    traj.add_argument(
+        "--epochs",
+        type=comma_list,
+        help="tune only the checkpoints at these epochs (for example 0,0.5,1,2,5,10); "
+        "default every checkpoint",
+    )
     add_model_fields(traj, TuneSpec, skip=set())
     traj.set_defaults(func=cmd_trajectory)
 

@@ -15,10 +15,19 @@ if TYPE_CHECKING:
     import torch
 
 
+def package_version() -> str:
+    """The installed package's version; "0+source" when run from a source tree (PYTHONPATH)
+    without installing it, as on a lent GPU machine."""
+    try:
+        return metadata.version("orisel")
+    except metadata.PackageNotFoundError:
+        return "0+source"
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """Git commit of the source tree (with '+dirty' for local edits), else the package version."""
-    version = metadata.version("orisel")
+    version = package_version()
     src = Path(__file__).resolve().parents[1]  # the orisel package
     try:
         commit = subprocess.run(

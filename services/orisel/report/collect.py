@@ -2,7 +2,9 @@
 
     <root>/<variant>/manifest.json                   the training run's manifest
     <root>/<variant>/best/{tune,ablate,invariance}/  analyses of the kept checkpoint
-    <root>/<variant>/trajectory/<checkpoint>/        tuning of checkpoints during training
+    <root>/<variant>/trajectory/                     `orisel trajectory` of the run
+                                                     (or one `orisel tune` per checkpoint,
+                                                     in <root>/<variant>/trajectory/<name>/)
 
 (variant names as `cnn7-c<corruption>-s<seed>`, as the pipeline and the training service
 name a population's networks)."""
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orisel.core.errors import NotFound
+from orisel.core.tables import read_table
 from orisel.training.config import parse_run_name
 
 
@@ -51,6 +54,34 @@ def _curves(path: Path) -> list[dict[str, Any]]:
             {k: (r[k] if k in ("layer", "order") else float(r[k])) for k in keep}
             for r in csv.DictReader(f)
         ]
+
+
+def _trajectory_table(folder: Path) -> list[dict[str, Any]]:
+    """`orisel trajectory`'s table as the report's per-checkpoint entries."""
+    summary = _json(folder / "summary.json")
+    if summary is None or "table" not in summary:
+        return []
+    table = read_table(folder / summary["table"])
+    by_step: dict[int, dict[str, Any]] = {}
+    for i in range(len(table["step"])):
+        step = int(table["step"][i])
+        entry = by_step.setdefault(
+            step,
+            {
+                "epoch": float(table["epoch"][i]),
+                "metrics": {
+                    split: {"accuracy": float(table[f"{split}_accuracy"][i])}
+                    for split in ("train", "validation", "test")
+                    if f"{split}_accuracy" in table
+                    and table[f"{split}_accuracy"][i] == table[f"{split}_accuracy"][i]  # not NaN
+                },
+                "threshold": summary["spec"]["threshold"],
+                "permutations": summary["spec"]["permutations"],
+            },
+        )
+        layers = entry.setdefault(str(table["stimulus"][i]), {})
+        layers[str(table["layer"][i])] = {k: float(table[k][i]) for k in TRAJECTORY_KEYS}
+    return list(by_step.values())
 
 
 def collect(root: Path) -> dict[str, Any]:
@@ -99,8 +130,8 @@ def collect(root: Path) -> dict[str, Any]:
                 "images": inv.get("images"),
                 "command": inv.get("command"),
             }
-        trajectory = []
-        for t_dir in sorted((folder / "trajectory").glob("*")):
+        trajectory = _trajectory_table(folder / "trajectory")
+        for t_dir in sorted(p for p in (folder / "trajectory").glob("*") if p.is_dir()):
             t = _json(t_dir / "summary.json")
             if t:
                 trajectory.append(_tune_numbers(t, TRAJECTORY_KEYS))

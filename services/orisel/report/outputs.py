@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,18 @@ def tune(
 
 
 def trajectory(
-    run: Path, spec: TuneSpec, out: Path, device: str = "auto",
+    run: Path,
+    spec: TuneSpec,
+    out: Path,
+    device: str = "auto",
     provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    epochs: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """Write trajectory.csv, trajectory.png (selectivity per layer against epoch and test
     accuracy) and summary.json to `out`."""
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        rows = trajectory_rows(run, spec, device)
+        rows = trajectory_rows(run, spec, device, epochs)
         cols = {
             k: np.asarray([r[k] if r[k] is not None else np.nan for r in rows]) for k in rows[0]
         }
@@ -80,6 +85,7 @@ def trajectory(
         result = {
             "run": str(run),
             "spec": spec.model_dump(mode="json"),
+            "epochs": None if epochs is None else sorted(float(e) for e in epochs),
             "table": table.name,
             "checkpoints": len({r["step"] for r in rows}),
             "wall_s": round(time.perf_counter() - t0, 2),

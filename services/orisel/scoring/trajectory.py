@@ -1,8 +1,9 @@
-"""Selectivity over training: every checkpoint of a run tuned, one row per (checkpoint,
+"""Selectivity over training: the checkpoints of a run tuned, one row per (checkpoint,
 stimulus, layer), beside the run's own accuracies at that checkpoint."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,32 @@ from orisel.models.checkpoint import read_manifest
 from orisel.scoring.spec import TuneSpec
 from orisel.scoring.tune import score_units
 
-SUMMARY_KEYS = ("fraction_selective", "mean_gosi", "median_gosi", "null_mean_gosi", "dead")
+SUMMARY_KEYS = (
+    "fraction_selective",
+    "fraction_above_threshold",
+    "null_fraction_above_threshold",
+    "mean_gosi",
+    "median_gosi",
+    "null_mean_gosi",
+    "dead",
+)
 
 
-def trajectory_rows(run: Path, spec: TuneSpec, device: str = "auto") -> list[dict[str, Any]]:
-    """Tune each checkpoint the run's manifest lists, in training order."""
+def trajectory_rows(
+    run: Path, spec: TuneSpec, device: str = "auto", epochs: Sequence[float] | None = None
+) -> list[dict[str, Any]]:
+    """Tune each checkpoint the run's manifest lists (those at `epochs` when given; a run
+    keeps one per epoch, so a long one is sampled), in training order."""
     history = read_manifest(run).get("history", [])
     entries = [h for h in history if (run / h["file"]).is_file()]
+    if epochs is not None:
+        wanted = {round(float(e), 6) for e in epochs}
+        entries = [h for h in entries if round(float(h["epoch"]), 6) in wanted]
     if not entries:
-        raise NotFound(f"no checkpoints of {run} are on disk (its manifest lists {len(history)})")
+        raise NotFound(
+            f"no checkpoints of {run} are on disk (its manifest lists {len(history)})"
+            + (f" at epochs {sorted(epochs)}" if epochs is not None else "")
+        )
     rows: list[dict[str, Any]] = []
     for entry in progress.bar(entries, "checkpoints", len(entries), "checkpoint"):
         net = load_network(run / entry["file"], device=device)

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from orisel.core.errors import FailedPrecondition, InvalidArgument
-from orisel.data.augment import random_shift_flip
+from orisel.data.augment import apply_shift_flip, random_shift_flip, shift_flip_sources
 from orisel.models.cnn7 import BN_EPS, BN_MOMENTUM, CNN7, CONV_LAYERS
 from orisel.training.loop import (
     PROGRESS_STEPS,
@@ -219,6 +219,7 @@ class PopulationTrainer:
                 ) from exc
         self.device = first.device
         self.cfg = first.cfg
+        self.shared = self._shared_data()
         # A CPU is compute-bound at cnn7's size, and one big grouped convolution runs slower
         # there than the networks one after another (docs/benchmarks.md); a GPU is launch-
         # bound, and the stack fills it.
@@ -241,19 +242,54 @@ class PopulationTrainer:
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
 
+    def _shared_data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(images, mean, (N, n) labels) when every network trains on the same images in the
+        same order of storage (a population differs in labels and seeds), so a step's batches
+        are drawn in one gather instead of one per network; None otherwise."""
+        first = self.trainers[0].train_data
+        if first.channels_last or not all(
+            torch.equal(t.train_data.images, first.images)
+            and torch.equal(t.train_data.mean, first.mean)
+            for t in self.trainers[1:]
+        ):
+            return None
+        labels = torch.stack([t.train_data.labels for t in self.trainers])
+        return first.images, first.mean, labels
+
     def _batch(
-        self, step: int, epoch: int, perms: list[torch.Tensor]
+        self, step: int, epoch: int, perms: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every network's batch `step` as its single run draws it: (N, B, C, H, W), (N, B)."""
         b = (step - 1) % self.trainers[0].steps_per_epoch
-        bs, xs, ys = self.cfg.batch_size, [], []
-        for t, perm in zip(self.trainers, perms, strict=True):
-            x, y = t.train_data.batch(perm[b * bs : min((b + 1) * bs, len(perm))])
-            if self.cfg.augment:
-                gen = batch_generator(t.cfg.seed, epoch, b)
-                x = random_shift_flip(x, t.max_shift, self.cfg.hflip, gen, self.cfg.fill)
-            xs.append(x)
-            ys.append(y)
-        return torch.stack(xs), torch.stack(ys)
+        bs = self.cfg.batch_size
+        idx = perms[:, b * bs : min((b + 1) * bs, perms.shape[1])]
+        if self.shared is None:
+            xs, ys = [], []
+            for k, t in enumerate(self.trainers):
+                x, y = t.train_data.batch(idx[k])
+                if self.cfg.augment:
+                    gen = batch_generator(t.cfg.seed, epoch, b)
+                    x = random_shift_flip(x, t.max_shift, self.cfg.hflip, gen, self.cfg.fill)
+                xs.append(x)
+                ys.append(y)
+            return torch.stack(xs), torch.stack(ys)
+        images, mean, labels = self.shared
+        n, m = idx.shape
+        # The same elementwise operations as DeviceData.batch and random_shift_flip, on all
+        # networks' images at once: bit-identical to drawing them one network at a time.
+        x = images[idx.reshape(-1)].float().div_(255.0).sub_(mean)
+        if self.cfg.augment:
+            h, w = x.shape[2:]
+            drawn = [
+                shift_flip_sources(
+                    m, h, w, t.max_shift, self.cfg.hflip, batch_generator(t.cfg.seed, epoch, b)
+                )
+                for t in self.trainers
+            ]
+            rows = torch.cat([r for r, _ in drawn])
+            cols = torch.cat([c for _, c in drawn])
+            x = apply_shift_flip(x, rows, cols, self.cfg.fill)
+        return x.view(n, m, *x.shape[1:]), labels.gather(1, idx)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step of every network: (N,) mean losses and (N,) correct counts."""
@@ -337,7 +373,7 @@ class PopulationTrainer:
         loss_sum = torch.zeros(n, device=self.device, dtype=torch.float64)
         correct = torch.zeros(n, device=self.device, dtype=torch.int64)
         seen = 0
-        perms: list[torch.Tensor] = []
+        perms = torch.empty(0)
         perm_epoch = -1
         for step in range(start + 1, stop + 1):
             bar.update(1)
@@ -345,10 +381,9 @@ class PopulationTrainer:
                 self.on_progress(PROGRESS_STEPS, PROGRESS_STEPS * cfg_batch * n, step / spe)
             epoch = (step - 1) // spe
             if epoch != perm_epoch:
-                perms = [
-                    epoch_permutation(t.cfg.seed, epoch, len(t.train_data)).to(self.device)
-                    for t in self.trainers
-                ]
+                perms = torch.stack(
+                    [epoch_permutation(t.cfg.seed, epoch, len(t.train_data)) for t in self.trainers]
+                ).to(self.device)
                 perm_epoch = epoch
             x, y = self._batch(step, epoch, perms)
             losses, hits = self.step(x, y)
