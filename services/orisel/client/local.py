@@ -366,6 +366,8 @@ def cmd_paper_report(args: argparse.Namespace) -> int:
 
     if args.analysis:
         data = collect(args.analysis)
+        if args.memorize:
+            data["memorize"] = collect(args.memorize)["variants"]
         save_data(data, args.out.parent / args.out.stem / "data.json")
     else:
         if not args.from_data.is_file():
@@ -572,4 +574,10 @@ def add_local_commands(
     src.add_argument("--from-data", type=Path, help="a data.json written by an earlier run")
     pr.add_argument("--out", type=Path, required=True, help="report path, e.g. docs/results/x.md")
     pr.add_argument("--preface", type=Path, help="markdown placed before the claims table")
+    pr.add_argument(
+        "--memorize",
+        type=Path,
+        help="with --analysis: the analysis folder of networks trained to fit their labels "
+        "(no augmentation), reported beside the population as Morcos et al.'s regime",
+    )
     pr.set_defaults(func=cmd_paper_report)

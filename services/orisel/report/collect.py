@@ -1,7 +1,8 @@
 """Collect an analysis folder into the one JSON-able dict of numbers the paper report uses:
 
     <root>/<variant>/manifest.json                   the training run's manifest
-    <root>/<variant>/best/{tune,ablate,invariance}/  analyses of the kept checkpoint
+    <root>/<variant>/best/{tune,ablate,invariance}/  analyses of the kept checkpoint (or
+                                                     last/, of networks analysed as trained)
     <root>/<variant>/trajectory/                     `orisel trajectory` of the run
                                                      (or one `orisel tune` per checkpoint,
                                                      in <root>/<variant>/trajectory/<name>/)
@@ -110,19 +111,23 @@ def collect(root: Path) -> dict[str, Any]:
                 if h["metrics"].get("train")
             ],
         }
-        tune = _json(folder / "best" / "tune" / "summary.json")
+        analysed = (
+            "best" if (folder / "best").is_dir() or not (folder / "last").is_dir() else "last"
+        )
+        v["analysed"] = analysed
+        tune = _json(folder / analysed / "tune" / "summary.json")
         if tune:
             v["tune"] = _tune_numbers(tune)
             v["tune"]["command"] = tune.get("command")
-        ablate = _json(folder / "best" / "ablate" / "summary.json")
+        ablate = _json(folder / analysed / "ablate" / "summary.json")
         if ablate:
             v["ablate"] = {
                 "splits": ablate["splits"],
                 "test_images": ablate.get("test_images"),
-                "curves": _curves(folder / "best" / "ablate" / ablate["table"]),
+                "curves": _curves(folder / analysed / "ablate" / ablate["table"]),
                 "command": ablate.get("command"),
             }
-        inv = _json(folder / "best" / "invariance" / "summary.json")
+        inv = _json(folder / analysed / "invariance" / "summary.json")
         if inv:
             v["invariance"] = {
                 "spec": inv["spec"],

@@ -184,6 +184,36 @@ def _effect(row: dict[str, Any]) -> str:
     return f"{fmt(row['effect'])} [{fmt(row['ci'][0])}, {fmt(row['ci'][1])}]"
 
 
+def _memorize_table(memorize: dict[str, Any]) -> list[str]:
+    """The memorizing regime's networks at the checkpoint analysed (as trained)."""
+    if not memorize:
+        return []
+    lines = [
+        "",
+        "## The memorizing regime",
+        "",
+        "Trained without augmentation until the (corrupted) training labels are fitted, as "
+        "Morcos et al. made networks that memorize; analysed at their last checkpoint.",
+        "",
+        "| network | label corruption | seed | epochs trained | analysed | "
+        "train acc (own labels) | test acc | gap | lower-layer mean gOSI |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, v in memorize.items():
+        tune = v.get("tune") or {}
+        m = tune.get("metrics") or {}
+        train = (m.get("train") or {}).get("accuracy")
+        test = (m.get("test") or {}).get("accuracy")
+        gap = None if train is None or test is None else train - test
+        g = _lower_mean(tune["gratings"]) if "gratings" in tune else None
+        lines.append(
+            f"| {n} | {v['corruption']:g} | {v['seed']} | {v['epochs_trained']:g} | "
+            f"{v['analysed']} (epoch {fmt(tune.get('epoch'), 0)}) | {fmt(train)} | {fmt(test)} | "
+            f"{fmt(gap)} | {fmt(g)} |"
+        )
+    return lines
+
+
 def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
     """Write `out` (markdown) with its plots in `<out stem>/` beside it."""
     variants = data["variants"]
@@ -224,6 +254,7 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
             f"{v['epochs_configured']} | {v['best']['epoch']:g} | {fmt(train)} | "
             f"{fmt(test)} | {fmt(None if train is None else train - test)} | {fmt(g)} |"
         )
+    lines += _memorize_table(data.get("memorize") or {})
     first = variants[ref[0]].get("tune")
     if first:
         lines += [
