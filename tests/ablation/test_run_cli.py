@@ -99,6 +99,15 @@ def test_ablate_curves_and_split(
     assert halves["n"] == 100
     assert 0 <= halves["top50_percentile"] <= 100
     assert 0 <= halves["bottom50_percentile"] <= 100
+    # Halves matched on each of cnn7's unit properties, both ablated on the same images.
+    matched = split["matched"]
+    assert set(matched) == {"mean_activation", "bn_gain", "outgoing_norm"}
+    for m in matched.values():
+        assert m["top50"]["n_ablated"] == m["bottom50"]["n_ablated"] == m["units"] >= 10
+        assert m["score_top"] > m["score_bottom"]
+        assert m["paired"]["difference"] == pytest.approx(
+            m["top50"]["loss_increase_mean"] - m["bottom50"]["loss_increase_mean"], abs=1e-9
+        )
     assert {p.name for p in out.iterdir()} >= {
         "curves_layer1.png",
         "split_gosi.png",

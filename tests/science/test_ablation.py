@@ -181,3 +181,73 @@ def test_random_halves_rank_a_half_that_carries_the_signal() -> None:
     assert not smaller[:, 1::2].any()  # drawn from the pool only
     with pytest.raises(InvalidArgument, match="size"):
         random_halves(pool, 9, 1, seed=0)
+
+
+def test_matched_halves_remove_what_the_covariate_explains() -> None:
+    """Four pairs of twin units (the same weights in and out) whose outgoing strength doubles
+    from pair to pair, scored by that strength (a twin scores 0.05 more): the plain median
+    split's top half (the strong pairs) hurts far more than its bottom half, while halves
+    matched on the outgoing norm take one twin of every pair each and hurt exactly the same.
+    Ties in score and an odd unit out go to neither half."""
+    from orisel.science.selection import matched_split
+
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 8, 1)
+    head = torch.nn.Linear(8, 10)
+    with torch.no_grad():
+        layer.weight.abs_()  # every unit responds
+        layer.weight[1::2] = layer.weight[0::2]
+        layer.bias.fill_(0.1)
+        strength = torch.tensor([1.0, 2.0, 4.0, 8.0]).repeat_interleave(2)
+        head.weight[:, 1::2] = head.weight[:, 0::2]
+        head.weight.mul_(strength)
+    model = torch.nn.Sequential(
+        layer, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head
+    ).eval()
+    x = torch.rand(300, 3, 4, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    norm = head.weight.detach().norm(dim=0).numpy().astype(np.float64)
+    scores = norm + 0.05 * (np.arange(8) % 2)
+    split = median_split(scores, np.zeros(8, dtype=bool))
+    top, bottom = matched_split(scores, norm, split.pool)
+    assert np.flatnonzero(top).tolist() == [1, 3, 5, 7]
+    assert np.flatnonzero(bottom).tolist() == [0, 2, 4, 6]
+    masks = np.stack([split.top, split.bottom, top, bottom])
+    loss = np.array([r.loss_increase_mean for r in sweep(model, "1", masks, x, y)])
+    assert loss[0] - loss[1] > 0.5
+    assert loss[2] == pytest.approx(loss[3], abs=1e-6)
+    tied = np.array([1.0, 1.0, 2.0, 3.0, 5.0])
+    t, b = matched_split(tied, np.arange(5.0), np.ones(5, dtype=bool))
+    assert np.flatnonzero(t).tolist() == [3]
+    assert np.flatnonzero(b).tolist() == [2]
+
+
+def test_cnn7_unit_covariates_are_read_from_its_weights() -> None:
+    """Mean activation is BatchNorm's running mean, the gain |gamma| / sqrt(var + eps), and the
+    outgoing norm the next layer's weights on the unit (a conv's input channel, the dense
+    layer's flattened inputs of the channel); other models have none."""
+    from orisel.models.cnn7 import BN_EPS, unit_covariates
+
+    model = CNN7()
+    with torch.no_grad():
+        model.bn1.running_mean.copy_(torch.arange(32.0))
+        model.bn1.running_var.fill_(4.0 - BN_EPS)
+        model.bn1.weight.copy_(-torch.ones(32))
+        model.layer2.weight.zero_()
+        model.layer2.weight[:, 5] = (
+            1.0  # unit 5 of layer1 reaches layer2 through 32 x 3 x 3 weights
+        )
+        model.fc1.weight.zero_()
+        model.fc1.weight[:, 7] = 2.0  # layer6 is 1x1: unit 7 is fc1's input 7
+    c = unit_covariates(model, "layer1")
+    np.testing.assert_allclose(c["mean_activation"].numpy(), np.arange(32.0))
+    np.testing.assert_allclose(c["bn_gain"].numpy(), 0.5, rtol=1e-6)
+    expected = np.zeros(32)
+    expected[5] = np.sqrt(32 * 9)
+    np.testing.assert_allclose(c["outgoing_norm"].numpy(), expected, rtol=1e-6)
+    out6 = unit_covariates(model, "layer6")["outgoing_norm"].numpy()
+    assert out6[7] == pytest.approx(2.0 * np.sqrt(512))
+    assert np.count_nonzero(out6) == 1
+    assert unit_covariates(model, "fc1")["outgoing_norm"].shape == (512,)
+    assert unit_covariates(torch.nn.Sequential(torch.nn.Linear(2, 2)), "0") == {}

@@ -15,6 +15,7 @@ from orisel.core import progress
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.tables import read_table
 from orisel.extraction.network import Network
+from orisel.models.cnn7 import unit_covariates
 from orisel.science import ablation as ab
 from orisel.science import hooks
 from orisel.science import selection as sel
@@ -75,7 +76,7 @@ def chunks(spec: AblateSpec) -> list[Chunk]:
 
 
 def _chunk_plan(
-    chunk: Chunk, spec: AblateSpec, scores: UnitScores
+    chunk: Chunk, spec: AblateSpec, scores: UnitScores, covariates: dict[str, np.ndarray]
 ) -> tuple[list[tuple[str, str, int, np.ndarray]], dict[str, Any] | None]:
     """(order, direction, seed, masks) entries of a chunk, and its median-split record."""
     if chunk.family.startswith("random:"):
@@ -98,13 +99,28 @@ def _chunk_plan(
         seed = zlib.crc32(chunk.layer.encode())
         halves = sel.random_halves(split.pool, int(split.top.sum()), spec.random_halves, seed)
         plan.append((chunk.family, "random_halves", -1, halves))
-    meta = {
+    meta: dict[str, Any] = {
         "layer": chunk.layer,
         "by": chunk.family,
         "median": split.median,
         "ties": split.ties,
         "dead_excluded": split.dead_excluded,
     }
+    if spec.matched_controls and covariates:
+        meta["matched"] = {}
+        for name, cov in covariates.items():
+            top, bottom = sel.matched_split(s, cov, split.pool)
+            plan += [
+                (chunk.family, f"matched:{name}:top50", -1, top[None]),
+                (chunk.family, f"matched:{name}:bottom50", -1, bottom[None]),
+            ]
+            meta["matched"][name] = {
+                "units": int(top.sum()),
+                "covariate_top": float(cov[top].mean()) if top.any() else None,
+                "covariate_bottom": float(cov[bottom].mean()) if bottom.any() else None,
+                "score_top": float(s[top].mean()) if top.any() else None,
+                "score_bottom": float(s[bottom].mean()) if bottom.any() else None,
+            }
     return plan, meta
 
 
@@ -119,7 +135,11 @@ class _Layout:
 
 def _layout(net: Network, spec: AblateSpec, scores: UnitScores, todo: list[Chunk]) -> _Layout:
     sites = {c.layer: hooks.ablation_site(net.model, c.layer, spec.point) for c in todo}
-    plans = [(c, *_chunk_plan(c, spec, scores)) for c in todo]
+    covariates = {
+        layer: {k: v.cpu().double().numpy() for k, v in unit_covariates(net.model, layer).items()}
+        for layer in sites
+    }
+    plans = [(c, *_chunk_plan(c, spec, scores, covariates[c.layer])) for c in todo]
     masks: dict[str, list[np.ndarray]] = {}
     for c, plan, _ in plans:
         masks.setdefault(sites[c.layer], []).extend(p[3] for p in plan)
@@ -171,12 +191,21 @@ def rows_from_blocks(
     return _rows(spec, layout, ab.summarise(raw, y), raw)
 
 
-def _split_tests(split: dict[str, Any], deltas: dict[str, np.ndarray], halves: list[float]) -> None:
-    """The median split's paired difference (the halves are ablated on the same images) and
-    the halves' places among random halves of the layer."""
-    diff = deltas["top50"] - deltas["bottom50"]
+def _paired(top: np.ndarray, bottom: np.ndarray) -> dict[str, Any]:
+    """Top minus bottom per image (both halves are ablated on the same images), with its SE."""
+    diff = top - bottom
     sem = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-    split["paired"] = {"difference": float(diff.mean()), "sem": sem, "images": len(diff)}
+    return {"difference": float(diff.mean()), "sem": sem, "images": len(diff)}
+
+
+def _split_tests(split: dict[str, Any], deltas: dict[str, np.ndarray], halves: list[float]) -> None:
+    """The median split's paired difference, its matched controls' and the halves' places
+    among random halves of the layer."""
+    split["paired"] = _paired(deltas["top50"], deltas["bottom50"])
+    for name, record in split.get("matched", {}).items():
+        record["paired"] = _paired(
+            deltas[f"matched:{name}:top50"], deltas[f"matched:{name}:bottom50"]
+        )
     if halves:
         null = np.array(halves)
         split["random_halves"] = {
@@ -208,6 +237,11 @@ def _rows(
                 position[site] += 1
                 if split is not None and direction in ("top50", "bottom50"):
                     split[direction] = _result_row(r)
+                    deltas[direction] = raw[site].losses[at] - raw[site].base
+                    continue
+                if split is not None and direction.startswith("matched:"):
+                    _, name, half = direction.split(":")
+                    split["matched"][name][half] = _result_row(r)
                     deltas[direction] = raw[site].losses[at] - raw[site].base
                     continue
                 if direction == "random_halves":

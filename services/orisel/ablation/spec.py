@@ -44,6 +44,12 @@ class AblateSpec(BaseModel):
         description="random halves of each layer (as many units as the top half, from the "
         "same units) that the median split's halves are ranked among",
     )
+    matched_controls: bool = Field(
+        True,
+        description="also split each layer into halves matched on mean activation, "
+        "BatchNorm gain and outgoing weight norm (cnn7), the higher-scoring unit of each "
+        "matched pair on top: does selectivity matter beyond those properties?",
+    )
     chunk_images: int = Field(2000, ge=1, le=1_000_000)
     block_images: int = Field(
         500,

@@ -76,3 +76,31 @@ class CNN7(nn.Module):
         x = self.bn7(self.fc1(torch.flatten(x, 1)))
         logits: torch.Tensor = self.fc2(x)  # the softmax lives in the loss
         return logits
+
+
+def unit_covariates(model: nn.Module, layer: str) -> dict[str, torch.Tensor]:
+    """Per-unit properties of `layer` that make a unit's ablation costly whatever it is
+    selective for, read from the weights (no images needed): the mean rectified response
+    (BatchNorm's running mean over the training images), the gain BatchNorm applies to it
+    (|gamma| / sqrt(running var + eps)) and the norm of the weights that carry it to the next
+    layer. Empty for other models or layers, which have no such adapter."""
+    names = [name for name, _, _ in CONV_LAYERS] + ["fc1"]
+    if not isinstance(model, CNN7) or layer not in names:
+        return {}
+    i = names.index(layer)
+    bn = getattr(model, f"bn{i + 1}")
+    nxt = model.fc2 if layer == "fc1" else getattr(model, names[i + 1])
+    weight = nxt.weight.detach()
+    units = bn.num_features
+    # The next layer's weights grouped by the unit they read: conv in-channels, or the dense
+    # layer's inputs, which flatten each channel's map in turn.
+    per_unit = (
+        weight.transpose(0, 1)
+        if weight.dim() == 4
+        else weight.reshape(weight.shape[0], units, -1).transpose(0, 1)
+    )
+    return {
+        "mean_activation": bn.running_mean.detach().clone(),
+        "bn_gain": (bn.weight.detach().abs() / torch.sqrt(bn.running_var.detach() + bn.eps)),
+        "outgoing_norm": per_unit.reshape(units, -1).norm(dim=1),
+    }

@@ -1,6 +1,7 @@
 """Which units an ablation silences, in which order: rankings by an index, random orders,
-cumulative masks, the paper's median split and the random halves it is ranked among. Pure
-numpy: masks are (masks, channels) booleans the sweep engine (`science.ablation`) applies."""
+cumulative masks, the paper's median split, the random halves it is ranked among and halves
+matched on a covariate. Pure numpy: masks are (masks, channels) booleans the sweep engine
+(`science.ablation`) applies."""
 
 from __future__ import annotations
 
@@ -66,6 +67,25 @@ def median_split(scores: np.ndarray, dead: np.ndarray, include_dead: bool = Fals
     bottom = pool & (scores < med)
     ties = int((pool & (scores == med)).sum())
     return Split(top, bottom, med, ties, int((dead & ~pool).sum()), pool)
+
+
+def matched_split(
+    scores: np.ndarray, covariate: np.ndarray, pool: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of `pool` matched on `covariate` that differ in `scores`: units sorted by the
+    covariate are paired with their neighbour, and the higher-scoring unit of each pair goes
+    to the top half, the other to the bottom (a pair that ties in score, and an odd unit out,
+    go to neither). The halves then carry nearly the same covariate values, so a difference
+    between their ablations is not the covariate's doing."""
+    units = np.flatnonzero(pool)
+    units = units[np.argsort(covariate[units], kind="stable")]
+    pairs = units[: len(units) // 2 * 2].reshape(-1, 2)
+    a, b = scores[pairs[:, 0]], scores[pairs[:, 1]]
+    top = np.zeros(len(pool), dtype=bool)
+    bottom = np.zeros(len(pool), dtype=bool)
+    top[np.where(a > b, pairs[:, 0], pairs[:, 1])[a != b]] = True
+    bottom[np.where(a > b, pairs[:, 1], pairs[:, 0])[a != b]] = True
+    return top, bottom
 
 
 def random_halves(pool: np.ndarray, size: int, n: int, seed: int) -> np.ndarray:
