@@ -197,6 +197,7 @@ def test_matched_halves_remove_what_the_covariate_explains() -> None:
     with torch.no_grad():
         layer.weight.abs_()  # every unit responds
         layer.weight[1::2] = layer.weight[0::2]
+        assert layer.bias is not None
         layer.bias.fill_(0.1)
         strength = torch.tensor([1.0, 2.0, 4.0, 8.0]).repeat_interleave(2)
         head.weight[:, 1::2] = head.weight[:, 0::2]
@@ -230,14 +231,18 @@ def test_cnn7_unit_covariates_are_read_from_its_weights() -> None:
     from orisel.models.cnn7 import BN_EPS, unit_covariates
 
     model = CNN7()
+    modules = dict(model.named_modules())
+    bn1, layer2 = modules["bn1"], modules["layer2"]
+    assert isinstance(bn1, torch.nn.BatchNorm2d)
+    assert isinstance(layer2, torch.nn.Conv2d)
+    assert bn1.running_mean is not None
+    assert bn1.running_var is not None
     with torch.no_grad():
-        model.bn1.running_mean.copy_(torch.arange(32.0))
-        model.bn1.running_var.fill_(4.0 - BN_EPS)
-        model.bn1.weight.copy_(-torch.ones(32))
-        model.layer2.weight.zero_()
-        model.layer2.weight[:, 5] = (
-            1.0  # unit 5 of layer1 reaches layer2 through 32 x 3 x 3 weights
-        )
+        bn1.running_mean.copy_(torch.arange(32.0))
+        bn1.running_var.fill_(4.0 - BN_EPS)
+        bn1.weight.copy_(-torch.ones(32))
+        layer2.weight.zero_()
+        layer2.weight[:, 5] = 1.0  # unit 5 of layer1 reaches layer2 through 32 x 3 x 3 weights
         model.fc1.weight.zero_()
         model.fc1.weight[:, 7] = 2.0  # layer6 is 1x1: unit 7 is fc1's input 7
     c = unit_covariates(model, "layer1")
