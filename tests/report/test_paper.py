@@ -74,6 +74,10 @@ def _variant(
         "bottom50": {"loss_increase_mean": 0.2, "loss_increase_sem": 0.1, "accuracy": 0.6},
         "paired": {"difference": diff, "sem": 0.05, "images": 100},
         "random_halves": {"n": 100, "top50_percentile": 97.0, "bottom50_percentile": 12.0},
+        "matched": {
+            name: {"units": 4, "paired": {"difference": diff * k, "sem": 0.05, "images": 100}}
+            for name, k in (("mean_activation", 0.5), ("bn_gain", 0.25), ("outgoing_norm", 0.75))
+        },
     }  # fmt: skip
     inv = {
         "spec": {"ablate_layers": ["layer1"], "shift": 3, "layers": ["layer4"]},
@@ -115,8 +119,8 @@ HOLDING = [0.6, 0.58, 0.62, 0.5, 0.4, 0.3, 0.2, 0.1]
 
 def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     rows = claims(_data(HOLDING))
-    assert [r["holds"] for r in rows] == [True, True, True, True, True, True]
-    c1, c2, c3, c4, c5, c6 = rows
+    assert [r["holds"] for r in rows] == [True] * 7
+    c1, c2, c3, c4, c4m, c5, c6 = rows
     assert c1["n"] == 3 * 2 * 4  # reference networks x stimuli x layers, higher ones included
     assert "orientations shuffled within" in c1["null"]
     assert c2["n"] == 3  # networks, each tested over its own checkpoints
@@ -129,6 +133,8 @@ def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     assert c4["ci"][0] < 0.8 < c4["ci"][1]
     assert c4["n"] == 3
     assert "97th percentile" in c4["value"]
+    assert c4m["effect"] == pytest.approx(0.8 * 0.5)  # the covariates' mean share of d
+    assert "matched on bn gain: mean 0.200 nats, 3/3" in c4m["value"]
     assert c5["effect"] == pytest.approx(0.2)
     # gOSI-first loses (0.8 - mean(0.8, 0.5 - d/4, 0.1)) and CSI-first (0.8 - mean(0.8, 0.5 +
     # d/4, 0.3)): their difference is d/6 + 0.2/3, averaged over d = 0.8, 0.7, 0.9.
@@ -145,7 +151,7 @@ def test_a_claim_that_fails_is_reported_as_failing(tmp_path: Path) -> None:
             for s in v["tune"]["gratings"].values():
                 s["selective_fdr"], s["fraction_selective_fdr"] = 0, 0.0
     rows = claims(data)
-    assert [r["holds"] for r in rows] == [False, False, False, False, False, False]
+    assert [r["holds"] for r in rows] == [False] * 7
     assert "20/24" in rows[0]["value"]  # one network's gratings have no selective unit
     assert rows[2]["effect"] < -0.8
     assert rows[3]["effect"] < 0
@@ -162,7 +168,7 @@ def test_claims_without_their_analyses_are_not_tested() -> None:
     for v in data["variants"].values():
         v["ablate"] = v["invariance"] = v["trajectory"] = None
     rows = claims(data)
-    assert [r["holds"] for r in (rows[1], rows[3], rows[4], rows[5])] == [None] * 4
+    assert [r["holds"] for r in (rows[1], *rows[3:])] == [None] * 5
     assert rows[2]["holds"] is True
 
 
@@ -175,8 +181,10 @@ def test_older_data_are_tested_with_what_they_hold() -> None:
             for s in v["tune"][kind].values():
                 del s["selective_fdr"], s["fraction_selective_fdr"]
         for s in (v["ablate"] or {}).get("splits", []):
-            del s["paired"], s["random_halves"]
-    c1, _, _, c4, _, _ = claims(data)
+            del s["paired"], s["random_halves"], s["matched"]
+    c1, _, _, c4, c4m, _, _ = claims(data)
+    assert c4m["holds"] is None
+    assert c4m["value"] == "no matched controls in these data"
     assert c1["holds"] is True
     assert "no per-unit FDR" in c1["statistic"]
     assert "paired" not in c4["value"]
