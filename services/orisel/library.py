@@ -179,13 +179,15 @@ def invariance(
     net: Network,
     scores: pd.DataFrame | str | Path,
     images: np.ndarray,
+    labels: np.ndarray | None = None,
     *,
     out: str | Path | None = None,
     force: bool = False,
     **spec: Any,
 ) -> dict[str, pd.DataFrame]:
     """Shift-invariance of higher layers, intact and with the most/least selective lower-layer
-    units ablated (against random ablations of the same size); any InvarianceSpec field."""
+    units ablated (against random ablations of the same size and, given `labels`, of the same
+    damage); any InvarianceSpec field."""
     from orisel.ablation.run import UnitScores
     from orisel.ablation.spec import InvarianceSpec
     from orisel.report.outputs import invariance as invariance_to
@@ -196,7 +198,7 @@ def invariance(
         if out is not None:
             check_output(folder, force=force)
         units = UnitScores(_scores_dir(scores, Path(tmp)), inv_spec.stimulus)
-        invariance_to(net, inv_spec, units, images, folder)
+        invariance_to(net, inv_spec, units, images, folder, labels=labels)
         return _tables(folder)
 
 

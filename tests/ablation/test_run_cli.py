@@ -131,6 +131,10 @@ def test_invariance_intact_and_ablated(
             "0",
             "--shift",
             "2",
+            "--damage-candidates",
+            "12",
+            "--damage-matched",
+            "2",
         ]
     )
     assert rc == 0
@@ -141,8 +145,26 @@ def test_invariance_intact_and_ablated(
         ("layer1", "top50"),
         ("layer1", "bottom50"),
         ("layer1", "random"),
+        ("layer1", "random_damage_matched"),
     }
-    assert len(cols["layer"]) == 4 * 4  # four shifts per condition
+    assert len(cols["layer"]) == 6 * 4  # four shifts per condition, two damage-matched sets
+    # Each row carries its ablation's damage; the damage-matched random sets are the two of
+    # twelve closest to the top half's, and as large.
+    damage = {c: cols["loss_increase"][cols["condition"] == c] for c in ("top50", "random",
+              "random_damage_matched", "intact")}  # fmt: skip
+    assert (damage["intact"] == 0).all()
+    top = damage["top50"][0]
+    assert (
+        np.abs(damage["random_damage_matched"] - top).max()
+        <= np.abs(damage["random"] - top).max() + 1e-9
+    )
+    n = cols["n_ablated"]
+    assert set(n[cols["condition"] == "random_damage_matched"]) == set(
+        n[cols["condition"] == "top50"]
+    )
+    assert ((cols["invariance"] <= 1.0 + 1e-9) & (cols["invariance"] > -1.0)).all()
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    assert "layer1:random_damage_matched" in summary
 
 
 def test_zero_shift_is_invariant(

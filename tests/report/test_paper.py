@@ -84,9 +84,13 @@ def _variant(
         "images": 100,
         "summary": {
             "layer1:top50": {"correlation": 0.7 - diff / 4, "correlation_sd": 0.1,
-                             "consistency": 0.6, "consistency_sd": 0.1},
+                             "consistency": 0.6, "consistency_sd": 0.1,
+                             "invariance": 0.5 - diff / 2, "loss_increase": 0.9},
             "layer1:random": {"correlation": 0.7, "correlation_sd": 0.1, "consistency": 0.7,
-                              "consistency_sd": 0.1},
+                              "consistency_sd": 0.1, "invariance": 0.6, "loss_increase": 0.2},
+            "layer1:random_damage_matched": {
+                "correlation": 0.7, "correlation_sd": 0.1, "consistency": 0.7,
+                "consistency_sd": 0.1, "invariance": 0.5, "loss_increase": 0.9},
         },
     }  # fmt: skip
     ref = c == 0
@@ -135,7 +139,8 @@ def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     assert "97th percentile" in c4["value"]
     assert c4m["effect"] == pytest.approx(0.8 * 0.5)  # the covariates' mean share of d
     assert "matched on bn gain: mean 0.200 nats, 3/3" in c4m["value"]
-    assert c5["effect"] == pytest.approx(0.2)
+    assert c5["effect"] == pytest.approx(0.4)  # damage-matched random minus top, unpooled
+    assert "damage" in c5["statistic"]
     # gOSI-first loses (0.8 - mean(0.8, 0.5 - d/4, 0.1)) and CSI-first (0.8 - mean(0.8, 0.5 +
     # d/4, 0.3)): their difference is d/6 + 0.2/3, averaged over d = 0.8, 0.7, 0.9.
     assert c6["effect"] == pytest.approx(0.8 / 6 + 0.2 / 3)
@@ -182,7 +187,11 @@ def test_older_data_are_tested_with_what_they_hold() -> None:
                 del s["selective_fdr"], s["fraction_selective_fdr"]
         for s in (v["ablate"] or {}).get("splits", []):
             del s["paired"], s["random_halves"], s["matched"]
-    c1, _, _, c4, c4m, _, _ = claims(data)
+        if v["invariance"]:
+            del v["invariance"]["summary"]["layer1:random_damage_matched"]
+    c1, _, _, c4, c4m, c5, _ = claims(data)
+    assert c5["effect"] == pytest.approx(0.2)  # pooled correlation, size-matched random
+    assert "collected before" in c5["statistic"]
     assert c4m["holds"] is None
     assert c4m["value"] == "no matched controls in these data"
     assert c1["holds"] is True

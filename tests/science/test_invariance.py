@@ -3,11 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from orisel.core.errors import InvalidArgument
 from orisel.models import CNN7
 from orisel.science.hooks import ablated
-from orisel.science.invariance import shift_images, shift_invariance, unit_correlation
+from orisel.science.invariance import (
+    shift_images,
+    shift_invariance,
+    unit_correlation,
+    unit_invariance,
+)
 
 
 def test_shift_moves_content_and_fills_the_border() -> None:
@@ -62,3 +68,25 @@ def test_ablation_context_is_applied(net_and_images: tuple[CNN7, torch.Tensor]) 
     res = shift_invariance(net, x, ["layer5"], [(3, 3)], ablation=ablated(net, "bn6", range(128)))
     assert res[0].consistency == 1.0
     assert shift_invariance(net, x, ["layer5"], [(3, 3)])[0].consistency < 1.0
+
+
+def test_the_unpooled_score_tells_an_invariant_layer_from_an_equivariant_one() -> None:
+    """A layer that averages over space after a circular convolution is invariant to circular
+    shifts by construction: score 1. The image itself, read unpooled, is equivariant: on
+    white noise a shift moves each map as far as another image would (score about 0), while
+    its spatial mean - the pooled correlation - is unchanged by the same shift (1)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular")
+    model = nn.Sequential(
+        nn.Identity(), conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)
+    ).eval()
+    x = torch.randn(400, 3, 8, 8)
+    (res,) = shift_invariance(model, x, ["0", "3"], [(2, 1)], padding="circular")
+    assert res.invariance["3"] == pytest.approx(1.0, abs=1e-5)
+    assert abs(res.invariance["0"]) < 0.05
+    assert res.correlation["0"] == pytest.approx(1.0, abs=1e-5)
+    assert res.consistency == 1.0
+    maps = np.random.default_rng(0).normal(size=(50, 2, 9))
+    np.testing.assert_allclose(unit_invariance(maps, maps), 1.0)
+    constant = np.ones((5, 1, 4))
+    assert np.isnan(unit_invariance(constant, constant + 1)).all()

@@ -78,6 +78,20 @@ class InvarianceSpec(BaseModel):
     seeds: tuple[Seed, ...] = Field(
         (0, 1, 2), max_length=MAX_RANDOM, description="seeds of the size-matched random ablations"
     )
+    damage_candidates: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="random sets of the top half's size whose damage (cross-entropy increase "
+        "on the test images) is measured to find the damage-matched ablations",
+    )
+    damage_matched: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="of those, the ones closest in damage to the top half's ablation, whose "
+        "shift-invariance is measured beside it (0: none)",
+    )
     mode: Mode = "zero"
     point: Point = "bn"
     include_dead: bool = True  # as AblateSpec.include_dead

@@ -209,9 +209,10 @@ def chunk_task(run: JobRun, settings: Settings) -> None:
 
 
 def _invariance(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
-    net, scores_dir, images, _ = _inputs(job, store, settings)
+    net, scores_dir, images, labels = _inputs(job, store, settings)
     spec = InvarianceSpec.model_validate(job.spec["invariance"])
-    invariance(net, spec, UnitScores(scores_dir, spec.stimulus), images, out, {"job": job.id})
+    units = UnitScores(scores_dir, spec.stimulus)
+    invariance(net, spec, units, images, out, {"job": job.id}, labels)
 
 
 @job_task(INVARIANCE_TASK)

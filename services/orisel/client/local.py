@@ -340,13 +340,14 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
     _scores_of(args, net)
-    images, _, _, sha = _needs_test_split(args, net)
+    images, labels, _, sha = _needs_test_split(args, net)
     provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
-    result = invariance(net, spec, scores, images, Path(args.out), provenance)
+    result = invariance(net, spec, scores, images, Path(args.out), provenance, labels)
     lines = [f"shift-invariance on {len(images)} test images -> {args.out}"]
     for name, v in result["summary"].items():
         lines.append(
-            f"  {name:20s} consistency {v['consistency']:.3f}  correlation {v['correlation']:.3f}"
+            f"  {name:28s} invariance {v['invariance']:.3f}  consistency {v['consistency']:.3f}"
+            f"  correlation {v['correlation']:.3f}  damage {v['loss_increase']:+.3f}"
         )
     emit(args, result, "\n".join(lines))
     return 0

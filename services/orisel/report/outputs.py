@@ -150,20 +150,25 @@ def ablate(
 
 
 def invariance(
-    net: Network, spec: InvarianceSpec, scores: UnitScores, images: np.ndarray, out: Path,
+    net: Network,
+    spec: InvarianceSpec,
+    scores: UnitScores,
+    images: np.ndarray,
+    out: Path,
     provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    labels: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Shift-invariance with and without ablation (`invariance_rows`): the table, one bar
     chart per metric and summary.json, committed to `out` whole."""
     t0 = time.perf_counter()
     k = spec.shift
-    rows = invariance_rows(net, spec, scores, images)
+    rows = invariance_rows(net, spec, scores, images, labels)
     with atomic_dir(out) as tmp:
         cols = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
         table = write_table(cols, tmp / "invariance", spec.format)
         summary = invariance_summary(cols)
         groups = [f"{a}:{c}" for a, c in summary]
-        for metric in ("consistency", "correlation"):
+        for metric in ("consistency", "correlation", "invariance"):
             plots.grouped_bars(
                 groups, {metric: (np.array([v[metric] for v in summary.values()]),
                                   np.array([v[f"{metric}_sd"] for v in summary.values()]))},

@@ -328,13 +328,16 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
             f"## C5: shift-invariance, {n} (shift {sp['shift']} px, layers "
             f"{', '.join(sp['layers'])}; {inv['images']} images)",
             "",
-            "| ablation | response correlation ± sd | prediction consistency ± sd |",
-            "|---|---|---|",
+            "| ablation | damage (CE increase) | unit invariance ± sd | response correlation ± "
+            "sd | prediction consistency ± sd |",
+            "|---|---|---|---|---|",
         ]
         for name, s in inv["summary"].items():
             lines.append(
-                f"| {name} | {fmt(s['correlation'])} ± {fmt(s['correlation_sd'])} | "
-                f"{fmt(s['consistency'])} ± {fmt(s['consistency_sd'])} |"
+                f"| {name} | {fmt(s.get('loss_increase'))} | {fmt(s.get('invariance'))} ± "
+                f"{fmt(s.get('invariance_sd'))} | {fmt(s['correlation'])} ± "
+                f"{fmt(s['correlation_sd'])} | {fmt(s['consistency'])} ± "
+                f"{fmt(s['consistency_sd'])} |"
             )
     lines += ["", "## Provenance", "", "| network | manifest sha256 | data sha256 | code |"]
     lines += ["|---|---|---|---|"]

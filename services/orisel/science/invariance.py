@@ -1,6 +1,12 @@
 """Shift-invariance of layer responses and of predictions, with or without an ablation.
 
-The paper does not record its metric, so two explicit ones are used:
+The paper does not record its metric, so explicit ones are used:
+  * invariance: for each unit, one minus the mean distance between its unpooled response map
+    to an image and to the same image shifted, over the mean distance between its maps for two
+    different images (1: the shift changes nothing; 0: it changes the response as much as
+    another image would), averaged over units that respond differently to different images.
+    Where a layer has a spatial map this cannot be invariant by construction, as a pooled
+    response largely is;
   * correlation: for each unit, the Pearson correlation across images between its pooled
     (spatial-mean) response to an image and to the same image shifted by (dx, dy) pixels,
     averaged over units with non-constant responses;
@@ -55,12 +61,24 @@ def unit_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return r
 
 
+def unit_invariance(ref: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """Per-unit invariance of (N, U, positions) maps to a transformation (`moved` = the maps of
+    the transformed images): 1 - mean ||ref - moved|| / mean ||ref_i - ref_(i+1)||, image i
+    compared with the next image for the between-image distance; NaN where that is 0."""
+    shifted = np.linalg.norm(ref - moved, axis=2).mean(axis=0)
+    between = np.linalg.norm(ref - np.roll(ref, 1, axis=0), axis=2).mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score: np.ndarray = np.where(between > 0, 1.0 - shifted / between, np.nan)
+    return score
+
+
 @dataclass(frozen=True)
 class ShiftResult:
     dx: int
     dy: int
     correlation: dict[str, float]  # layer -> mean over units of the across-image correlation
     consistency: float  # fraction of predictions unchanged by the shift
+    invariance: dict[str, float]  # layer -> mean over units of the unpooled invariance score
 
 
 def shift_invariance(
@@ -78,7 +96,7 @@ def shift_invariance(
 
     def respond(x_all: torch.Tensor, dx: int, dy: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         preds: list[torch.Tensor] = []
-        with torch.no_grad(), Recorder(model, layers, "mean", stop_early=False) as rec:
+        with torch.no_grad(), Recorder(model, layers, stop_early=False, maps=True) as rec:
             for s in range(0, len(x_all), batch_size):
                 x = shift_images(x_all[s : s + batch_size], dx, dy, padding)
                 rec.forward(x)
@@ -90,6 +108,10 @@ def shift_invariance(
         results = []
         for dx, dy in shifts:
             moved, pred = respond(images, dx, dy)
-            corr = {n: float(np.nanmean(unit_correlation(ref[n], moved[n]))) for n in layers}
-            results.append(ShiftResult(dx, dy, corr, float(np.mean(pred == ref_pred))))
+            corr = {
+                n: float(np.nanmean(unit_correlation(ref[n].mean(2), moved[n].mean(2))))
+                for n in layers
+            }
+            inv = {n: float(np.nanmean(unit_invariance(ref[n], moved[n]))) for n in layers}
+            results.append(ShiftResult(dx, dy, corr, float(np.mean(pred == ref_pred)), inv))
     return results

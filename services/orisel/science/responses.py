@@ -91,19 +91,21 @@ def expand_reused(names: Sequence[str], calls: dict[str, int]) -> tuple[str, ...
 
 
 class Recorder:
-    """Forward hooks that keep each layer's reduced (B, C) output, batch after batch. A module
+    """Forward hooks that keep each layer's reduced (B, C) output, batch after batch, or with
+    `maps` its unreduced (B, C, positions) maps (a dense layer has one position). A module
     the pass runs several times is read call by call ("name:k"); naming it without a call is
     refused, so no call is ever read silently in place of another."""
 
     def __init__(
         self, model: nn.Module, layers: Sequence[str], reduction: Reduction = "mean",
-        stop_early: bool = True,
+        stop_early: bool = True, maps: bool = False,
     ) -> None:  # fmt: skip
         if reduction not in REDUCTIONS:
             raise InvalidArgument("reduction", f"one of {', '.join(REDUCTIONS)}", reduction)
         self.model = model
         self.modules = resolve_layers(model, layers)
         self.reduction: Reduction = reduction
+        self.maps = maps
         self.stop_early = stop_early
         self.store: dict[str, list[torch.Tensor]] = {n: [] for n in self.modules}
         self._wanted: dict[str, list[tuple[str, int | None]]] = {}
@@ -121,7 +123,12 @@ class Recorder:
             call = self._calls[base] = self._calls.get(base, 0) + 1
             for name, k in self._wanted[base]:
                 if (k is None and call == 1) or k == call:
-                    self.store[name].append(reduce_units(out.detach(), self.reduction).float())
+                    kept = (
+                        (out.detach().flatten(2) if out.ndim == 4 else out.detach()[:, :, None])
+                        if self.maps
+                        else reduce_units(out.detach(), self.reduction)
+                    )
+                    self.store[name].append(kept.float())
                     self._fired.add(name)
             if self._checked and self.stop_early and len(self._fired) == len(self.modules):
                 raise _Done
