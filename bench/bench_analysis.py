@@ -232,12 +232,16 @@ def bench_vgg_sweep(n_images: int, size: int = 64) -> dict[str, Any]:
         for a, b in zip(fast[site], slow[site], strict=True)
     )
     return {
-        "model": "vgg16 (random weights)", "input_size": size, "images": n_images,
-        "sites": list(sites), "configs": sum(len(m) for m in masks.values()),
-        "engine_s": round(engine_s, 2), "naive_s": round(naive_s, 2),
+        "model": "vgg16 (random weights)",
+        "input_size": size,
+        "images": n_images,
+        "sites": list(sites),
+        "configs": sum(len(m) for m in masks.values()),
+        "engine_s": round(engine_s, 2),
+        "naive_s": round(naive_s, 2),
         "speedup_naive_over_engine": round(naive_s / engine_s, 2),
         "max_abs_difference": diff,
-    }  # fmt: skip
+    }
 
 
 def _passes(suffix: list[ab.Step], rep: torch.Tensor, rows: int) -> None:

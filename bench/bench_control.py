@@ -78,9 +78,11 @@ def _front_end(url: str) -> tuple[subprocess.Popen[bytes], str]:
         "ORISEL_AUTH": "off",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orisel", "serve", "training"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "orisel", "serve", "training"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     address = f"127.0.0.1:{port}"
     with grpc.insecure_channel(address) as ch:
         deadline = time.monotonic() + 60
@@ -120,9 +122,12 @@ def bench_burst(address: str, n: int, rounds: int) -> dict[str, Any]:
             checks += _burst(lambda i: check(health_pb2.HealthCheckRequest()), n)
     s, c = _ms(submits), _ms(checks)
     return {
-        "concurrent": n, "rounds": rounds, "submit": s, "health": c,
+        "concurrent": n,
+        "rounds": rounds,
+        "submit": s,
+        "health": c,
         "submit_p99_over_health_p99": round(s["p99_ms"] / c["p99_ms"], 2),
-    }  # fmt: skip
+    }
 
 
 def bench_streams(address: str, n_streams: int, n: int) -> dict[str, Any]:
@@ -160,9 +165,12 @@ def bench_streams(address: str, n_streams: int, n: int) -> dict[str, Any]:
     loop.call_soon_threadsafe(stop.set_result, None)
     thread.join(60)
     return {
-        "open_streams": n_streams, "health_without": quiet, "health_with": busy,
-        "get_with": gets, "health_p99_ratio": round(busy["p99_ms"] / quiet["p99_ms"], 2),
-    }  # fmt: skip
+        "open_streams": n_streams,
+        "health_without": quiet,
+        "health_with": busy,
+        "get_with": gets,
+        "health_p99_ratio": round(busy["p99_ms"] / quiet["p99_ms"], 2),
+    }
 
 
 def bench_list(url: str, address: str, total: int) -> dict[str, Any]:
@@ -170,13 +178,21 @@ def bench_list(url: str, address: str, total: int) -> dict[str, Any]:
     now = time.time()
     rows = [
         {
-            "id": uuid.uuid4().hex, "kind": "training" if i % 4 else "scoring",
-            "state": 1 + i % 5, "spec": {"epochs": i % 200}, "spec_sha256": "0" * 64,
-            "task": "orisel.training.segment", "queue": "training", "metrics": {}, "outputs": [],
-            "version": 1, "created_at": now - total + i, "updated_at": now,
+            "id": uuid.uuid4().hex,
+            "kind": "training" if i % 4 else "scoring",
+            "state": 1 + i % 5,
+            "spec": {"epochs": i % 200},
+            "spec_sha256": "0" * 64,
+            "task": "orisel.training.segment",
+            "queue": "training",
+            "metrics": {},
+            "outputs": [],
+            "version": 1,
+            "created_at": now - total + i,
+            "updated_at": now,
         }
         for i in range(total)
-    ]  # fmt: skip
+    ]
     t0 = time.perf_counter()
     with db.engine.begin() as c:
         for i in range(0, total, 5000):

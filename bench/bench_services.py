@@ -43,11 +43,47 @@ from orisel.report.outputs import ablate
 def _checkpoint(root: Path, data: Path) -> tuple[Path, Path]:
     run, tune = root / "run", root / "tune"
     base = ["--data", str(data), "-q"]
-    assert cli(["train", *base, "--out", str(run), "--epochs", "1", "--train-subset", "4000",
-                "--val-size", "1000", "--test-subset", "1000", "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "train",
+                *base,
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                "--train-subset",
+                "4000",
+                "--val-size",
+                "1000",
+                "--test-subset",
+                "1000",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     best = str(run / "best.pt")
-    assert cli(["tune", *base, "--checkpoint", best, "--out", str(tune), "--permutations", "10",
-                "--test-subset", "1000", "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "tune",
+                *base,
+                "--checkpoint",
+                best,
+                "--out",
+                str(tune),
+                "--permutations",
+                "10",
+                "--test-subset",
+                "1000",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return run / "best.pt", tune
 
 
@@ -59,9 +95,13 @@ def bench_overhead(root: Path, data: Path, images: int) -> dict[str, Any]:
     _, keep = stratified_split(ds.test_labels, images, seed=0)
     t0 = time.perf_counter()
     ablate(
-        load_network(ckpt, device="cpu"), spec, UnitScores(tune, "gratings"),
-        ds.test_images[keep], ds.test_labels[keep], root / "overhead" / "library",
-    )  # fmt: skip
+        load_network(ckpt, device="cpu"),
+        spec,
+        UnitScores(tune, "gratings"),
+        ds.test_images[keep],
+        ds.test_labels[keep],
+        root / "overhead" / "library",
+    )
     library_s = time.perf_counter() - t0
 
     # The worker reads the same decoded-data cache as the library did (the user's default).

@@ -72,10 +72,13 @@ def _imports(tree: ast.AST, module: str, package: Path) -> list[tuple[int, str]]
             for alias in node.names:
                 parts = alias.name.split(".")
                 found = next(
-                    (".".join(parts[:k]) for k in range(len(parts), 0, -1)
-                     if _exists(".".join(parts[:k]), package)),
+                    (
+                        ".".join(parts[:k])
+                        for k in range(len(parts), 0, -1)
+                        if _exists(".".join(parts[:k]), package)
+                    ),
                     alias.name,
-                )  # fmt: skip
+                )
                 out.append((node.lineno, found))
     return [(line, m) for line, m in out if m == "orisel" or m.startswith("orisel.")]
 

@@ -80,16 +80,23 @@ class Stack:
         return self.controller.start()
 
     def worker(
-        self, queues: str = ",".join(QUEUES), pool: str = "solo", log: Path | None = None,
-        own_group: bool = False, threads: int = 1,
-    ) -> subprocess.Popen[bytes]:  # fmt: skip
+        self,
+        queues: str = ",".join(QUEUES),
+        pool: str = "solo",
+        log: Path | None = None,
+        own_group: bool = False,
+        threads: int = 1,
+    ) -> subprocess.Popen[bytes]:
         """A worker process; own_group: in a process group of its own (to kill it whole)."""
         cmd = [sys.executable, "-m", "orisel", "worker", "--queues", queues, "--pool", pool]
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
-            guarded(cmd), env={**env_for(self.settings), "OMP_NUM_THREADS": str(threads)},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=own_group,
-        )  # fmt: skip
+            guarded(cmd),
+            env={**env_for(self.settings), "OMP_NUM_THREADS": str(threads)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_group,
+        )
         self.procs.append(proc)
         return proc
 
@@ -120,12 +127,21 @@ def stack(root: Path, **overrides: object) -> Iterator[Stack]:
     require_redis()
     with pg_database() as url:
         values: dict[str, object] = {
-            "cache_dir": root / "cache", "store": "local", "store_root": root / "store",
-            "work_dir": root / "work", "database_url": url, "broker_url": REDIS,
-            "broker_prefix": unique_prefix(), "grpc_port": 0, "lease_s": 3.0,
-            "controller_interval_s": 0.2, "segment_epochs": 1, "allow_plaintext": True,
-            "auth": "off", **overrides,
-        }  # fmt: skip
+            "cache_dir": root / "cache",
+            "store": "local",
+            "store_root": root / "store",
+            "work_dir": root / "work",
+            "database_url": url,
+            "broker_url": REDIS,
+            "broker_prefix": unique_prefix(),
+            "grpc_port": 0,
+            "lease_s": 3.0,
+            "controller_interval_s": 0.2,
+            "segment_epochs": 1,
+            "allow_plaintext": True,
+            "auth": "off",
+            **overrides,
+        }
         s = Stack(Settings(**values))  # type: ignore[arg-type]
         try:
             yield s

@@ -50,8 +50,10 @@ def test_a_wrong_import_breaks_the_contract(tmp_path: Path) -> None:
     # make lint runs the same check as a script, and fails.
     done = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "layers.py"), str(package)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode != 0
     assert "3 imports break the layers" in done.stderr
 

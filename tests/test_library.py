@@ -62,9 +62,12 @@ def test_ablate_from_a_table_matches_the_command_line(
     images, labels = orisel.cifar10(python_archive)
     units = orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
     sweep = {
-        "layers": ("layer1",), "orders": ("gosi",), "seeds": (0,), "fractions": (0.0, 1.0),
+        "layers": ("layer1",),
+        "orders": ("gosi",),
+        "seeds": (0,),
+        "fractions": (0.0, 1.0),
         "random_halves": 5,
-    }  # fmt: skip
+    }
     got = orisel.ablate(net, units, images, labels, **sweep)
     curves = got["curves"]
     splits = got["splits"]
@@ -79,11 +82,31 @@ def test_ablate_from_a_table_matches_the_command_line(
     scores = tmp_path / "scores"
     orisel.tune(net, layers=("layer1",), stimuli=("gratings",), out=scores, **SMALL)
     rc = main(
-        ["ablate", "--checkpoint", str(tiny_checkpoint), "--data", str(python_archive),
-         "--scores", str(scores), "--out", str(tmp_path / "ab"), "--layers", "layer1",
-         "--orders", "gosi", "--seeds", "0", "--fractions", "0,1", "--random-halves", "5",
-         "--device", "cpu", "-q"]
-    )  # fmt: skip
+        [
+            "ablate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            str(python_archive),
+            "--scores",
+            str(scores),
+            "--out",
+            str(tmp_path / "ab"),
+            "--layers",
+            "layer1",
+            "--orders",
+            "gosi",
+            "--seeds",
+            "0",
+            "--fractions",
+            "0,1",
+            "--random-halves",
+            "5",
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
     assert rc == 0
     cli = read_table(tmp_path / "ab" / "curves.csv")
     np.testing.assert_allclose(curves["accuracy"].to_numpy(), cli["accuracy"])
@@ -104,9 +127,23 @@ def test_a_model_class_from_a_file(tmp_path: Path) -> None:
     )
     out = tmp_path / "tune"
     rc = main(
-        ["tune", "--model", f"{source}:Tiny", "--input-size", "32", "--out", str(out),
-         "--stimuli", "gratings", "--permutations", "3", "--device", "cpu", "-q"]
-    )  # fmt: skip
+        [
+            "tune",
+            "--model",
+            f"{source}:Tiny",
+            "--input-size",
+            "32",
+            "--out",
+            str(out),
+            "--stimuli",
+            "gratings",
+            "--permutations",
+            "3",
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
     assert rc == 0
     units = read_table(out / "units.csv")
     assert set(units["layer"].tolist()) == {"act"}

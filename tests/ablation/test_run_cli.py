@@ -150,8 +150,10 @@ def test_invariance_intact_and_ablated(
     assert len(cols["layer"]) == 6 * 4  # four shifts per condition, two damage-matched sets
     # Each row carries its ablation's damage; the damage-matched random sets are the two of
     # twelve closest to the top half's, and as large.
-    damage = {c: cols["loss_increase"][cols["condition"] == c] for c in ("top50", "random",
-              "random_damage_matched", "intact")}  # fmt: skip
+    damage = {
+        c: cols["loss_increase"][cols["condition"] == c]
+        for c in ("top50", "random", "random_damage_matched", "intact")
+    }
     assert (damage["intact"] == 0).all()
     top = damage["top50"][0]
     assert (
@@ -262,8 +264,13 @@ def test_report_collects_every_part(
     assert main(["invariance", *common, "--layers", "layer5", "--ablate-layers", "layer1"]) == 0
     assert main(["report", "--run", str(run), "-q"]) == 0
     text = (run / "report.md").read_text()
-    for heading in ("## Training", "## Orientation selectivity (C1)", "## Ablation (C4)",
-                    "## Shift-invariance (C5)", "## Commands"):  # fmt: skip
+    for heading in (
+        "## Training",
+        "## Orientation selectivity (C1)",
+        "## Ablation (C4)",
+        "## Shift-invariance (C5)",
+        "## Commands",
+    ):
         assert heading in text
     assert "| gratings | layer1 | 32 |" in text
     assert "| layer1 | gosi |" in text

@@ -23,11 +23,31 @@ def test_up_runs_the_paper_pipeline_without_servers(tmp_path: Path, python_archi
     env = {**os.environ, "ORISEL_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("ORISEL_BROKER_URL", None)
     cmd = [
-        sys.executable, "-m", "orisel", "up", "--paper", "--home", str(home), "--port", "0",
-        "--data", str(python_archive), "--label-corruptions", "0,0.5", "--seeds", "0",
-        "--epochs", "1", "--val-size", "50", "--permutations", "5", "--random-halves", "5",
+        sys.executable,
+        "-m",
+        "orisel",
+        "up",
+        "--paper",
+        "--home",
+        str(home),
+        "--port",
+        "0",
+        "--data",
+        str(python_archive),
+        "--label-corruptions",
+        "0,0.5",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--val-size",
+        "50",
+        "--permutations",
+        "5",
+        "--random-halves",
+        "5",
         "--json",
-    ]  # fmt: skip
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)

@@ -23,13 +23,31 @@ def scores(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_scores_of_another_checkpoint_are_refused_unless_allowed(
-    tiny_checkpoint: Path, python_archive: Path, scores: Path, tmp_path: Path,
+    tiny_checkpoint: Path,
+    python_archive: Path,
+    scores: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     other = sorted((tiny_checkpoint.parent / "checkpoints").glob("*.pt"))[0]  # the untrained one
-    base = ["ablate", "--checkpoint", str(other), "--data", str(python_archive),
-            "--scores", str(scores), "--layers", "layer1", "--orders", "gosi", "--seeds", "0",
-            "--fractions", "0,1", "-q"]  # fmt: skip
+    base = [
+        "ablate",
+        "--checkpoint",
+        str(other),
+        "--data",
+        str(python_archive),
+        "--scores",
+        str(scores),
+        "--layers",
+        "layer1",
+        "--orders",
+        "gosi",
+        "--seeds",
+        "0",
+        "--fractions",
+        "0,1",
+        "-q",
+    ]
     rc = main([*base, "--out", str(tmp_path / "a"), "--json"])
     assert rc == 4
     err = json.loads(capsys.readouterr().out)

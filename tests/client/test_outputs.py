@@ -31,9 +31,22 @@ def _digest(path: Path) -> str:
 
 def _tune(ckpt: Path, out: Path, *extra: str) -> int:
     return main(
-        ["tune", "--checkpoint", str(ckpt), "--out", str(out), "--stimuli", "gratings",
-         "--layers", "layer1", "--permutations", "2", "-q", *extra]
-    )  # fmt: skip
+        [
+            "tune",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--stimuli",
+            "gratings",
+            "--layers",
+            "layer1",
+            "--permutations",
+            "2",
+            "-q",
+            *extra,
+        ]
+    )
 
 
 def test_refused_outputs_are_left_byte_identical(
@@ -74,9 +87,18 @@ def test_an_analysis_never_overwrites_its_inputs(tiny_checkpoint: Path, tmp_path
     assert _tune(tiny_checkpoint, scores) == 0
     before = _digest(scores)
     rc = main(
-        ["ablate", "--checkpoint", str(tiny_checkpoint), "--scores", str(scores),
-         "--out", str(scores), "--force", "-q"]
-    )  # fmt: skip
+        [
+            "ablate",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--scores",
+            str(scores),
+            "--out",
+            str(scores),
+            "--force",
+            "-q",
+        ]
+    )
     assert rc == 4
     assert _digest(scores) == before
     with pytest.raises(FailedPrecondition, match="holds the input"):
@@ -100,8 +122,19 @@ def test_the_library_never_replaces_foreign_content(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_sigterm_leaves_no_temporary_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "outs" / "tune"
-    cmd = [sys.executable, "-m", "orisel", "tune", "--checkpoint", str(tiny_checkpoint),
-           "--out", str(out), "--permutations", "20000", "-q"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "orisel",
+        "tune",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--out",
+        str(out),
+        "--permutations",
+        "20000",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 60
     while not list(out.parent.glob(".tune.*.tmp")):

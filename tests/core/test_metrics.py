@@ -52,11 +52,14 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int, int]]:
     )
     proc = subprocess.Popen(
         [
-            "prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -100,8 +103,9 @@ def _train_and_scrape(base: str, stub: training_pb2_grpc.TrainingServiceStub) ->
     window = {"start": start, "end": time.time(), "step": "1"}
     up = _query(base, "up")
     assert {r["metric"]["job"]: r["value"][1] for r in up} == {
-        "orisel-training": "1", "orisel-worker-training": "1",
-    }  # fmt: skip
+        "orisel-training": "1",
+        "orisel-worker-training": "1",
+    }
     worker = '{job="orisel-worker-training"}'
     steps = _query(base, f"orisel_training_step_total{worker}", **window)
     values = [float(v) for _, v in steps[0]["values"]]

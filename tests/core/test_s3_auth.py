@@ -25,8 +25,17 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "NANIO_ACCESS_KEY": ACCESS, "NANIO_SECRET_KEY": SECRET}
     data = tmp_path_factory.mktemp("nanio")
-    cmd = [str(Path(sys.executable).parent / "nanio"), "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--data-dir", str(data), "--no-access-log"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "nanio"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+        "--no-access-log",
+    ]
     with loopback_server(cmd, port, env, "nanio") as address:
         yield address
 

@@ -36,8 +36,11 @@ def render(overlay: str, registry: str = "", tag: str = "") -> list[dict[str, An
     env = {**os.environ, "PATH": f"{KUBECTL.parent}:{os.environ['PATH']}"}
     done = subprocess.run(
         [str(ROOT / "deploy" / "render.sh"), overlay, registry, tag],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
@@ -77,8 +80,9 @@ def test_overlay_renders_and_validates_strictly(overlay: str, tmp_path: Path) ->
     out.write_text(yaml.safe_dump_all(docs))
     done = subprocess.run(
         [str(BIN / "kubernetes-validate"), "--strict", "--quiet", str(out)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "ServiceAccount", "StatefulSet", "Job", "ConfigMap"} <= kinds
@@ -140,10 +144,20 @@ def test_checkov_passes_with_every_skip_explained(overlay: str, tmp_path: Path) 
     config = ROOT / ".checkov.yaml"
     for target, framework in ((out, "kubernetes"), (ROOT / "docker" / "Dockerfile", "dockerfile")):
         done = subprocess.run(
-            [str(CHECKOV), "--config-file", str(config), "-f", str(target),
-             "--framework", framework, "-o", "json"],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                str(CHECKOV),
+                "--config-file",
+                str(config),
+                "-f",
+                str(target),
+                "--framework",
+                framework,
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     skipped = yaml.safe_load(config.read_text())["skip-check"]
     text = config.read_text()

@@ -302,13 +302,24 @@ def test_a_scripted_resnet_is_measured_and_ablated_like_the_module(tmp_path: Pat
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
     assert not np.allclose(want["layer1.0.relu:1"], want["layer1.0.relu:2"])  # two calls
     scores = orisel.tune(
-        python, images=images, labels=labels, layers=("layer1.0", "layer2.0"),
-        stimuli=("gratings",), permutations=3, n_orientations=4, n_phases=2, n_frequencies=2,
-    )  # fmt: skip
+        python,
+        images=images,
+        labels=labels,
+        layers=("layer1.0", "layer2.0"),
+        stimuli=("gratings",),
+        permutations=3,
+        n_orientations=4,
+        n_phases=2,
+        n_frequencies=2,
+    )
     ablate = {
-        "layers": ("layer1.0", "layer2.0"), "point": "relu", "orders": ("gosi",),
-        "seeds": (0,), "fractions": (0.0, 0.5, 1.0), "random_halves": 3,
-    }  # fmt: skip
+        "layers": ("layer1.0", "layer2.0"),
+        "point": "relu",
+        "orders": ("gosi",),
+        "seeds": (0,),
+        "fractions": (0.0, 0.5, 1.0),
+        "random_halves": 3,
+    }
     curves = {
         name: orisel.ablate(net, scores, images, labels, **ablate)["curves"]
         for name, net in (("script", script), ("python", python))

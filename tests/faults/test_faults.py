@@ -343,10 +343,16 @@ def test_store_killed_mid_task(tmp_path: Path, python_archive: Path) -> None:
     with moto_server() as endpoint:
         host, port = endpoint.split(":")
         with stack(
-            tmp_path, data=python_archive, store="s3", s3_endpoint=endpoint,
-            s3_access_key="test", s3_secret_key="test", bucket="faults", lease_s=2.0,
+            tmp_path,
+            data=python_archive,
+            store="s3",
+            s3_endpoint=endpoint,
+            s3_access_key="test",
+            s3_secret_key="test",
+            bucket="faults",
+            lease_s=2.0,
             max_attempts=2,
-        ) as own:  # fmt: skip
+        ) as own:
             own.serve(("training",))
             own.start_controller()
             worker = own.worker("training", pool="prefork")

@@ -43,9 +43,22 @@ def test_cnn7_structure() -> None:
     model = CNN7()
     names = [n for n, _ in model.named_children()]
     assert names == [
-        "layer1", "bn1", "layer2", "bn2", "layer3", "bn3", "layer4", "bn4",
-        "layer5", "bn5", "layer6", "bn6", "fc1", "bn7", "fc2",
-    ]  # fmt: skip
+        "layer1",
+        "bn1",
+        "layer2",
+        "bn2",
+        "layer3",
+        "bn3",
+        "layer4",
+        "bn4",
+        "layer5",
+        "bn5",
+        "layer6",
+        "bn6",
+        "fc1",
+        "bn7",
+        "fc2",
+    ]
     strides = [getattr(model, f"layer{i}").stride for i in range(1, 7)]
     assert strides == [(1, 1), (2, 2), (1, 1), (2, 2), (1, 1), (2, 2)]
     assert all(getattr(model, f"layer{i}").padding == (0, 0) for i in range(1, 7))

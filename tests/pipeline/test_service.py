@@ -35,10 +35,18 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("pipeline")
-    with moto_server() as endpoint, stack(
-        root, data=python_archive, store="s3", s3_endpoint=endpoint, s3_access_key="test",
-        s3_secret_key="test", bucket="orisel-test",
-    ) as s:  # fmt: skip
+    with (
+        moto_server() as endpoint,
+        stack(
+            root,
+            data=python_archive,
+            store="s3",
+            s3_endpoint=endpoint,
+            s3_access_key="test",
+            s3_secret_key="test",
+            bucket="orisel-test",
+        ) as s,
+    ):
         s.start_controller()
         for _ in range(2):
             s.worker(pool="prefork")

@@ -18,8 +18,12 @@ def test_defaults_are_the_papers_design() -> None:
     spec = PaperSpec()
     assert spec.epochs == 200
     assert [v.name for v in spec.variants()] == [
-        "cnn7-c0-s0", "cnn7-c0.1-s0", "cnn7-c0.2-s0", "cnn7-c0.4-s0", "cnn7-c0-s1",
-    ]  # fmt: skip
+        "cnn7-c0-s0",
+        "cnn7-c0.1-s0",
+        "cnn7-c0.2-s0",
+        "cnn7-c0.4-s0",
+        "cnn7-c0-s1",
+    ]
     assert [v.name for v in spec.reference()] == ["cnn7-c0-s0", "cnn7-c0-s1"]
 
 

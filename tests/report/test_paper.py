@@ -19,12 +19,17 @@ def _layers(mean: float, above: float, null_above: float, fdr: int | None) -> di
     out = {}
     for name in ("layer1", "layer2", "layer3", "layer4"):
         s = {
-            "mean_gosi": mean, "fraction_above_threshold": above,
-            "null_fraction_above_threshold": null_above, "units": 8, "dead": 0,
-            "fraction_selective": above, "null_mean_gosi": 0.1,
-            "histogram_edges": [0.0, 0.5, 1.0], "histogram": [4, 4],
+            "mean_gosi": mean,
+            "fraction_above_threshold": above,
+            "null_fraction_above_threshold": null_above,
+            "units": 8,
+            "dead": 0,
+            "fraction_selective": above,
+            "null_mean_gosi": 0.1,
+            "histogram_edges": [0.0, 0.5, 1.0],
+            "histogram": [4, 4],
             "null_histogram_density": [1.0, 0.0],
-        }  # fmt: skip
+        }
         if fdr is not None:
             s |= {"selective_fdr": fdr, "fraction_selective_fdr": fdr / 8}
         out[name] = s
@@ -53,11 +58,17 @@ def _curves(diff: float) -> list[dict[str, Any]]:
     mid = {"gosi:descending": 0.5 - diff / 4, "csi:descending": 0.5 + diff / 4, "random": 0.72}
     last = {"gosi:descending": 0.1, "csi:descending": 0.3, "random": 0.25}
     return [
-        {"layer": "layer1", "order": order, "seed": -1, "fraction": f, "accuracy": a,
-         "loss_increase_mean": 0.0}
+        {
+            "layer": "layer1",
+            "order": order,
+            "seed": -1,
+            "fraction": f,
+            "accuracy": a,
+            "loss_increase_mean": 0.0,
+        }
         for order in mid
         for f, a in ((0.0, 0.8), (0.5, mid[order]), (1.0, last[order]))
-    ]  # fmt: skip
+    ]
 
 
 def _variant(
@@ -65,11 +76,16 @@ def _variant(
 ) -> dict[str, Any]:
     metrics = {"train": {"accuracy": acc + 0.05}, "test": {"accuracy": acc}}
     tune = {
-        "epoch": 10.0, "metrics": metrics, "threshold": 0.33, "permutations": 10,
-        "gratings": _layers(gosi, 0.6, 0.05, fdr), "bars": _layers(gosi, 0.5, 0.05, fdr),
-    }  # fmt: skip
+        "epoch": 10.0,
+        "metrics": metrics,
+        "threshold": 0.33,
+        "permutations": 10,
+        "gratings": _layers(gosi, 0.6, 0.05, fdr),
+        "bars": _layers(gosi, 0.5, 0.05, fdr),
+    }
     split = {
-        "by": "gosi", "layer": "layer1",
+        "by": "gosi",
+        "layer": "layer1",
         "top50": {"loss_increase_mean": 0.2 + diff, "loss_increase_sem": 0.1, "accuracy": 0.3},
         "bottom50": {"loss_increase_mean": 0.2, "loss_increase_sem": 0.1, "accuracy": 0.6},
         "paired": {"difference": diff, "sem": 0.05, "images": 100},
@@ -78,30 +94,52 @@ def _variant(
             name: {"units": 4, "paired": {"difference": diff * k, "sem": 0.05, "images": 100}}
             for name, k in (("mean_activation", 0.5), ("bn_gain", 0.25), ("outgoing_norm", 0.75))
         },
-    }  # fmt: skip
+    }
     inv = {
         "spec": {"ablate_layers": ["layer1"], "shift": 3, "layers": ["layer4"]},
         "images": 100,
         "summary": {
-            "layer1:top50": {"correlation": 0.7 - diff / 4, "correlation_sd": 0.1,
-                             "consistency": 0.6, "consistency_sd": 0.1,
-                             "invariance": 0.5 - diff / 2, "loss_increase": 0.9},
-            "layer1:random": {"correlation": 0.7, "correlation_sd": 0.1, "consistency": 0.7,
-                              "consistency_sd": 0.1, "invariance": 0.6, "loss_increase": 0.2},
+            "layer1:top50": {
+                "correlation": 0.7 - diff / 4,
+                "correlation_sd": 0.1,
+                "consistency": 0.6,
+                "consistency_sd": 0.1,
+                "invariance": 0.5 - diff / 2,
+                "loss_increase": 0.9,
+            },
+            "layer1:random": {
+                "correlation": 0.7,
+                "correlation_sd": 0.1,
+                "consistency": 0.7,
+                "consistency_sd": 0.1,
+                "invariance": 0.6,
+                "loss_increase": 0.2,
+            },
             "layer1:random_damage_matched": {
-                "correlation": 0.7, "correlation_sd": 0.1, "consistency": 0.7,
-                "consistency_sd": 0.1, "invariance": 0.5, "loss_increase": 0.9},
+                "correlation": 0.7,
+                "correlation_sd": 0.1,
+                "consistency": 0.7,
+                "consistency_sd": 0.1,
+                "invariance": 0.5,
+                "loss_increase": 0.9,
+            },
         },
-    }  # fmt: skip
+    }
     ref = c == 0
     return {
-        "corruption": c, "seed": seed, "epochs_trained": 10.0, "epochs_configured": 10,
-        "best": {"epoch": 10.0, "metrics": metrics}, "manifest_sha256": "a" * 64,
-        "data_sha256": "b" * 64, "code_version": "test", "tune": tune,
+        "corruption": c,
+        "seed": seed,
+        "epochs_trained": 10.0,
+        "epochs_configured": 10,
+        "best": {"epoch": 10.0, "metrics": metrics},
+        "manifest_sha256": "a" * 64,
+        "data_sha256": "b" * 64,
+        "code_version": "test",
+        "tune": tune,
         "trajectory": _trajectory(True) if ref else None,
         "ablate": {"splits": [split], "test_images": 100, "curves": _curves(diff)} if ref else None,
         "invariance": inv if ref else None,
-    }  # fmt: skip
+    }
 
 
 def _data(gosis: list[float], diffs: tuple[float, ...] = (0.8, 0.7, 0.9)) -> dict[str, Any]:
@@ -224,16 +262,20 @@ def test_the_memorizing_regime_is_reported_beside_the_population(tmp_path: Path)
 
     root = tmp_path / "memorize"
     tune = {
-        "network": {"epoch": 47.0, "metrics": {"train": {"accuracy": 0.935},
-                                               "test": {"accuracy": 0.413}}},
+        "network": {
+            "epoch": 47.0,
+            "metrics": {"train": {"accuracy": 0.935}, "test": {"accuracy": 0.413}},
+        },
         "spec": {"threshold": 0.33, "permutations": 10},
         "summary": {"gratings": {"layers": _layers(0.25, 0.5, 0.05, 1)}},
-    }  # fmt: skip
+    }
     manifest = {
         "history": [{"epoch": 47.0, "metrics": tune["network"]["metrics"]}],  # type: ignore[index]
-        "config": {"epochs": 200}, "best": {"epoch": 7.0, "metrics": {}},
-        "data": {"sha256": "b" * 64}, "environment": {"code_version": "test"},
-    }  # fmt: skip
+        "config": {"epochs": 200},
+        "best": {"epoch": 7.0, "metrics": {}},
+        "data": {"sha256": "b" * 64},
+        "environment": {"code_version": "test"},
+    }
     (root / "cnn7-c0.4-s0" / "last" / "tune").mkdir(parents=True)
     (root / "cnn7-c0.4-s0" / "manifest.json").write_text(json.dumps(manifest))
     (root / "cnn7-c0.4-s0" / "last" / "tune" / "summary.json").write_text(json.dumps(tune))

@@ -99,11 +99,13 @@ def test_cached_engine_equals_naive(
     c = _capture(net, site, x[:1]).shape[1]
     scores = np.random.default_rng(0).random(c)
     fractions = [0.0, 0.1, 0.5, 1.0]
-    masks = np.concatenate([
-        cumulative_masks(ranking(scores, "descending"), fractions),
-        cumulative_masks(ranking(scores, "ascending"), fractions),
-        cumulative_masks(random_ranking(c, 3), fractions),
-    ])  # fmt: skip
+    masks = np.concatenate(
+        [
+            cumulative_masks(ranking(scores, "descending"), fractions),
+            cumulative_masks(ranking(scores, "ascending"), fractions),
+            cumulative_masks(random_ranking(c, 3), fractions),
+        ]
+    )
     fast = sweep(net, site, masks, x, y, mode=mode, chunk_images=25, batch_bytes=40 * 1024)  # type: ignore[arg-type]
     slow = sweep(net, site, masks, x, y, mode=mode, engine="naive", chunk_images=25)  # type: ignore[arg-type]
     for a, b in zip(fast, slow, strict=True):

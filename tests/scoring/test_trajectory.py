@@ -31,9 +31,14 @@ def test_trajectory_of_a_run(tiny_checkpoint: Path, tmp_path: Path) -> None:
     # The run itself can never be the output.
     assert main(["trajectory", "--run", str(run), "--out", str(run), *FLAGS, "--force"]) == 4
     frame = orisel.trajectory(
-        run, stimuli=("gratings",), layers=("layer1", "layer2"), permutations=3,
-        n_orientations=4, n_phases=2, n_frequencies=2,
-    )  # fmt: skip
+        run,
+        stimuli=("gratings",),
+        layers=("layer1", "layer2"),
+        permutations=3,
+        n_orientations=4,
+        n_phases=2,
+        n_frequencies=2,
+    )
     np.testing.assert_allclose(frame["mean_gosi"].to_numpy(), table["mean_gosi"], rtol=1e-6)
 
 

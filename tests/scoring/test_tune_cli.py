@@ -80,9 +80,12 @@ def test_tune_writes_table_summary_and_plots(tuned: Path, tiny_checkpoint: Path)
     layer1 = summary["summary"]["gratings"]["layers"]["layer1"]
     responsive = layer1["units"] - layer1["dead"]
     assert layer1["fraction_selective"] * responsive == pytest.approx(
-        (cols["selective"].astype(bool) & (cols["layer"] == "layer1")
-         & (cols["stimulus"] == "gratings")).sum()
-    )  # fmt: skip
+        (
+            cols["selective"].astype(bool)
+            & (cols["layer"] == "layer1")
+            & (cols["stimulus"] == "gratings")
+        ).sum()
+    )
     assert summary["network"]["checkpoint"] == str(tiny_checkpoint)
     assert len(summary["network"]["checkpoint_sha256"]) == 64
     assert summary["spec"]["permutations"] == 30

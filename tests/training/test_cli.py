@@ -20,8 +20,17 @@ TINY = ["--val-size", "50", "--epochs", "2", "--deterministic", "--device", "cpu
 
 
 def _args(archive: Path, tmp: Path, out: str, *extra: str) -> list[str]:
-    return ["train", "--data", str(archive), "--cache-dir", str(tmp / "cache"),
-            "--out", str(tmp / out), *TINY, *extra]  # fmt: skip
+    return [
+        "train",
+        "--data",
+        str(archive),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--out",
+        str(tmp / out),
+        *TINY,
+        *extra,
+    ]
 
 
 def test_train_json_summary(
@@ -63,9 +72,12 @@ def test_resume_of_a_completed_run_changes_nothing(
     ],
 )
 def test_bad_input_is_one_clear_line(
-    python_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    flags: list[str], message: str,
-) -> None:  # fmt: skip
+    python_archive: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
     rc = main(_args(python_archive, tmp_path, "run", *flags))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == (3 if "unknown" in message else 2)  # a missing model is input, not usage

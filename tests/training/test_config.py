@@ -9,8 +9,12 @@ from orisel.training.config import TrainConfig, checkpoint_steps, steps_per_epoc
 def test_defaults_are_the_papers_recipe() -> None:
     cfg = TrainConfig()
     assert (cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == (
-        "cnn7", "adam", 1e-3, 32, 200,
-    )  # fmt: skip
+        "cnn7",
+        "adam",
+        1e-3,
+        32,
+        200,
+    )
     assert cfg.weight_decay == 0
     assert cfg.select_by == "val_loss"
     assert cfg.data.val_size == 10_000

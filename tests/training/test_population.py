@@ -15,8 +15,9 @@ from orisel.data.prepare import PreparedData, SplitSpec, prepare
 from orisel.data.sources import load_cifar10
 from orisel.models.checkpoint import list_checkpoints, load_checkpoint
 from orisel.models.cnn7 import CNN7
+from orisel.models.stacked import StackedCNN7
 from orisel.training.loop import Trainer
-from orisel.training.population import PopulationTrainer, StackedCNN7
+from orisel.training.population import PopulationTrainer
 from tests.training.conftest import SPEC, tiny_config
 
 # (seed, label corruption): different initialisations, orders, augmentations and labels.
@@ -33,9 +34,13 @@ def datasets(python_archive: Path) -> dict[float, PreparedData]:
 
 
 def _open(
-    datasets: dict[float, PreparedData], c: float, run: Path, seed: int, resume: bool = False,
+    datasets: dict[float, PreparedData],
+    c: float,
+    run: Path,
+    seed: int,
+    resume: bool = False,
     **cfg: object,
-) -> Trainer:  # fmt: skip
+) -> Trainer:
     """Network (seed, label corruption c), its config naming the corruption its data has."""
     spec = SplitSpec(val_size=SPEC.val_size, label_corruption=c)
     config = tiny_config(seed=seed, data=spec, **cfg)

@@ -23,8 +23,9 @@ EXPECTED_FILES = [
 ]
 
 
-def _train(data: PreparedData, run: Path, resume: bool = False, max_steps: int | None = None,
-           **cfg: object) -> dict[str, Any]:  # fmt: skip
+def _train(
+    data: PreparedData, run: Path, resume: bool = False, max_steps: int | None = None, **cfg: object
+) -> dict[str, Any]:
     trainer = Trainer.open(tiny_config(**cfg), data, run, resume=resume, progress=False)
     return trainer.run(max_steps=max_steps)
 
@@ -41,8 +42,11 @@ def test_one_epoch_writes_checkpoints_and_manifest(tiny_data: PreparedData, tmp_
     assert manifest["config"]["epochs"] == 1
     assert manifest["config"]["seed"] == 0
     assert manifest["seeds"] == {
-        "model_init": 0, "shuffle_and_augment": 0, "split": 0, "label_corruption": 0,
-    }  # fmt: skip
+        "model_init": 0,
+        "shuffle_and_augment": 0,
+        "split": 0,
+        "label_corruption": 0,
+    }
     assert manifest["data"]["sha256"] == tiny_data.sha256
     assert manifest["data"]["train"] == 250
     assert manifest["data"]["validation"] == 50
@@ -138,9 +142,13 @@ def test_resume_may_extend_epochs(tiny_data: PreparedData, tmp_path: Path) -> No
     _train(tiny_data, tmp_path / "whole", epochs=3)
     _train(tiny_data, tmp_path / "grown", epochs=2)
     trainer = Trainer.open(
-        tiny_config(epochs=3), tiny_data, tmp_path / "grown", resume=True,
-        explicit={"epochs"}, progress=False,
-    )  # fmt: skip
+        tiny_config(epochs=3),
+        tiny_data,
+        tmp_path / "grown",
+        resume=True,
+        explicit={"epochs"},
+        progress=False,
+    )
     trainer.run()
     _assert_same(_final_state(tmp_path / "whole"), _final_state(tmp_path / "grown"))
 
@@ -155,9 +163,13 @@ def test_resume_refuses_a_changed_recipe(tiny_data: PreparedData, tmp_path: Path
     _train(tiny_data, tmp_path / "run", epochs=1, early_checkpoint_until=0)
     with pytest.raises(FailedPrecondition, match=r"lr is 0.01 but the run was started with 0.001"):
         Trainer.open(
-            tiny_config(lr=0.01), tiny_data, tmp_path / "run", resume=True, explicit={"lr"},
+            tiny_config(lr=0.01),
+            tiny_data,
+            tmp_path / "run",
+            resume=True,
+            explicit={"lr"},
             progress=False,
-        )  # fmt: skip
+        )
 
 
 def test_checkpoint_of_another_model_is_refused(tiny_data: PreparedData, tmp_path: Path) -> None:

@@ -218,9 +218,11 @@ def _split_tests(split: dict[str, Any], deltas: dict[str, np.ndarray], halves: l
 
 
 def _rows(
-    spec: AblateSpec, layout: _Layout, swept: dict[str, list[ab.MaskResult]],
+    spec: AblateSpec,
+    layout: _Layout,
+    swept: dict[str, list[ab.MaskResult]],
     raw: dict[str, ab.RawSweep],
-) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+) -> dict[str, list[dict[str, Any]]]:
     results = {site: iter(r) for site, r in swept.items()}
     position = dict.fromkeys(swept, 0)
     curves: list[dict[str, Any]] = []
@@ -302,10 +304,21 @@ def invariance_rows(
             net.model, x, spec.layers, shifts, spec.padding, ctx, spec.batch_size
         ):
             for layer, corr in res.correlation.items():
-                rows.append({"ablated_layer": ablated_layer, "condition": condition, "seed": seed,
-                             "n_ablated": len(units), "layer": layer, "dx": res.dx, "dy": res.dy,
-                             "correlation": corr, "invariance": res.invariance[layer],
-                             "consistency": res.consistency, "loss_increase": damage})  # fmt: skip
+                rows.append(
+                    {
+                        "ablated_layer": ablated_layer,
+                        "condition": condition,
+                        "seed": seed,
+                        "n_ablated": len(units),
+                        "layer": layer,
+                        "dx": res.dx,
+                        "dy": res.dy,
+                        "correlation": corr,
+                        "invariance": res.invariance[layer],
+                        "consistency": res.consistency,
+                        "loss_increase": damage,
+                    }
+                )
         done.update(1)
 
     with progress.counter(conditions, "shift-invariance", "condition") as done:
@@ -334,10 +347,15 @@ def invariance_rows(
                 sets |= {("damage_candidate", i): m for i, m in enumerate(candidates)}
             masks = np.stack(list(sets.values()))
             damage = (
-                np.array([r.loss_increase_mean for r in ab.sweep(net.model, site, masks, x, y,
-                                                                  spec.mode)])
-                if y is not None else np.full(len(masks), np.nan)
-            )  # fmt: skip
+                np.array(
+                    [
+                        r.loss_increase_mean
+                        for r in ab.sweep(net.model, site, masks, x, y, spec.mode)
+                    ]
+                )
+                if y is not None
+                else np.full(len(masks), np.nan)
+            )
             by_set = dict(zip(sets, damage, strict=True))
             chosen = []
             if matched:

@@ -53,7 +53,11 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
 
 def registration(b: Backends) -> Registration:
     return job_registration(
-        b, ablation_pb2, ablation_pb2_grpc.add_AblationServiceServicer_to_server,
-        SERVICE_NAME, "ablation", lambda r: spec_of(r, b.store),
+        b,
+        ablation_pb2,
+        ablation_pb2_grpc.add_AblationServiceServicer_to_server,
+        SERVICE_NAME,
+        "ablation",
+        lambda r: spec_of(r, b.store),
         lambda spec: SWEEP_TASK if spec["task"] == "sweep" else INVARIANCE_TASK,
-    )  # fmt: skip
+    )

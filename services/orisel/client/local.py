@@ -386,13 +386,16 @@ def _scored_network_args(parser: argparse.ArgumentParser) -> None:
     """A network, and the `orisel tune` output whose indices order its units."""
     _network_args(parser)
     parser.add_argument(
-        "--scores", type=Path, required=True,
+        "--scores",
+        type=Path,
+        required=True,
         help="the output folder of `orisel tune` whose indices order the units",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--allow-mismatch", action="store_true",
+        "--allow-mismatch",
+        action="store_true",
         help="use --scores computed on another checkpoint than the one analysed",
-    )  # fmt: skip
+    )
 
 
 def _network_args(parser: argparse.ArgumentParser) -> None:
@@ -419,9 +422,11 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
         "--test-subset", type=int, help="use a stratified subset of the test images"
     )
     parser.add_argument(
-        "--out", type=Path, required=True,
+        "--out",
+        type=Path,
+        required=True,
         help="output folder: new, empty, or an earlier orisel output with --force",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--force", action="store_true", help="replace --out if it is an earlier orisel output"
     )

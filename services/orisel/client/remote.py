@@ -49,9 +49,11 @@ def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.model is None and args.program_key is None:
         return {"checkpoint": _ref(args.checkpoint_key)}
     model = common_pb2.Model(
-        architecture=args.model or "", weights=_ref(args.weights_key),
-        program=_ref(args.program_key), input_size=args.input_size or 0,
-    )  # fmt: skip
+        architecture=args.model or "",
+        weights=_ref(args.weights_key),
+        program=_ref(args.program_key),
+        input_size=args.input_size or 0,
+    )
     return {"checkpoint": _ref(args.checkpoint_key), "model": model}
 
 
@@ -88,18 +90,23 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
         from orisel.api.extraction.v1 import extraction_pb2
 
         ext = extraction_pb2.ExtractSpec(
-            **_network_fields(args), stimuli=args.stimuli or [],
-            layers=args.layers or [], reduction=args.reduction or "",
-        )  # fmt: skip
+            **_network_fields(args),
+            stimuli=args.stimuli or [],
+            layers=args.layers or [],
+            reduction=args.reduction or "",
+        )
         return "extraction", extraction_pb2.SubmitRequest(idempotency_key=key, spec=ext)
     if args.submit_kind == "tune":
         from orisel.api.scoring.v1 import scoring_pb2
 
         score = scoring_pb2.ScoreSpec(
-            **_network_fields(args), data=_ref(args.data_key), stimuli=args.stimuli or [],
-            layers=args.layers or [], permutations=args.permutations or 0,
+            **_network_fields(args),
+            data=_ref(args.data_key),
+            stimuli=args.stimuli or [],
+            layers=args.layers or [],
+            permutations=args.permutations or 0,
             test_subset=args.test_subset or 0,
-        )  # fmt: skip
+        )
         return "scoring", scoring_pb2.SubmitRequest(idempotency_key=key, spec=score)
     if args.submit_kind == "ablate":
         from orisel.api.ablation.v1 import ablation_pb2
@@ -126,11 +133,14 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     paper = pipeline_pb2.PaperSpec(
         label_corruptions=[float(x) for x in args.label_corruptions or []],
         seeds=[int(x) for x in args.seeds or []],
-        epochs=args.epochs or 0, train_subset=args.train_subset or 0,
-        val_size=args.val_size or 0, test_subset=args.test_subset or 0,
-        permutations=args.permutations or 0, random_halves=args.random_halves,
+        epochs=args.epochs or 0,
+        train_subset=args.train_subset or 0,
+        val_size=args.val_size or 0,
+        test_subset=args.test_subset or 0,
+        permutations=args.permutations or 0,
+        random_halves=args.random_halves,
         data=_ref(args.data_key),
-    )  # fmt: skip
+    )
     return "pipeline", pipeline_pb2.SubmitRequest(idempotency_key=key, spec=paper)
 
 

@@ -173,15 +173,28 @@ class JobDB:
 
     @staticmethod
     def _event(
-        c: Connection, job_id: str, seq: int, at: float, type_: str, state: int, principal: str,
+        c: Connection,
+        job_id: str,
+        seq: int,
+        at: float,
+        type_: str,
+        state: int,
+        principal: str,
         data: dict[str, Any],
-    ) -> None:  # fmt: skip
+    ) -> None:
         # Parameters apart from the statement: one compiled statement serves every call.
         c.execute(
             INSERT_EVENT,
-            {"job_id": job_id, "seq": seq, "at": at, "type": type_, "state": state,
-             "principal": principal[:NAME_LEN], "data": data},
-        )  # fmt: skip
+            {
+                "job_id": job_id,
+                "seq": seq,
+                "at": at,
+                "type": type_,
+                "state": state,
+                "principal": principal[:NAME_LEN],
+                "data": data,
+            },
+        )
 
     def _move(
         self,
@@ -241,22 +254,40 @@ class JobDB:
             raise InvalidArgument("spec", f"at most {MAX_SPEC_BYTES} bytes as JSON", len(body))
         now = time.time()
         return {
-            "id": uuid.uuid4().hex, "kind": new.kind, "state": int(JobState.QUEUED),
-            "spec": new.spec, "spec_sha256": hashlib.sha256(body).hexdigest(),
-            "idempotency_key": new.idempotency_key or None, "owner": new.owner,
-            "parent_id": new.parent_id or None, "task": new.task, "queue": new.queue,
-            "metrics": {}, "outputs": [], "version": 1, "created_at": now, "updated_at": now,
+            "id": uuid.uuid4().hex,
+            "kind": new.kind,
+            "state": int(JobState.QUEUED),
+            "spec": new.spec,
+            "spec_sha256": hashlib.sha256(body).hexdigest(),
+            "idempotency_key": new.idempotency_key or None,
+            "owner": new.owner,
+            "parent_id": new.parent_id or None,
+            "task": new.task,
+            "queue": new.queue,
+            "metrics": {},
+            "outputs": [],
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
             "dispatch_at": now,
-        }  # fmt: skip
+        }
 
     @staticmethod
     def _job(values: dict[str, Any]) -> Job:
         return Job(
-            id=values["id"], kind=values["kind"], state=JobState.QUEUED, spec=values["spec"],
-            idempotency_key=values["idempotency_key"] or "", owner=values["owner"],
-            parent_id=values["parent_id"] or "", task=values["task"], queue=values["queue"],
-            version=1, created_at=values["created_at"], updated_at=values["updated_at"],
-        )  # fmt: skip
+            id=values["id"],
+            kind=values["kind"],
+            state=JobState.QUEUED,
+            spec=values["spec"],
+            idempotency_key=values["idempotency_key"] or "",
+            owner=values["owner"],
+            parent_id=values["parent_id"] or "",
+            task=values["task"],
+            queue=values["queue"],
+            version=1,
+            created_at=values["created_at"],
+            updated_at=values["updated_at"],
+        )
 
     def _existing(self, values: dict[str, Any]) -> Job:
         """The job that holds this new job's idempotency key: the same spec or ALREADY_EXISTS."""
@@ -277,9 +308,17 @@ class JobDB:
         return Job.from_row(found)
 
     def create(
-        self, kind: str, spec: dict[str, Any], *, task: str, queue: str,
-        idempotency_key: str = "", owner: str = "", parent_id: str = "", principal: str = "",
-    ) -> tuple[Job, bool]:  # fmt: skip
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        *,
+        task: str,
+        queue: str,
+        idempotency_key: str = "",
+        owner: str = "",
+        parent_id: str = "",
+        principal: str = "",
+    ) -> tuple[Job, bool]:
         """(job, created). The same key and spec return the existing job; the same key with a
         different spec is ALREADY_EXISTS. The job and its owed message commit together."""
         new = NewJob(kind, spec, task, queue, idempotency_key, owner, parent_id)
@@ -295,9 +334,15 @@ class JobDB:
                         raise FailedPrecondition(f"job {parent_id} has ended: no new children")
                 c.execute(INSERT_JOB, values)
                 self._event(
-                    c, values["id"], 1, values["created_at"], "created", JobState.QUEUED,
-                    principal or owner, {},
-                )  # fmt: skip
+                    c,
+                    values["id"],
+                    1,
+                    values["created_at"],
+                    "created",
+                    JobState.QUEUED,
+                    principal or owner,
+                    {},
+                )
         except IntegrityError:
             if not idempotency_key:
                 raise
@@ -323,10 +368,18 @@ class JobDB:
                 ids = [v["id"] for _, v in rows]
                 made = set(c.execute(select(jobs.c.id).where(jobs.c.id.in_(ids))).scalars())
                 events = [
-                    {"job_id": v["id"], "seq": 1, "at": v["created_at"], "type": "created",
-                     "state": int(JobState.QUEUED), "principal": v["owner"], "data": {}}
-                    for _, v in rows if v["id"] in made
-                ]  # fmt: skip
+                    {
+                        "job_id": v["id"],
+                        "seq": 1,
+                        "at": v["created_at"],
+                        "type": "created",
+                        "state": int(JobState.QUEUED),
+                        "principal": v["owner"],
+                        "data": {},
+                    }
+                    for _, v in rows
+                    if v["id"] in made
+                ]
                 if events:
                     c.execute(INSERT_EVENT, events)
             for i, values in rows:

@@ -59,12 +59,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(
         exc,
         (
-            Unavailable, ConnectionError, TimeoutError, ServerError,
-            urllib3.exceptions.HTTPError, kombu.exceptions.OperationalError,
-            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            Unavailable,
+            ConnectionError,
+            TimeoutError,
+            ServerError,
+            urllib3.exceptions.HTTPError,
+            kombu.exceptions.OperationalError,
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
             sqlalchemy.exc.OperationalError,
         ),
-    )  # fmt: skip
+    )
 
 
 def worker_name() -> str:

@@ -143,8 +143,12 @@ def make_store(settings: Settings) -> object:
     if settings.store == "local":
         return LocalStore(settings.store_root, settings.bucket)
     s3 = S3Store(
-        settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),
-        settings.bucket, settings.s3_secure, settings.s3_region,
-    )  # fmt: skip
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key.get_secret_value(),
+        settings.bucket,
+        settings.s3_secure,
+        settings.s3_region,
+    )
     s3.ensure_bucket()
     return s3

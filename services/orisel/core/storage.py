@@ -240,9 +240,14 @@ class S3Store(_Measured):
     backend = "s3"
 
     def __init__(
-        self, endpoint: str, access_key: str, secret_key: str, bucket: str = "orisel",
-        secure: bool = False, region: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str = "orisel",
+        secure: bool = False,
+        region: str | None = None,
+    ) -> None:
         from minio import Minio
 
         self.client = Minio(

@@ -80,9 +80,15 @@ class Network:
 
     @classmethod
     def from_module(
-        cls, module: nn.Module, input_size: int, *, mean: tuple[float, float, float] | None = None,
-        std: tuple[float, float, float] | None = None, name: str = "custom", device: str = "cpu",
-    ) -> Network:  # fmt: skip
+        cls,
+        module: nn.Module,
+        input_size: int,
+        *,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+        name: str = "custom",
+        device: str = "cpu",
+    ) -> Network:
         """Any torch module that takes (B, 3, input_size, input_size) images: pixels in [0, 1],
         then `(x - mean) / std` per channel when given (ImageNet's for torchvision weights)."""
         if input_size < 8:
@@ -108,9 +114,13 @@ class Network:
         return expand_reused(names, count_calls(self.model, probe))
 
     def stimulus_responses(
-        self, stimuli: StimulusSet, layers: tuple[str, ...], reduction: Reduction, batch_size: int,
+        self,
+        stimuli: StimulusSet,
+        layers: tuple[str, ...],
+        reduction: Reduction,
+        batch_size: int,
         order: np.ndarray | None = None,
-    ) -> dict[str, np.ndarray]:  # fmt: skip
+    ) -> dict[str, np.ndarray]:
         """(stimuli, units) responses per layer; `order` presents stimulus order[i] as label i."""
 
         def render(idx: np.ndarray) -> np.ndarray:

@@ -30,6 +30,11 @@ def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict
 
 def registration(b: Backends) -> Registration:
     return job_registration(
-        b, extraction_pb2, extraction_pb2_grpc.add_ExtractionServiceServicer_to_server,
-        SERVICE_NAME, "extraction", lambda r: spec_of(r, b.store), lambda _: EXTRACT_TASK,
-    )  # fmt: skip
+        b,
+        extraction_pb2,
+        extraction_pb2_grpc.add_ExtractionServiceServicer_to_server,
+        SERVICE_NAME,
+        "extraction",
+        lambda r: spec_of(r, b.store),
+        lambda _: EXTRACT_TASK,
+    )

@@ -104,9 +104,14 @@ def _translate(script: torch.jit.ScriptModule, example: torch.Tensor) -> fx.Grap
     conv = ts.TS2EPConverter(script, (example,))
     lifted, fqns = ts.get_block_to_lifted_attrs(conv.ts_graph)
     graph_conv = ts.TS2FXGraphConverter(
-        conv.ts_graph, conv.name_to_param, conv.name_to_buffer, lifted,
-        conv.name_to_non_tensor_attributes, conv.name_to_constant, fqns,
-    )  # fmt: skip
+        conv.ts_graph,
+        conv.name_to_param,
+        conv.name_to_buffer,
+        lifted,
+        conv.name_to_non_tensor_attributes,
+        conv.name_to_constant,
+        fqns,
+    )
     gm = graph_conv.convert()
     ops = [n for n in conv.ts_graph.nodes() if n.kind() not in _BOOKKEEPING]
     nodes = graph_conv.name_to_node

@@ -35,6 +35,11 @@ def spec_of(request: pipeline_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
 
 def registration(b: Backends) -> Registration:
     return job_registration(
-        b, pipeline_pb2, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
-        SERVICE_NAME, "pipeline", lambda r: spec_of(r, b.store), lambda _: ADVANCE_TASK,
-    )  # fmt: skip
+        b,
+        pipeline_pb2,
+        pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
+        SERVICE_NAME,
+        "pipeline",
+        lambda r: spec_of(r, b.store),
+        lambda _: ADVANCE_TASK,
+    )

@@ -73,10 +73,17 @@ def c1(variants: dict[str, Any]) -> dict[str, Any]:
                     cases.append((layer, s["fraction_above_threshold"], above))
     fractions = np.array([f for _, f, _ in cases])
     test = (
-        st.Test(float(np.median(fractions)), float(fractions.min()), float(fractions.max()),
-                float("nan"), len(cases), "")
-        if cases else None
-    )  # fmt: skip
+        st.Test(
+            float(np.median(fractions)),
+            float(fractions.min()),
+            float(fractions.max()),
+            float("nan"),
+            len(cases),
+            "",
+        )
+        if cases
+        else None
+    )
     held = sum(ok for _, _, ok in cases)
     if fdr:
         statistic = (
@@ -93,8 +100,12 @@ def c1(variants: dict[str, Any]) -> dict[str, Any]:
     value = f"{held}/{len(cases)} (network, stimulus, layer) cases with selective units"
     return _row(
         "C1 orientation-selective units exist in lower and higher layers",
-        statistic, null, test, value, held == len(cases) if cases else None,
-    )  # fmt: skip
+        statistic,
+        null,
+        test,
+        value,
+        held == len(cases) if cases else None,
+    )
 
 
 def _trajectory_series(traj: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
@@ -140,9 +151,10 @@ def c2(variants: dict[str, Any]) -> dict[str, Any]:
         "partial Spearman r of lower-layer mean gOSI and test accuracy over each network's "
         "checkpoints, epoch and training accuracy partialled out; effect: mean over networks",
         "every circular shift of one series against the other (keeps autocorrelation)",
-        summary, value or "no trajectory with enough checkpoints",
+        summary,
+        value or "no trajectory with enough checkpoints",
         all(_significant(t[0]) for t in tests.values()) if tests else None,
-    )  # fmt: skip
+    )
 
 
 def c3(variants: dict[str, Any]) -> dict[str, Any]:
@@ -150,9 +162,13 @@ def c3(variants: dict[str, Any]) -> dict[str, Any]:
     named = [n for n, v in variants.items() if v.get("tune")]
     if len(named) < 3:
         return _row(
-            "C3 networks that generalize better have more selectivity", "Spearman r", "", None,
-            "fewer than 3 networks", None,
-        )  # fmt: skip
+            "C3 networks that generalize better have more selectivity",
+            "Spearman r",
+            "",
+            None,
+            "fewer than 3 networks",
+            None,
+        )
     g = np.array([layer_mean(variants[n]["tune"]["gratings"], LOWER) for n in named])
     acc = np.array([variants[n]["tune"]["metrics"]["test"]["accuracy"] for n in named])
     test = st.spearman_test(g, acc)
@@ -177,8 +193,11 @@ def c3(variants: dict[str, Any]) -> dict[str, Any]:
         "C3 networks that generalize better have more selectivity",
         "Spearman r of lower-layer mean gOSI vs test accuracy across networks (and across "
         "corruption levels' means when levels have several seeds), bootstrap 95% CI",
-        "accuracies permuted among networks (exact for n <= 7)", test, value, holds,
-    )  # fmt: skip
+        "accuracies permuted among networks (exact for n <= 7)",
+        test,
+        value,
+        holds,
+    )
 
 
 def c4(variants: dict[str, Any]) -> dict[str, Any]:
@@ -221,8 +240,10 @@ def c4(variants: dict[str, Any]) -> dict[str, Any]:
         "cross-entropy increase, top-50% minus bottom-50% by gOSI, layers 1-3, averaged per "
         "network; effect: mean over the lowest-corruption networks with its 95% CI",
         "no difference across networks (one-sample t over networks)",
-        test, value, _significant(test) if test is not None and test.n >= 2 else None,
-    )  # fmt: skip
+        test,
+        value,
+        _significant(test) if test is not None and test.n >= 2 else None,
+    )
 
 
 def c4m(variants: dict[str, Any]) -> dict[str, Any]:
@@ -254,9 +275,10 @@ def c4m(variants: dict[str, Any]) -> dict[str, Any]:
         "gain and outgoing weight norm (the more selective unit of each matched pair on "
         "top), layers 1-3, averaged per network",
         "no difference across networks (one-sample t over networks)",
-        test, value or "no matched controls in these data",
+        test,
+        value or "no matched controls in these data",
         _significant(test) if test is not None and test.n >= 2 else None,
-    )  # fmt: skip
+    )
 
 
 def c5(variants: dict[str, Any]) -> dict[str, Any]:
@@ -303,10 +325,13 @@ def c5(variants: dict[str, Any]) -> dict[str, Any]:
             "collected before the unpooled, damage-matched test)"
         )
     return _row(
-        "C5 that ablation disrupts the shift-invariance of higher layers", statistic,
+        "C5 that ablation disrupts the shift-invariance of higher layers",
+        statistic,
         "no difference across networks (one-sample t over networks)",
-        test, value, _significant(test) if test is not None and test.n >= 2 else None,
-    )  # fmt: skip
+        test,
+        value,
+        _significant(test) if test is not None and test.n >= 2 else None,
+    )
 
 
 def _damage(curves: list[dict[str, Any]], layer: str, order: str) -> float:
@@ -329,10 +354,13 @@ def c6(variants: dict[str, Any]) -> dict[str, Any]:
         curves = (variants[n].get("ablate") or {}).get("curves") or []
         layers = sorted({c["layer"] for c in curves})
         rows = [
-            (_damage(curves, layer, "gosi:descending"), _damage(curves, layer, "csi:descending"),
-             _damage(curves, layer, "random"))
+            (
+                _damage(curves, layer, "gosi:descending"),
+                _damage(curves, layer, "csi:descending"),
+                _damage(curves, layer, "random"),
+            )
             for layer in layers
-        ]  # fmt: skip
+        ]
         rows = [r for r in rows if np.isfinite(r).all()]
         if rows:
             per_network.append(float(np.mean([g - c for g, c, _ in rows])))
@@ -351,8 +379,10 @@ def c6(variants: dict[str, Any]) -> dict[str, Any]:
         "by gOSI minus by CSI, averaged over the ablated layers of each network; CSI-first "
         "against random orders beside it (Morcos et al.'s comparison)",
         "no difference across networks (one-sample t over networks)",
-        test, value, _significant(test) if test is not None and test.n >= 2 else None,
-    )  # fmt: skip
+        test,
+        value,
+        _significant(test) if test is not None and test.n >= 2 else None,
+    )
 
 
 def claims(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -60,11 +60,17 @@ def _tuning(t: dict[str, Any]) -> list[str]:
         for layer, s in t["summary"][kind]["layers"].items():
             c = csi.get(layer, {}).get("mean_csi")
             cells = [
-                kind, layer, s["units"], s["dead"], f"{s['fraction_selective']:.3f}",
-                f"{s['fraction_above_threshold']:.3f}", f"{s['null_fraction_above_threshold']:.3f}",
-                f"{s['mean_gosi']:.3f}", f"{s['null_mean_gosi']:.3f}",
+                kind,
+                layer,
+                s["units"],
+                s["dead"],
+                f"{s['fraction_selective']:.3f}",
+                f"{s['fraction_above_threshold']:.3f}",
+                f"{s['null_fraction_above_threshold']:.3f}",
+                f"{s['mean_gosi']:.3f}",
+                f"{s['null_mean_gosi']:.3f}",
                 "-" if c is None else f"{c:.3f}",
-            ]  # fmt: skip
+            ]
             lines.append("| " + " | ".join(str(x) for x in cells) + " |")
     lines += [
         "",
@@ -89,11 +95,14 @@ def _ablation(a: dict[str, Any]) -> list[str]:
         top, bottom = s["top50"], s["bottom50"]
         worse = top["loss_increase_mean"] > bottom["loss_increase_mean"]
         cells = [
-            s["layer"], s["by"],
+            s["layer"],
+            s["by"],
             f"{top['loss_increase_mean']:.4f} ± {top['loss_increase_sem']:.4f}",
             f"{bottom['loss_increase_mean']:.4f} ± {bottom['loss_increase_sem']:.4f}",
-            f"{top['accuracy']:.3f}", f"{bottom['accuracy']:.3f}", "yes" if worse else "no",
-        ]  # fmt: skip
+            f"{top['accuracy']:.3f}",
+            f"{bottom['accuracy']:.3f}",
+            "yes" if worse else "no",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"![split by {by}](ablate/split_{by}.png)" for by in a["spec"]["orders"]]
     lines += ["", "![cumulative ablation, layer1](ablate/curves_layer1.png)", ""]

@@ -170,10 +170,16 @@ def invariance(
         groups = [f"{a}:{c}" for a, c in summary]
         for metric in ("consistency", "correlation", "invariance"):
             plots.grouped_bars(
-                groups, {metric: (np.array([v[metric] for v in summary.values()]),
-                                  np.array([v[f"{metric}_sd"] for v in summary.values()]))},
-                f"{metric} under shifts of {k} px (± SD)", tmp / f"{metric}.png",
-            )  # fmt: skip
+                groups,
+                {
+                    metric: (
+                        np.array([v[metric] for v in summary.values()]),
+                        np.array([v[f"{metric}_sd"] for v in summary.values()]),
+                    )
+                },
+                f"{metric} under shifts of {k} px (± SD)",
+                tmp / f"{metric}.png",
+            )
         result = {
             "spec": spec.model_dump(mode="json"),
             "network": net.source,

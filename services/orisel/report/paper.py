@@ -79,8 +79,12 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
             ax.set_ylabel("mean gOSI (gratings)")
             twin = ax.twinx()
             twin.plot(x, [t["metrics"]["test"]["accuracy"] for t in traj], "k--", label="test acc")
-            gap = [t["metrics"]["train"]["accuracy"] - t["metrics"]["test"]["accuracy"]
-                   if t["metrics"].get("train") else np.nan for t in traj]  # fmt: skip
+            gap = [
+                t["metrics"]["train"]["accuracy"] - t["metrics"]["test"]["accuracy"]
+                if t["metrics"].get("train")
+                else np.nan
+                for t in traj
+            ]
             twin.plot(x, gap, "k:", label="train-test gap")
             twin.set_ylabel("accuracy / gap")
             ax.set_title(n, fontsize=9)
@@ -286,9 +290,13 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
         ]
         for n, v in variants.items():
             if len(v.get("trajectory") or []) >= 3:
-                lines += ["", f"{n}:", "", "| epoch | test acc | " + " | ".join(
-                    v["trajectory"][-1]["gratings"]) + " |", "|---" * (2 + len(
-                    v["trajectory"][-1]["gratings"])) + "|"]  # fmt: skip
+                lines += [
+                    "",
+                    f"{n}:",
+                    "",
+                    "| epoch | test acc | " + " | ".join(v["trajectory"][-1]["gratings"]) + " |",
+                    "|---" * (2 + len(v["trajectory"][-1]["gratings"])) + "|",
+                ]
                 for t in v["trajectory"]:
                     cells = " | ".join(fmt(s["mean_gosi"]) for s in t["gratings"].values())
                     lines.append(

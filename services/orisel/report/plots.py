@@ -36,9 +36,12 @@ def tuning_grid(
     permutation test (`selective`), their tuning curves normalised to the unit's peak."""
     layers = list(scored)
     fig, axes = plt.subplots(
-        len(layers), per_layer, figsize=(1.7 * per_layer, 1.45 * len(layers) + 0.6),
-        squeeze=False, sharex=True,
-    )  # fmt: skip
+        len(layers),
+        per_layer,
+        figsize=(1.7 * per_layer, 1.45 * len(layers) + 0.6),
+        squeeze=False,
+        sharex=True,
+    )
     for r, layer in enumerate(layers):
         s = scored[layer]
         significant = np.flatnonzero(s["selective"])
@@ -53,8 +56,15 @@ def tuning_grid(
             ax.tick_params(labelsize=6)
             if c >= len(order):
                 if c == 0:
-                    ax.text(0.5, 0.5, "no selective unit", ha="center", va="center", fontsize=7,
-                            transform=ax.transAxes)  # fmt: skip
+                    ax.text(
+                        0.5,
+                        0.5,
+                        "no selective unit",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        transform=ax.transAxes,
+                    )
                 else:
                     ax.axis("off")
                 continue
@@ -103,10 +113,20 @@ def histograms(summary: dict[str, Any], threshold: float, path: Path) -> None:
             edges = np.array(s["histogram_edges"])
             obs = np.array(s["histogram"], dtype=float)
             ax = axes[r, c]
-            ax.stairs(obs / max(obs.sum(), 1), edges, fill=True, alpha=0.6,
-                      color=INDEX_COLOURS["gosi"], label="units")  # fmt: skip
-            ax.stairs(np.array(s["null_histogram_density"]), edges, color=RANDOM,
-                      label="shuffled stimuli (null)")  # fmt: skip
+            ax.stairs(
+                obs / max(obs.sum(), 1),
+                edges,
+                fill=True,
+                alpha=0.6,
+                color=INDEX_COLOURS["gosi"],
+                label="units",
+            )
+            ax.stairs(
+                np.array(s["null_histogram_density"]),
+                edges,
+                color=RANDOM,
+                label="shuffled stimuli (null)",
+            )
             ax.axvline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
             ax.set_title(f"{kind} {layer}\nselective {s['fraction_selective']:.2f}", fontsize=7)
             ax.tick_params(labelsize=6)
@@ -135,14 +155,22 @@ def ablation_curves(rows: dict[str, np.ndarray], layer: str, metric: str, path: 
             lo, hi = np.array([v.min() for v in by_x]), np.array([v.max() for v in by_x])
             plt.fill_between(xs, lo, hi, color=RANDOM, alpha=0.25, lw=0)
             n = len(np.unique(rows["seed"][m]))
-            plt.plot(xs, mean, color=RANDOM, marker="o", ms=2.5,
-                     label=f"random (mean and range of {n})")  # fmt: skip
+            plt.plot(
+                xs, mean, color=RANDOM, marker="o", ms=2.5, label=f"random (mean and range of {n})"
+            )
             continue
         index, _, direction = str(order).partition(":")
         style = "-" if direction == "descending" else "--"
         what = "most" if direction == "descending" else "least"
-        plt.plot(xs, mean, style, color=INDEX_COLOURS.get(index, "k"), marker="o", ms=2.5,
-                 label=f"by {index}, {what} selective first")  # fmt: skip
+        plt.plot(
+            xs,
+            mean,
+            style,
+            color=INDEX_COLOURS.get(index, "k"),
+            marker="o",
+            ms=2.5,
+            label=f"by {index}, {what} selective first",
+        )
     if metric == "accuracy":
         classes = sum(1 for k in rows if k.startswith("accuracy_class"))
         if classes:
@@ -166,8 +194,15 @@ def grouped_bars(
     x = np.arange(len(groups))
     names = {"top50": "most selective half", "bottom50": "least selective half"}
     for i, (name, (mean, err)) in enumerate(series.items()):
-        plt.bar(x + i * width, mean, width, yerr=err, label=names.get(name, name), capsize=2,
-                color=GROUP_COLOURS.get(name))  # fmt: skip
+        plt.bar(
+            x + i * width,
+            mean,
+            width,
+            yerr=err,
+            label=names.get(name, name),
+            capsize=2,
+            color=GROUP_COLOURS.get(name),
+        )
     plt.xticks(x + width * (len(series) - 1) / 2, groups, fontsize=7)
     plt.axhline(0, color="k", lw=0.6)
     plt.ylabel(ylabel, fontsize=8)
@@ -189,9 +224,10 @@ def trajectory(rows: list[dict[str, Any]], path: Path) -> None:
             ax = axes[row][col]
             for colour, layer in zip(colours, layers, strict=True):
                 pts = sorted(
-                    (r[x_key], r["mean_gosi"]) for r in rows
+                    (r[x_key], r["mean_gosi"])
+                    for r in rows
                     if r["stimulus"] == kind and r["layer"] == layer and r[x_key] is not None
-                )  # fmt: skip
+                )
                 if pts:
                     xs, ys = zip(*pts, strict=True)
                     ax.plot(xs, ys, marker="o", ms=3, color=colour, label=layer)

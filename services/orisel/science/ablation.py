@@ -83,9 +83,13 @@ class MaskResult:
 
 
 def _summarise(
-    losses: np.ndarray, correct: np.ndarray, base_losses: np.ndarray, labels: np.ndarray,
-    n_classes: int, n_ablated: int,
-) -> MaskResult:  # fmt: skip
+    losses: np.ndarray,
+    correct: np.ndarray,
+    base_losses: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    n_ablated: int,
+) -> MaskResult:
     delta = losses - base_losses
     counts = np.bincount(labels, minlength=n_classes)
     per_class = np.bincount(labels, weights=correct, minlength=n_classes) / np.maximum(counts, 1)
@@ -279,9 +283,14 @@ def _ce(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 
 def _sweep_cached(
-    steps: list[Step], plans: dict[str, _SitePlan], images: torch.Tensor, labels: torch.Tensor,
-    mode: Mode, chunk_images: int, batch_bytes: int,
-) -> None:  # fmt: skip
+    steps: list[Step],
+    plans: dict[str, _SitePlan],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mode: Mode,
+    chunk_images: int,
+    batch_bytes: int,
+) -> None:
     names = [n for n, _ in steps]
     for site in plans:
         split_at(steps, site)  # validates the name
@@ -299,9 +308,14 @@ def _sweep_cached(
 
 
 def _evaluate_site(
-    suffix: list[Step], act: torch.Tensor, y: torch.Tensor, s: int, plan: _SitePlan, mode: Mode,
+    suffix: list[Step],
+    act: torch.Tensor,
+    y: torch.Tensor,
+    s: int,
+    plan: _SitePlan,
+    mode: Mode,
     batch_bytes: int,
-) -> None:  # fmt: skip
+) -> None:
     """All of one site's masks on one chunk of images whose activations at the site are `act`."""
     out, distinct, mean = plan.out, plan.distinct, plan.mean
     live = [i for i in range(len(distinct)) if distinct[i].any()]
@@ -359,9 +373,14 @@ def _fold_zero_mask(suffix: list[Step], mask: torch.Tensor) -> list[Step] | None
 
 
 def _sweep_naive(
-    model: nn.Module, site: str, plan: _SitePlan, images: torch.Tensor, labels: torch.Tensor,
-    mode: Mode, batch: int,
-) -> None:  # fmt: skip
+    model: nn.Module,
+    site: str,
+    plan: _SitePlan,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mode: Mode,
+    batch: int,
+) -> None:
     out = plan.out
     for s in range(0, len(labels), batch):
         out.base[s : s + batch] = _ce(model(images[s : s + batch]), labels[s : s + batch])

@@ -57,9 +57,12 @@ def silence(
 
 @contextmanager
 def ablated(
-    model: nn.Module, site: str, units: Sequence[int] | np.ndarray, mode: Mode = "zero",
+    model: nn.Module,
+    site: str,
+    units: Sequence[int] | np.ndarray,
+    mode: Mode = "zero",
     mean: torch.Tensor | None = None,
-) -> Iterator[None]:  # fmt: skip
+) -> Iterator[None]:
     """Within the block, the channels `units` of module `site` are silenced in every forward."""
     module = resolve_layers(model, [site])[site]
     if mode not in MODES:

@@ -97,9 +97,13 @@ class Recorder:
     refused, so no call is ever read silently in place of another."""
 
     def __init__(
-        self, model: nn.Module, layers: Sequence[str], reduction: Reduction = "mean",
-        stop_early: bool = True, maps: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        reduction: Reduction = "mean",
+        stop_early: bool = True,
+        maps: bool = False,
+    ) -> None:
         if reduction not in REDUCTIONS:
             raise InvalidArgument("reduction", f"one of {', '.join(REDUCTIONS)}", reduction)
         self.model = model

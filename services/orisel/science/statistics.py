@@ -88,17 +88,31 @@ def spearman_test(x: np.ndarray, y: np.ndarray, seed: int = 0, resamples: int = 
 
     # Only y is reordered (n! pairings), so small samples are tested exactly.
     perm = stats.permutation_test(
-        (stats.rankdata(y),), reordered, permutation_type="pairings", vectorized=True,
-        n_resamples=resamples, alternative="two-sided", rng=np.random.default_rng(seed),
-    )  # fmt: skip
+        (stats.rankdata(y),),
+        reordered,
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=resamples,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
     boot = stats.bootstrap(
-        (x, y), resampled, paired=True, vectorized=True, n_resamples=2_000,
-        method="percentile", rng=np.random.default_rng(seed + 1),
-    )  # fmt: skip
+        (x, y),
+        resampled,
+        paired=True,
+        vectorized=True,
+        n_resamples=2_000,
+        method="percentile",
+        rng=np.random.default_rng(seed + 1),
+    )
     return Test(
-        r, float(boot.confidence_interval.low), float(boot.confidence_interval.high),
-        float(perm.pvalue), len(x), "pairings permuted",
-    )  # fmt: skip
+        r,
+        float(boot.confidence_interval.low),
+        float(boot.confidence_interval.high),
+        float(perm.pvalue),
+        len(x),
+        "pairings permuted",
+    )
 
 
 def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> float:

@@ -77,9 +77,13 @@ class StimulusSet:
 
 
 def _gratings(
-    s: StimulusSet, theta: np.ndarray, c_idx: np.ndarray, n_idx: np.ndarray,
-    x: np.ndarray, y: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    s: StimulusSet,
+    theta: np.ndarray,
+    c_idx: np.ndarray,
+    n_idx: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+) -> np.ndarray:
     k = np.array([c["k"] for c in s.conditions])[c_idx]
     phase = np.array([n["phase"] for n in s.nuisances])[n_idx]
     # Stripes along theta means luminance varies along the normal (-sin, cos).
@@ -93,9 +97,13 @@ def _gratings(
 
 
 def _bars(
-    s: StimulusSet, theta: np.ndarray, c_idx: np.ndarray, n_idx: np.ndarray,
-    x: np.ndarray, y: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    s: StimulusSet,
+    theta: np.ndarray,
+    c_idx: np.ndarray,
+    n_idx: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+) -> np.ndarray:
     length = np.array([c["length"] for c in s.conditions])[c_idx][:, None, None]
     width = np.array([c["width"] for c in s.conditions])[c_idx][:, None, None]
     polarity = np.array([n["polarity"] for n in s.nuisances])[n_idx][:, None, None]
@@ -123,20 +131,26 @@ def gratings(
     """The journal version's gratings: k = pi / (size/2 + 4) * s for s = 1..n_frequencies,
     phases measured from pixel size // 2 as the journal code does ("symmetric": from the
     image's geometric centre; with four phases the half pixel moves single units' gOSI)."""
-    for name, value in (("n_orientations", n_orientations), ("n_phases", n_phases),
-                        ("n_frequencies", n_frequencies)):  # fmt: skip
+    for name, value in (
+        ("n_orientations", n_orientations),
+        ("n_phases", n_phases),
+        ("n_frequencies", n_frequencies),
+    ):
         if value < 1:
             raise InvalidArgument(name, "at least 1", value)
     if size < 4:
         raise InvalidArgument("size", "at least 4 pixels", size)
     base = math.pi / (size / 2 + 4)
-    conditions = tuple({"k": base * s, "period_px": 2 * math.pi / (base * s)}
-                       for s in range(1, n_frequencies + 1))  # fmt: skip
+    conditions = tuple(
+        {"k": base * s, "period_px": 2 * math.pi / (base * s)} for s in range(1, n_frequencies + 1)
+    )
     nuisances = tuple({"phase": 2 * math.pi * p / n_phases} for p in range(n_phases))
     spec: dict[str, object] = {
-        "n_orientations": n_orientations, "n_phases": n_phases, "n_frequencies": n_frequencies,
+        "n_orientations": n_orientations,
+        "n_phases": n_phases,
+        "n_frequencies": n_frequencies,
         "centre": centre,
-    }  # fmt: skip
+    }
     return StimulusSet("gratings", size, n_orientations, conditions, nuisances, spec)
 
 
@@ -169,10 +183,15 @@ def bars(
     conditions = tuple({"length": float(ln), "width": float(w)} for ln in lengths for w in widths)
     nuisances = tuple(
         {"polarity": float(p), "x": float(cx), "y": float(cy)}
-        for p in (1.0, -1.0) for cy in centres for cx in centres
-    )  # fmt: skip
+        for p in (1.0, -1.0)
+        for cy in centres
+        for cx in centres
+    )
     spec: dict[str, object] = {
-        "n_orientations": n_orientations, "lengths": list(lengths), "widths": list(widths),
-        "spacing": spacing, "positions": len(centres) ** 2,
-    }  # fmt: skip
+        "n_orientations": n_orientations,
+        "lengths": list(lengths),
+        "widths": list(widths),
+        "spacing": spacing,
+        "positions": len(centres) ** 2,
+    }
     return StimulusSet("bars", size, n_orientations, conditions, nuisances, spec)

@@ -35,6 +35,11 @@ def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[st
 
 def registration(b: Backends) -> Registration:
     return job_registration(
-        b, scoring_pb2, scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
-        SERVICE_NAME, "scoring", lambda r: spec_of(r, b.store), lambda _: SCORE_TASK,
-    )  # fmt: skip
+        b,
+        scoring_pb2,
+        scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
+        SERVICE_NAME,
+        "scoring",
+        lambda r: spec_of(r, b.store),
+        lambda _: SCORE_TASK,
+    )

@@ -45,12 +45,20 @@ def trajectory_rows(
         net = load_network(run / entry["file"], device=device)
         tuned = score_units(net, spec)
         m = entry["metrics"]
-        accuracy = {f"{split}_accuracy": (m.get(split) or {}).get("accuracy") for split in
-                    ("train", "validation", "test")}  # fmt: skip
+        accuracy = {
+            f"{split}_accuracy": (m.get(split) or {}).get("accuracy")
+            for split in ("train", "validation", "test")
+        }
         for kind in spec.stimuli:
             for layer, s in tuned.summary[kind]["layers"].items():
                 rows.append(
-                    {"epoch": entry["epoch"], "step": entry["step"], "stimulus": kind,
-                     "layer": layer, **{k: s[k] for k in SUMMARY_KEYS}, **accuracy}
-                )  # fmt: skip
+                    {
+                        "epoch": entry["epoch"],
+                        "step": entry["step"],
+                        "stimulus": kind,
+                        "layer": layer,
+                        **{k: s[k] for k in SUMMARY_KEYS},
+                        **accuracy,
+                    }
+                )
     return rows

@@ -17,10 +17,21 @@ from orisel.scoring.spec import TuneSpec
 
 HIST_BINS = 20
 UNIT_COLUMNS = (
-    "gosi", "osi", "preferred_deg", "range_deg", "bandwidth_deg", "preferred_condition",
-    "p_value", "null_gosi", "selective", "dead", "p_orientation", "q_value", "q_orientation",
+    "gosi",
+    "osi",
+    "preferred_deg",
+    "range_deg",
+    "bandwidth_deg",
+    "preferred_condition",
+    "p_value",
+    "null_gosi",
+    "selective",
+    "dead",
+    "p_orientation",
+    "q_value",
+    "q_orientation",
     "selective_fdr",
-)  # fmt: skip
+)
 # The orientation-only null draws its shuffles from a stream of its own.
 ORIENTATION_SEED_OFFSET = 1 << 30
 
@@ -98,9 +109,13 @@ def layer_summary(s: dict[str, np.ndarray], spec: TuneSpec) -> dict[str, Any]:
 
 
 def class_selectivity_by_layer(
-    net: Network, images: np.ndarray, labels: np.ndarray, n_classes: int, layers: tuple[str, ...],
+    net: Network,
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    layers: tuple[str, ...],
     batch_size: int,
-) -> dict[str, np.ndarray]:  # fmt: skip
+) -> dict[str, np.ndarray]:
     resp = net.image_responses(images, layers, "mean", batch_size)
     return {n: ix.class_selectivity(resp[n], labels, n_classes) for n in layers}
 

@@ -78,7 +78,11 @@ MAX_POPULATION = 256
 
 def registration(b: Backends) -> Registration:
     return job_registration(
-        b, training_pb2, training_pb2_grpc.add_TrainingServiceServicer_to_server,
-        SERVICE_NAME, "training", lambda r: spec_of(r, b.store),
+        b,
+        training_pb2,
+        training_pb2_grpc.add_TrainingServiceServicer_to_server,
+        SERVICE_NAME,
+        "training",
+        lambda r: spec_of(r, b.store),
         lambda spec: POPULATION_TASK if spec.get("population") else SEGMENT_TASK,
-    )  # fmt: skip
+    )
