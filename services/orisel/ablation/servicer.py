@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orisel.ablation.spec import AblateSpec, InvarianceSpec
+from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
@@ -14,9 +14,6 @@ from orisel.core.storage import ArtifactStore
 from orisel.extraction.spec import data_ref, network_ref
 
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
-SWEEP_TASK = "orisel.ablation.sweep"
-CHUNK_TASK = "orisel.ablation.chunk"
-INVARIANCE_TASK = "orisel.ablation.invariance"
 
 
 def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:

@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from orisel.core.names import MAX_LAYERS, Index, LayerName, Mode, Padding, Point, Seed
 from orisel.core.tables import TableFormat
 
+# The Celery task names of this capability's jobs: the servicer submits them, tasks.py
+# registers them.
+SWEEP_TASK = "orisel.ablation.sweep"
+CHUNK_TASK = "orisel.ablation.chunk"
+INVARIANCE_TASK = "orisel.ablation.invariance"
+
 MAX_RANDOM = 100  # random orders per layer
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(11))
 

@@ -35,8 +35,7 @@ from orisel.ablation.run import (
     rows_from_blocks,
     run_block,
 )
-from orisel.ablation.servicer import CHUNK_TASK, INVARIANCE_TASK, SWEEP_TASK
-from orisel.ablation.spec import AblateSpec, InvarianceSpec
+from orisel.ablation.spec import CHUNK_TASK, INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
 from orisel.core.artifacts import fetch, upload_dir
 from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError

@@ -8,10 +8,9 @@ from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
-from orisel.extraction.spec import ExtractSpec, network_ref
+from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec, network_ref
 
 SERVICE_NAME = extraction_pb2.DESCRIPTOR.services_by_name["ExtractionService"].full_name
-EXTRACT_TASK = "orisel.extraction.extract"
 
 
 def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:

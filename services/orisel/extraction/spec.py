@@ -13,6 +13,10 @@ from orisel.core.errors import InvalidArgument
 from orisel.core.names import MAX_LAYERS, LayerName, Reduction
 from orisel.core.storage import ArtifactStore
 
+# The Celery task names of this capability's jobs: the servicer submits them, tasks.py
+# registers them.
+EXTRACT_TASK = "orisel.extraction.extract"
+
 
 class ExtractSpec(BaseModel):
     """Which stimuli, which layers and how each unit's feature map is reduced."""

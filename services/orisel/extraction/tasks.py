@@ -11,8 +11,7 @@ from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactStore
 from orisel.extraction.extract import extract
 from orisel.extraction.inputs import job_network
-from orisel.extraction.servicer import EXTRACT_TASK
-from orisel.extraction.spec import ExtractSpec
+from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec
 
 
 def _extract(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:

@@ -9,10 +9,9 @@ from orisel.core.artifacts import resolve
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
-from orisel.pipeline.spec import PaperSpec
+from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
-ADVANCE_TASK = "orisel.pipeline.advance"
 
 
 def spec_of(request: pipeline_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:

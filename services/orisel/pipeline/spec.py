@@ -10,6 +10,10 @@ from orisel.core.names import MAX_SEED
 from orisel.data.prepare import MAX_IMAGES
 from orisel.training.config import run_name
 
+# The Celery task names of this capability's jobs: the servicer submits them, tasks.py
+# registers them.
+ADVANCE_TASK = "orisel.pipeline.advance"
+
 
 @dataclass(frozen=True)
 class Variant:

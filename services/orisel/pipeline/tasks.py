@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from orisel.ablation.servicer import INVARIANCE_TASK, SWEEP_TASK
-from orisel.ablation.spec import AblateSpec, InvarianceSpec
+from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
 from orisel.core.artifacts import upload_dir
 from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
@@ -29,12 +28,9 @@ from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore
-from orisel.pipeline.servicer import ADVANCE_TASK
-from orisel.pipeline.spec import PaperSpec
-from orisel.scoring.servicer import SCORE_TASK
-from orisel.scoring.spec import TuneSpec
-from orisel.training.config import TrainConfig, run_name
-from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK
+from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec
+from orisel.scoring.spec import SCORE_TASK, TuneSpec
+from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
 
 # Share of the whole pipeline's progress that each stage accounts for.
 STAGES = (("train", 0.6), ("score", 0.15), ("analyse", 0.2), ("report", 0.05))

@@ -10,10 +10,9 @@ from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
 from orisel.extraction.spec import data_ref, network_ref
-from orisel.scoring.spec import TuneSpec
+from orisel.scoring.spec import SCORE_TASK, TuneSpec
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
-SCORE_TASK = "orisel.scoring.score"
 
 
 def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:

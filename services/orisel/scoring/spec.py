@@ -8,6 +8,10 @@ from orisel.core.names import MAX_SEED
 from orisel.core.tables import TableFormat
 from orisel.extraction.spec import ExtractSpec
 
+# The Celery task names of this capability's jobs: the servicer submits them, tasks.py
+# registers them.
+SCORE_TASK = "orisel.scoring.score"
+
 
 class TuneSpec(ExtractSpec):
     """Everything that determines a tuning analysis besides the network and the data: the

@@ -11,8 +11,7 @@ from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactStore
 from orisel.extraction.inputs import job_images, job_network
 from orisel.report.outputs import tune
-from orisel.scoring.servicer import SCORE_TASK
-from orisel.scoring.spec import TuneSpec
+from orisel.scoring.spec import SCORE_TASK, TuneSpec
 
 
 def _tune(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:

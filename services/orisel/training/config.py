@@ -11,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from orisel.core.names import MAX_SEED, Fill
 from orisel.data.prepare import SplitSpec
 
+# The Celery task names of this capability's jobs: the servicer submits them, tasks.py
+# registers them.
+SEGMENT_TASK = "orisel.training.segment"
+POPULATION_TASK = "orisel.training.population"
+
 # Fields that may differ when a run is resumed; everything else must match the stored run.
 RESUMABLE_CHANGES = frozenset({"epochs", "device"})
 

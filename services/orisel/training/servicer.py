@@ -10,7 +10,7 @@ from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
 from orisel.core.storage import ArtifactStore
-from orisel.training.config import TrainConfig, run_name
+from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
 
 
 def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[str, Any]:
@@ -71,8 +71,6 @@ def spec_of(request: training_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
 
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
-SEGMENT_TASK = "orisel.training.segment"
-POPULATION_TASK = "orisel.training.population"
 MAX_POPULATION = 256
 
 

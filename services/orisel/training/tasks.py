@@ -28,10 +28,9 @@ from orisel.models.checkpoint import (
     list_checkpoints,
     read_manifest,
 )
-from orisel.training.config import TrainConfig, run_name
+from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
 from orisel.training.loop import Trainer
 from orisel.training.population import PopulationTrainer
-from orisel.training.servicer import POPULATION_TASK, SEGMENT_TASK
 
 log = logging.getLogger(__name__)
 
