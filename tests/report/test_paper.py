@@ -169,7 +169,10 @@ def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     assert "circular shift" in c2["null"]
     assert "partial r=" in c2["value"]
     assert c3["n"] == 8
-    assert c3["effect"] == pytest.approx(1.0)
+    # Networks of one corruption level share a random intercept; gOSI = accuracy - 0.2 up to
+    # 0.01 makes the slope about 1.
+    assert c3["effect"] == pytest.approx(1.0, abs=0.01)
+    assert "mixed-model slope" in c3["value"]
     assert "level means" in c3["value"]  # seeds of one level counted once as well
     assert c4["effect"] == pytest.approx(0.8)  # mean over the three networks
     assert c4["ci"][0] < 0.8 < c4["ci"][1]

@@ -65,3 +65,24 @@ def test_percentile_and_mean_tests() -> None:
     assert got.ci_low < 2.0 < got.ci_high
     assert 0.0 < got.p < 0.05
     assert np.isnan(st.mean_test(np.array([1.0])).p)
+
+
+def test_a_mixed_model_finds_the_slope_within_groups_and_not_the_groups_offsets() -> None:
+    """Four groups of three with large group offsets: y = 0.5 x + offset + small noise gives
+    a slope near 0.5 with a tiny p; y made of the offsets alone (x varies within groups only)
+    gives no slope; one group is untestable."""
+    from orisel.science.statistics import mixed_slope
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(4), 3)
+    x = rng.uniform(0, 1, 12)
+    offset = np.array([0.0, 3.0, -2.0, 5.0])[groups]
+    fit = mixed_slope(0.5 * x + offset + rng.normal(0, 0.01, 12), x, groups)
+    assert fit.effect == pytest.approx(0.5, abs=0.03)
+    assert fit.ci_low < 0.5 < fit.ci_high
+    assert fit.p < 1e-6
+    assert fit.n == 12
+    flat = mixed_slope(offset + rng.normal(0, 0.3, 12), x, groups)
+    assert flat.p > 0.05
+    assert flat.ci_low < 0 < flat.ci_high
+    assert np.isnan(mixed_slope(x, x, np.zeros(12)).p)

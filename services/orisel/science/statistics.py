@@ -159,6 +159,34 @@ def percentile_of(value: float, null: np.ndarray) -> float:
     return float(stats.percentileofscore(np.asarray(null, dtype=float), value, kind="mean"))
 
 
+def mixed_slope(y: np.ndarray, x: np.ndarray, groups: np.ndarray) -> Test:
+    """Slope of y on x with a random intercept per group (statsmodels' linear mixed model,
+    REML): networks that share a group (a label-corruption level, whose corrupted labels they
+    share) are not independent, and the group's shared part is not counted as evidence n
+    times. Wald 95% interval and p; fewer than two groups, or a fit that fails, give NaN."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    y, x = _pair(y, x)
+    g = np.asarray(groups)
+    n = len(y)
+    if n < 4 or len(np.unique(g)) < 2 or np.ptp(x) == 0:
+        return Test(float("nan"), float("nan"), float("nan"), float("nan"), n, "mixed model")
+    exog = np.column_stack([np.ones(n), x])
+    try:
+        with warnings.catch_warnings():
+            # Few groups make the variance component's estimate rough, which it says; the
+            # slope's Wald test stands on the fit it returns.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit = MixedLM(y, exog, groups=g).fit(reml=True)
+        low, high = (float(v) for v in np.asarray(fit.conf_int())[1])
+        effect, p = float(np.asarray(fit.params)[1]), float(np.asarray(fit.pvalues)[1])
+    except (ValueError, np.linalg.LinAlgError):
+        return Test(float("nan"), float("nan"), float("nan"), float("nan"), n, "mixed model")
+    return Test(effect, low, high, p, n, "slope = 0 (Wald, random intercept per group)")
+
+
 def mean_test(values: np.ndarray) -> Test:
     """A mean across independent units of replication (networks) against zero: one-sample t
     with its 95% interval; fewer than 2 values, or values without spread, give NaN p and
