@@ -35,18 +35,26 @@ CONTAINER ?= $(shell command -v docker || command -v podman)
 IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY:%/=%)/,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run reproduce report test test-fast lint format bench clean protos registry-set \
+.PHONY: help install run reproduce report test test-fast lint format bench clean protos registry-set lock \
 	tools manifests render images image-smoke deploy undeploy
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 	@echo "  make run FULL=1   the paper's full size (4 corruption levels, 2 seeds, 200 epochs, all images)"
 
-$(STAMP): pyproject.toml
+# Exactly the locked versions, each checked against its hash; then orisel itself.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
+
+lock: ## Re-resolve requirements.lock (every extra, with hashes) from pyproject.toml; commit it
+	@test -x .tools/piptools/bin/pip-compile || { $(PYTHON) -m venv .tools/piptools && \
+	  .tools/piptools/bin/pip install --quiet pip-tools; }
+	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras \
+	  --extra=codegen --extra=deploy --extra=lint --extra=test --no-emit-find-links \
+	  --no-emit-index-url --output-file=requirements.lock pyproject.toml
 
 install: $(STAMP) ## Create .venv and install orisel with its dev tools
 
