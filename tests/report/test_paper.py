@@ -254,6 +254,13 @@ def test_prose_is_filled_from_the_claims_table() -> None:
     )
     with pytest.raises(NotFound, match="C9"):
         fill("{{C9.effect}}", rows)
+    c4m = rows[4]
+    assert fill("{{C4m.holds}} {{C4m.effect}}", rows) == f"yes {c4m['effect']:.3f}"
+    from orisel.core.errors import InvalidArgument
+
+    # A token the pattern does not know is refused, never left in the report.
+    with pytest.raises(InvalidArgument, match=r"C3\.mean"):
+        fill("{{C3.mean}}", rows)
 
 
 def test_the_memorizing_regime_is_reported_beside_the_population(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from orisel.core.atomic import atomic_write
-from orisel.core.errors import NotFound
+from orisel.core.errors import InvalidArgument, NotFound
 from orisel.report import plots
 from orisel.report.claims import LOWER, claims, fmt, layer_mean, reference
 from orisel.report.collect import collect
@@ -158,7 +158,7 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
     return made
 
 
-_TOKEN = re.compile(r"\{\{(C[1-9])\.(effect|ci|p|n|holds|value)\}\}")
+_TOKEN = re.compile(r"\{\{(C[1-9][a-z]?)\.(effect|ci|p|n|holds|value)\}\}")
 
 
 def fill(text: str, table: list[dict[str, Any]]) -> str:
@@ -179,7 +179,13 @@ def fill(text: str, table: list[dict[str, Any]]) -> str:
             return fmt(row[field], 3 if field == "effect" else 4)
         return str(row[field])
 
-    return _TOKEN.sub(value, text)
+    filled = _TOKEN.sub(value, text)
+    left = re.search(r"\{\{[^}]*\}\}", filled)
+    if left:
+        raise InvalidArgument(
+            "preface", "tokens like {{C3.effect}} (effect, ci, p, n, holds, value)", left.group(0)
+        )
+    return filled
 
 
 def _effect(row: dict[str, Any]) -> str:
