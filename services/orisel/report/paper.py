@@ -16,8 +16,9 @@ import numpy as np
 from orisel.core.atomic import atomic_write
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.report import plots
-from orisel.report.claims import LOWER, claims, fmt, layer_mean, reference
+from orisel.report.claims import claims
 from orisel.report.collect import collect
+from orisel.report.rows import LOWER, fmt, layer_mean, reference
 
 HOLDS = {True: "yes", False: "no", None: "not tested"}
 
