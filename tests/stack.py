@@ -100,16 +100,22 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def close(self) -> None:
-        for proc in self.procs:
+    def stop(self, since: int = 0) -> None:
+        """End the processes started after the first `since` (all by default) and forget them:
+        a test that failed half-way must not leave a worker to take the next test's jobs."""
+        procs, self.procs = self.procs[since:], self.procs[:since]
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.procs:
+        for proc in procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def close(self) -> None:
+        self.stop()
         if self.controller is not None:
             self.controller.stop()
         if self.server is not None:

@@ -169,6 +169,54 @@ def test_leases_lapse_and_the_controller_gives_them_back(db: JobDB) -> None:
     assert "lost its worker 3 times" in job.error
 
 
+def test_a_worker_that_finds_a_lapsed_lease_first_spends_the_same_retry(db: JobDB) -> None:
+    """The message sent again after a worker died can be taken before the controller looks:
+    the lost worker still costs one retry, and the last one ends the job instead of a claim."""
+    job_id = _new(db)
+    assert db.claim(job_id, "w1", lease_s=0.05) is not None
+    for retries in (1, 2):
+        time.sleep(0.1)
+        job = db.claim(job_id, f"w{retries + 1}", lease_s=0.05)
+        assert job is not None
+        assert job.retries == retries
+        assert [e.type for e in db.events(job_id)][-2:] == ["lease-expired", "claimed"]
+    time.sleep(0.1)
+    assert db.claim(job_id, "w4", lease_s=30) is None
+    job = db.get(job_id)
+    assert (job.state, job.retries) == (JobState.FAILED, 3)
+    assert "lost its worker 3 times" in job.error
+
+
+@pytest.mark.integration  # many threads against the real database server, many rounds
+def test_the_controller_and_workers_race_for_lapsed_leases_and_count_each_once(db: JobDB) -> None:
+    ids = [_new(db) for _ in range(RACE_ROUNDS // 10)]
+    for job_id in ids:
+        assert db.claim(job_id, "lost", lease_s=0.01) is not None
+    time.sleep(0.05)
+    go = threading.Barrier(5)
+
+    def controller() -> None:
+        go.wait()
+        for _ in range(5):
+            db.reconcile(dispatch_timeout_s=600)
+
+    def worker(name: str) -> list[str]:
+        go.wait()
+        return [job_id for job_id in ids if db.claim(job_id, name, lease_s=600) is not None]
+
+    with ThreadPoolExecutor(5) as pool:
+        ctl = pool.submit(controller)
+        taken = list(pool.map(worker, ["a", "b", "c", "d"]))
+        ctl.result()
+    owners = Counter(job_id for names in taken for job_id in names)
+    assert set(owners) == set(ids)
+    assert set(owners.values()) == {1}  # each taken exactly once
+    for job_id in ids:
+        job = db.get(job_id)
+        assert (job.state, job.retries, job.attempts) == (JobState.RUNNING, 1, 2)
+        assert [e.type for e in db.events(job_id)].count("lease-expired") == 1
+
+
 def test_a_passing_error_retries_then_fails(db: JobDB) -> None:
     job_id = _new(db)
     for attempt in range(1, 4):

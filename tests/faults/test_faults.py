@@ -128,6 +128,14 @@ def live(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Iter
         yield s
 
 
+@pytest.fixture(autouse=True)
+def _own_processes(live: Stack) -> Iterator[None]:
+    """Every worker, controller and front end a test starts ends with it, passed or failed."""
+    started = len(live.procs)
+    yield
+    live.stop(started)
+
+
 @pytest.fixture(scope="module")
 def reference(live: Stack) -> Job:
     """The undisturbed run every faulty run must reproduce."""
@@ -160,7 +168,8 @@ def reference_population(live: Stack) -> Job:
 def test_worker_child_killed_mid_population(live: Stack, reference_population: Job) -> None:
     """A population's segment killed inside the training loop: the job is sent again and
     every network resumes from its last checkpoint to the reference's weights, bit for bit."""
-    controller, worker = _controller(live), live.worker("training", pool="prefork")
+    _controller(live)
+    worker = live.worker("training", pool="prefork")
     job_id = _submit(live.address, "population-child-killed", population=True)
     _wait(live, job_id, _mid_segment)
     (child,) = _children(worker.pid)
@@ -171,12 +180,11 @@ def test_worker_child_killed_mid_population(live: Stack, reference_population: J
     _same_as_reference(live, reference_population, job)
     assert len({k.split(":")[0] for k in _weights(live, job)}) == len(POPULATION)
     assert job.retries == 1
-    worker.terminate()
-    controller.terminate()
 
 
 def test_worker_child_killed_mid_segment(live: Stack, reference: Job) -> None:
-    controller, worker = _controller(live), live.worker("training", pool="prefork")
+    _controller(live)
+    worker = live.worker("training", pool="prefork")
     job_id = _submit(live.address, "child-killed")
     _wait(live, job_id, _mid_segment)
     (child,) = _children(worker.pid)
@@ -186,32 +194,28 @@ def test_worker_child_killed_mid_segment(live: Stack, reference: Job) -> None:
     _recovered("worker_child_killed", t0)
     _same_as_reference(live, reference, job)
     assert job.retries == 1
-    worker.terminate()
-    controller.terminate()
 
 
 def test_whole_worker_killed_mid_segment(live: Stack, reference: Job) -> None:
-    controller = _controller(live)
+    _controller(live)
     victim = live.worker("training", pool="prefork", own_group=True)
     job_id = _submit(live.address, "worker-killed")
     _wait(live, job_id, _mid_segment)
     os.killpg(victim.pid, signal.SIGKILL)  # the pod is gone: parent and pool process
     t0 = time.monotonic()
     victim.wait()
-    survivor = live.worker("training", pool="prefork")
+    live.worker("training", pool="prefork")  # the survivor
     job = _wait(live, job_id)
     _recovered("whole_worker_killed", t0)
     _same_as_reference(live, reference, job)
     assert job.retries == 1
-    survivor.terminate()
-    controller.terminate()
 
 
 def test_controller_killed_between_insert_and_send(live: Stack, reference: Job) -> None:
     controller = _controller(live)
     controller.send_signal(signal.SIGKILL)  # no controller: jobs are saved, owed, unsent
     controller.wait()
-    worker = live.worker("training", pool="prefork")
+    live.worker("training", pool="prefork")
     job_id = _submit(live.address, "controller-killed")
     time.sleep(1.0)
     assert live.db.get(job_id).state == JobState.QUEUED  # saved, nothing lost, nothing sent
@@ -221,11 +225,10 @@ def test_controller_killed_between_insert_and_send(live: Stack, reference: Job) 
     _recovered("controller_killed_then_restarted", t0)
     _same_as_reference(live, reference, job)
     assert job.retries == 0
-    worker.terminate()
 
 
 def test_broker_emptied_with_queued_work(live: Stack, reference: Job) -> None:
-    controller = _controller(live)  # no worker yet: the message waits in Redis
+    _controller(live)  # no worker yet: the message waits in Redis
     job_id = _submit(live.address, "broker-emptied")
     queue = f"{live.settings.broker_prefix}training"
     client = redis.Redis.from_url(live.settings.broker_url)
@@ -235,13 +238,11 @@ def test_broker_emptied_with_queued_work(live: Stack, reference: Job) -> None:
     assert client.llen(queue) == 1
     client.delete(queue)  # the broker restarted without its data: the message is gone
     t0 = time.monotonic()
-    worker = live.worker("training", pool="prefork")
+    live.worker("training", pool="prefork")
     job = _wait(live, job_id)  # re-sent after dispatch_timeout_s
     _recovered("broker_emptied", t0)
     _same_as_reference(live, reference, job)
     assert live.db.events(job_id)[1].type == "transition"  # first claimed after the re-send
-    worker.terminate()
-    controller.terminate()
 
 
 def test_front_end_killed_during_watch(live: Stack, reference: Job) -> None:
@@ -257,7 +258,8 @@ def test_front_end_killed_during_watch(live: Stack, reference: Job) -> None:
         return proc
 
     server = front_end()
-    controller, worker = _controller(live), live.worker("training", pool="prefork")
+    _controller(live)
+    live.worker("training", pool="prefork")
     client = JobClient(f"127.0.0.1:{port}", "training")
     deadline = time.monotonic() + 30
     while True:
@@ -284,8 +286,6 @@ def test_front_end_killed_during_watch(live: Stack, reference: Job) -> None:
     assert seqs == sorted(set(seqs))  # resumed after the last seq: nothing twice
     _same_as_reference(live, reference, live.db.get(job_id))
     client.close()
-    worker.terminate()
-    controller.terminate()
 
 
 def _redis_server(port: int) -> subprocess.Popen[bytes]:
@@ -373,7 +373,8 @@ def test_store_killed_mid_task(tmp_path: Path, python_archive: Path) -> None:
 
 def test_cancel_stops_a_running_segment_cleanly(live: Stack, tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
-    controller, worker = _controller(live), live.worker("training", pool="prefork", log=log)
+    _controller(live)
+    live.worker("training", pool="prefork", log=log)
     job_id = _submit(live.address, "cancelled")
     _wait(live, job_id, _mid_segment)
     cancelled = live.db.cancel(job_id)
@@ -387,5 +388,3 @@ def test_cancel_stops_a_running_segment_cleanly(live: Stack, tmp_path: Path) -> 
     assert "Traceback" not in text
     assert "raised unexpected" not in text
     assert live.db.get(job_id) == cancelled  # nothing written after the cancel
-    worker.terminate()
-    controller.terminate()

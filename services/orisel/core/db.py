@@ -520,6 +520,11 @@ class JobDB:
         """Take the job for `worker` until now + lease_s, unless it ended or another holds it."""
         now = time.time()
         with self._write() as c:
+            # A lease that lapsed is a lost worker whether the controller or a worker notices
+            # first (a message sent again may be taken before the controller looks): the same
+            # retry is spent either way.
+            self._lock_parent(c, job_id)
+            self._lapse(c, job_id, now)
             before = c.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
             row = self._move(
                 c,
@@ -718,6 +723,44 @@ class JobDB:
                 .values(dispatch_at=time.time() + delay)
             )
 
+    def _lapse(self, c: Connection, job_id: str, now: float) -> JobState | None:
+        """If the job runs on a lease that lapsed before `now` (its worker is lost), give it
+        back, spending one retry, owed again now, or FAILED once max_attempts are spent; the
+        state it is left in, None if its lease had not lapsed. The caller locked the parent."""
+        row = self._move(
+            c,
+            job_id,
+            [jobs.c.state == int(JobState.RUNNING), jobs.c.lease_until < now],
+            {
+                "lease_owner": None,
+                "lease_until": None,
+                "retries": jobs.c.retries + 1,
+                "dispatch_at": now,
+            },
+            "lease-expired",
+            "controller",
+        )
+        if row is None:
+            return None
+        if row.retries < self.max_attempts:
+            return JobState(row.state)
+        failed = self._move(
+            c,
+            job_id,
+            [jobs.c.state.in_(ACTIVE)],
+            {
+                "state": int(JobState.FAILED),
+                "finished_at": now,
+                "dispatch_at": None,
+                "error": f"lost its worker {row.retries} times (lease lapsed); gave up",
+            },
+            "transition",
+            "controller",
+        )
+        if failed is not None:
+            self._wake_parent(c, failed.parent_id)
+        return JobState.FAILED
+
     def reconcile(self, dispatch_timeout_s: float) -> dict[str, int]:
         """Find what lost its worker or its message and owe it another run.
 
@@ -742,39 +785,10 @@ class JobDB:
         for job_id in lapsed:
             with self._write() as c:
                 self._lock_parent(c, job_id)
-                row = self._move(
-                    c,
-                    job_id,
-                    [jobs.c.state == int(JobState.RUNNING), jobs.c.lease_until < now],
-                    {
-                        "lease_owner": None,
-                        "lease_until": None,
-                        "retries": jobs.c.retries + 1,
-                        "dispatch_at": now,
-                    },
-                    "lease-expired",
-                    "controller",
-                )
-                if row is None:
-                    continue
+                lapsed_state = self._lapse(c, job_id, now)
+            if lapsed_state is not None:
                 counts["expired"] += 1
-                if row.retries >= self.max_attempts:
-                    failed = self._move(
-                        c,
-                        job_id,
-                        [jobs.c.state.in_(ACTIVE)],
-                        {
-                            "state": int(JobState.FAILED),
-                            "finished_at": now,
-                            "dispatch_at": None,
-                            "error": f"lost its worker {row.retries} times (lease lapsed); gave up",
-                        },
-                        "transition",
-                        "controller",
-                    )
-                    if failed is not None:
-                        self._wake_parent(c, failed.parent_id)
-                        counts["failed"] += 1
+                counts["failed"] += lapsed_state == JobState.FAILED
         with self._write() as c:
             counts["resent"] = c.execute(
                 update(jobs)
