@@ -9,7 +9,8 @@ from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration, validated
+from orisel.core.jobservice import Backends, job_registration
+from orisel.core.protospec import from_proto
 from orisel.core.storage import ArtifactStore
 from orisel.extraction.spec import data_ref, network_ref
 
@@ -33,19 +34,9 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
         "scores": resolve(store, msg, "scores", where).__dict__,
         "test_subset": msg.test_subset or None,
     }
-    given: dict[str, Any] = {
-        k: list(getattr(msg, k)) for k in ("layers", "seeds") if getattr(msg, k)
-    }
     if which == "sweep":
-        given |= {k: list(getattr(msg, k)) for k in ("orders", "fractions") if getattr(msg, k)}
-        given |= {k: getattr(msg, k) for k in ("mode", "point", "block_images") if getattr(msg, k)}
-        if msg.HasField("random_halves"):
-            given["random_halves"] = msg.random_halves
-        return {**common, "ablate": validated(AblateSpec, given, where)}
-    if msg.ablate_layers:
-        given["ablate_layers"] = list(msg.ablate_layers)
-    given |= {k: getattr(msg, k) for k in ("shift", "padding", "mode", "point") if getattr(msg, k)}
-    return {**common, "invariance": validated(InvarianceSpec, given, where)}
+        return {**common, "ablate": from_proto(AblateSpec, msg, where)}
+    return {**common, "invariance": from_proto(InvarianceSpec, msg, where)}
 
 
 def registration(b: Backends) -> Registration:

@@ -62,6 +62,21 @@ def add_model_fields(
         )
 
 
+def spec_from_args(
+    model: type[BaseModel], args: argparse.Namespace, names: typing.Iterable[str] | None = None
+) -> Any:
+    """The flags the user gave of `model`'s fields (or only `names`), validated by it; an
+    error names the flag."""
+    from orisel.core.errors import OriselError
+
+    wanted = set(model.model_fields if names is None else names)
+    given = {k: v for k, v in vars(args).items() if k in wanted and v is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        raise OriselError(validation_message(exc)) from exc
+
+
 def emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
     if args.json:
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")

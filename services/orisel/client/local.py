@@ -13,12 +13,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from orisel.client.args import (
     add_model_fields,
     comma_list,
     emit,
+    spec_from_args,
     validation_message,
 )
 from orisel.core.atomic import check_output
@@ -179,14 +180,6 @@ def _train_population(
     return 0
 
 
-def _spec(model: type[BaseModel], args: argparse.Namespace) -> Any:
-    given = {k: v for k, v in vars(args).items() if k in model.model_fields and v is not None}
-    try:
-        return model.model_validate(given)
-    except ValidationError as exc:
-        raise OriselError(validation_message(exc)) from exc
-
-
 def _network(args: argparse.Namespace) -> Any:
     from orisel.extraction.network import load_network
 
@@ -249,7 +242,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from orisel.report.outputs import tune
     from orisel.scoring.spec import TuneSpec
 
-    spec = _spec(TuneSpec, args)
+    spec = spec_from_args(TuneSpec, args)
     check_output(args.out, [args.checkpoint, args.data], args.force)
     net = _network(args)
     split = _test_split(args, net)
@@ -282,7 +275,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     from orisel.report.outputs import trajectory
     from orisel.scoring.spec import TuneSpec
 
-    spec = _spec(TuneSpec, args)
+    spec = spec_from_args(TuneSpec, args)
     run = Path(args.run)
     check_output(args.out, [run], args.force)
     try:
@@ -302,7 +295,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from orisel.ablation.spec import AblateSpec
     from orisel.report.outputs import ablate
 
-    spec = _spec(AblateSpec, args)
+    spec = spec_from_args(AblateSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
     check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
@@ -335,7 +328,7 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     from orisel.ablation.spec import InvarianceSpec
     from orisel.report.outputs import invariance
 
-    spec = _spec(InvarianceSpec, args)
+    spec = spec_from_args(InvarianceSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
     check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)

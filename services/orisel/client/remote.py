@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from orisel.client.args import (
+    add_model_fields,
     comma_list,
     emit,
     paper_flags,
+    spec_from_args,
 )
 from orisel.core.errors import (
     InvalidArgument,
@@ -57,6 +60,66 @@ def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {"checkpoint": _ref(args.checkpoint_key), "model": model}
 
 
+# submit KIND: the service, its spec model (module, class) and the references it takes
+# besides the network; the spec's other fields are flags made from the model.
+ANALYSES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "extract": ("extraction", "orisel.extraction.spec", "ExtractSpec", ()),
+    "tune": ("scoring", "orisel.scoring.spec", "TuneSpec", ("data", "test_subset")),
+    "ablate": ("ablation", "orisel.ablation.spec", "AblateSpec", ("data", "scores", "test_subset")),
+    "invariance": (
+        "ablation",
+        "orisel.ablation.spec",
+        "InvarianceSpec",
+        ("data", "scores", "test_subset"),
+    ),
+}
+
+
+def _spec_model(kind: str) -> Any:
+    _, module, name, _ = ANALYSES[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def _analysis_message(kind: str) -> Any:
+    """The request's spec message class of `orisel submit KIND`."""
+    from orisel.api.ablation.v1 import ablation_pb2
+    from orisel.api.extraction.v1 import extraction_pb2
+    from orisel.api.scoring.v1 import scoring_pb2
+
+    return {
+        "extract": extraction_pb2.ExtractSpec,
+        "tune": scoring_pb2.ScoreSpec,
+        "ablate": ablation_pb2.SweepSpec,
+        "invariance": ablation_pb2.InvarianceSpec,
+    }[kind]
+
+
+def _analysis_request(args: argparse.Namespace, key: str) -> tuple[str, Any]:
+    """The flags the user gave, validated by the same spec model the local command and the
+    service use, written into the message by name."""
+    from orisel.core.protospec import carried, to_proto
+
+    kind = args.submit_kind
+    service, _, _, refs = ANALYSES[kind]
+    model, message = _spec_model(kind), _analysis_message(kind)
+    names = carried(model, message.DESCRIPTOR)
+    spec = spec_from_args(model, args, names)
+    given = {n for n in names if getattr(args, n, None) is not None}
+    fields = _network_fields(args)
+    if "data" in refs:
+        fields["data"] = _ref(args.data_key)
+    if "scores" in refs:
+        fields["scores"] = _ref(args.scores_key)
+    if "test_subset" in refs:
+        fields["test_subset"] = args.test_subset or 0
+    msg = to_proto(message(**fields), spec.model_dump(include=given))
+    pb2 = importlib.import_module(message.__module__)
+    if kind in ("ablate", "invariance"):
+        which = "sweep" if kind == "ablate" else "invariance"
+        return service, pb2.SubmitRequest(idempotency_key=key, **{which: msg})
+    return service, pb2.SubmitRequest(idempotency_key=key, spec=msg)
+
+
 def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     """(service, SubmitRequest) for `orisel submit KIND`; the service validates the spec."""
     key = args.key or ""
@@ -86,48 +149,8 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
             ],
         )
         return "training", training_pb2.SubmitRequest(idempotency_key=key, spec=spec)
-    if args.submit_kind == "extract":
-        from orisel.api.extraction.v1 import extraction_pb2
-
-        ext = extraction_pb2.ExtractSpec(
-            **_network_fields(args),
-            stimuli=args.stimuli or [],
-            layers=args.layers or [],
-            reduction=args.reduction or "",
-        )
-        return "extraction", extraction_pb2.SubmitRequest(idempotency_key=key, spec=ext)
-    if args.submit_kind == "tune":
-        from orisel.api.scoring.v1 import scoring_pb2
-
-        score = scoring_pb2.ScoreSpec(
-            **_network_fields(args),
-            data=_ref(args.data_key),
-            stimuli=args.stimuli or [],
-            layers=args.layers or [],
-            permutations=args.permutations or 0,
-            test_subset=args.test_subset or 0,
-        )
-        return "scoring", scoring_pb2.SubmitRequest(idempotency_key=key, spec=score)
-    if args.submit_kind == "ablate":
-        from orisel.api.ablation.v1 import ablation_pb2
-
-        common = {
-            **_network_fields(args),
-            "data": _ref(args.data_key),
-            "scores": _ref(args.scores_key),
-            "layers": args.layers or [],
-            "seeds": [int(x) for x in args.seeds or []],
-            "test_subset": args.test_subset or 0,
-        }
-        if args.invariance:
-            inv = ablation_pb2.InvarianceSpec(
-                **common, ablate_layers=args.ablate_layers or [], shift=args.shift or 0
-            )
-            return "ablation", ablation_pb2.SubmitRequest(idempotency_key=key, invariance=inv)
-        sweep = ablation_pb2.SweepSpec(
-            **common, orders=args.orders or [], fractions=[float(x) for x in args.fractions or []]
-        )
-        return "ablation", ablation_pb2.SubmitRequest(idempotency_key=key, sweep=sweep)
+    if args.submit_kind in ANALYSES:
+        return _analysis_request(args, key)
     from orisel.api.pipeline.v1 import pipeline_pb2
 
     paper = pipeline_pb2.PaperSpec(
@@ -269,6 +292,8 @@ def add_remote_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
     """The remote commands, on the `orisel` parser."""
+    from orisel.core.protospec import carried
+
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", default="127.0.0.1:50051", help="host:port of the service")
     server.add_argument("--ca", help="CA certificate the server's TLS must chain to (ORISEL_CA)")
@@ -313,39 +338,34 @@ def add_remote_commands(
         "--program-key", help="instead: a torch.export (.pt2) or TorchScript archive in the store"
     )
     analysis.add_argument("--input-size", type=int, help="with --model/--program-key: pixels")
-    analysis.add_argument("--layers", type=comma_list, help="layers (default: all analysed)")
-    se = submit_sub.add_parser(
-        "extract", parents=[submit_common, analysis], help="stimulus responses of a checkpoint"
-    )
-    se.add_argument("--stimuli", type=comma_list, help="gratings,bars (default: both)")
-    se.add_argument("--reduction", choices=["mean", "centre", "max"])
-    su = submit_sub.add_parser(
-        "tune", parents=[submit_common, analysis], help="orientation and class selectivity"
-    )
-    su.add_argument("--stimuli", type=comma_list, help="gratings,bars (default: both)")
-    su.add_argument("--permutations", type=int)
-    su.add_argument("--test-subset", type=int)
-    su.add_argument("--data-key", help=DATA_KEY_HELP)
-    sa = submit_sub.add_parser(
-        "ablate", parents=[submit_common, analysis], help="an ablation sweep or shift-invariance"
-    )
-    sa.add_argument(
-        "--scores-key", required=True, help="units table of a tune job, .../tune/units.csv"
-    )
-    sa.add_argument("--orders", type=comma_list, help="gosi,osi,csi")
-    sa.add_argument("--fractions", type=comma_list)
-    sa.add_argument("--seeds", type=comma_list, help="seeds of the random orders")
-    sa.add_argument("--test-subset", type=int)
-    sa.add_argument("--data-key", help=DATA_KEY_HELP)
-    sa.add_argument("--invariance", action="store_true", help="shift-invariance instead")
-    sa.add_argument("--ablate-layers", type=comma_list, help="with --invariance")
-    sa.add_argument("--shift", type=int, help="with --invariance: pixels")
+    helps = {
+        "extract": "stimulus responses of a network",
+        "tune": "orientation and class selectivity",
+        "ablate": "an ablation sweep and the median split",
+        "invariance": "shift-invariance with and without ablating the selective units",
+    }
+    analyses = []
+    for kind, what in helps.items():
+        parser = submit_sub.add_parser(kind, parents=[submit_common, analysis], help=what)
+        model = _spec_model(kind)
+        names = set(carried(model, _analysis_message(kind).DESCRIPTOR))
+        add_model_fields(parser, model, skip=set(model.model_fields) - names)
+        refs = ANALYSES[kind][3]
+        if "test_subset" in refs:
+            parser.add_argument("--test-subset", type=int, help="test images (default: all)")
+        if "data" in refs:
+            parser.add_argument("--data-key", help=DATA_KEY_HELP)
+        if "scores" in refs:
+            parser.add_argument(
+                "--scores-key", required=True, help="units table of a tune job, .../tune/units.csv"
+            )
+        analyses.append(parser)
     sp = submit_sub.add_parser(
         "paper", parents=[submit_common], help="the paper end to end: train, score, ablate, report"
     )
     paper_flags(sp)
     sp.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
-    for p in (st, se, su, sa, sp):
+    for p in (st, *analyses, sp):
         p.set_defaults(func=cmd_submit)
 
     service = argparse.ArgumentParser(add_help=False)

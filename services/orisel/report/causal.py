@@ -10,6 +10,23 @@ from orisel.report.rows import LOWER, fmt, reference, row, significant
 from orisel.science import statistics as st
 
 
+def _across(per_network: list[float]) -> st.Test | None:
+    """The one-sample t test across networks of their per-network effects."""
+    return st.mean_test(np.array(per_network)) if per_network else None
+
+
+def _row(claim: str, statistic: str, test: st.Test | None, value: str) -> dict[str, Any]:
+    """A claim tested across networks: a verdict once there are two of them."""
+    return row(
+        claim,
+        statistic,
+        "no difference across networks (one-sample t over networks)",
+        test,
+        value,
+        significant(test) if test is not None and test.n >= 2 else None,
+    )
+
+
 def c4(variants: dict[str, Any]) -> dict[str, Any]:
     """Ablating the most selective half of a lower layer hurts more than the least selective
     half: per-image paired differences per network, then a test across networks."""
@@ -33,7 +50,7 @@ def c4(variants: dict[str, Any]) -> dict[str, Any]:
                 percentiles.append(s["random_halves"]["top50_percentile"])
         if diffs:
             per_network.append(float(np.mean(diffs)))
-    test = st.mean_test(np.array(per_network)) if per_network else None
+    test = _across(per_network)
     value = (
         f"{sum(d > 2 * se for d, se in cases)}/{len(cases)} (network, layer) cases top > "
         f"bottom by 2 {'paired ' if paired else ''}SE; {sum(d < -2 * se for d, se in cases)}/"
@@ -45,14 +62,12 @@ def c4(variants: dict[str, Any]) -> dict[str, Any]:
             f"; top half at the {fmt(float(np.median(percentiles)), 0)}th percentile (median) "
             "of random halves"
         )
-    return row(
+    return _row(
         "C4 ablating the most selective lower-layer units hurts more than the least",
         "cross-entropy increase, top-50% minus bottom-50% by gOSI, layers 1-3, averaged per "
         "network; effect: mean over the lowest-corruption networks with its 95% CI",
-        "no difference across networks (one-sample t over networks)",
         test,
         value,
-        significant(test) if test is not None and test.n >= 2 else None,
     )
 
 
@@ -73,21 +88,19 @@ def c4m(variants: dict[str, Any]) -> dict[str, Any]:
                     by_covariate.setdefault(name, []).append(m["paired"]["difference"])
         if diffs:
             per_network.append(float(np.mean(diffs)))
-    test = st.mean_test(np.array(per_network)) if per_network else None
+    test = _across(per_network)
     value = "; ".join(
         f"matched on {name.replace('_', ' ')}: mean {fmt(float(np.mean(d)), 3)} nats, "
         f"{sum(x > 0 for x in d)}/{len(d)} (network, layer) cases top > bottom"
         for name, d in by_covariate.items()
     )
-    return row(
+    return _row(
         "C4m the most selective half still hurts more than a matched less selective half",
         "cross-entropy increase, top minus bottom of halves matched on mean activation, BN "
         "gain and outgoing weight norm (the more selective unit of each matched pair on "
         "top), layers 1-3, averaged per network",
-        "no difference across networks (one-sample t over networks)",
         test,
         value or "no matched controls in these data",
-        significant(test) if test is not None and test.n >= 2 else None,
     )
 
 
@@ -116,7 +129,7 @@ def c5(variants: dict[str, Any]) -> dict[str, Any]:
                 cases.append(top[metric] < rnd[metric])
         if diffs:
             per_network.append(float(np.mean(diffs)))
-    test = st.mean_test(np.array(per_network)) if per_network else None
+    test = _across(per_network)
     value = (
         f"{sum(cases)}/{len(cases)} (ablated layer, network) cases below the control; across "
         f"{len(per_network)} networks mean drop {fmt(test.effect if test else None, 3)}"
@@ -134,13 +147,11 @@ def c5(variants: dict[str, Any]) -> dict[str, Any]:
             "random ablation minus after the most-selective one, averaged per network (data "
             "collected before the unpooled, damage-matched test)"
         )
-    return row(
+    return _row(
         "C5 that ablation disrupts the shift-invariance of higher layers",
         statistic,
-        "no difference across networks (one-sample t over networks)",
         test,
         value,
-        significant(test) if test is not None and test.n >= 2 else None,
     )
 
 
@@ -175,21 +186,19 @@ def c6(variants: dict[str, Any]) -> dict[str, Any]:
         if rows:
             per_network.append(float(np.mean([g - c for g, c, _ in rows])))
             csi_vs_random.append(float(np.mean([c - r for _, c, r in rows])))
-    test = st.mean_test(np.array(per_network)) if per_network else None
-    csi = st.mean_test(np.array(csi_vs_random)) if csi_vs_random else None
+    test = _across(per_network)
+    csi = _across(csi_vs_random)
     value = (
         f"gOSI-first minus CSI-first accuracy lost, mean over layers: "
         f"{fmt(test.effect if test else None)} across {len(per_network)} networks; CSI-first "
         f"minus random: {fmt(csi.effect if csi else None)} [{fmt(csi.ci_low if csi else None)}, "
         f"{fmt(csi.ci_high if csi else None)}], p={fmt(csi.p if csi else None, 4)}"
     )
-    return row(
+    return _row(
         "C6 orientation selectivity marks important units where class selectivity does not",
         "accuracy lost over the cumulative curve (mean over fractions), most-selective-first "
         "by gOSI minus by CSI, averaged over the ablated layers of each network; CSI-first "
         "against random orders beside it (Morcos et al.'s comparison)",
-        "no difference across networks (one-sample t over networks)",
         test,
         value,
-        significant(test) if test is not None and test.n >= 2 else None,
     )

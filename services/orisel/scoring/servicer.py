@@ -7,7 +7,8 @@ from typing import Any
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration, validated
+from orisel.core.jobservice import Backends, job_registration
+from orisel.core.protospec import from_proto
 from orisel.core.storage import ArtifactStore
 from orisel.extraction.spec import data_ref, network_ref
 from orisel.scoring.spec import SCORE_TASK, TuneSpec
@@ -20,15 +21,7 @@ def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[st
     network = network_ref(store, spec, "spec") | data_ref(store, spec, "spec")
     if spec.test_subset < 0:
         raise InvalidArgument("spec.test_subset", "0 (all test images) or more", spec.test_subset)
-    given: dict[str, Any] = {
-        k: list(getattr(spec, k)) for k in ("stimuli", "layers") if getattr(spec, k)
-    }
-    given |= {
-        k: getattr(spec, k)
-        for k in ("reduction", "permutations", "threshold", "alpha", "seed")
-        if getattr(spec, k)
-    }
-    tune = validated(TuneSpec, given, "spec")
+    tune = from_proto(TuneSpec, spec, "spec")
     return {**network, "tune": tune, "test_subset": spec.test_subset or None}
 
 

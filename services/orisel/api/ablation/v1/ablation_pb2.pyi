@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SweepSpec(_message.Message):
-    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset", "model", "data", "block_images", "random_halves")
+    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset", "model", "data", "block_images", "random_halves", "stimulus", "include_dead", "matched_controls")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,9 @@ class SweepSpec(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     BLOCK_IMAGES_FIELD_NUMBER: _ClassVar[int]
     RANDOM_HALVES_FIELD_NUMBER: _ClassVar[int]
+    STIMULUS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DEAD_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_CONTROLS_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     scores: _common_pb2.ArtifactRef
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -35,10 +38,13 @@ class SweepSpec(_message.Message):
     data: _common_pb2.ArtifactRef
     block_images: int
     random_halves: int
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., block_images: _Optional[int] = ..., random_halves: _Optional[int] = ...) -> None: ...
+    stimulus: str
+    include_dead: bool
+    matched_controls: bool
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., block_images: _Optional[int] = ..., random_halves: _Optional[int] = ..., stimulus: _Optional[str] = ..., include_dead: _Optional[bool] = ..., matched_controls: _Optional[bool] = ...) -> None: ...
 
 class InvarianceSpec(_message.Message):
-    __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset", "model", "data", "mode", "point")
+    __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset", "model", "data", "mode", "point", "by", "stimulus", "include_dead", "damage_candidates", "damage_matched")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +57,11 @@ class InvarianceSpec(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     POINT_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    STIMULUS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DEAD_FIELD_NUMBER: _ClassVar[int]
+    DAMAGE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    DAMAGE_MATCHED_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     scores: _common_pb2.ArtifactRef
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -63,7 +74,12 @@ class InvarianceSpec(_message.Message):
     data: _common_pb2.ArtifactRef
     mode: str
     point: str
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., ablate_layers: _Optional[_Iterable[str]] = ..., shift: _Optional[int] = ..., padding: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ...) -> None: ...
+    by: str
+    stimulus: str
+    include_dead: bool
+    damage_candidates: int
+    damage_matched: int
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., ablate_layers: _Optional[_Iterable[str]] = ..., shift: _Optional[int] = ..., padding: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., by: _Optional[str] = ..., stimulus: _Optional[str] = ..., include_dead: _Optional[bool] = ..., damage_candidates: _Optional[int] = ..., damage_matched: _Optional[int] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "sweep", "invariance")

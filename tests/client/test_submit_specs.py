@@ -1,0 +1,99 @@
+"""One typed spec per analysis job: the flags of `orisel submit KIND`, the request message and
+what the service validates are the same spec model, field for field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from orisel.client.args import spec_from_args
+from orisel.client.cli import build_parser
+from orisel.client.remote import ANALYSES, _analysis_message, _spec_model, _submit_request
+from orisel.core.errors import InvalidArgument, OriselError
+from orisel.core.protospec import carried, from_proto, given
+
+# Fields the worker decides (its memory, its table format), never a request.
+WORKER_ONLY = {
+    "extract": {"batch_size"},
+    "tune": {"batch_size", "format"},
+    "ablate": {"chunk_images", "format"},
+    "invariance": {"batch_size", "format"},
+}
+# Message fields that are references, not spec fields: checked by the servicer.
+REFERENCES = {"checkpoint", "model", "data", "scores", "test_subset"}
+
+# Every carried field away from its default (zero where zero is a real choice).
+FLAGS = {
+    "extract": "--stimuli bars --layers layer2,fc1 --reduction max --n-orientations 8 "
+    "--n-phases 2 --n-frequencies 3 --grating-centre symmetric",
+    "tune": "--stimuli gratings --layers layer1 --reduction centre --n-orientations 6 "
+    "--n-phases 1 --n-frequencies 2 --grating-centre symmetric --permutations 0 "
+    "--threshold 0 --alpha 0.01 --seed 7",
+    "ablate": "--layers layer3 --stimulus bars --orders csi --seeds 4,5 --fractions 0,0.5 "
+    "--mode mean --point relu --no-include-dead --random-halves 0 --no-matched-controls "
+    "--block-images 64",
+    "invariance": "--layers layer6 --ablate-layers layer2 --by osi --stimulus bars --shift 0 "
+    "--padding circular --seeds 9 --damage-candidates 0 --damage-matched 0 --mode mean "
+    "--point relu --no-include-dead",
+}
+
+
+def _args(kind: str, flags: str) -> Any:
+    argv = ["submit", kind, "--checkpoint-key", "runs/a/best.pt", *flags.split()]
+    if kind in ("ablate", "invariance"):
+        argv += ["--scores-key", "analyses/b/tune/units.csv"]
+    return build_parser().parse_args(argv)
+
+
+def _spec_message(request: Any) -> Any:
+    if "spec" in request.DESCRIPTOR.oneofs_by_name:
+        return getattr(request, request.WhichOneof("spec"))
+    return request.spec
+
+
+@pytest.mark.parametrize("kind", sorted(ANALYSES))
+def test_the_message_carries_every_field_of_the_spec_but_the_workers(kind: str) -> None:
+    model: type[BaseModel] = _spec_model(kind)
+    descriptor = _analysis_message(kind).DESCRIPTOR
+    assert set(model.model_fields) - set(carried(model, descriptor)) == WORKER_ONLY[kind]
+    assert {f.name for f in descriptor.fields} - set(model.model_fields) <= REFERENCES
+
+
+@pytest.mark.parametrize("kind", sorted(ANALYSES))
+def test_submit_flags_reach_the_service_as_the_local_command_reads_them(kind: str) -> None:
+    args = _args(kind, FLAGS[kind])
+    model = _spec_model(kind)
+    service, request = _submit_request(args)
+    assert service == ANALYSES[kind][0]
+    msg = _spec_message(request)
+    expected = spec_from_args(model, args).model_dump(mode="json")
+    assert from_proto(model, msg, "spec") == expected
+    # every carried field was set away from its default, so each one travelled
+    defaults = model().model_dump(mode="json")
+    assert set(given(model, msg)) == set(carried(model, msg.DESCRIPTOR))
+    assert all(expected[n] != defaults[n] for n in carried(model, msg.DESCRIPTOR))
+
+
+@pytest.mark.parametrize("kind", sorted(ANALYSES))
+def test_flags_left_out_take_the_models_defaults_on_the_service(kind: str) -> None:
+    model = _spec_model(kind)
+    _, request = _submit_request(_args(kind, ""))
+    msg = _spec_message(request)
+    assert given(model, msg) == {}
+    assert from_proto(model, msg, "spec") == model().model_dump(mode="json")
+
+
+def test_a_bad_value_is_refused_by_the_client_naming_its_flag() -> None:
+    with pytest.raises(OriselError, match="--damage-matched"):
+        _submit_request(_args("invariance", "--damage-matched 101"))
+
+
+def test_the_service_names_the_field_of_a_bad_message() -> None:
+    from orisel.api.ablation.v1 import ablation_pb2
+
+    msg = ablation_pb2.InvarianceSpec(damage_candidates=5000)
+    with pytest.raises(InvalidArgument) as err:
+        from_proto(_spec_model("invariance"), msg, "spec.invariance")
+    assert err.value.field == "spec.invariance.damage_candidates"
