@@ -35,7 +35,7 @@ CONTAINER ?= $(shell command -v docker || command -v podman)
 IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY:%/=%)/,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run reproduce report test test-fast lint format bench clean protos registry-set lock \
+.PHONY: help install run reproduce report test test-fast test-service lint format bench clean protos registry-set lock \
 	tools manifests render images image-smoke deploy undeploy
 
 help: ## List the targets
@@ -49,12 +49,15 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
-lock: ## Re-resolve requirements.lock (every extra, with hashes) from pyproject.toml; commit it
+lock: ## Re-resolve requirements.lock (every extra, with hashes) and its runtime part docker/requirements.lock; commit both
 	@test -x .tools/piptools/bin/pip-compile || { $(PYTHON) -m venv .tools/piptools && \
 	  .tools/piptools/bin/pip install --quiet pip-tools; }
 	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras \
 	  --extra=codegen --extra=deploy --extra=lint --extra=test --no-emit-find-links \
 	  --no-emit-index-url --output-file=requirements.lock pyproject.toml
+	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras \
+	  --build-deps-for=wheel --constraint=requirements.lock --no-emit-find-links \
+	  --no-emit-index-url --output-file=docker/requirements.lock pyproject.toml
 
 install: $(STAMP) ## Create .venv and install orisel with its dev tools
 
@@ -86,12 +89,16 @@ lint: $(STAMP) ## ruff, strict mypy, the import layers, generated code fresh, ha
 	$(BIN)/python k8s/generate.py --check
 	$(BIN)/hadolint docker/Dockerfile
 
-test: lint $(KUBECTL) $(CHECKOV) ## Lint, then the whole test suite (unit and integration)
+test: lint $(KUBECTL) $(CHECKOV) ## Lint, then every tier: unit, service and integration
 	deploy/dev/services.sh
 	$(BIN)/pytest -n auto --dist loadfile
 
-test-fast: $(STAMP) ## Unit tests only
-	$(BIN)/pytest -m "not integration" -n auto --dist loadfile
+test-fast: $(STAMP) ## The unit tier: no server, no database
+	$(BIN)/pytest -m "not integration and not service" -n auto --dist loadfile
+
+test-service: $(STAMP) ## The service tier: servicers in process on PostgreSQL and Redis
+	deploy/dev/services.sh
+	$(BIN)/pytest -m service -n auto --dist loadfile
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix services tests bench deploy k8s

@@ -2,8 +2,8 @@
 # Build the CPU image offline with podman and check a container's gRPC health from the host.
 #   base:   a Debian bookworm root made with debootstrap (Debian's python3 3.11), imported as
 #           localhost/debian-python:bookworm (made once)
-#   wheels: docker/wheels/, every Python dependency downloaded once with this machine's pip
-#           (torch comes from the local wheel store), so the build itself fetches nothing
+#   wheels: docker/wheels/, every package of docker/requirements.lock downloaded once with this
+#           machine's pip (torch comes from the local wheel store), so the build fetches nothing
 # usage: docker/smoke.sh   (as root; installs podman, runc and debootstrap from Debian if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +39,9 @@ if ! podman image exists "$BASE"; then
 fi
 t_base=$(date +%s)
 if [ ! -d docker/wheels ]; then
-  # async-timeout: redis needs it below Python 3.11.3, which Debian's 3.11.2 is.
-  "$PYTHON" -m pip download -q -d docker/wheels . "setuptools>=68" wheel "async-timeout>=4.0.3"
+  # The image's lock, every file checked against its hash; the build then installs from here.
+  "$PYTHON" -m pip download -q --require-hashes --no-deps -d docker/wheels \
+    -r docker/requirements.lock
 fi
 t_wheels=$(date +%s)
 podman build -q -f docker/Dockerfile --target cpu --build-arg BASE="$BASE" \

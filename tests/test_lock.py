@@ -1,5 +1,6 @@
 """requirements.lock pins, with hashes, every package pyproject.toml asks for (make install,
-and so CI, installs exactly it)."""
+and so CI, installs exactly it); docker/requirements.lock, its runtime part, is what the image
+installs: the same versions and hashes, no test or lint tools."""
 
 from __future__ import annotations
 
@@ -12,6 +13,42 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _name(requirement: str) -> str:
     return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pins(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """name -> (version, hashes) of every requirement of a lock."""
+    blocks = re.findall(
+        r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=sha256:\w+(?: \\)?\n)+)",
+        path.read_text(),
+        re.M,
+    )
+    return {
+        n.lower().replace("_", "-"): (v, frozenset(re.findall(r"sha256:(\w+)", h)))
+        for n, v, h in blocks
+    }
+
+
+def test_the_image_installs_the_runtime_part_of_the_lock_exactly() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    full, image = _pins(ROOT / "requirements.lock"), _pins(ROOT / "docker" / "requirements.lock")
+    assert len(image) == len(
+        re.findall(r"^\S+==", (ROOT / "docker/requirements.lock").read_text(), re.M)
+    )
+    assert {n: image[n] for n in image} == {n: full[n] for n in image}  # same versions, hashes
+    runtime = {_name(r) for r in project["project"]["dependencies"]}
+    build = {_name(r) for r in project["build-system"]["requires"]}
+    assert runtime | build <= set(image)
+    tools = {_name(r) for r in project["project"]["optional-dependencies"]["test"]}
+    tools |= {_name(r) for r in project["project"]["optional-dependencies"]["lint"]}
+    assert not tools & set(image) - runtime
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "COPY docker/requirements.lock" in dockerfile
+    assert "--require-hashes" in dockerfile
+    assert "-r requirements.lock" in dockerfile
+    # orisel itself adds nothing: no other pip install resolves a version.
+    installs = re.findall(r"pip install[^\n]*(?:\\\n[^\n]*)*", dockerfile)
+    assert len(installs) == 2
+    assert "--no-deps --no-build-isolation ." in installs[1]
 
 
 def test_every_declared_package_is_locked_with_hashes() -> None:

@@ -24,7 +24,7 @@ from orisel.core.errors import InvalidArgument
 from orisel.core.storage import ArtifactRef
 from tests.stack import Stack, stack
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.service  # servicers in this process, on a real database
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from tests.certs import Pki, make_pki
 from tests.procs import free_port
 from tests.stack import Stack, stack
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.service  # servicers in this process, on a real database
 ISSUER, AUDIENCE = "https://issuer.test", "orisel"
 
 

@@ -14,7 +14,7 @@ from orisel.core.settings import QUEUES
 from tests.security.fuzz import ESCAPE_DIR, Report, fuzz, methods
 from tests.stack import stack
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.service  # servicers in this process, on a real database
 EXAMPLES = int(os.environ.get("ORISEL_FUZZ_EXAMPLES", "20"))  # per method
 
 

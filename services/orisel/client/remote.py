@@ -152,18 +152,13 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     if args.submit_kind in ANALYSES:
         return _analysis_request(args, key)
     from orisel.api.pipeline.v1 import pipeline_pb2
+    from orisel.core.protospec import carried, to_proto
+    from orisel.pipeline.spec import PaperSpec
 
-    paper = pipeline_pb2.PaperSpec(
-        label_corruptions=[float(x) for x in args.label_corruptions or []],
-        seeds=[int(x) for x in args.seeds or []],
-        epochs=args.epochs or 0,
-        train_subset=args.train_subset or 0,
-        val_size=args.val_size or 0,
-        test_subset=args.test_subset or 0,
-        permutations=args.permutations or 0,
-        random_halves=args.random_halves,
-        data=_ref(args.data_key),
-    )
+    names = carried(PaperSpec, pipeline_pb2.PaperSpec.DESCRIPTOR)
+    given = {n for n in names if getattr(args, n, None) is not None}
+    values = spec_from_args(PaperSpec, args, names).model_dump(include=given)
+    paper = to_proto(pipeline_pb2.PaperSpec(data=_ref(args.data_key)), values)
     return "pipeline", pipeline_pb2.SubmitRequest(idempotency_key=key, spec=paper)
 
 

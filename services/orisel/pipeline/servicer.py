@@ -7,7 +7,8 @@ from typing import Any
 from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration, validated
+from orisel.core.jobservice import Backends, job_registration
+from orisel.core.protospec import from_proto
 from orisel.core.storage import ArtifactStore
 from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec
 
@@ -17,19 +18,9 @@ SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_
 def spec_of(request: pipeline_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
     """PaperSpec from the message; zero or empty fields take the paper's defaults."""
     spec = request.spec
-    given: dict[str, Any] = {
-        k: list(getattr(spec, k)) for k in ("label_corruptions", "seeds") if getattr(spec, k)
-    }
-    given |= {
-        k: getattr(spec, k)
-        for k in ("epochs", "train_subset", "val_size", "test_subset", "permutations", "population")
-        if getattr(spec, k)
-    }
-    if spec.HasField("random_halves"):
-        given["random_halves"] = spec.random_halves
     # Resolved in the store: no field of the request names a path, bucket or checksum.
     data = resolve(store, spec, "data").__dict__ if spec.HasField("data") else None
-    return {"paper": validated(PaperSpec, given, "spec"), "data": data}
+    return {"paper": from_proto(PaperSpec, spec, "spec"), "data": data}
 
 
 def registration(b: Backends) -> Registration:
