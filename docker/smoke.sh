@@ -21,11 +21,10 @@ IMAGE=localhost/orisel:smoke
 t0=$(date +%s)
 
 # The Debian mirror this machine's apt already uses (deb822 .sources or a sources.list line).
+# Either file may be missing: that is no failure (pipefail would make it one).
 debian_mirror() {
-  {
-    grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-    grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'
-  } | grep -E '/debian/?$' | head -1
+  cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | awk '/^URIs:/ || /^deb / {print $2}' | grep -m1 -E '/debian/?$' || true
 }
 
 if ! podman image exists "$BASE"; then

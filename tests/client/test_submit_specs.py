@@ -97,3 +97,46 @@ def test_the_service_names_the_field_of_a_bad_message() -> None:
     with pytest.raises(InvalidArgument) as err:
         from_proto(_spec_model("invariance"), msg, "spec.invariance")
     assert err.value.field == "spec.invariance.damage_candidates"
+
+
+TRAIN_FLAGS = (
+    "--model resnet18 --epochs 3 --batch-size 8 --optimizer sgd --lr 0.01 --momentum 0 "
+    "--weight-decay 0.001 --seed 5 --no-augment --max-shift 0.2 --no-hflip --fill zeros "
+    "--early-checkpoint-every 0.5 --early-checkpoint-until 0 --checkpoint-every-epochs 2 "
+    "--select-by val_accuracy --amp bf16 --tf32 --compile on --channels-last --deterministic "
+    "--val-size 50 --split-seed 3 --train-subset 100 --test-subset 20 --label-corruption 0.4 "
+    "--corruption-seed 2"
+)
+
+
+def test_a_training_message_carries_the_whole_recipe_but_the_workers() -> None:
+    from orisel.api.training.v1 import training_pb2
+    from orisel.data.prepare import SplitSpec
+    from orisel.training.config import TrainConfig
+
+    message = training_pb2.TrainSpec.DESCRIPTOR
+    # `data` is the split, flat in the message (whose `data` is the archive's reference)
+    assert set(TrainConfig.model_fields) - set(carried(TrainConfig, message)) == {
+        "device",
+        "eval_batch_size",
+    }
+    assert set(carried(SplitSpec, message)) == set(SplitSpec.model_fields)
+
+
+def test_submit_train_reaches_the_service_as_orisel_train_reads_it() -> None:
+    from orisel.data.prepare import SplitSpec
+    from orisel.training.config import TrainConfig
+    from orisel.training.servicer import spec_from_proto
+
+    args = build_parser().parse_args(["submit", "train", *TRAIN_FLAGS.split()])
+    _, request = _submit_request(args)
+    config = spec_from_proto(request.spec, store=None)["config"]  # type: ignore[arg-type]
+    split = spec_from_args(SplitSpec, args)
+    local = spec_from_args(TrainConfig, args).model_copy(update={"data": split})
+    assert config == local.model_dump(mode="json")
+    defaults = TrainConfig().model_dump(mode="json")
+    changed = {k for k in defaults if config[k] != defaults[k]}
+    assert changed == set(TrainConfig.model_fields) - {"device", "eval_batch_size"}
+    assert all(config["data"][k] != v for k, v in SplitSpec().model_dump(mode="json").items())
+    _, bare = _submit_request(build_parser().parse_args(["submit", "train"]))
+    assert spec_from_proto(bare.spec, store=None)["config"] == defaults  # type: ignore[arg-type]

@@ -68,7 +68,7 @@ BAD_SUBMITS = [
     (_train(model="../../etc/passwd"), "spec.model"),
     (_train(model="x" * 5000), "spec.model"),
     (_train(seed=-1), "spec.seed"),
-    (_train(train_subset=-5), "spec.data.train_subset"),
+    (_train(train_subset=-5), "spec.train_subset"),
     (_train(epochs_per_segment=20_000), "spec.epochs_per_segment"),
     (_train(lr=1e9), "spec.lr"),
 ]

@@ -94,7 +94,7 @@ def test_errors_map_to_status_codes(stub: training_pb2_grpc.TrainingServiceStub)
     assert "spec.epochs" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
         stub.Submit(training_pb2.SubmitRequest(spec=training_pb2.TrainSpec(label_corruption=2.0)))
-    assert "spec.data.label_corruption" in err.value.details()
+    assert "spec.label_corruption" in err.value.details()
 
 
 def test_cancel(stub: training_pb2_grpc.TrainingServiceStub) -> None:

@@ -120,34 +120,44 @@ def _analysis_request(args: argparse.Namespace, key: str) -> tuple[str, Any]:
     return service, pb2.SubmitRequest(idempotency_key=key, spec=msg)
 
 
+def _train_fields() -> list[tuple[Any, tuple[str, ...]]]:
+    """The TrainConfig and SplitSpec fields a TrainSpec carries (flat; its `data` is the
+    archive's reference, the device the worker's)."""
+    from orisel.api.training.v1 import training_pb2
+    from orisel.core.protospec import carried
+    from orisel.data.prepare import SplitSpec
+    from orisel.training.config import TrainConfig
+
+    message = training_pb2.TrainSpec.DESCRIPTOR
+    own = tuple(n for n in carried(TrainConfig, message) if n != "data")
+    return [(TrainConfig, own), (SplitSpec, carried(SplitSpec, message))]
+
+
 def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     """(service, SubmitRequest) for `orisel submit KIND`; the service validates the spec."""
     key = args.key or ""
     if args.submit_kind == "train":
         from orisel.api.training.v1 import training_pb2
+        from orisel.core.protospec import to_proto
 
         if bool(args.label_corruptions) != bool(args.seeds):
             raise InvalidArgument(
                 "--label-corruptions/--seeds", "both (a population) or neither", None
             )
+        values: dict[str, Any] = {}
+        for model, names in _train_fields():
+            given = {n for n in names if getattr(args, n, None) is not None}
+            values |= spec_from_args(model, args, names).model_dump(include=given)
         spec = training_pb2.TrainSpec(
-            model=args.model or "",
-            epochs=args.epochs or 0,
-            seed=args.seed or 0,
-            label_corruption=args.label_corruption or 0.0,
-            train_subset=args.train_subset or 0,
-            val_size=args.val_size or 0,
             epochs_per_segment=args.epochs_per_segment or 0,
             data=_ref(args.data_key),
-            amp=args.amp or "",
-            tf32=bool(args.tf32),
-            compile=args.compile or "",
             population=[
                 training_pb2.Variant(seed=int(s), label_corruption=float(c))
                 for c in args.label_corruptions or ()
                 for s in args.seeds or ()
             ],
         )
+        to_proto(spec, values)
         return "training", training_pb2.SubmitRequest(idempotency_key=key, spec=spec)
     if args.submit_kind in ANALYSES:
         return _analysis_request(args, key)
@@ -303,16 +313,11 @@ def add_remote_commands(
         "--wait", action="store_true", help="follow the job to its end (exit 1 unless it succeeds)"
     )
     st = submit_sub.add_parser("train", parents=[submit_common], help="a training job")
-    for flag, typ in (
-        ("--model", str),
-        ("--epochs", int),
-        ("--seed", int),
-        ("--label-corruption", float),
-        ("--train-subset", int),
-        ("--val-size", int),
-        ("--epochs-per-segment", int),
-    ):
-        st.add_argument(flag, type=typ)
+    for model, names in _train_fields():
+        add_model_fields(st, model, skip=set(model.model_fields) - set(names))
+    st.add_argument(
+        "--epochs-per-segment", type=int, help="epochs per task (default: the service's)"
+    )
     st.add_argument("--data-key", help="data-set archive in the store (default: the worker's)")
     st.add_argument(
         "--label-corruptions",
@@ -320,9 +325,6 @@ def add_remote_commands(
         help="with --seeds: a population, every (corruption, seed) trained as one stacked model",
     )
     st.add_argument("--seeds", type=comma_list, help="with --label-corruptions")
-    st.add_argument("--amp", choices=("off", "bf16", "fp16"), help="mixed precision (CUDA)")
-    st.add_argument("--tf32", action="store_true", help="TensorFloat-32 kernels (CUDA)")
-    st.add_argument("--compile", choices=("off", "on", "cudagraphs"), help="torch.compile")
     analysis = argparse.ArgumentParser(add_help=False)
     analysis.add_argument(
         "--checkpoint-key", help="orisel checkpoint in the store, e.g. runs/<job>/best.pt"
@@ -343,8 +345,8 @@ def add_remote_commands(
     for kind, what in helps.items():
         parser = submit_sub.add_parser(kind, parents=[submit_common, analysis], help=what)
         model = _spec_model(kind)
-        names = set(carried(model, _analysis_message(kind).DESCRIPTOR))
-        add_model_fields(parser, model, skip=set(model.model_fields) - names)
+        carries = set(carried(model, _analysis_message(kind).DESCRIPTOR))
+        add_model_fields(parser, model, skip=set(model.model_fields) - carries)
         refs = ANALYSES[kind][3]
         if "test_subset" in refs:
             parser.add_argument("--test-subset", type=int, help="test images (default: all)")

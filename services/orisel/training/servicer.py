@@ -9,25 +9,19 @@ from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration, validated
+from orisel.core.protospec import from_proto, given
 from orisel.core.storage import ArtifactStore
+from orisel.data.prepare import SplitSpec
 from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
 
 
 def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[str, Any]:
-    """The job's spec: its TrainConfig, data and segment size; proto zeros mean "the default"."""
-    fields: dict[str, Any] = {}
-    for name in ("model", "epochs", "batch_size", "lr", "seed", "amp", "tf32", "compile"):
-        value = getattr(spec, name)
-        if value:
-            fields[name] = value
-    data: dict[str, Any] = {}
-    if spec.label_corruption:
-        data["label_corruption"] = spec.label_corruption
-    if spec.train_subset:
-        data["train_subset"] = spec.train_subset
-    if spec.val_size:
-        data["val_size"] = spec.val_size
-    config = validated(TrainConfig, {**fields, "data": data, "device": "auto"}, "spec")
+    """The job's spec: its TrainConfig (the split's fields flat in the message, `data` there
+    the archive's reference), data and segment size; what the message leaves unset takes the
+    defaults. The device is the worker's."""
+    split = from_proto(SplitSpec, spec, "spec")
+    fields = {k: v for k, v in given(TrainConfig, spec).items() if k != "data"}
+    config = validated(TrainConfig, {**fields, "data": split, "device": "auto"}, "spec")
     if not 0 <= spec.epochs_per_segment <= 10_000:
         raise InvalidArgument(
             "spec.epochs_per_segment", "0 (the service default) to 10000", spec.epochs_per_segment

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainSpec(_message.Message):
-    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size", "population", "amp", "tf32", "compile")
+    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size", "population", "amp", "tf32", "compile", "optimizer", "momentum", "weight_decay", "augment", "max_shift", "hflip", "fill", "early_checkpoint_every", "early_checkpoint_until", "checkpoint_every_epochs", "select_by", "channels_last", "deterministic", "split_seed", "test_subset", "corruption_seed")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,22 @@ class TrainSpec(_message.Message):
     AMP_FIELD_NUMBER: _ClassVar[int]
     TF32_FIELD_NUMBER: _ClassVar[int]
     COMPILE_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_SHIFT_FIELD_NUMBER: _ClassVar[int]
+    HFLIP_FIELD_NUMBER: _ClassVar[int]
+    FILL_FIELD_NUMBER: _ClassVar[int]
+    EARLY_CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    EARLY_CHECKPOINT_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_EVERY_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    SELECT_BY_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_LAST_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_SEED_FIELD_NUMBER: _ClassVar[int]
+    TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    CORRUPTION_SEED_FIELD_NUMBER: _ClassVar[int]
     model: str
     epochs: int
     batch_size: int
@@ -37,7 +53,23 @@ class TrainSpec(_message.Message):
     amp: str
     tf32: bool
     compile: str
-    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ..., population: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., amp: _Optional[str] = ..., tf32: _Optional[bool] = ..., compile: _Optional[str] = ...) -> None: ...
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    augment: bool
+    max_shift: float
+    hflip: bool
+    fill: str
+    early_checkpoint_every: float
+    early_checkpoint_until: float
+    checkpoint_every_epochs: int
+    select_by: str
+    channels_last: bool
+    deterministic: bool
+    split_seed: int
+    test_subset: int
+    corruption_seed: int
+    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ..., population: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., amp: _Optional[str] = ..., tf32: _Optional[bool] = ..., compile: _Optional[str] = ..., optimizer: _Optional[str] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., augment: _Optional[bool] = ..., max_shift: _Optional[float] = ..., hflip: _Optional[bool] = ..., fill: _Optional[str] = ..., early_checkpoint_every: _Optional[float] = ..., early_checkpoint_until: _Optional[float] = ..., checkpoint_every_epochs: _Optional[int] = ..., select_by: _Optional[str] = ..., channels_last: _Optional[bool] = ..., deterministic: _Optional[bool] = ..., split_seed: _Optional[int] = ..., test_subset: _Optional[int] = ..., corruption_seed: _Optional[int] = ...) -> None: ...
 
 class Variant(_message.Message):
     __slots__ = ("seed", "label_corruption")
