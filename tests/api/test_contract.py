@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,24 @@ def test_artifact_ref_roundtrip() -> None:
 
     ref = common_pb2.ArtifactRef(bucket="orisel", key="runs/a/best.pt", sha256="ab" * 32, size=7)
     assert common_pb2.ArtifactRef.FromString(ref.SerializeToString()) == ref
+
+
+BUF = Path(__file__).resolve().parents[2] / ".tools" / "buf" / "node_modules" / ".bin" / "buf"
+
+
+@pytest.mark.skipif(not BUF.exists(), reason="run `make lint` first (installs buf)")
+def test_buf_lint_passes_the_contract_and_refuses_a_bad_message(tmp_path: Path) -> None:
+    protos = Path(__file__).resolve().parents[2] / "protos"
+    done = subprocess.run([str(BUF), "lint"], cwd=protos, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    bad = tmp_path / "orisel" / "api" / "bad" / "v1"
+    bad.mkdir(parents=True)
+    (tmp_path / "buf.yaml").write_text((protos / "buf.yaml").read_text())
+    (bad / "bad.proto").write_text(
+        'syntax = "proto3";\npackage orisel.api.bad.v1;\nmessage spec_message {\n'
+        "  int32 BadField = 1;\n}\n"
+    )
+    done = subprocess.run([str(BUF), "lint"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "spec_message" in done.stdout
+    assert "BadField" in done.stdout
