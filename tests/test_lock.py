@@ -43,6 +43,7 @@ def test_the_image_installs_the_runtime_part_of_the_lock_exactly() -> None:
     assert not tools & set(image) - runtime
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "COPY docker/requirements.lock" in dockerfile
+    assert "!docker/requirements.lock" in (ROOT / ".dockerignore").read_text().splitlines()
     assert "--require-hashes" in dockerfile
     assert "-r requirements.lock" in dockerfile
     # orisel itself adds nothing: no other pip install resolves a version.

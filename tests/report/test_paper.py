@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from orisel.core.errors import InvalidArgument
 from orisel.report.claims import claims
 from orisel.report.paper import render
 
@@ -281,15 +282,17 @@ def test_the_memorizing_regime_is_reported_beside_the_population(tmp_path: Path)
     }
     manifest = {
         "history": [{"epoch": 47.0, "metrics": tune["network"]["metrics"]}],  # type: ignore[index]
-        "config": {"epochs": 200},
+        "config": {"epochs": 200, "model": "cnn7", "seed": 0, "data": {"label_corruption": 0.4}},
         "best": {"epoch": 7.0, "metrics": {}},
         "data": {"sha256": "b" * 64},
         "environment": {"code_version": "test"},
     }
-    (root / "cnn7-c0.4-s0" / "last" / "tune").mkdir(parents=True)
-    (root / "cnn7-c0.4-s0" / "manifest.json").write_text(json.dumps(manifest))
-    (root / "cnn7-c0.4-s0" / "last" / "tune" / "summary.json").write_text(json.dumps(tune))
+    # The network is read from its manifest, whatever its folder is called.
+    (root / "no-augment run" / "last" / "tune").mkdir(parents=True)
+    (root / "no-augment run" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "no-augment run" / "last" / "tune" / "summary.json").write_text(json.dumps(tune))
     memorize = collect(root)["variants"]
+    assert list(memorize) == ["cnn7-c0.4-s0"]
     assert memorize["cnn7-c0.4-s0"]["analysed"] == "last"
     data = _data(HOLDING) | {"memorize": memorize}
     text = render(data, tmp_path / "r.md").read_text()
@@ -297,3 +300,7 @@ def test_the_memorizing_regime_is_reported_beside_the_population(tmp_path: Path)
     row = next(line for line in section.splitlines() if line.startswith("| cnn7-c0.4-s0 | 0.4 |"))
     assert "| last (epoch 47) | 0.935 | 0.413 | 0.522 | 0.250 |" in row
     assert "## The memorizing regime" not in render(_data(HOLDING), tmp_path / "s.md").read_text()
+    (root / "copy").mkdir()
+    (root / "copy" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InvalidArgument, match=r"one analysis per network \(cnn7-c0.4-s0"):
+        collect(root)

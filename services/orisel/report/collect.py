@@ -7,8 +7,9 @@
                                                      (or one `orisel tune` per checkpoint,
                                                      in <root>/<variant>/trajectory/<name>/)
 
-(variant names as `cnn7-c<corruption>-s<seed>`, as the pipeline and the training service
-name a population's networks)."""
+Which network a folder holds is read from its manifest (the run's own config: model, seed,
+label corruption), never from the folder's name; the report names it as the pipeline and
+the training service name a population's networks (`cnn7-c<corruption>-s<seed>`)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orisel.core.errors import NotFound
+from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.tables import read_table
-from orisel.training.config import parse_run_name
+from orisel.training.config import run_name
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -88,12 +89,19 @@ def _trajectory_table(folder: Path) -> list[dict[str, Any]]:
 def collect(root: Path) -> dict[str, Any]:
     """Every number the report needs, from an analysis folder (layout above)."""
     variants: dict[str, Any] = {}
+    folders: dict[str, Path] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        named = parse_run_name(folder.name)
         manifest = _json(folder / "manifest.json")
-        if named is None or named[0] != "cnn7" or manifest is None:
+        if manifest is None or manifest["config"]["model"] != "cnn7":
             continue
-        _, corruption, seed = named
+        config = manifest["config"]
+        corruption, seed = float(config["data"]["label_corruption"]), int(config["seed"])
+        name = run_name("cnn7", corruption, seed)
+        if name in folders:
+            raise InvalidArgument(
+                str(root), f"one analysis per network ({name} is in both)", [folders[name], folder]
+            )
+        folders[name] = folder
         last = manifest["history"][-1]
         v: dict[str, Any] = {
             "corruption": corruption,
@@ -142,7 +150,7 @@ def collect(root: Path) -> dict[str, Any]:
                 trajectory.append(_tune_numbers(t, TRAJECTORY_KEYS))
         if trajectory:
             v["trajectory"] = sorted(trajectory, key=lambda t: t["epoch"])
-        variants[folder.name] = v
+        variants[name] = v
     if not variants:
-        raise NotFound(f"no analysed variants (cnn7-c<corruption>-s<seed>/manifest.json) in {root}")
+        raise NotFound(f"no analysed cnn7 networks (<folder>/manifest.json) in {root}")
     return {"variants": variants}

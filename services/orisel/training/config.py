@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -100,16 +99,7 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return math.ceil(n_train / batch_size)
 
 
-_RUN_NAME = re.compile(r"^(?P<model>[A-Za-z0-9_.]+)-c(?P<c>[0-9]*\.?[0-9]+)-s(?P<s>[0-9]+)$")
-
-
 def run_name(model: str, label_corruption: float, seed: int) -> str:
     """A network's run name (its folder, its key prefix in the store): the one format the
     command line, the training service, the pipeline and the report share."""
     return f"{model}-c{label_corruption:g}-s{seed}"
-
-
-def parse_run_name(name: str) -> tuple[str, float, int] | None:
-    """(model, label corruption, seed) of a name `run_name` made; None for any other name."""
-    m = _RUN_NAME.match(name)
-    return (m["model"], float(m["c"]), int(m["s"])) if m else None
