@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.procs import moto_server
 from tests.stack import stack
 
-from orisel.ablation.run import UnitScores
+from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.client.cli import main as cli

@@ -24,8 +24,9 @@ STATE: dict[str, Any] = {}
 
 def _setup(data: str, images: int, tune_dir: str) -> None:
     torch.set_num_threads(1)
-    from orisel.ablation.run import UnitScores, chunks, evaluation_tensors
+    from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import AblateSpec
+    from orisel.ablation.sweep import chunks, evaluation_tensors
     from orisel.core.settings import get_settings
     from orisel.data.sources import load_cifar10
     from orisel.extraction.network import Network
@@ -54,7 +55,7 @@ def _setup(data: str, images: int, tune_dir: str) -> None:
 
 
 def _task(task: tuple[str, int, int]) -> float:
-    from orisel.ablation.run import run_block
+    from orisel.ablation.sweep import run_block
 
     layer, a, b = task
     todo = [c for c in STATE["chunks"] if c.layer == layer]

@@ -34,8 +34,8 @@ def test_a_wrong_import_breaks_the_contract(tmp_path: Path) -> None:
         {
             "core/storage.py": "from orisel.science.indices import gosi\n",  # up
             "science/indices.py": "from orisel.core import storage\n",  # down: fine
-            "scoring/tune.py": "from orisel.ablation import run\n",  # sideways
-            "ablation/run.py": "import orisel.core.storage\n",
+            "scoring/tune.py": "from orisel.ablation import sweep\n",  # sideways
+            "ablation/sweep.py": "import orisel.core.storage\n",
             "ablation/tasks.py": "from orisel.report.plots import bars\n",  # down: fine
             "report/plots.py": "from .. import library\n",  # up, relative
             "library.py": "from orisel.scoring.tune import tune\n",
@@ -45,7 +45,7 @@ def test_a_wrong_import_breaks_the_contract(tmp_path: Path) -> None:
     assert [line.split(": ", 1)[1] for line in found] == [
         "orisel.core.storage imports orisel.science.indices (up)",
         "orisel.report.plots imports orisel.library (up)",
-        "orisel.scoring.tune imports orisel.ablation.run (sideways)",
+        "orisel.scoring.tune imports orisel.ablation.sweep (sideways)",
     ]
     # make lint runs the same check as a script, and fails.
     done = subprocess.run(
@@ -60,7 +60,7 @@ def test_a_wrong_import_breaks_the_contract(tmp_path: Path) -> None:
 
 def test_modules_are_placed_by_their_most_specific_pattern() -> None:
     assert place("orisel.scoring.tune") == (4, 0)
-    assert place("orisel.ablation.run") == (4, 1)
+    assert place("orisel.ablation.sweep") == (4, 1)
     assert place("orisel.scoring.servicer")[0] == place("orisel.ablation.tasks")[0] == 6
     assert place("orisel.pipeline.tasks")[0] == 7  # the pipeline's own tasks are the pipeline
     with pytest.raises(ValueError, match="no layer"):

@@ -158,7 +158,7 @@ def ablate(
     """Cumulative ablation curves and the top/bottom-50% split, by the units' scores (a table
     from `tune` or a tune output folder); any AblateSpec field as a keyword. Returns
     {"curves": ..., "splits": ...}."""
-    from orisel.ablation.run import UnitScores
+    from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import AblateSpec
     from orisel.report.outputs import ablate as ablate_to
 
@@ -188,7 +188,7 @@ def invariance(
     """Shift-invariance of higher layers, intact and with the most/least selective lower-layer
     units ablated (against random ablations of the same size and, given `labels`, of the same
     damage); any InvarianceSpec field."""
-    from orisel.ablation.run import UnitScores
+    from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import InvarianceSpec
     from orisel.report.outputs import invariance as invariance_to
 

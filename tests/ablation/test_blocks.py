@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orisel.ablation.run import (
-    UnitScores,
+from orisel.ablation.scores import UnitScores
+from orisel.ablation.spec import AblateSpec
+from orisel.ablation.sweep import (
     chunks,
     evaluation_tensors,
     rows_from_blocks,
     run_block,
     run_chunks,
 )
-from orisel.ablation.spec import AblateSpec
 from orisel.client.cli import main
 from orisel.data.sources import load_cifar10
 from orisel.extraction.network import load_network

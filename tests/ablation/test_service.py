@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
-from orisel.ablation.run import UnitScores
+from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2

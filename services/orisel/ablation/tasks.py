@@ -27,15 +27,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from orisel.ablation.run import (
-    Chunk,
-    UnitScores,
-    chunks,
-    evaluation_tensors,
-    rows_from_blocks,
-    run_block,
-)
+from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import CHUNK_TASK, INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
+from orisel.ablation.sweep import Chunk, chunks, evaluation_tensors, rows_from_blocks, run_block
 from orisel.core.artifacts import fetch, upload_dir
 from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError

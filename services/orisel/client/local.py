@@ -291,7 +291,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from orisel.ablation.run import UnitScores
+    from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import AblateSpec
     from orisel.report.outputs import ablate
 
@@ -324,7 +324,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_invariance(args: argparse.Namespace) -> int:
-    from orisel.ablation.run import UnitScores
+    from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import InvarianceSpec
     from orisel.report.outputs import invariance
 

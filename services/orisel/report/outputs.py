@@ -12,15 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from orisel.ablation.run import (
-    UnitScores,
-    chunks,
-    evaluation_tensors,
-    invariance_rows,
-    invariance_summary,
-    run_chunks,
-)
+from orisel.ablation.invariance import invariance_rows, invariance_summary
+from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
+from orisel.ablation.sweep import chunks, evaluation_tensors, run_chunks
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import write_table
