@@ -49,8 +49,10 @@ t_build=$(date +%s)
 
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 name=orisel-smoke-$$
-podman run -d --rm --name "$name" --network host -e ORISEL_GRPC_PORT="$port" \
-  -e ORISEL_STORE_ROOT=/work/store "$IMAGE" serve training >/dev/null
+# On the host's loopback, where plaintext is allowed (anywhere else the front end needs TLS).
+podman run -d --rm --name "$name" --network host -e ORISEL_GRPC_HOST=127.0.0.1 \
+  -e ORISEL_GRPC_PORT="$port" -e ORISEL_ALLOW_PLAINTEXT=true -e ORISEL_STORE_ROOT=/work/store \
+  "$IMAGE" serve training >/dev/null
 trap 'podman rm -f "$name" >/dev/null 2>&1 || true' EXIT
 "$PYTHON" - "$port" <<'PY'
 import sys, time

@@ -409,3 +409,15 @@ def test_an_upgrade_from_0001_keeps_every_job_and_scopes_keys_by_owner(url: str)
     again = _new(db, "k", {"x": 1}, owner="someone")
     assert again != old  # the same key under another owner is another job
     db.close()
+
+
+def test_a_sqlite_database_in_a_folder_not_made_yet_is_created(tmp_path: Path) -> None:
+    """The default database sits in the user's data directory, which a fresh machine or
+    container has not made: the first front end or worker makes it."""
+    url = f"sqlite:///{tmp_path / 'home' / '.local' / 'orisel' / 'jobs.sqlite'}"
+    migrate.upgrade(url)
+    handle = JobDB(url)
+    try:
+        assert handle.get(_new(handle)).state == JobState.QUEUED
+    finally:
+        handle.close()

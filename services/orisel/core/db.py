@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -38,6 +39,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    make_url,
     or_,
     select,
     update,
@@ -82,6 +84,11 @@ def check_id(job_id: str, field: str = "id") -> str:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        # The default file lives under the user's data directory, which a fresh machine or
+        # container has not made yet: sqlite opens a file, never a folder.
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         # Several processes share the file: WAL lets readers run beside the one writer, and
         # every write transaction starts IMMEDIATE so it waits for the lock (busy_timeout)
         # instead of failing when it upgrades from reading to writing.
