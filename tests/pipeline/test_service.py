@@ -80,9 +80,11 @@ def _run(client: JobClient, request: Any, timeout: float = 600) -> common_pb2.Jo
 
 
 def test_a_small_paper_pipeline_end_to_end(
-    live: Stack, settings: Settings, services: dict[str, str]
+    live: Stack, settings: Settings, services: dict[str, str], python_archive: Path
 ) -> None:
     client = JobClient(services["pipeline"], "pipeline")
+    # The images named by the request, not the workers' own: every child reads these.
+    data = _store(settings).put_file("datasets/paper.tar.gz", python_archive)
     # The four networks train as one population job (one stacked model on one worker).
     spec = pipeline_pb2.PaperSpec(
         label_corruptions=[0.0, 0.5, 0.8],
@@ -92,6 +94,7 @@ def test_a_small_paper_pipeline_end_to_end(
         permutations=10,
         population=4,
         random_halves=5,  # the statistic's plumbing; its cost grows with the count
+        data=common_pb2.ArtifactRef(key=data.key),
     )
     request = pipeline_pb2.SubmitRequest(idempotency_key="paper-1", spec=spec)
     seen: list[common_pb2.Job] = []
@@ -114,19 +117,19 @@ def test_a_small_paper_pipeline_end_to_end(
     keys = {o.key.rsplit("/", 1)[-1]: o for o in final.outputs}
     assert final.outputs[0].key.endswith("report.md")
     report = get_bytes(store, store.stat(keys["report.md"].key)).decode()
-    data = json.loads(get_bytes(store, store.stat(keys["data.json"].key)))
-    assert set(data["variants"]) == {"cnn7-c0-s0", "cnn7-c0.5-s0", "cnn7-c0-s1", "cnn7-c0.8-s0"}
-    for name in data["variants"]:
+    numbers = json.loads(get_bytes(store, store.stat(keys["data.json"].key)))
+    assert set(numbers["variants"]) == {"cnn7-c0-s0", "cnn7-c0.5-s0", "cnn7-c0-s1", "cnn7-c0.8-s0"}
+    for name in numbers["variants"]:
         assert name in report
-    first = data["variants"]["cnn7-c0-s0"]
+    first = numbers["variants"]["cnn7-c0-s0"]
     # Every checkpoint of the first run scored: step 0 and each quarter epoch.
     assert [t["epoch"] for t in first["trajectory"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     for ref in ("cnn7-c0-s0", "cnn7-c0-s1"):
-        assert data["variants"][ref]["ablate"]["splits"]
-        assert "layer1:top50" in data["variants"][ref]["invariance"]["summary"]
-    assert "ablate" not in data["variants"]["cnn7-c0.5-s0"]
+        assert numbers["variants"][ref]["ablate"]["splits"]
+        assert "layer1:top50" in numbers["variants"][ref]["invariance"]["summary"]
+    assert "ablate" not in numbers["variants"]["cnn7-c0.5-s0"]
     assert "| C1 orientation-selective units" in report
-    assert (data["variants"]["cnn7-c0.5-s0"]["data_sha256"]) == first["data_sha256"]
+    assert (numbers["variants"]["cnn7-c0.5-s0"]["data_sha256"]) == first["data_sha256"]
     assert any(k.endswith(".png") for k in keys)
     # The children are ordinary jobs of their services.
     training = JobClient(services["training"], "training")
@@ -139,6 +142,9 @@ def test_a_small_paper_pipeline_end_to_end(
     # its first run (it never polls).
     children = live.db.children(job.id)
     assert len(children) == 1 + 4 + 5 + 2 + 2  # train, score, trajectory, ablate, invariance
+    # Each child is the spec its service reads from a request, on the pipeline's images.
+    assert {c.spec["data"]["sha256"] for c in children} == {data.sha256}
+    assert {c.spec["data"]["key"] for c in children} == {"datasets/paper.tar.gz"}
     assert live.db.get(job.id).attempts <= len(children) + 1
 
 

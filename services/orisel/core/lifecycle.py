@@ -253,7 +253,9 @@ class Child:
 
     name: str  # e.g. "train/cnn7-c0-s0", "chunk/layer1"
     kind: str
-    spec: dict[str, Any]
+    # The job's spec, or how to make it: called only when the child is created (a pipeline's
+    # children are validated and their inputs looked up in the store once, not every run).
+    spec: dict[str, Any] | Callable[[], dict[str, Any]]
     task: str
 
 
@@ -273,7 +275,7 @@ def ensure_children(run: JobRun, wanted: Sequence[Child], made: dict[str, Job]) 
             run.check()
             made[c.name], _ = run.db.create(
                 c.kind,
-                c.spec,
+                c.spec() if callable(c.spec) else c.spec,
                 task=c.task,
                 queue=c.kind,
                 owner=run.job.owner,

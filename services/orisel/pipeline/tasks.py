@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
+from orisel.ablation import servicer as ablation_servicer
+from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK
+from orisel.api.ablation.v1 import ablation_pb2
+from orisel.api.common.v1 import common_pb2
+from orisel.api.scoring.v1 import scoring_pb2
+from orisel.api.training.v1 import training_pb2
 from orisel.core.artifacts import upload_dir
 from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
@@ -28,43 +34,61 @@ from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore
-from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec
-from orisel.scoring.spec import SCORE_TASK, TuneSpec
-from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
+from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec, Variant
+from orisel.scoring import servicer as scoring_servicer
+from orisel.scoring.spec import SCORE_TASK
+from orisel.training import servicer as training_servicer
+from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, run_name
 
 # Share of the whole pipeline's progress that each stage accounts for.
 STAGES = (("train", 0.6), ("score", 0.15), ("analyse", 0.2), ("report", 0.05))
 
 
-def _train_children(spec: PaperSpec, data: dict[str, Any] | None, population: int) -> list[Child]:
+def _ref(ref: ArtifactRef | dict[str, Any]) -> common_pb2.ArtifactRef:
+    return (ref if isinstance(ref, ArtifactRef) else ArtifactRef(**ref)).to_proto()
+
+
+def _train_children(
+    spec: PaperSpec, data: dict[str, Any] | None, population: int, store: ArtifactStore
+) -> list[Child]:
     """One training job per network, or with `population` > 1 the networks in stacks of that
-    many, each stack one population job (one model on one device)."""
-    configs = []
-    for v in spec.variants():
-        split: dict[str, Any] = {"label_corruption": v.corruption}
-        if spec.train_subset:
-            split["train_subset"] = spec.train_subset
-        if spec.val_size:
-            split["val_size"] = spec.val_size
-        if spec.test_subset:  # the same test images for training curves and analyses
-            split["test_subset"] = spec.test_subset
-        cfg = TrainConfig.model_validate(
-            {"epochs": spec.epochs, "seed": v.seed, "data": split, "device": "auto"}
+    many, each stack one population job (one model on one device). Each is the TrainSpec a
+    client would submit, validated by the training service's own reading of it."""
+
+    def job_spec(variants: list[Variant], stacked: bool) -> Callable[[], dict[str, Any]]:
+        msg = training_pb2.TrainSpec(
+            epochs=spec.epochs,
+            train_subset=spec.train_subset or 0,
+            val_size=spec.val_size or 0,
+            # the same test images for training curves and analyses
+            test_subset=spec.test_subset or 0,
+            epochs_per_segment=spec.segment_epochs or 0,
+            data=_ref(data) if data else None,
         )
-        configs.append((v, cfg.model_dump(mode="json")))
-    common = {"data": data, "segment_epochs": spec.segment_epochs}
+        if stacked:
+            msg.population.extend(
+                training_pb2.Variant(seed=v.seed, label_corruption=v.corruption) for v in variants
+            )
+        else:
+            (v,) = variants
+            msg.seed, msg.label_corruption = v.seed, v.corruption
+        return lambda: training_servicer.spec_from_proto(msg, store)
+
+    variants = spec.variants()
     if population <= 1:
         return [
-            Child(f"train/{v.name}", "training", {"config": cfg, **common}, SEGMENT_TASK)
-            for v, cfg in configs
+            Child(f"train/{v.name}", "training", job_spec([v], False), SEGMENT_TASK)
+            for v in variants
         ]
-    out = []
-    for i in range(0, len(configs), population):
-        stack = configs[i : i + population]
-        variants = [{"seed": v.seed, "label_corruption": v.corruption} for v, _ in stack]
-        job_spec = {"config": stack[0][1], "population": variants, **common}
-        out.append(Child(f"train/stack{i // population}", "training", job_spec, POPULATION_TASK))
-    return out
+    return [
+        Child(
+            f"train/stack{i // population}",
+            "training",
+            job_spec(variants[i : i + population], True),
+            POPULATION_TASK,
+        )
+        for i in range(0, len(variants), population)
+    ]
 
 
 def _runs(made: dict[str, Job]) -> dict[str, tuple[Job, str]]:
@@ -95,13 +119,23 @@ def _best(run: tuple[Job, str]) -> ArtifactRef:
 
 
 def _score_children(
-    spec: PaperSpec, trained: dict[str, tuple[Job, str]], store: ArtifactStore
+    spec: PaperSpec,
+    trained: dict[str, tuple[Job, str]],
+    store: ArtifactStore,
+    data: dict[str, Any] | None,
 ) -> list[Child]:
-    tune = TuneSpec(permutations=spec.permutations).model_dump(mode="json")
+    """A ScoreSpec per best checkpoint and per checkpoint of the first run, as a client would
+    submit it, read by the scoring service's own spec_of."""
 
     def child(name: str, ref: ArtifactRef) -> Child:
-        job_spec = {"checkpoint": ref.__dict__, "tune": tune, "test_subset": spec.test_subset}
-        return Child(name, "scoring", job_spec, SCORE_TASK)
+        msg = scoring_pb2.ScoreSpec(
+            checkpoint=_ref(ref),
+            permutations=spec.permutations,
+            test_subset=spec.test_subset or 0,
+            data=_ref(data) if data else None,
+        )
+        request = scoring_pb2.SubmitRequest(spec=msg)
+        return Child(name, "scoring", lambda: scoring_servicer.spec_of(request, store), SCORE_TASK)
 
     out = [child(f"score/{n}", _best(run)) for n, run in trained.items()]
     first = spec.variants()[0].name
@@ -113,20 +147,36 @@ def _score_children(
 
 
 def _analysis_children(
-    spec: PaperSpec, trained: dict[str, tuple[Job, str]], scored: dict[str, Job]
+    spec: PaperSpec,
+    trained: dict[str, tuple[Job, str]],
+    scored: dict[str, Job],
+    store: ArtifactStore,
+    data: dict[str, Any] | None,
 ) -> list[Child]:
+    """A sweep and a shift-invariance test of each reference network, as a client would
+    submit them, read by the ablation service's own spec_of."""
+
+    def child(name: str, task: str, request: ablation_pb2.SubmitRequest) -> Child:
+        return Child(name, "ablation", lambda: ablation_servicer.spec_of(request, store), task)
+
     out = []
     for v in spec.reference():
-        common = {
-            "checkpoint": _best(trained[v.name]).__dict__,
-            "scores": _output(scored[v.name], "/units.csv").__dict__,
-            "test_subset": spec.test_subset,
+        common: dict[str, Any] = {
+            "checkpoint": _ref(_best(trained[v.name])),
+            "scores": _ref(_output(scored[v.name], "/units.csv")),
+            "test_subset": spec.test_subset or 0,
+            "data": _ref(data) if data else None,
         }
-        ablate = AblateSpec(random_halves=spec.random_halves).model_dump(mode="json")
-        sweep = {**common, "task": "sweep", "ablate": ablate}
-        inv = {**common, "task": "invariance", "invariance": InvarianceSpec().model_dump()}
-        out.append(Child(f"ablate/{v.name}", "ablation", sweep, SWEEP_TASK))
-        out.append(Child(f"invariance/{v.name}", "ablation", inv, INVARIANCE_TASK))
+        sweep = ablation_pb2.SweepSpec(**common, random_halves=spec.random_halves)
+        inv = ablation_pb2.InvarianceSpec(**common)
+        out.append(child(f"ablate/{v.name}", SWEEP_TASK, ablation_pb2.SubmitRequest(sweep=sweep)))
+        out.append(
+            child(
+                f"invariance/{v.name}",
+                INVARIANCE_TASK,
+                ablation_pb2.SubmitRequest(invariance=inv),
+            )
+        )
     return out
 
 
@@ -180,13 +230,14 @@ def _stage(
     settings: Settings,
 ) -> list[Child]:
     trained = _runs(made)
+    data = job.spec.get("data")  # the images every child reads: trained on, scored on
     if stage == "train":
         population = spec.population or settings.population_size
-        return _train_children(spec, job.spec.get("data"), population)
+        return _train_children(spec, data, population, store)
     if stage == "score":
-        return _score_children(spec, trained, store)
+        return _score_children(spec, trained, store, data)
     scored = {k.removeprefix("score/"): j for k, j in made.items() if k.startswith("score/")}
-    return _analysis_children(spec, trained, scored)
+    return _analysis_children(spec, trained, scored, store, data)
 
 
 def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]) -> dict[str, Any]:
