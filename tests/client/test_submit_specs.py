@@ -140,3 +140,22 @@ def test_submit_train_reaches_the_service_as_orisel_train_reads_it() -> None:
     assert all(config["data"][k] != v for k, v in SplitSpec().model_dump(mode="json").items())
     _, bare = _submit_request(build_parser().parse_args(["submit", "train"]))
     assert spec_from_proto(bare.spec, store=None)["config"] == defaults  # type: ignore[arg-type]
+
+
+def test_an_explicit_zero_or_empty_list_is_never_mistaken_for_unset() -> None:
+    # 0 blocks: one task per layer on all images, not the default 500
+    _, request = _submit_request(_args("ablate", "--block-images 0"))
+    assert from_proto(_spec_model("ablate"), request.sweep, "spec")["block_images"] == 0
+    # an empty list would read as the default on the wire: refused, naming the field
+    with pytest.raises(InvalidArgument, match="seeds"):
+        _submit_request(_args("invariance", "--seeds ,"))
+
+
+def test_a_bad_population_variant_is_named_as_the_message_field() -> None:
+    from orisel.api.training.v1 import training_pb2
+    from orisel.training.servicer import spec_from_proto
+
+    msg = training_pb2.TrainSpec(population=[training_pb2.Variant(seed=0, label_corruption=2)])
+    with pytest.raises(InvalidArgument) as err:
+        spec_from_proto(msg, store=None)  # type: ignore[arg-type]
+    assert err.value.field == "spec.population[0].label_corruption"

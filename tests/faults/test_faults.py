@@ -139,13 +139,13 @@ def _own_processes(live: Stack) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def reference(live: Stack) -> Job:
     """The undisturbed run every faulty run must reproduce."""
-    controller = _controller(live)
-    worker = live.worker("training", pool="prefork")
-    job = _wait(live, _submit(live.address, "reference"))
-    worker.terminate()
-    worker.wait(30)
-    controller.terminate()
-    controller.wait(30)
+    started = len(live.procs)
+    _controller(live)
+    live.worker("training", pool="prefork")
+    try:
+        job = _wait(live, _submit(live.address, "reference"))
+    finally:
+        live.stop(started)  # ended even when the reference fails: no stray worker stays
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.attempts == SEGMENTS
     return job
@@ -154,13 +154,13 @@ def reference(live: Stack) -> Job:
 @pytest.fixture(scope="module")
 def reference_population(live: Stack) -> Job:
     """The undisturbed population job a killed one must reproduce, network by network."""
-    controller = _controller(live)
-    worker = live.worker("training", pool="prefork")
-    job = _wait(live, _submit(live.address, "reference-population", population=True))
-    worker.terminate()
-    worker.wait(30)
-    controller.terminate()
-    controller.wait(30)
+    started = len(live.procs)
+    _controller(live)
+    live.worker("training", pool="prefork")
+    try:
+        job = _wait(live, _submit(live.address, "reference-population", population=True))
+    finally:
+        live.stop(started)  # ended even when the reference fails: no stray worker stays
     assert job.state == JobState.SUCCEEDED, job.error
     return job
 

@@ -17,6 +17,7 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel
 
+from orisel.core.errors import InvalidArgument
 from orisel.core.jobservice import validated
 
 M = TypeVar("M", bound=Message)
@@ -51,9 +52,15 @@ def from_proto(model: type[BaseModel], msg: Message, where: str) -> dict[str, An
 
 
 def to_proto(msg: M, values: Mapping[str, Any]) -> M:
-    """`msg` with `values` (model field names, validated values) written into its fields."""
+    """`msg` with `values` (model field names, validated values) written into its fields. An
+    empty list is refused: on the wire it reads as unset, so the service would take the
+    default instead of nothing."""
     for name, value in values.items():
         if msg.DESCRIPTOR.fields_by_name[name].is_repeated:
+            if not len(value):
+                raise InvalidArgument(
+                    name, "at least one value (an empty list reads as the default)", []
+                )
             getattr(msg, name).extend(value)
         else:
             setattr(msg, name, value)

@@ -32,15 +32,20 @@ def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[
             "spec.population", f"at most {MAX_POPULATION} networks", len(spec.population)
         )
     for i, v in enumerate(spec.population):
-        one = validated(
-            TrainConfig,
-            {
-                **config,
-                "seed": v.seed,
-                "data": {**config["data"], "label_corruption": v.label_corruption},
-            },
-            f"spec.population[{i}]",
-        )
+        where = f"spec.population[{i}]"
+        try:
+            one = validated(
+                TrainConfig,
+                {
+                    **config,
+                    "seed": v.seed,
+                    "data": {**config["data"], "label_corruption": v.label_corruption},
+                },
+                where,
+            )
+        except InvalidArgument as exc:  # named as the Variant's field, not the config's
+            field = exc.field.replace(f"{where}.data.", f"{where}.")
+            raise InvalidArgument(field, exc.allowed, exc.got) from exc
         population.append(
             {"seed": one["seed"], "label_corruption": one["data"]["label_corruption"]}
         )
