@@ -529,9 +529,18 @@ class JobDB:
         with self._write() as c:
             # A lease that lapsed is a lost worker whether the controller or a worker notices
             # first (a message sent again may be taken before the controller looks): the same
-            # retry is spent either way.
-            self._lock_parent(c, job_id)
-            self._lapse(c, job_id, now)
+            # retry is spent either way. The parent is locked only then (it may end the job),
+            # so claims of siblings do not queue behind each other.
+            lapsed = c.execute(
+                select(jobs.c.id).where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == int(JobState.RUNNING),
+                    jobs.c.lease_until < now,
+                )
+            ).first()
+            if lapsed is not None:
+                self._lock_parent(c, job_id)
+                self._lapse(c, job_id, now)
             before = c.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
             row = self._move(
                 c,
