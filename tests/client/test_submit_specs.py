@@ -159,3 +159,18 @@ def test_a_bad_population_variant_is_named_as_the_message_field() -> None:
     with pytest.raises(InvalidArgument) as err:
         spec_from_proto(msg, store=None)  # type: ignore[arg-type]
     assert err.value.field == "spec.population[0].label_corruption"
+
+
+def test_submit_paper_flags_are_the_pipeline_spec() -> None:
+    from orisel.pipeline.spec import PaperSpec
+
+    flags = (
+        "--label-corruptions 0,0.5 --seeds 3 --epochs 2 --train-subset 100 --val-size 50 "
+        "--test-subset 20 --permutations 0 --random-halves 0 --population 2 --segment-epochs 1"
+    )
+    args = build_parser().parse_args(["submit", "paper", *flags.split()])
+    _, request = _submit_request(args)
+    read = from_proto(PaperSpec, request.spec, "spec")
+    assert read == spec_from_args(PaperSpec, args).model_dump(mode="json")
+    defaults = PaperSpec().model_dump(mode="json")
+    assert all(read[k] != defaults[k] for k in PaperSpec.model_fields)

@@ -85,15 +85,7 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
 
 
 def paper_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--label-corruptions", type=comma_list, help="e.g. 0,0.1,0.2,0.4 (the default)"
-    )
-    parser.add_argument("--seeds", type=comma_list, help="seeds at the lowest corruption (0,1)")
-    parser.add_argument("--epochs", type=int, help="epochs per network (default: 200)")
-    parser.add_argument("--train-subset", type=int, help="training images (default: all 40k)")
-    parser.add_argument("--val-size", type=int, help="validation images (default: 10000)")
-    parser.add_argument("--test-subset", type=int, help="test images (default: all 10k)")
-    parser.add_argument("--permutations", type=int, help="gOSI shuffles (default: 1000)")
-    parser.add_argument(
-        "--random-halves", type=int, help="random halves per median split (default: 100)"
-    )
+    """The paper pipeline's flags, one per PaperSpec field (`submit paper`, `up --paper`)."""
+    from orisel.pipeline.spec import PaperSpec
+
+    add_model_fields(parser, PaperSpec, skip=set())

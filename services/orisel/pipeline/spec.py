@@ -34,11 +34,16 @@ class PaperSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    label_corruptions: tuple[float, ...] = Field((0.0, 0.1, 0.2, 0.4), min_length=1, max_length=32)
+    label_corruptions: tuple[float, ...] = Field(
+        (0.0, 0.1, 0.2, 0.4),
+        min_length=1,
+        max_length=32,
+        description="fractions of training labels replaced: one network (or more) per level",
+    )
     seeds: tuple[int, ...] = Field(
         (0, 1), min_length=1, max_length=32, description="seeds at the lowest corruption"
     )
-    epochs: int = Field(200, ge=1, le=10_000)
+    epochs: int = Field(200, ge=1, le=10_000, description="epochs per network")
     train_subset: int | None = Field(
         None, ge=10, le=MAX_IMAGES, description="training images (None: all)"
     )
@@ -48,7 +53,7 @@ class PaperSpec(BaseModel):
     test_subset: int | None = Field(
         None, ge=10, le=MAX_IMAGES, description="test images (None: all)"
     )
-    permutations: int = Field(1000, ge=0, le=100_000)
+    permutations: int = Field(1000, ge=0, le=100_000, description="shuffles for the gOSI p-value")
     random_halves: int = Field(
         100, ge=0, le=1000, description="random halves each median split is ranked among"
     )
