@@ -667,21 +667,8 @@ class JobDB:
             if row is None:
                 return None
             if error and row.retries >= self.max_attempts:
-                ended = self._move(
-                    c,
-                    job_id,
-                    [jobs.c.state.in_(ACTIVE)],
-                    {
-                        "state": int(JobState.FAILED),
-                        "finished_at": time.time(),
-                        "dispatch_at": None,
-                        "error": f"gave up after {row.retries} attempts: {error}",
-                    },
-                    "transition",
-                    "controller",
-                )
-                if ended is not None:
-                    self._wake_parent(c, ended.parent_id)
+                message = f"gave up after {row.retries} attempts: {error}"
+                if self._give_up(c, job_id, message, time.time()):
                     return JobState.FAILED
         return JobState(row.state)
 
@@ -760,6 +747,13 @@ class JobDB:
             return None
         if row.retries < self.max_attempts:
             return JobState(row.state)
+        message = f"lost its worker {row.retries} times (lease lapsed); gave up"
+        self._give_up(c, job_id, message, now)
+        return JobState.FAILED
+
+    def _give_up(self, c: Connection, job_id: str, error: str, now: float) -> bool:
+        """End an active job FAILED with `error` (its retries are spent) and wake its parent;
+        False if it had already ended. The caller locked the parent."""
         failed = self._move(
             c,
             job_id,
@@ -768,14 +762,14 @@ class JobDB:
                 "state": int(JobState.FAILED),
                 "finished_at": now,
                 "dispatch_at": None,
-                "error": f"lost its worker {row.retries} times (lease lapsed); gave up",
+                "error": error,
             },
             "transition",
             "controller",
         )
         if failed is not None:
             self._wake_parent(c, failed.parent_id)
-        return JobState.FAILED
+        return failed is not None
 
     def reconcile(self, dispatch_timeout_s: float) -> dict[str, int]:
         """Find what lost its worker or its message and owe it another run.
