@@ -76,8 +76,8 @@ def test_blocks_combine_into_the_whole_sweep(
         for a, b in ((0, 20), (20, 60), (60, 100))
     ]
     split = rows_from_blocks(net, spec, units, todo, parts, ds.test_labels)
-    assert [r["order"] for r in split["curves"]] == [r["order"] for r in whole["curves"]]
-    for a, b in zip(split["curves"], whole["curves"], strict=True):
+    assert [r["order"] for r in split.curves] == [r["order"] for r in whole.curves]
+    for a, b in zip(split.curves, whole.curves, strict=True):
         assert a["accuracy"] == b["accuracy"]  # counts: exact
         assert a["n_ablated"] == b["n_ablated"]
         if chunk_images == 20:  # the same batches either way: bit for bit
@@ -88,4 +88,4 @@ def test_blocks_combine_into_the_whole_sweep(
                 a["loss_increase_mean"], b["loss_increase_mean"], rtol=1e-5, atol=1e-7
             )
     if chunk_images == 20:
-        assert split["splits"] == whole["splits"]
+        assert split.splits == whole.splits

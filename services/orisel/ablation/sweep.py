@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from orisel.ablation.results import Split
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec
 from orisel.extraction.network import Network
@@ -27,6 +28,18 @@ def _result_row(r: ab.MaskResult) -> dict[str, Any]:
         "loss_increase_mean": r.loss_increase_mean,
         "loss_increase_sem": r.loss_increase_sem,
     }
+
+
+@dataclass(frozen=True)
+class Swept:
+    """A sweep's findings: one curve row per (layer, order, seed, fraction), written as the
+    curves table, and the median split of each (index, layer) with its controls."""
+
+    curves: list[dict[str, Any]]
+    splits: list[Split]
+
+    def __add__(self, other: Swept) -> Swept:
+        return Swept(self.curves + other.curves, self.splits + other.splits)
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,7 @@ def run_chunks(
     todo: list[Chunk],
     x: torch.Tensor,
     y: torch.Tensor,
-) -> dict[str, list[dict[str, Any]]]:
+) -> Swept:
     """Curve rows and split records of `todo`, every site swept in one walk of the network."""
     layout = _layout(net, spec, scores, todo)
     raw = ab.sweep_sites_raw(net.model, layout.masks, x, y, spec.mode, "cached", spec.chunk_images)
@@ -155,7 +168,7 @@ def rows_from_blocks(
     todo: list[Chunk],
     blocks: list[dict[str, ab.RawSweep]],
     y: np.ndarray,
-) -> dict[str, list[dict[str, Any]]]:
+) -> Swept:
     """run_chunks' rows from the blocks of images, given in image order."""
     layout = _layout(net, spec, scores, todo)
     raw = {site: ab.RawSweep.concatenate([b[site] for b in blocks]) for site in layout.masks}
@@ -193,11 +206,11 @@ def _rows(
     layout: _Layout,
     swept: dict[str, list[ab.MaskResult]],
     raw: dict[str, ab.RawSweep],
-) -> dict[str, list[dict[str, Any]]]:
+) -> Swept:
     results = {site: iter(r) for site, r in swept.items()}
     position = dict.fromkeys(swept, 0)
     curves: list[dict[str, Any]] = []
-    splits: list[dict[str, Any]] = []
+    splits: list[Split] = []
     for c, plan, meta in layout.plans:
         site = layout.sites[c.layer]
         split = dict(meta, site=site) if meta is not None else None
@@ -237,8 +250,8 @@ def _rows(
                 )
         if split is not None:
             _split_tests(split, deltas, halves)
-            splits.append(split)
-    return {"curves": curves, "splits": splits}
+            splits.append(Split.model_validate(split))
+    return Swept(curves, splits)
 
 
 def evaluation_tensors(

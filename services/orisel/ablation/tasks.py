@@ -29,12 +29,20 @@ import numpy as np
 
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import CHUNK_TASK, INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
-from orisel.ablation.sweep import Chunk, chunks, evaluation_tensors, rows_from_blocks, run_block
+from orisel.ablation.sweep import (
+    Chunk,
+    Swept,
+    chunks,
+    evaluation_tensors,
+    rows_from_blocks,
+    run_block,
+)
 from orisel.core.artifacts import fetch, upload_dir
 from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
 from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
+from orisel.core.provenance import environment
 from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
 from orisel.extraction.inputs import job_images, job_network
@@ -155,25 +163,22 @@ def sweep(run: JobRun, settings: Settings) -> None:
         return  # given back: the next chunk to end sends the sweep again
     # Canonical order (layer, then images), whatever order the chunks ended in.
     net, scores, _, y = _sweep_inputs(job, store, settings)
-    rows: dict[str, list[dict[str, Any]]] = {"curves": [], "splits": []}
+    swept = Swept([], [])
     labels = y.cpu().numpy()
     for layer in spec.layers:
         raws = [_load(get_bytes(store, store.stat(chunk_key(job, layer, p)))) for p in parts]
-        got_layer = rows_from_blocks(net, spec, scores, layer_chunks(spec, layer), raws, labels)
-        rows["curves"] += got_layer["curves"]
-        rows["splits"] += got_layer["splits"]
+        swept += rows_from_blocks(net, spec, scores, layer_chunks(spec, layer), raws, labels)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ablate"
-        summary = {
-            "checkpoint": job.spec.get("checkpoint"),
-            "model": job.spec.get("model"),
-            "data": job.spec.get("data"),
-            "scores": job.spec["scores"],
+        record = {
+            "network": net.source,
+            "environment": environment(net.device),
+            "inputs": {k: job.spec.get(k) for k in ("checkpoint", "model", "data", "scores")},
             "test_images": job.spec.get("test_subset"),
             "tasks": len(got),
             "job": job.id,
         }
-        write_ablation(out, spec, rows, summary)
+        write_ablation(out, spec, swept, record)
         run.check()
         refs = upload_dir(store, f"analyses/{job.id}/ablate", out)
     run.succeed(refs)

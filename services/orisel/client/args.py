@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from orisel.core.records import Result
+
 
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
@@ -77,9 +79,10 @@ def spec_from_args(
         raise OriselError(validation_message(exc)) from exc
 
 
-def emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
+def emit(args: argparse.Namespace, payload: dict[str, Any] | Result, human: str) -> None:
     if args.json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        text = payload.to_json() if isinstance(payload, Result) else None
+        sys.stdout.write(text or json.dumps(payload, indent=2, default=str) + "\n")
     else:
         sys.stdout.write(human + "\n")
 

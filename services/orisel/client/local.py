@@ -251,12 +251,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
     result = tune(net, spec, out, images, labels, n_classes, provenance)
     lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
-    for kind in spec.stimuli:
-        for layer, s in result["summary"][kind]["layers"].items():
+    for kind, tuning in result.summary.by_stimulus().items():
+        for layer, s in tuning.layers.items():
             lines.append(
-                f"  {kind:8s} {layer:14s} selective {s['fraction_selective']:.2f} "
-                f"(null above threshold {s['null_fraction_above_threshold']:.2f}), "
-                f"mean gOSI {s['mean_gosi']:.3f} (null {s['null_mean_gosi']:.3f}), dead {s['dead']}"
+                f"  {kind:8s} {layer:14s} selective {s.fraction_selective:.2f} "
+                f"(null above threshold {s.null_fraction_above_threshold:.2f}), "
+                f"mean gOSI {s.mean_gosi:.3f} (null {s.null_mean_gosi:.3f}), dead {s.dead}"
             )
     emit(args, result, "\n".join(lines))
     return 0
@@ -285,7 +285,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     result = trajectory(
         run, spec, Path(args.out), args.device, {"command": args.command}, epochs=epochs
     )
-    lines = [f"trajectory of {run}: {result['checkpoints']} checkpoints -> {args.out}"]
+    lines = [f"trajectory of {run}: {result.checkpoints} checkpoints -> {args.out}"]
     emit(args, result, "\n".join(lines))
     return 0
 
@@ -311,13 +311,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)},
     )
     lines = [f"ablation on {len(labels)} test images -> {args.out}"]
-    for s in result["splits"]:
-        top, bottom = s["top50"], s["bottom50"]
+    for s in result.splits:
+        top, bottom = s.top50, s.bottom50
         lines.append(
-            f"  {s['layer']:8s} by {s['by']:4s}: top-50% {top['loss_increase_mean']:+.4f}"
-            f"±{top['loss_increase_sem']:.4f} (acc {top['accuracy']:.3f}) vs bottom-50% "
-            f"{bottom['loss_increase_mean']:+.4f}±{bottom['loss_increase_sem']:.4f} "
-            f"(acc {bottom['accuracy']:.3f})"
+            f"  {s.layer:8s} by {s.by:4s}: top-50% {top.loss_increase_mean:+.4f}"
+            f"±{top.loss_increase_sem:.4f} (acc {top.accuracy:.3f}) vs bottom-50% "
+            f"{bottom.loss_increase_mean:+.4f}±{bottom.loss_increase_sem:.4f} "
+            f"(acc {bottom.accuracy:.3f})"
         )
     emit(args, result, "\n".join(lines))
     return 0
@@ -337,10 +337,10 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
     result = invariance(net, spec, scores, images, Path(args.out), provenance, labels)
     lines = [f"shift-invariance on {len(images)} test images -> {args.out}"]
-    for name, v in result["summary"].items():
+    for name, v in result.summary.items():
         lines.append(
-            f"  {name:28s} invariance {v['invariance']:.3f}  consistency {v['consistency']:.3f}"
-            f"  correlation {v['correlation']:.3f}  damage {v['loss_increase']:+.3f}"
+            f"  {name:28s} invariance {v.invariance:.3f}  consistency {v.consistency:.3f}"
+            f"  correlation {v.correlation:.3f}  damage {v.loss_increase:+.3f}"
         )
     emit(args, result, "\n".join(lines))
     return 0

@@ -4,7 +4,6 @@ the network and its provenance, committed to the folder whole (never half-writte
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,14 +12,16 @@ from typing import Any
 import numpy as np
 
 from orisel.ablation.invariance import invariance_rows, invariance_summary
+from orisel.ablation.results import AblateResult, InvarianceResult
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
-from orisel.ablation.sweep import chunks, evaluation_tensors, run_chunks
+from orisel.ablation.sweep import Swept, chunks, evaluation_tensors, run_chunks
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import write_table
 from orisel.extraction.network import Network
 from orisel.report import plots
+from orisel.scoring.results import TrajectoryResult, TuneResult
 from orisel.scoring.spec import TuneSpec
 from orisel.scoring.trajectory import trajectory_rows
 from orisel.scoring.tune import score_units
@@ -34,7 +35,7 @@ def tune(
     test_labels: np.ndarray | None = None,
     n_classes: int = 10,
     provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> TuneResult:
     """Score every unit of the analysed layers; write the table, summary and plots to `out`."""
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
@@ -42,20 +43,19 @@ def tune(
         for kind, stim in tuned.stimuli.items():
             plots.tuning_grid(tuned.scored[kind], kind, tmp / f"tuning_{kind}.png")
             plots.stimulus_sheet(stim, tmp / f"stimuli_{kind}.png")
-        summary = {k: v for k, v in tuned.summary.items() if k != "class_selectivity"}
-        plots.histograms(summary, spec.threshold, tmp / "gosi_histograms.png")
+        plots.histograms(tuned.summary.by_stimulus(), spec.threshold, tmp / "gosi_histograms.png")
         table = write_table(tuned.columns, tmp / "units", spec.format)
-        result = {
-            "spec": spec.model_dump(mode="json"),
-            "network": net.source,
-            "layers": list(tuned.layers),
-            "summary": tuned.summary,
-            "table": table.name,
-            "environment": environment(net.device),
-            "wall_s": round(time.perf_counter() - t0, 2),
+        result = TuneResult(
+            spec=spec,
+            network=net.source,
+            layers=list(tuned.layers),
+            summary=tuned.summary,
+            table=table.name,
+            environment=environment(net.device),
+            wall_s=round(time.perf_counter() - t0, 2),
             **(provenance or {}),
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        )
+        (tmp / "summary.json").write_text(result.to_json())
     return result
 
 
@@ -66,7 +66,7 @@ def trajectory(
     device: str = "auto",
     provenance: dict[str, Any] | None = None,
     epochs: Sequence[float] | None = None,
-) -> dict[str, Any]:
+) -> TrajectoryResult:
     """Write trajectory.csv, trajectory.png (selectivity per layer against epoch and test
     accuracy) and summary.json to `out`."""
     t0 = time.perf_counter()
@@ -77,47 +77,46 @@ def trajectory(
         }
         table = write_table(cols, tmp / "trajectory", spec.format)
         plots.trajectory(rows, tmp / "trajectory.png")
-        result = {
-            "run": str(run),
-            "spec": spec.model_dump(mode="json"),
-            "epochs": None if epochs is None else sorted(float(e) for e in epochs),
-            "table": table.name,
-            "checkpoints": len({r["step"] for r in rows}),
-            "wall_s": round(time.perf_counter() - t0, 2),
+        result = TrajectoryResult(
+            run=str(run),
+            spec=spec,
+            epochs=None if epochs is None else sorted(float(e) for e in epochs),
+            table=table.name,
+            checkpoints=len({r["step"] for r in rows}),
+            wall_s=round(time.perf_counter() - t0, 2),
             **(provenance or {}),
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        )
+        (tmp / "summary.json").write_text(result.to_json())
     return result
 
 
 def write_ablation(
-    out: Path, spec: AblateSpec, parts: dict[str, list[dict[str, Any]]], summary: dict[str, Any]
-) -> dict[str, Any]:
-    """The curves table, plots and summary.json of a sweep, committed to `out` whole."""
-    curves, splits = parts["curves"], parts["splits"]
+    out: Path, spec: AblateSpec, swept: Swept, record: dict[str, Any]
+) -> AblateResult:
+    """The curves table, plots and summary.json of a sweep (with `record`: its network,
+    environment and provenance), committed to `out` whole."""
+    curves, splits = swept.curves, swept.splits
     with atomic_dir(out) as tmp:
         cols = {k: np.asarray([row[k] for row in curves]) for k in curves[0]}
         table = write_table(cols, tmp / "curves", spec.format)
         for layer in spec.layers:
             plots.ablation_curves(cols, layer, "accuracy", tmp / f"curves_{layer}.png")
         for by in spec.orders:
-            rows = [v for v in splits if v["by"] == by]
+            rows = [v for v in splits if v.by == by]
             series = {
-                g: (
-                    np.array([r[g]["loss_increase_mean"] for r in rows]),
-                    np.array([r[g]["loss_increase_sem"] for r in rows]),
-                )
-                for g in ("top50", "bottom50")
+                "top50": (
+                    np.array([r.top50.loss_increase_mean for r in rows]),
+                    np.array([r.top50.loss_increase_sem for r in rows]),
+                ),
+                "bottom50": (
+                    np.array([r.bottom50.loss_increase_mean for r in rows]),
+                    np.array([r.bottom50.loss_increase_sem for r in rows]),
+                ),
             }
             ylabel = f"cross-entropy increase (nats, ± SEM)\nunits split by {by}"
-            plots.grouped_bars([r["layer"] for r in rows], series, ylabel, tmp / f"split_{by}.png")
-        result = {
-            "spec": spec.model_dump(mode="json"),
-            "splits": splits,
-            "table": table.name,
-            **summary,
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+            plots.grouped_bars([r.layer for r in rows], series, ylabel, tmp / f"split_{by}.png")
+        result = AblateResult(spec=spec, splits=splits, table=table.name, **record)
+        (tmp / "summary.json").write_text(result.to_json())
     return result
 
 
@@ -129,19 +128,19 @@ def ablate(
     labels: np.ndarray,
     out: Path,
     provenance: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> AblateResult:
     """Cumulative curves (each index descending and ascending, and random) and the median split."""
     t0 = time.perf_counter()
     x, y = evaluation_tensors(net, images, labels)
-    parts = run_chunks(net, spec, scores, chunks(spec), x, y)
-    summary = {
+    swept = run_chunks(net, spec, scores, chunks(spec), x, y)
+    record = {
         "network": net.source,
         "test_images": len(labels),
         "environment": environment(net.device),
         "wall_s": round(time.perf_counter() - t0, 2),
         **(provenance or {}),
     }
-    return write_ablation(out, spec, parts, summary)
+    return write_ablation(out, spec, swept, record)
 
 
 def invariance(
@@ -152,7 +151,7 @@ def invariance(
     out: Path,
     provenance: dict[str, Any] | None = None,
     labels: np.ndarray | None = None,
-) -> dict[str, Any]:
+) -> InvarianceResult:
     """Shift-invariance with and without ablation (`invariance_rows`): the table, one bar
     chart per metric and summary.json, committed to `out` whole."""
     t0 = time.perf_counter()
@@ -175,15 +174,15 @@ def invariance(
                 f"{metric} under shifts of {k} px (± SD)",
                 tmp / f"{metric}.png",
             )
-        result = {
-            "spec": spec.model_dump(mode="json"),
-            "network": net.source,
-            "images": len(images),
-            "summary": {f"{a}:{c}": v for (a, c), v in summary.items()},
-            "table": table.name,
-            "environment": environment(net.device),
-            "wall_s": round(time.perf_counter() - t0, 2),
+        result = InvarianceResult(
+            spec=spec,
+            network=net.source,
+            images=len(images),
+            summary={f"{a}:{c}": v for (a, c), v in summary.items()},
+            table=table.name,
+            environment=environment(net.device),
+            wall_s=round(time.perf_counter() - t0, 2),
             **(provenance or {}),
-        }
-        (tmp / "summary.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        )
+        (tmp / "summary.json").write_text(result.to_json())
     return result

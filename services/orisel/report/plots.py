@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from orisel.science.stimuli import StimulusSet
+from orisel.scoring.results import StimulusTuning
 
 DPI = 90
 # One colour per meaning in every figure: an index keeps its colour wherever it appears,
@@ -100,18 +101,18 @@ def stimulus_sheet(stim: StimulusSet, path: Path) -> None:
     _save(fig, path)
 
 
-def histograms(summary: dict[str, Any], threshold: float, path: Path) -> None:
+def histograms(summary: dict[str, StimulusTuning], threshold: float, path: Path) -> None:
     """Per stimulus kind and layer: gOSI distribution against the shuffled null."""
-    kinds = [k for k in summary if "layers" in summary[k]]
-    layers = list(summary[kinds[0]]["layers"])
+    kinds = list(summary)
+    layers = list(summary[kinds[0]].layers)
     fig, axes = plt.subplots(
         len(kinds), len(layers), figsize=(1.9 * len(layers), 1.7 * len(kinds)), squeeze=False
     )
     for r, kind in enumerate(kinds):
         for c, layer in enumerate(layers):
-            s = summary[kind]["layers"][layer]
-            edges = np.array(s["histogram_edges"])
-            obs = np.array(s["histogram"], dtype=float)
+            s = summary[kind].layers[layer]
+            edges = np.array(s.histogram_edges)
+            obs = np.array(s.histogram, dtype=float)
             ax = axes[r, c]
             ax.stairs(
                 obs / max(obs.sum(), 1),
@@ -122,13 +123,13 @@ def histograms(summary: dict[str, Any], threshold: float, path: Path) -> None:
                 label="units",
             )
             ax.stairs(
-                np.array(s["null_histogram_density"]),
+                np.array(s.null_histogram_density),
                 edges,
                 color=RANDOM,
                 label="shuffled stimuli (null)",
             )
             ax.axvline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
-            ax.set_title(f"{kind} {layer}\nselective {s['fraction_selective']:.2f}", fontsize=7)
+            ax.set_title(f"{kind} {layer}\nselective {s.fraction_selective:.2f}", fontsize=7)
             ax.tick_params(labelsize=6)
             if r == len(kinds) - 1:
                 ax.set_xlabel("gOSI", fontsize=7)

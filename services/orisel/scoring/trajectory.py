@@ -49,15 +49,15 @@ def trajectory_rows(
             f"{split}_accuracy": (m.get(split) or {}).get("accuracy")
             for split in ("train", "validation", "test")
         }
-        for kind in spec.stimuli:
-            for layer, s in tuned.summary[kind]["layers"].items():
+        for kind, tuning in tuned.summary.by_stimulus().items():
+            for layer, s in tuning.layers.items():
                 rows.append(
                     {
                         "epoch": entry["epoch"],
                         "step": entry["step"],
                         "stimulus": kind,
                         "layer": layer,
-                        **{k: s[k] for k in SUMMARY_KEYS},
+                        **s.model_dump(include=set(SUMMARY_KEYS)),
                         **accuracy,
                     }
                 )

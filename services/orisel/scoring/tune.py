@@ -13,6 +13,12 @@ from orisel.extraction.network import Network
 from orisel.science import indices as ix
 from orisel.science.statistics import fdr
 from orisel.science.stimuli import StimulusSet
+from orisel.scoring.results import (
+    LayerClassSelectivity,
+    LayerTuning,
+    StimulusTuning,
+    TuneSummary,
+)
 from orisel.scoring.spec import TuneSpec
 
 HIST_BINS = 20
@@ -78,34 +84,32 @@ def score_layer(
     }
 
 
-def layer_summary(s: dict[str, np.ndarray], spec: TuneSpec) -> dict[str, Any]:
+def layer_summary(s: dict[str, np.ndarray], spec: TuneSpec) -> LayerTuning:
     live = ~s["dead"]
     n_live = max(int(live.sum()), 1)
     null_all = s["_null_all"][:, live].ravel()
     edges = np.linspace(0, 1, HIST_BINS + 1)
     # Every fraction is of the grating-responsive units (units - dead): a unit no grating
     # drives has no orientation tuning to test, in the data or in the null.
-    return {
-        "units": len(live),
-        "dead": int((~live).sum()),
-        "denominator": "grating-responsive units (units - dead)",
-        "fraction_selective": float(s["selective"][live].sum() / n_live),
-        "fraction_selective_fdr": float(s["selective_fdr"][live].sum() / n_live),
-        "selective_fdr": int(s["selective_fdr"].sum()),
-        "fraction_above_threshold": float((s["gosi"][live] > spec.threshold).sum() / n_live),
-        "null_fraction_above_threshold": float((null_all > spec.threshold).mean())
+    return LayerTuning(
+        units=len(live),
+        dead=int((~live).sum()),
+        denominator="grating-responsive units (units - dead)",
+        fraction_selective=float(s["selective"][live].sum() / n_live),
+        fraction_selective_fdr=float(s["selective_fdr"][live].sum() / n_live),
+        selective_fdr=int(s["selective_fdr"].sum()),
+        fraction_above_threshold=float((s["gosi"][live] > spec.threshold).sum() / n_live),
+        null_fraction_above_threshold=float((null_all > spec.threshold).mean())
         if null_all.size
         else 0.0,
-        "mean_gosi": float(s["gosi"][live].mean()) if live.any() else 0.0,
-        "median_gosi": float(np.median(s["gosi"][live])) if live.any() else 0.0,
-        "null_mean_gosi": float(null_all.mean()) if null_all.size else 0.0,
-        "mean_osi": float(s["osi"][live].mean()) if live.any() else 0.0,
-        "histogram_edges": edges.tolist(),
-        "histogram": np.histogram(s["gosi"][live], edges)[0].tolist(),
-        "null_histogram_density": (
-            np.histogram(null_all, edges)[0] / max(null_all.size, 1)
-        ).tolist(),
-    }
+        mean_gosi=float(s["gosi"][live].mean()) if live.any() else 0.0,
+        median_gosi=float(np.median(s["gosi"][live])) if live.any() else 0.0,
+        null_mean_gosi=float(null_all.mean()) if null_all.size else 0.0,
+        mean_osi=float(s["osi"][live].mean()) if live.any() else 0.0,
+        histogram_edges=edges.tolist(),
+        histogram=np.histogram(s["gosi"][live], edges)[0].tolist(),
+        null_histogram_density=(np.histogram(null_all, edges)[0] / max(null_all.size, 1)).tolist(),
+    )
 
 
 def class_selectivity_by_layer(
@@ -127,7 +131,7 @@ class Tuned:
 
     layers: tuple[str, ...]
     columns: dict[str, np.ndarray]
-    summary: dict[str, Any]
+    summary: TuneSummary
     scored: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
     stimuli: dict[str, StimulusSet] = field(default_factory=dict)
 
@@ -151,16 +155,17 @@ def score_units(
     columns: dict[str, list[Any]] = {
         k: [] for k in ("stimulus", "layer", "unit", *UNIT_COLUMNS, "csi")
     }
-    tuned = Tuned(tuple(layers), {}, {})
+    tuned = Tuned(tuple(layers), {}, TuneSummary())
     for k, kind in enumerate(spec.stimuli):
         stim = tuned.stimuli[kind] = make_stimuli(kind, net.info.image_size, spec)
         responses = net.stimulus_responses(stim, layers, spec.reduction, spec.batch_size)
-        tuned.summary[kind] = {"stimuli": stim.describe(), "layers": {}}
+        tuning = StimulusTuning(stimuli=stim.describe(), layers={})
+        setattr(tuned.summary, kind, tuning)
         scored = tuned.scored[kind] = {}
         for i, layer in progress.bar(enumerate(layers), f"scoring {kind}", len(layers), "layer"):
             s = score_layer(responses[layer], stim, spec, seed=spec.seed * 1000 + 100 * k + i)
             scored[layer] = s
-            tuned.summary[kind]["layers"][layer] = layer_summary(s, spec)
+            tuning.layers[layer] = layer_summary(s, spec)
             n = len(s["gosi"])
             columns["stimulus"] += [kind] * n
             columns["layer"] += [layer] * n
@@ -169,10 +174,11 @@ def score_units(
                 columns[col] += s[col].tolist()
             columns["csi"] += csi[layer].tolist() if csi is not None else [float("nan")] * n
     if csi is not None:
-        for layer in layers:
-            tuned.summary.setdefault("class_selectivity", {})[layer] = {
-                "mean_csi": float(np.mean(csi[layer])),
-                "median_csi": float(np.median(csi[layer])),
-            }
+        tuned.summary.class_selectivity = {
+            layer: LayerClassSelectivity(
+                mean_csi=float(np.mean(csi[layer])), median_csi=float(np.median(csi[layer]))
+            )
+            for layer in layers
+        }
     tuned.columns = {k: np.asarray(v) for k, v in columns.items()}
     return tuned

@@ -1,0 +1,56 @@
+"""What every analysis records beside its findings: the network it read, where it ran, how
+long it took and who asked (a job, or a command line with its data's checksum). The
+analyses' own result models (scoring.results, ablation.results) extend it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class NetworkSource(BaseModel):
+    """Where an analysed network came from: a checkpoint (with its training state), a
+    built-in model with its weights, or a user's module."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    module: str | None = None
+    weights: str | None = None
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    epoch: float | None = None
+    step: int | None = None
+    data_sha256: str | None = None
+    metrics: dict[str, Any] | None = None
+    num_classes: int | None = None
+
+
+class Result(BaseModel):
+    """A result written as a summary.json and read back by the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> str:
+        """The summary.json text. A field of the result that is None is left out (it reads
+        back as None); the spec is written whole, since a None there is a choice (all
+        layers, all images). json.dumps, not pydantic's writer, because a metric with no
+        value (the invariance of a layer with no spatial map) is NaN, which pydantic would
+        write as null."""
+        data = self.model_dump(exclude_none=True)
+        spec = getattr(self, "spec", None)
+        if isinstance(spec, BaseModel):
+            data["spec"] = spec.model_dump(mode="json")
+        return json.dumps(data, indent=2, default=str) + "\n"
+
+
+class AnalysisRecord(Result):
+    network: NetworkSource
+    environment: dict[str, Any]
+    wall_s: float
+    job: str | None = None
+    data_sha256: str | None = None
+    command: list[str] | None = None
+    warnings: list[str] | None = None
