@@ -280,3 +280,59 @@ def test_report_collects_every_part(
 def test_report_of_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--run", str(tmp_path)]) == 3
     assert "nothing to report" in capsys.readouterr().err
+
+
+def test_the_paper_report_reads_what_the_analyses_wrote(
+    tiny_checkpoint: Path, python_archive: Path, scores: Path, tmp_path: Path
+) -> None:
+    """Each analysis's summary.json reads back as the result it returned, and the report's
+    collection carries those results' numbers, whatever the network's folder is called."""
+    import shutil
+
+    from orisel.ablation.results import AblateResult, InvarianceResult
+    from orisel.report.collect import collect
+    from orisel.report.data import ReportData
+    from orisel.scoring.results import TuneResult
+
+    folder = tmp_path / "analysis" / "any name"
+    (folder / "best").mkdir(parents=True)
+    shutil.copy(tiny_checkpoint.parent / "manifest.json", folder / "manifest.json")
+    (folder / "best" / "tune").symlink_to(scores)
+    common = _common(tiny_checkpoint, python_archive, scores, folder / "best" / "ablate")
+    assert (
+        main(["ablate", *common, "--layers", "layer1", "--fractions", "0,1", "--seeds", "0"]) == 0
+    )
+    common = _common(tiny_checkpoint, python_archive, scores, folder / "best" / "invariance")
+    args = ["--layers", "layer5,fc1", "--ablate-layers", "layer1", "--seeds", "0"]
+    assert main(["invariance", *common, *args]) == 0
+
+    texts = {
+        a: (folder / "best" / a / "summary.json").read_text()
+        for a in ("tune", "ablate", "invariance")
+    }
+    tune = TuneResult.model_validate_json(texts["tune"])
+    ablate = AblateResult.model_validate_json(texts["ablate"])
+    inv = InvarianceResult.model_validate_json(texts["invariance"])
+    for result, text in (
+        (tune, texts["tune"]),
+        (ablate, texts["ablate"]),
+        (inv, texts["invariance"]),
+    ):
+        assert result.to_json() == text
+    assert inv.summary["none:intact"].loss_increase == 0.0  # the intact network: no damage
+
+    data = collect(tmp_path / "analysis")
+    ((name, v),) = data.variants.items()
+    assert name == "cnn7-c0-s0"
+    assert v.analysed == "best"
+    assert tune.summary.gratings is not None
+    assert v.tune is not None
+    assert v.tune.gratings == tune.summary.gratings.layers
+    assert v.tune.checkpoint_sha256 == tune.network.checkpoint_sha256
+    assert v.ablate is not None
+    assert v.ablate.splits == ablate.splits
+    assert {(c.layer, c.fraction) for c in v.ablate.curves} == {("layer1", 0.0), ("layer1", 1.0)}
+    assert v.invariance is not None
+    assert v.invariance.spec == inv.spec
+    again = ReportData.model_validate_json(data.to_json())
+    assert again.to_json() == data.to_json()

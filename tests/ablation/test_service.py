@@ -160,7 +160,7 @@ def test_sweep_fans_out_and_matches_the_library(
         service["loss_increase_mean"], direct["loss_increase_mean"], atol=1e-9
     )
     np.testing.assert_allclose(service["accuracy"], direct["accuracy"], atol=1e-12)
-    assert len(local["splits"]) == 4
+    assert len(local.splits) == 4
 
 
 def test_a_killed_worker_costs_nothing(

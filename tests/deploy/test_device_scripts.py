@@ -82,9 +82,9 @@ def test_the_population_script_trains_and_packs(python_archive: Path, tmp_path: 
         (analysis / "analysis/population" / run / "manifest.json").write_bytes(
             packed[f"population/{run}/manifest.json"]
         )
-    variants = collect(analysis / "analysis/population")["variants"]
-    epochs = [t["epoch"] for t in variants["cnn7-c0-s0"]["trajectory"]]
-    assert epochs == [0.0, 0.5, 1.0]
-    first = variants["cnn7-c0-s0"]["trajectory"][-1]
-    assert set(first["metrics"]) == {"train", "validation", "test"}
-    assert 0.0 <= first["gratings"]["layer1"]["mean_gosi"] <= 1.0
+    variants = collect(analysis / "analysis/population").variants
+    trajectory = variants["cnn7-c0-s0"].trajectory or []
+    assert [t.epoch for t in trajectory] == [0.0, 0.5, 1.0]
+    last = trajectory[-1]
+    assert set(last.metrics or {}) == {"train", "validation", "test"}
+    assert 0.0 <= last.gratings["layer1"].mean_gosi <= 1.0

@@ -11,9 +11,11 @@ import pytest
 
 from orisel.core.errors import InvalidArgument
 from orisel.report.claims import claims
+from orisel.report.data import ReportData
 from orisel.report.paper import render
 
 CHECKPOINTS = 20  # the fewest whose circular shifts can reach p = 0.05
+TREND = ("mean_gosi", "fraction_above_threshold", "null_fraction_above_threshold")
 
 
 def _layers(mean: float, above: float, null_above: float, fdr: int | None) -> dict[str, Any]:
@@ -48,7 +50,11 @@ def _trajectory(tracks: bool) -> list[dict[str, Any]]:
         {
             "epoch": float(e),
             "metrics": {"train": {"accuracy": 0.3 + 0.02 * e}, "test": {"accuracy": a}},
-            "gratings": _layers(g, 0.5, 0.0, None),
+            "threshold": 0.33,
+            "permutations": 10,
+            "gratings": {
+                n: {k: s[k] for k in TREND} for n, s in _layers(g, 0.5, 0.0, None).items()
+            },
         }
         for e, a, g in zip(k, test, lower, strict=True)
     ]
@@ -72,6 +78,15 @@ def _curves(diff: float) -> list[dict[str, Any]]:
     ]
 
 
+def _outcome(loss: float, accuracy: float) -> dict[str, Any]:
+    return {
+        "n_ablated": 4,
+        "accuracy": accuracy,
+        "loss_increase_mean": loss,
+        "loss_increase_sem": 0.1,
+    }
+
+
 def _variant(
     c: float, seed: int, acc: float, gosi: float, diff: float, fdr: int | None = 2
 ) -> dict[str, Any]:
@@ -87,12 +102,25 @@ def _variant(
     split = {
         "by": "gosi",
         "layer": "layer1",
-        "top50": {"loss_increase_mean": 0.2 + diff, "loss_increase_sem": 0.1, "accuracy": 0.3},
-        "bottom50": {"loss_increase_mean": 0.2, "loss_increase_sem": 0.1, "accuracy": 0.6},
+        "top50": _outcome(0.2 + diff, 0.3),
+        "bottom50": _outcome(0.2, 0.6),
         "paired": {"difference": diff, "sem": 0.05, "images": 100},
-        "random_halves": {"n": 100, "top50_percentile": 97.0, "bottom50_percentile": 12.0},
+        "random_halves": {
+            "n": 100,
+            "loss_increase_mean": 0.2,
+            "loss_increase_sd": 0.05,
+            "top50_percentile": 97.0,
+            "bottom50_percentile": 12.0,
+        },
         "matched": {
-            name: {"units": 4, "paired": {"difference": diff * k, "sem": 0.05, "images": 100}}
+            name: {
+                "units": 4,
+                "covariate_top": 1.0,
+                "covariate_bottom": 1.0,
+                "score_top": 0.6,
+                "score_bottom": 0.2,
+                "paired": {"difference": diff * k, "sem": 0.05, "images": 100},
+            }
             for name, k in (("mean_activation", 0.5), ("bn_gain", 0.25), ("outgoing_norm", 0.75))
         },
     }
@@ -136,6 +164,8 @@ def _variant(
         "manifest_sha256": "a" * 64,
         "data_sha256": "b" * 64,
         "code_version": "test",
+        "history": [{"epoch": 10.0, **metrics}],
+        "analysed": "best",
         "tune": tune,
         "trajectory": _trajectory(True) if ref else None,
         "ablate": {"splits": [split], "test_images": 100, "curves": _curves(diff)} if ref else None,
@@ -157,36 +187,41 @@ def _data(gosis: list[float], diffs: tuple[float, ...] = (0.8, 0.7, 0.9)) -> dic
     }
 
 
+def _typed(data: dict[str, Any]) -> ReportData:
+    return ReportData.model_validate(data)
+
+
 HOLDING = [0.6, 0.58, 0.62, 0.5, 0.4, 0.3, 0.2, 0.1]
 
 
 def test_every_claim_holds_on_numbers_made_to_hold() -> None:
-    rows = claims(_data(HOLDING))
-    assert [r["holds"] for r in rows] == [True] * 7
+    rows = claims(_typed(_data(HOLDING)))
+    assert [r.holds for r in rows] == [True] * 7
     c1, c2, c3, c4, c4m, c5, c6 = rows
-    assert c1["n"] == 3 * 2 * 4  # reference networks x stimuli x layers, higher ones included
-    assert "orientations shuffled within" in c1["null"]
-    assert c2["n"] == 3  # networks, each tested over its own checkpoints
-    assert "circular shift" in c2["null"]
-    assert "partial r=" in c2["value"]
-    assert c3["n"] == 8
+    assert c1.n == 3 * 2 * 4  # reference networks x stimuli x layers, higher ones included
+    assert "orientations shuffled within" in c1.null
+    assert c2.n == 3  # networks, each tested over its own checkpoints
+    assert "circular shift" in c2.null
+    assert "partial r=" in c2.value
+    assert c3.n == 8
     # Networks of one corruption level share a random intercept; gOSI = accuracy - 0.2 up to
     # 0.01 makes the slope about 1.
-    assert c3["effect"] == pytest.approx(1.0, abs=0.01)
-    assert "mixed-model slope" in c3["value"]
-    assert "level means" in c3["value"]  # seeds of one level counted once as well
-    assert c4["effect"] == pytest.approx(0.8)  # mean over the three networks
-    assert c4["ci"][0] < 0.8 < c4["ci"][1]
-    assert c4["n"] == 3
-    assert "97th percentile" in c4["value"]
-    assert c4m["effect"] == pytest.approx(0.8 * 0.5)  # the covariates' mean share of d
-    assert "matched on bn gain: mean 0.200 nats, 3/3" in c4m["value"]
-    assert c5["effect"] == pytest.approx(0.4)  # damage-matched random minus top, unpooled
-    assert "damage" in c5["statistic"]
+    assert c3.effect == pytest.approx(1.0, abs=0.01)
+    assert "mixed-model slope" in c3.value
+    assert "level means" in c3.value  # seeds of one level counted once as well
+    assert c4.effect == pytest.approx(0.8)  # mean over the three networks
+    assert c4.ci is not None
+    assert c4.ci[0] < 0.8 < c4.ci[1]
+    assert c4.n == 3
+    assert "97th percentile" in c4.value
+    assert c4m.effect == pytest.approx(0.8 * 0.5)  # the covariates' mean share of d
+    assert "matched on bn gain: mean 0.200 nats, 3/3" in c4m.value
+    assert c5.effect == pytest.approx(0.4)  # damage-matched random minus top, unpooled
+    assert "damage" in c5.statistic
     # gOSI-first loses (0.8 - mean(0.8, 0.5 - d/4, 0.1)) and CSI-first (0.8 - mean(0.8, 0.5 +
     # d/4, 0.3)): their difference is d/6 + 0.2/3, averaged over d = 0.8, 0.7, 0.9.
-    assert c6["effect"] == pytest.approx(0.8 / 6 + 0.2 / 3)
-    assert "CSI-first minus random" in c6["value"]
+    assert c6.effect == pytest.approx(0.8 / 6 + 0.2 / 3)
+    assert "CSI-first minus random" in c6.value
 
 
 def test_a_claim_that_fails_is_reported_as_failing(tmp_path: Path) -> None:
@@ -197,12 +232,12 @@ def test_a_claim_that_fails_is_reported_as_failing(tmp_path: Path) -> None:
         if n.endswith("c0-s0"):
             for s in v["tune"]["gratings"].values():
                 s["selective_fdr"], s["fraction_selective_fdr"] = 0, 0.0
-    rows = claims(data)
-    assert [r["holds"] for r in rows] == [False] * 7
-    assert "20/24" in rows[0]["value"]  # one network's gratings have no selective unit
-    assert rows[2]["effect"] < -0.8
-    assert rows[3]["effect"] < 0
-    out = render(data, tmp_path / "r.md")
+    rows = claims(_typed(data))
+    assert [r.holds for r in rows] == [False] * 7
+    assert "20/24" in rows[0].value  # one network's gratings have no selective unit
+    assert (rows[2].effect or 0.0) < -0.8
+    assert (rows[3].effect or 0.0) < 0
+    out = render(_typed(data), tmp_path / "r.md")
     text = out.read_text()
     assert "| C4 ablating the most selective" in text
     assert "| no |" in text
@@ -214,9 +249,9 @@ def test_claims_without_their_analyses_are_not_tested() -> None:
     data = _data(HOLDING)
     for v in data["variants"].values():
         v["ablate"] = v["invariance"] = v["trajectory"] = None
-    rows = claims(data)
-    assert [r["holds"] for r in (rows[1], *rows[3:])] == [None] * 5
-    assert rows[2]["holds"] is True
+    rows = claims(_typed(data))
+    assert [r.holds for r in (rows[1], *rows[3:])] == [None] * 5
+    assert rows[2].holds is True
 
 
 def test_older_data_are_tested_with_what_they_hold() -> None:
@@ -231,32 +266,32 @@ def test_older_data_are_tested_with_what_they_hold() -> None:
             del s["paired"], s["random_halves"], s["matched"]
         if v["invariance"]:
             del v["invariance"]["summary"]["layer1:random_damage_matched"]
-    c1, _, _, c4, c4m, c5, _ = claims(data)
-    assert c5["effect"] == pytest.approx(0.2)  # pooled correlation, size-matched random
-    assert "collected before" in c5["statistic"]
-    assert c4m["holds"] is None
-    assert c4m["value"] == "no matched controls in these data"
-    assert c1["holds"] is True
-    assert "no per-unit FDR" in c1["statistic"]
-    assert "paired" not in c4["value"]
-    assert c4["holds"] is True
+    c1, _, _, c4, c4m, c5, _ = claims(_typed(data))
+    assert c5.effect == pytest.approx(0.2)  # pooled correlation, size-matched random
+    assert "collected before" in c5.statistic
+    assert c4m.holds is None
+    assert c4m.value == "no matched controls in these data"
+    assert c1.holds is True
+    assert "no per-unit FDR" in c1.statistic
+    assert "paired" not in c4.value
+    assert c4.holds is True
 
 
 def test_prose_is_filled_from_the_claims_table() -> None:
     from orisel.core.errors import NotFound
     from orisel.report.paper import fill
 
-    rows = claims(_data(HOLDING))
+    rows = claims(_typed(_data(HOLDING)))
     text = fill("C3 {{C3.holds}}: r = {{C3.effect}} {{C3.ci}}, p = {{C3.p}}, n = {{C3.n}}.", rows)
     c3 = rows[2]
+    assert c3.ci is not None
     assert text == (
-        f"C3 yes: r = {c3['effect']:.3f} [{c3['ci'][0]:.3f}, {c3['ci'][1]:.3f}], "
-        f"p = {c3['p']:.4f}, n = 8."
+        f"C3 yes: r = {c3.effect:.3f} [{c3.ci[0]:.3f}, {c3.ci[1]:.3f}], p = {c3.p:.4f}, n = 8."
     )
     with pytest.raises(NotFound, match="C9"):
         fill("{{C9.effect}}", rows)
     c4m = rows[4]
-    assert fill("{{C4m.holds}} {{C4m.effect}}", rows) == f"yes {c4m['effect']:.3f}"
+    assert fill("{{C4m.holds}} {{C4m.effect}}", rows) == f"yes {c4m.effect:.3f}"
     from orisel.core.errors import InvalidArgument
 
     # A token the pattern does not know is refused, never left in the report.
@@ -270,18 +305,22 @@ def test_the_memorizing_regime_is_reported_beside_the_population(tmp_path: Path)
     import json
 
     from orisel.report.collect import collect
+    from orisel.scoring.results import TuneResult
+    from orisel.scoring.spec import TuneSpec
 
     root = tmp_path / "memorize"
-    tune = {
-        "network": {
-            "epoch": 47.0,
-            "metrics": {"train": {"accuracy": 0.935}, "test": {"accuracy": 0.413}},
-        },
-        "spec": {"threshold": 0.33, "permutations": 10},
-        "summary": {"gratings": {"layers": _layers(0.25, 0.5, 0.05, 1)}},
-    }
+    metrics = {"train": {"accuracy": 0.935}, "test": {"accuracy": 0.413}}
+    tune = TuneResult(
+        spec=TuneSpec(threshold=0.33, permutations=10),
+        network={"model": "cnn7", "epoch": 47.0, "metrics": metrics},
+        layers=["layer1", "layer2", "layer3", "layer4"],
+        summary={"gratings": {"stimuli": {}, "layers": _layers(0.25, 0.5, 0.05, 1)}},
+        table="units.csv",
+        environment={},
+        wall_s=1.0,
+    )
     manifest = {
-        "history": [{"epoch": 47.0, "metrics": tune["network"]["metrics"]}],  # type: ignore[index]
+        "history": [{"epoch": 47.0, "metrics": metrics}],
         "config": {"epochs": 200, "model": "cnn7", "seed": 0, "data": {"label_corruption": 0.4}},
         "best": {"epoch": 7.0, "metrics": {}},
         "data": {"sha256": "b" * 64},
@@ -290,17 +329,48 @@ def test_the_memorizing_regime_is_reported_beside_the_population(tmp_path: Path)
     # The network is read from its manifest, whatever its folder is called.
     (root / "no-augment run" / "last" / "tune").mkdir(parents=True)
     (root / "no-augment run" / "manifest.json").write_text(json.dumps(manifest))
-    (root / "no-augment run" / "last" / "tune" / "summary.json").write_text(json.dumps(tune))
-    memorize = collect(root)["variants"]
+    (root / "no-augment run" / "last" / "tune" / "summary.json").write_text(tune.to_json())
+    memorize = collect(root).variants
     assert list(memorize) == ["cnn7-c0.4-s0"]
-    assert memorize["cnn7-c0.4-s0"]["analysed"] == "last"
-    data = _data(HOLDING) | {"memorize": memorize}
+    assert memorize["cnn7-c0.4-s0"].analysed == "last"
+    data = _typed(_data(HOLDING))
+    data.memorize = memorize
     text = render(data, tmp_path / "r.md").read_text()
     section = text.split("## The memorizing regime")[1].split("##")[0]
     row = next(line for line in section.splitlines() if line.startswith("| cnn7-c0.4-s0 | 0.4 |"))
     assert "| last (epoch 47) | 0.935 | 0.413 | 0.522 | 0.250 |" in row
-    assert "## The memorizing regime" not in render(_data(HOLDING), tmp_path / "s.md").read_text()
+    assert (
+        "## The memorizing regime"
+        not in render(_typed(_data(HOLDING)), tmp_path / "s.md").read_text()
+    )
     (root / "copy").mkdir()
     (root / "copy" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InvalidArgument, match=r"one analysis per network \(cnn7-c0.4-s0"):
         collect(root)
+
+
+def test_a_metric_without_a_value_stays_nan_through_summary_and_data_json() -> None:
+    """The damage of an ablation evaluated without labels is NaN: it must read back as NaN
+    (pydantic's own JSON writer would turn it into null, which no float field accepts)."""
+    from orisel.ablation.results import InvarianceResult
+
+    cell = {"consistency": 1.0, "consistency_sd": 0.0, "correlation": 0.5, "correlation_sd": 0.1}
+    result = InvarianceResult(
+        spec={"layers": ["layer4"], "ablate_layers": ["layer1"]},
+        network={"model": "cnn7"},
+        images=10,
+        summary={"layer1:top50": cell | {"invariance": 0.4, "loss_increase": float("nan")}},
+        table="invariance.csv",
+        environment={},
+        wall_s=0.5,
+    )
+    back = InvarianceResult.model_validate_json(result.to_json())
+    assert np.isnan(back.summary["layer1:top50"].loss_increase)
+    assert back.summary["layer1:top50"].invariance == 0.4
+    assert back.to_json() == result.to_json()
+    data = _data(HOLDING)
+    data["variants"]["cnn7-c0-s0"]["invariance"]["summary"]["layer1:top50"]["invariance"] = float(
+        "nan"
+    )
+    again = ReportData.model_validate_json(_typed(data).to_json())
+    assert np.isnan(again.variants["cnn7-c0-s0"].invariance.summary["layer1:top50"].invariance)  # type: ignore[union-attr]

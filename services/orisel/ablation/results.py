@@ -98,8 +98,8 @@ class AblateResult(AnalysisRecord):
 
 class InvarianceCell(BaseModel):
     """One (ablated layer, condition): each metric's mean and its spread over shifts, read-out
-    layers and seeds. NaN where a metric has no value (the unit invariance of a layer with no
-    spatial map, the damage without labels) or an older summary lacks it."""
+    layers and seeds. NaN where a metric has no value (the damage of an ablation evaluated
+    without labels, the invariance of units no image drives) or an older summary lacks it."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -356,19 +356,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_paper_report(args: argparse.Namespace) -> int:
     from orisel.report.collect import collect
+    from orisel.report.data import ReportData
     from orisel.report.paper import render, save_data
 
     if args.analysis:
         data = collect(args.analysis)
         if args.memorize:
-            data["memorize"] = collect(args.memorize)["variants"]
+            data.memorize = collect(args.memorize).variants
         save_data(data, args.out.parent / args.out.stem / "data.json")
     else:
         if not args.from_data.is_file():
             raise InvalidArgument(
                 "--from-data", "a data.json written by paper-report", args.from_data
             )
-        data = json.loads(args.from_data.read_text())
+        data = ReportData.read(args.from_data)
     preface = args.preface.read_text() if args.preface else ""
     out = render(data, args.out, preface)
     emit(args, {"report": str(out)}, f"report: {out}")

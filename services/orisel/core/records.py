@@ -37,8 +37,8 @@ class Result(BaseModel):
         """The summary.json text. A field of the result that is None is left out (it reads
         back as None); the spec is written whole, since a None there is a choice (all
         layers, all images). json.dumps, not pydantic's writer, because a metric with no
-        value (the invariance of a layer with no spatial map) is NaN, which pydantic would
-        write as null."""
+        value (the damage of an ablation evaluated without labels) is NaN, which pydantic
+        would write as null."""
         data = self.model_dump(exclude_none=True)
         spec = getattr(self, "spec", None)
         if isinstance(spec, BaseModel):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
-from orisel.report.rows import LOWER, fmt, reference, row, significant
+from orisel.report.data import CurvePoint, Network
+from orisel.report.rows import LOWER, ClaimRow, fmt, reference, row, significant
 from orisel.science import statistics as st
+
+Variants = Mapping[str, Network]
 
 
 def _across(per_network: list[float]) -> st.Test | None:
@@ -15,7 +18,7 @@ def _across(per_network: list[float]) -> st.Test | None:
     return st.mean_test(np.array(per_network)) if per_network else None
 
 
-def _row(claim: str, statistic: str, test: st.Test | None, value: str) -> dict[str, Any]:
+def _row(claim: str, statistic: str, test: st.Test | None, value: str) -> ClaimRow:
     """A claim tested across networks: a verdict once there are two of them."""
     return row(
         claim,
@@ -27,27 +30,28 @@ def _row(claim: str, statistic: str, test: st.Test | None, value: str) -> dict[s
     )
 
 
-def c4(variants: dict[str, Any]) -> dict[str, Any]:
+def c4(variants: Variants) -> ClaimRow:
     """Ablating the most selective half of a lower layer hurts more than the least selective
     half: per-image paired differences per network, then a test across networks."""
     per_network: list[float] = []
     cases, percentiles, paired = [], [], True
     for n in reference(variants):
         diffs = []
-        for s in (variants[n].get("ablate") or {}).get("splits", []):
-            if s["by"] != "gosi" or s["layer"] not in LOWER:
+        ablate = variants[n].ablate
+        for s in ablate.splits if ablate else ():
+            if s.by != "gosi" or s.layer not in LOWER:
                 continue
-            top, bottom = s["top50"], s["bottom50"]
-            diff = top["loss_increase_mean"] - bottom["loss_increase_mean"]
-            if "paired" in s:
-                se = s["paired"]["sem"]
+            top, bottom = s.top50, s.bottom50
+            diff = top.loss_increase_mean - bottom.loss_increase_mean
+            if s.paired is not None:
+                se = s.paired.sem
             else:  # collected before paired errors: the halves' errors combined
                 paired = False
-                se = float(np.hypot(top["loss_increase_sem"], bottom["loss_increase_sem"]))
+                se = float(np.hypot(top.loss_increase_sem, bottom.loss_increase_sem))
             diffs.append(diff)
             cases.append((diff, se))
-            if "random_halves" in s:
-                percentiles.append(s["random_halves"]["top50_percentile"])
+            if s.random_halves is not None:
+                percentiles.append(s.random_halves.top50_percentile)
         if diffs:
             per_network.append(float(np.mean(diffs)))
     test = _across(per_network)
@@ -71,7 +75,7 @@ def c4(variants: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def c4m(variants: dict[str, Any]) -> dict[str, Any]:
+def c4m(variants: Variants) -> ClaimRow:
     """C4 against halves matched on what makes any unit's ablation costly (mean activation,
     BatchNorm gain, outgoing weight norm): within each matched pair the more selective unit
     is on top, so what remains of the difference is selectivity's."""
@@ -79,13 +83,14 @@ def c4m(variants: dict[str, Any]) -> dict[str, Any]:
     by_covariate: dict[str, list[float]] = {}
     for n in reference(variants):
         diffs = []
-        for s in (variants[n].get("ablate") or {}).get("splits", []):
-            if s["by"] != "gosi" or s["layer"] not in LOWER:
+        ablate = variants[n].ablate
+        for s in ablate.splits if ablate else ():
+            if s.by != "gosi" or s.layer not in LOWER:
                 continue
-            for name, m in (s.get("matched") or {}).items():
-                if "paired" in m:
-                    diffs.append(m["paired"]["difference"])
-                    by_covariate.setdefault(name, []).append(m["paired"]["difference"])
+            for name, m in (s.matched or {}).items():
+                if m.paired is not None:
+                    diffs.append(m.paired.difference)
+                    by_covariate.setdefault(name, []).append(m.paired.difference)
         if diffs:
             per_network.append(float(np.mean(diffs)))
     test = _across(per_network)
@@ -104,29 +109,26 @@ def c4m(variants: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def c5(variants: dict[str, Any]) -> dict[str, Any]:
+def c5(variants: Variants) -> ClaimRow:
     """The most selective half's ablation disrupts higher layers' shift-invariance more than
     a random ablation that does as much damage: (damage-matched random - top) per-unit
     invariance of the unpooled responses, across networks. Data collected before those
     existed are tested on pooled correlations against size-matched random sets, and say so."""
     per_network: list[float] = []
     cases, metric, control = [], "invariance", "random_damage_matched"
+    analysed = [inv for n in reference(variants) if (inv := variants[n].invariance)]
     if not any(
-        f"{layer}:{control}" in (variants[n].get("invariance") or {}).get("summary", {})
-        for n in reference(variants)
-        for layer in (variants[n].get("invariance") or {}).get("spec", {}).get("ablate_layers", [])
+        f"{layer}:{control}" in inv.summary for inv in analysed for layer in inv.spec.ablate_layers
     ):
         metric, control = "correlation", "random"
-    for n in reference(variants):
-        inv = variants[n].get("invariance")
-        if not inv:
-            continue
-        s, diffs = inv["summary"], []
-        for layer in inv["spec"]["ablate_layers"]:
+    for inv in analysed:
+        s, diffs = inv.summary, []
+        for layer in inv.spec.ablate_layers:
             top, rnd = s.get(f"{layer}:top50"), s.get(f"{layer}:{control}")
             if top and rnd:
-                diffs.append(rnd[metric] - top[metric])
-                cases.append(top[metric] < rnd[metric])
+                a, b = getattr(rnd, metric), getattr(top, metric)
+                diffs.append(a - b)
+                cases.append(b < a)
         if diffs:
             per_network.append(float(np.mean(diffs)))
     test = _across(per_network)
@@ -155,16 +157,16 @@ def c5(variants: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _damage(curves: list[dict[str, Any]], layer: str, order: str) -> float:
+def _damage(curves: list[CurvePoint], layer: str, order: str) -> float:
     """Mean accuracy lost over a cumulative curve's fractions (random orders: their mean)."""
-    rows = [c for c in curves if c["layer"] == layer and c["order"] == order]
-    intact = [c["accuracy"] for c in rows if c["fraction"] == 0.0]
+    rows = [c for c in curves if c.layer == layer and c.order == order]
+    intact = [c.accuracy for c in rows if c.fraction == 0.0]
     if not rows or not intact:
         return float("nan")
-    return float(intact[0] - np.mean([c["accuracy"] for c in rows]))
+    return float(intact[0] - np.mean([c.accuracy for c in rows]))
 
 
-def c6(variants: dict[str, Any]) -> dict[str, Any]:
+def c6(variants: Variants) -> ClaimRow:
     """The Morcos contrast, as Morcos et al. ran it: silencing units most class-selective
     first against random orders on the same networks, beside the same for gOSI, in every
     ablated layer; the paper's contrast is that orientation selectivity marks important units
@@ -172,8 +174,9 @@ def c6(variants: dict[str, Any]) -> dict[str, Any]:
     per_network: list[float] = []
     csi_vs_random: list[float] = []
     for n in reference(variants):
-        curves = (variants[n].get("ablate") or {}).get("curves") or []
-        layers = sorted({c["layer"] for c in curves})
+        ablate = variants[n].ablate
+        curves = ablate.curves if ablate else []
+        layers = sorted({c.layer for c in curves})
         rows = [
             (
                 _damage(curves, layer, "gosi:descending"),

@@ -9,31 +9,43 @@ are tested with what they hold, and the row says which statistic that was.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
 from orisel.report.causal import c4, c4m, c5, c6
-from orisel.report.rows import HIGHER, LOWER, fmt, layer_mean, reference, row, significant
+from orisel.report.data import Network, ReportData, TrajectoryPoint, accuracy
+from orisel.report.rows import (
+    HIGHER,
+    LOWER,
+    ClaimRow,
+    fmt,
+    layer_mean,
+    reference,
+    row,
+    significant,
+)
 from orisel.science import statistics as st
+
+Variants = Mapping[str, Network]
 
 MIN_CHECKPOINTS = 5  # a shorter trajectory has too few circular shifts to test
 
 
-def c1(variants: dict[str, Any]) -> dict[str, Any]:
+def c1(variants: Variants) -> ClaimRow:
     """Selective units in every analysed layer, lower and higher, by each unit's own test."""
     cases: list[tuple[str, float, bool]] = []
     fdr = True
     for n in reference(variants):
-        tune = variants[n].get("tune") or {}
-        for kind in ("gratings", "bars"):
-            for layer, s in (tune.get(kind) or {}).items():
-                if "selective_fdr" in s:
-                    cases.append((layer, s["fraction_selective_fdr"], s["selective_fdr"] > 0))
+        tune = variants[n].tune
+        for layers in tune.by_stimulus().values() if tune else ():
+            for layer, s in layers.items():
+                if s.selective_fdr is not None and s.fraction_selective_fdr is not None:
+                    cases.append((layer, s.fraction_selective_fdr, s.selective_fdr > 0))
                 else:  # collected before the per-unit FDR existed
                     fdr = False
-                    above = s["fraction_above_threshold"] > s["null_fraction_above_threshold"]
-                    cases.append((layer, s["fraction_above_threshold"], above))
+                    above = s.fraction_above_threshold > s.null_fraction_above_threshold
+                    cases.append((layer, s.fraction_above_threshold, above))
     fractions = np.array([f for _, f, _ in cases])
     test = (
         st.Test(
@@ -71,26 +83,26 @@ def c1(variants: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _trajectory_series(traj: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
+def _trajectory_series(traj: list[TrajectoryPoint]) -> dict[str, np.ndarray] | None:
     """Lower and higher mean gOSI, test accuracy, epoch and training accuracy over the
     checkpoints that record all of them (the initial one has no training accuracy)."""
-    rows = [t for t in traj if (t["metrics"].get("train") or {}).get("accuracy") is not None]
+    rows = [t for t in traj if accuracy(t.metrics, "train") is not None]
     if len(rows) < MIN_CHECKPOINTS:
         return None
     return {
-        "lower": np.array([layer_mean(t["gratings"], LOWER) for t in rows]),
-        "higher": np.array([layer_mean(t["gratings"], HIGHER) for t in rows]),
-        "test": np.array([t["metrics"]["test"]["accuracy"] for t in rows]),
-        "epoch": np.array([t["epoch"] for t in rows], dtype=float),
-        "train": np.array([t["metrics"]["train"]["accuracy"] for t in rows]),
+        "lower": np.array([layer_mean(t.gratings, LOWER) for t in rows]),
+        "higher": np.array([layer_mean(t.gratings, HIGHER) for t in rows]),
+        "test": np.array([accuracy(t.metrics, "test") for t in rows], dtype=float),
+        "epoch": np.array([t.epoch for t in rows], dtype=float),
+        "train": np.array([accuracy(t.metrics, "train") for t in rows], dtype=float),
     }
 
 
-def c2(variants: dict[str, Any]) -> dict[str, Any]:
+def c2(variants: Variants) -> ClaimRow:
     """Lower-layer selectivity tracks test accuracy beyond training time and training fit."""
     tests: dict[str, tuple[st.Test, st.Test, st.Test | None]] = {}
     for n, v in variants.items():
-        series = _trajectory_series(v.get("trajectory") or [])
+        series = _trajectory_series(v.trajectory or [])
         if series is None:
             continue
         covariates = np.column_stack([series["epoch"], series["train"]])
@@ -120,9 +132,10 @@ def c2(variants: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def c3(variants: dict[str, Any]) -> dict[str, Any]:
+def c3(variants: Variants) -> ClaimRow:
     """Across networks, lower-layer gOSI rises with test accuracy."""
-    named = [n for n, v in variants.items() if v.get("tune")]
+    tuned = {n: v.tune for n, v in variants.items() if v.tune}
+    named = list(tuned)
     if len(named) < 3:
         return row(
             "C3 networks that generalize better have more selectivity",
@@ -132,15 +145,15 @@ def c3(variants: dict[str, Any]) -> dict[str, Any]:
             "fewer than 3 networks",
             None,
         )
-    g = np.array([layer_mean(variants[n]["tune"]["gratings"], LOWER) for n in named])
-    acc = np.array([variants[n]["tune"]["metrics"]["test"]["accuracy"] for n in named])
+    g = np.array([layer_mean(t.gratings, LOWER) for t in tuned.values()])
+    acc = np.array([accuracy(t.metrics, "test") for t in tuned.values()], dtype=float)
     test = st.spearman_test(g, acc)
     # Seeds of one corruption level are not independent designs: the same test on the
     # levels' means, which counts each level once.
-    levels = sorted({variants[n]["corruption"] for n in named})
+    levels = sorted({variants[n].corruption for n in named})
     by_level = None
     if len(levels) >= 3 and len(levels) < len(named):
-        pick = [[i for i, n in enumerate(named) if variants[n]["corruption"] == c] for c in levels]
+        pick = [[i for i, n in enumerate(named) if variants[n].corruption == c] for c in levels]
         by_level = st.spearman_test(
             np.array([g[i].mean() for i in pick]), np.array([acc[i].mean() for i in pick])
         )
@@ -154,7 +167,7 @@ def c3(variants: dict[str, Any]) -> dict[str, Any]:
     if len(levels) >= 2 and len(levels) < len(named):
         # Networks of one level share their corrupted labels: a random intercept per level
         # keeps the level's shared part from counting once per seed.
-        level = np.array([variants[n]["corruption"] for n in named])
+        level = np.array([variants[n].corruption for n in named])
         mixed = st.mixed_slope(g, acc, level)
         value = (
             f"mixed-model slope {fmt(mixed.effect, 3)} gOSI per unit of accuracy "
@@ -183,9 +196,9 @@ def c3(variants: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def claims(data: dict[str, Any]) -> list[dict[str, Any]]:
+def claims(data: ReportData) -> list[ClaimRow]:
     """The claims table, one row per claim (see the module's docstring)."""
-    variants = data["variants"]
+    variants = data.variants
     return [
         c1(variants),
         c2(variants),

@@ -17,97 +17,135 @@ import csv
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from orisel.ablation.results import AblateResult, InvarianceResult
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.tables import read_table
+from orisel.report.data import (
+    Ablation,
+    CurvePoint,
+    Invariance,
+    Network,
+    ReportData,
+    TrajectoryPoint,
+    Tuning,
+)
+from orisel.scoring.results import LayerTrend, TrajectoryResult, TuneResult
 from orisel.training.config import run_name
 
+R = TypeVar("R", bound=BaseModel)
 
-def _json(path: Path) -> dict[str, Any] | None:
+
+def _read(path: Path, model: type[R]) -> R | None:
+    """An analysis's summary.json as its result model (None where it was not run)."""
+    if not path.is_file():
+        return None
+    try:
+        return model.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise InvalidArgument(str(path), f"a {model.__name__}: {exc}", path.name) from exc
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-TRAJECTORY_KEYS = ("mean_gosi", "fraction_above_threshold", "null_fraction_above_threshold")
+def _tuning(t: TuneResult) -> Tuning:
+    """The report's numbers of one tuning."""
+    g, b, csi = t.summary.gratings, t.summary.bars, t.summary.class_selectivity
+    return Tuning(
+        epoch=t.network.epoch,
+        metrics=t.network.metrics,
+        checkpoint_sha256=t.network.checkpoint_sha256,
+        threshold=t.spec.threshold,
+        permutations=t.spec.permutations,
+        gratings=None if g is None else g.layers,
+        bars=None if b is None else b.layers,
+        csi=None if csi is None else {k: v.mean_csi for k, v in csi.items()},
+        command=t.command,
+    )
 
 
-def _tune_numbers(t: dict[str, Any], keep: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The report's numbers of one tuning; `keep` limits each layer's entries to those keys."""
-    out: dict[str, Any] = {
-        "epoch": t["network"].get("epoch"),
-        "metrics": t["network"].get("metrics"),
-        "checkpoint_sha256": t["network"].get("checkpoint_sha256"),
-        "threshold": t["spec"]["threshold"],
-        "permutations": t["spec"]["permutations"],
+def _trend(t: TuneResult) -> TrajectoryPoint:
+    """A checkpoint's tuning as a point of its run's trajectory."""
+    kinds = {
+        k: {
+            n: LayerTrend.model_validate(s.model_dump(include=set(LayerTrend.model_fields)))
+            for n, s in v.layers.items()
+        }
+        for k, v in t.summary.by_stimulus().items()
     }
-    for kind in ("gratings", "bars"):
-        if kind in t["summary"]:
-            layers = t["summary"][kind]["layers"]
-            out[kind] = {n: {k: s[k] for k in keep} for n, s in layers.items()} if keep else layers
-    if "class_selectivity" in t["summary"]:
-        out["csi"] = {k: v["mean_csi"] for k, v in t["summary"]["class_selectivity"].items()}
-    return out
+    return TrajectoryPoint(
+        epoch=t.network.epoch,
+        metrics=t.network.metrics,
+        checkpoint_sha256=t.network.checkpoint_sha256,
+        threshold=t.spec.threshold,
+        permutations=t.spec.permutations,
+        gratings=kinds.get("gratings", {}),
+        bars=kinds.get("bars"),
+    )
 
 
-def _curves(path: Path) -> list[dict[str, Any]]:
-    keep = ("layer", "order", "seed", "fraction", "accuracy", "loss_increase_mean")
+def _curves(path: Path) -> list[CurvePoint]:
+    keep = set(CurvePoint.model_fields)
     with path.open() as f:
         return [
-            {k: (r[k] if k in ("layer", "order") else float(r[k])) for k in keep}
+            CurvePoint.model_validate({k: v for k, v in r.items() if k in keep})
             for r in csv.DictReader(f)
         ]
 
 
-def _trajectory_table(folder: Path) -> list[dict[str, Any]]:
+def _trajectory_table(folder: Path) -> list[TrajectoryPoint]:
     """`orisel trajectory`'s table as the report's per-checkpoint entries."""
-    summary = _json(folder / "summary.json")
-    if summary is None or "table" not in summary:
+    summary = _read(folder / "summary.json", TrajectoryResult)
+    if summary is None:
         return []
-    table = read_table(folder / summary["table"])
+    table = read_table(folder / summary.table)
     by_step: dict[int, dict[str, Any]] = {}
     for i in range(len(table["step"])):
         step = int(table["step"][i])
+        metrics = {
+            split: {"accuracy": float(table[f"{split}_accuracy"][i])}
+            for split in ("train", "validation", "test")
+            if f"{split}_accuracy" in table
+            and table[f"{split}_accuracy"][i] == table[f"{split}_accuracy"][i]  # not NaN
+        }
         entry = by_step.setdefault(
             step,
             {
                 "epoch": float(table["epoch"][i]),
-                "metrics": {
-                    split: {"accuracy": float(table[f"{split}_accuracy"][i])}
-                    for split in ("train", "validation", "test")
-                    if f"{split}_accuracy" in table
-                    and table[f"{split}_accuracy"][i] == table[f"{split}_accuracy"][i]  # not NaN
-                },
-                "threshold": summary["spec"]["threshold"],
-                "permutations": summary["spec"]["permutations"],
+                "metrics": metrics,
+                "threshold": summary.spec.threshold,
+                "permutations": summary.spec.permutations,
             },
         )
         layers = entry.setdefault(str(table["stimulus"][i]), {})
-        layers[str(table["layer"][i])] = {k: float(table[k][i]) for k in TRAJECTORY_KEYS}
-    return list(by_step.values())
+        layers[str(table["layer"][i])] = {k: float(table[k][i]) for k in LayerTrend.model_fields}
+    return [TrajectoryPoint.model_validate(e) for e in by_step.values()]
 
 
-def collect(root: Path) -> dict[str, Any]:
-    """Every number the report needs, from an analysis folder (layout above)."""
-    variants: dict[str, Any] = {}
-    folders: dict[str, Path] = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        manifest = _json(folder / "manifest.json")
-        if manifest is None or manifest["config"]["model"] != "cnn7":
-            continue
-        config = manifest["config"]
-        corruption, seed = float(config["data"]["label_corruption"]), int(config["seed"])
-        name = run_name("cnn7", corruption, seed)
-        if name in folders:
-            raise InvalidArgument(
-                str(root), f"one analysis per network ({name} is in both)", [folders[name], folder]
-            )
-        folders[name] = folder
-        last = manifest["history"][-1]
-        v: dict[str, Any] = {
-            "corruption": corruption,
-            "seed": seed,
-            "epochs_trained": last["epoch"],
-            "epochs_configured": manifest["config"]["epochs"],
+def _network(folder: Path, manifest: dict[str, Any]) -> Network:
+    config = manifest["config"]
+    analysed = "best" if (folder / "best").is_dir() or not (folder / "last").is_dir() else "last"
+    here = folder / analysed
+    tune = _read(here / "tune" / "summary.json", TuneResult)
+    ablate = _read(here / "ablate" / "summary.json", AblateResult)
+    inv = _read(here / "invariance" / "summary.json", InvarianceResult)
+    trajectory = _trajectory_table(folder / "trajectory")
+    for t_dir in sorted(p for p in (folder / "trajectory").glob("*") if p.is_dir()):
+        point = _read(t_dir / "summary.json", TuneResult)
+        if point is not None:
+            trajectory.append(_trend(point))
+    trajectory.sort(key=lambda t: t.epoch if t.epoch is not None else -1.0)
+    return Network.model_validate(
+        {
+            "corruption": float(config["data"]["label_corruption"]),
+            "seed": int(config["seed"]),
+            "epochs_trained": manifest["history"][-1]["epoch"],
+            "epochs_configured": config["epochs"],
             "best": {"epoch": manifest["best"]["epoch"], "metrics": manifest["best"]["metrics"]},
             "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
             "data_sha256": manifest["data"]["sha256"],
@@ -118,39 +156,42 @@ def collect(root: Path) -> dict[str, Any]:
                 for h in manifest["history"]
                 if h["metrics"].get("train")
             ],
+            "analysed": analysed,
+            "tune": _tuning(tune) if tune else None,
+            "ablate": Ablation(
+                splits=ablate.splits,
+                test_images=ablate.test_images,
+                curves=_curves(here / "ablate" / ablate.table),
+                command=ablate.command,
+            )
+            if ablate
+            else None,
+            "invariance": Invariance(
+                spec=inv.spec, summary=inv.summary, images=inv.images, command=inv.command
+            )
+            if inv
+            else None,
+            "trajectory": trajectory or None,
         }
-        analysed = (
-            "best" if (folder / "best").is_dir() or not (folder / "last").is_dir() else "last"
-        )
-        v["analysed"] = analysed
-        tune = _json(folder / analysed / "tune" / "summary.json")
-        if tune:
-            v["tune"] = _tune_numbers(tune)
-            v["tune"]["command"] = tune.get("command")
-        ablate = _json(folder / analysed / "ablate" / "summary.json")
-        if ablate:
-            v["ablate"] = {
-                "splits": ablate["splits"],
-                "test_images": ablate.get("test_images"),
-                "curves": _curves(folder / analysed / "ablate" / ablate["table"]),
-                "command": ablate.get("command"),
-            }
-        inv = _json(folder / analysed / "invariance" / "summary.json")
-        if inv:
-            v["invariance"] = {
-                "spec": inv["spec"],
-                "summary": inv["summary"],
-                "images": inv.get("images"),
-                "command": inv.get("command"),
-            }
-        trajectory = _trajectory_table(folder / "trajectory")
-        for t_dir in sorted(p for p in (folder / "trajectory").glob("*") if p.is_dir()):
-            t = _json(t_dir / "summary.json")
-            if t:
-                trajectory.append(_tune_numbers(t, TRAJECTORY_KEYS))
-        if trajectory:
-            v["trajectory"] = sorted(trajectory, key=lambda t: t["epoch"])
-        variants[name] = v
+    )
+
+
+def collect(root: Path) -> ReportData:
+    """Every number the report needs, from an analysis folder (layout above)."""
+    variants: dict[str, Network] = {}
+    folders: dict[str, Path] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        manifest = _manifest(folder / "manifest.json")
+        if manifest is None or manifest["config"]["model"] != "cnn7":
+            continue
+        config = manifest["config"]
+        name = run_name("cnn7", float(config["data"]["label_corruption"]), int(config["seed"]))
+        if name in folders:
+            raise InvalidArgument(
+                str(root), f"one analysis per network ({name} is in both)", [folders[name], folder]
+            )
+        folders[name] = folder
+        variants[name] = _network(folder, manifest)
     if not variants:
         raise NotFound(f"no analysed cnn7 networks (<folder>/manifest.json) in {root}")
-    return {"variants": variants}
+    return ReportData(variants=variants)

@@ -6,8 +6,8 @@ report be rebuilt, and its data be committed, without the checkpoints.
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +18,24 @@ from orisel.core.errors import InvalidArgument, NotFound
 from orisel.report import plots
 from orisel.report.claims import claims
 from orisel.report.collect import collect
-from orisel.report.rows import LOWER, fmt, layer_mean, reference
+from orisel.report.data import Network, ReportData, accuracy
+from orisel.report.rows import LOWER, ClaimRow, fmt, layer_mean, reference
+from orisel.scoring.results import LayerTrend
 
 HOLDS = {True: "yes", False: "no", None: "not tested"}
 
 
-def _lower_mean(layers: dict[str, Any]) -> float:
+def _lower_mean(layers: Mapping[str, LayerTrend] | None) -> float:
     return layer_mean(layers, LOWER)
 
 
-def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
+def _plots(data: ReportData, assets: Path) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = data["variants"]
+    variants = data.variants
     ref = reference(variants)
     made: dict[str, str] = {}
 
@@ -43,26 +45,26 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
         plt.close(fig)
         made[name.removesuffix(".png")] = f"{assets.name}/{name}"
 
-    first = variants[ref[0]].get("tune")
-    if first:
-        layers = list(first["gratings"])
+    first = variants[ref[0]].tune
+    if first and first.gratings:
+        layers = list(first.gratings)
         fig, axes = plt.subplots(2, len(layers), figsize=(2.0 * len(layers), 3.6), squeeze=False)
         for r, kind in enumerate(("gratings", "bars")):
             for c, layer in enumerate(layers):
-                s, ax = first.get(kind, {}).get(layer), axes[r, c]
+                s, ax = first.by_stimulus().get(kind, {}).get(layer), axes[r, c]
                 if s is None:
                     continue
-                edges = np.array(s["histogram_edges"])
-                h = np.array(s["histogram"], float)
+                edges = np.array(s.histogram_edges)
+                h = np.array(s.histogram, float)
                 ax.bar(edges[:-1], h / max(h.sum(), 1), np.diff(edges), align="edge", alpha=0.7)
-                ax.stairs(s["null_histogram_density"], edges, color="k", lw=1)  # every bin
-                ax.axvline(first["threshold"], color="r", lw=0.8, ls="--")
+                ax.stairs(s.null_histogram_density, edges, color="k", lw=1)  # every bin
+                ax.axvline(first.threshold, color="r", lw=0.8, ls="--")
                 ax.set_title(f"{kind} {layer}", fontsize=8)
                 ax.tick_params(labelsize=6)
         fig.suptitle(f"{ref[0]}: gOSI (bars) vs shuffled null (line)", fontsize=9)
         save(fig, "c1_gosi_histograms.png")
     trajectories = {
-        n: v["trajectory"] for n, v in variants.items() if len(v.get("trajectory") or []) >= 3
+        n: v.trajectory for n, v in variants.items() if v.trajectory and len(v.trajectory) >= 3
     }
     if trajectories:
         cols = min(3, len(trajectories))
@@ -71,48 +73,47 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
         for ax in axes.flat[len(trajectories) :]:
             ax.set_visible(False)
         for ax, (n, traj) in zip(axes.flat, trajectories.items(), strict=False):
-            epochs = np.array([t["epoch"] for t in traj])
+            epochs = np.array([t.epoch for t in traj], dtype=float)
             x = np.maximum(epochs, 0.05)
-            for layer in traj[-1]["gratings"]:
-                ax.plot(x, [t["gratings"][layer]["mean_gosi"] for t in traj], label=layer, lw=1)
+            for layer in traj[-1].gratings:
+                ax.plot(x, [t.gratings[layer].mean_gosi for t in traj], label=layer, lw=1)
             ax.set_xscale("log")
             ax.set_xlabel("epoch (0 drawn at 0.05)")
             ax.set_ylabel("mean gOSI (gratings)")
             twin = ax.twinx()
-            twin.plot(x, [t["metrics"]["test"]["accuracy"] for t in traj], "k--", label="test acc")
-            gap = [
-                t["metrics"]["train"]["accuracy"] - t["metrics"]["test"]["accuracy"]
-                if t["metrics"].get("train")
-                else np.nan
-                for t in traj
-            ]
+            test = np.array([accuracy(t.metrics, "test") for t in traj], dtype=float)
+            train = np.array([accuracy(t.metrics, "train") for t in traj], dtype=float)
+            twin.plot(x, test, "k--", label="test acc")
+            gap = train - test  # NaN where a checkpoint has no training accuracy
             twin.plot(x, gap, "k:", label="train-test gap")
             twin.set_ylabel("accuracy / gap")
             ax.set_title(n, fontsize=9)
             ax.legend(fontsize=6, loc="upper left")
             twin.legend(fontsize=6, loc="lower right")
         save(fig, "c2_trajectory.png")
-    named = [n for n, v in variants.items() if v.get("tune")]
-    if len(named) >= 2:
+    tuned = {n: v.tune for n, v in variants.items() if v.tune}
+    if len(tuned) >= 2:
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
-        for n in named:
-            t = variants[n]["tune"]
-            g, acc = _lower_mean(t["gratings"]), t["metrics"]["test"]["accuracy"]
-            ax.scatter(acc, g, color="C0")
-            ax.annotate(n.removeprefix("cnn7-"), (acc, g), fontsize=6)
+        for n, t in tuned.items():
+            test_acc = accuracy(t.metrics, "test")
+            g = _lower_mean(t.gratings)
+            if test_acc is None:
+                continue
+            ax.scatter(test_acc, g, color="C0")
+            ax.annotate(n.removeprefix("cnn7-"), (test_acc, g), fontsize=6)
         ax.set_xlabel("test accuracy")
         ax.set_ylabel("lower-layer mean gOSI")
         save(fig, "c3_gosi_vs_accuracy.png")
-    ablated = [n for n in ref if variants[n].get("ablate")]
-    a = variants[ablated[0]]["ablate"] if ablated else {"curves": [], "splits": []}
-    layers = list(dict.fromkeys(r["layer"] for r in a["curves"]))  # the sweep's order
+    a = next((ab for n in ref if (ab := variants[n].ablate)), None)
+    curves, splits = (a.curves, a.splits) if a else ([], [])
+    layers = list(dict.fromkeys(r.layer for r in curves))  # the sweep's order
     if layers:
         fig, axes = plt.subplots(1, len(layers), figsize=(2.3 * len(layers), 2.8), squeeze=False)
         for ax, layer in zip(axes[0], layers, strict=True):
-            rows = [r for r in a["curves"] if r["layer"] == layer]
-            orders = sorted({r["order"] for r in rows})
+            rows = [r for r in curves if r.layer == layer]
+            orders = sorted({r.order for r in rows})
             for order in orders:
-                pts = sorted((r["fraction"], r["accuracy"]) for r in rows if r["order"] == order)
+                pts = sorted((r.fraction, r.accuracy) for r in rows if r.order == order)
                 fr = sorted({p[0] for p in pts})
                 at = [[p[1] for p in pts if p[0] == f] for f in fr]
                 acc = [np.mean(v) for v in at]
@@ -138,21 +139,22 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
         axes[0, 0].set_ylabel("test accuracy")
         axes[0, -1].legend(fontsize=5)
         save(fig, "c4_cumulative_curves.png")
-    if a["splits"]:
+    if splits:
         fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
         for ax, by in zip(axes, ("gosi", "csi"), strict=True):
-            splits = [s for s in a["splits"] if s["by"] == by]
-            x = np.arange(len(splits))
+            by_index = [s for s in splits if s.by == by]
+            x = np.arange(len(by_index))
             for k, (half, colour) in enumerate((("top50", "C3"), ("bottom50", "C0"))):
+                outcomes = [s.top50 if half == "top50" else s.bottom50 for s in by_index]
                 ax.bar(
                     x + (k - 0.5) * 0.38,
-                    [s[half]["loss_increase_mean"] for s in splits],
+                    [o.loss_increase_mean for o in outcomes],
                     0.38,
-                    yerr=[s[half]["loss_increase_sem"] for s in splits],
+                    yerr=[o.loss_increase_sem for o in outcomes],
                     color=colour,
                     label=half,
                 )
-            ax.set_xticks(x, [s["layer"] for s in splits], fontsize=7)
+            ax.set_xticks(x, [s.layer for s in by_index], fontsize=7)
             ax.set_ylabel(f"CE increase (by {by})", fontsize=8)
             ax.legend(fontsize=6)
         save(fig, "c4_median_split.png")
@@ -162,10 +164,10 @@ def _plots(data: dict[str, Any], assets: Path) -> dict[str, str]:
 _TOKEN = re.compile(r"\{\{(C[1-9][a-z]?)\.(effect|ci|p|n|holds|value)\}\}")
 
 
-def fill(text: str, table: list[dict[str, Any]]) -> str:
+def fill(text: str, table: list[ClaimRow]) -> str:
     """Prose with `{{C3.effect}}`-style tokens filled from the claims table, so the text and
     the table cannot disagree; a token naming no claim is an error, not a blank."""
-    rows = {row["claim"].split()[0]: row for row in table}
+    rows = {row.key: row for row in table}
 
     def value(match: re.Match[str]) -> str:
         claim, field = match.groups()
@@ -173,12 +175,14 @@ def fill(text: str, table: list[dict[str, Any]]) -> str:
             raise NotFound(f"the prose names {claim}, which the claims table does not have")
         row = rows[claim]
         if field == "ci":
-            return "n/a" if row["ci"] is None else f"[{fmt(row['ci'][0])}, {fmt(row['ci'][1])}]"
+            return "n/a" if row.ci is None else f"[{fmt(row.ci[0])}, {fmt(row.ci[1])}]"
         if field == "holds":
-            return HOLDS[row["holds"]]
-        if field in ("effect", "p"):
-            return fmt(row[field], 3 if field == "effect" else 4)
-        return str(row[field])
+            return HOLDS[row.holds]
+        if field == "effect":
+            return fmt(row.effect, 3)
+        if field == "p":
+            return fmt(row.p, 4)
+        return str(row.n if field == "n" else row.value)
 
     filled = _TOKEN.sub(value, text)
     left = re.search(r"\{\{[^}]*\}\}", filled)
@@ -189,13 +193,13 @@ def fill(text: str, table: list[dict[str, Any]]) -> str:
     return filled
 
 
-def _effect(row: dict[str, Any]) -> str:
-    if row["effect"] is None:
+def _effect(row: ClaimRow) -> str:
+    if row.effect is None or row.ci is None:
         return "n/a"
-    return f"{fmt(row['effect'])} [{fmt(row['ci'][0])}, {fmt(row['ci'][1])}]"
+    return f"{fmt(row.effect)} [{fmt(row.ci[0])}, {fmt(row.ci[1])}]"
 
 
-def _memorize_table(memorize: dict[str, Any]) -> list[str]:
+def _memorize_table(memorize: Mapping[str, Network]) -> list[str]:
     """The memorizing regime's networks at the checkpoint analysed (as trained)."""
     if not memorize:
         return []
@@ -211,23 +215,22 @@ def _memorize_table(memorize: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for n, v in memorize.items():
-        tune = v.get("tune") or {}
-        m = tune.get("metrics") or {}
-        train = (m.get("train") or {}).get("accuracy")
-        test = (m.get("test") or {}).get("accuracy")
+        m = v.tune.metrics if v.tune else None
+        train, test = accuracy(m, "train"), accuracy(m, "test")
         gap = None if train is None or test is None else train - test
-        g = _lower_mean(tune["gratings"]) if "gratings" in tune else None
+        g = _lower_mean(v.tune.gratings) if v.tune and v.tune.gratings else None
+        epoch = v.tune.epoch if v.tune else None
         lines.append(
-            f"| {n} | {v['corruption']:g} | {v['seed']} | {v['epochs_trained']:g} | "
-            f"{v['analysed']} (epoch {fmt(tune.get('epoch'), 0)}) | {fmt(train)} | {fmt(test)} | "
+            f"| {n} | {v.corruption:g} | {v.seed} | {v.epochs_trained:g} | "
+            f"{v.analysed} (epoch {fmt(epoch, 0)}) | {fmt(train)} | {fmt(test)} | "
             f"{fmt(gap)} | {fmt(g)} |"
         )
     return lines
 
 
-def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
+def render(data: ReportData, out: Path, preface: str = "") -> Path:
     """Write `out` (markdown) with its plots in `<out stem>/` beside it."""
-    variants = data["variants"]
+    variants = data.variants
     ref = reference(variants)
     assets = out.parent / out.stem
     assets.mkdir(parents=True, exist_ok=True)
@@ -243,8 +246,8 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c['claim']} | {c['statistic']} | {c['null']} | {c['n']} | {_effect(c)} | "
-        f"{fmt(c['p'], 4)} | {c['value']} | {HOLDS[c['holds']]} |"
+        f"| {c.claim} | {c.statistic} | {c.null} | {c.n} | {_effect(c)} | "
+        f"{fmt(c.p, 4)} | {c.value} | {HOLDS[c.holds]} |"
         for c in table
     ]
     lines += [
@@ -256,35 +259,37 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for n, v in variants.items():
-        m = v["best"]["metrics"]
-        train = (m.get("train") or {}).get("accuracy")  # None at the initial checkpoint
-        test = m["test"]["accuracy"]
-        g = _lower_mean(v["tune"]["gratings"]) if v.get("tune") else None
+        m = v.best.metrics
+        train = accuracy(m, "train")  # None at the initial checkpoint
+        test = accuracy(m, "test")
+        g = _lower_mean(v.tune.gratings) if v.tune else None
+        gap = None if train is None or test is None else train - test
         lines.append(
-            f"| {n} | {v['corruption']:g} | {v['seed']} | {v['epochs_trained']:g} / "
-            f"{v['epochs_configured']} | {v['best']['epoch']:g} | {fmt(train)} | "
-            f"{fmt(test)} | {fmt(None if train is None else train - test)} | {fmt(g)} |"
+            f"| {n} | {v.corruption:g} | {v.seed} | {v.epochs_trained:g} / "
+            f"{v.epochs_configured} | {v.best.epoch:g} | {fmt(train)} | "
+            f"{fmt(test)} | {fmt(gap)} | {fmt(g)} |"
         )
-    lines += _memorize_table(data.get("memorize") or {})
-    first = variants[ref[0]].get("tune")
+    lines += _memorize_table(data.memorize or {})
+    first = variants[ref[0]].tune
     if first:
+        csi = first.csi or {}
         lines += [
             "",
-            f"## C1: selectivity per layer ({ref[0]}, threshold gOSI > {first['threshold']}, "
-            f"{first['permutations']} shuffles)",
+            f"## C1: selectivity per layer ({ref[0]}, threshold gOSI > {first.threshold}, "
+            f"{first.permutations} shuffles)",
             "",
             "| stimulus | layer | units | dead | selective (p<0.05) | above threshold | "
             "null above threshold | mean gOSI | null mean gOSI | mean CSI |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for kind in ("gratings", "bars"):
-            for layer, s in first.get(kind, {}).items():
+        for kind, layers in first.by_stimulus().items():
+            for layer, s in layers.items():
                 lines.append(
-                    f"| {kind} | {layer} | {s['units']} | {s['dead']} | "
-                    f"{fmt(s['fraction_selective'], 2)} | "
-                    f"{fmt(s['fraction_above_threshold'], 2)} | "
-                    f"{fmt(s['null_fraction_above_threshold'], 2)} | {fmt(s['mean_gosi'])} | "
-                    f"{fmt(s['null_mean_gosi'])} | {fmt(first.get('csi', {}).get(layer))} |"
+                    f"| {kind} | {layer} | {s.units} | {s.dead} | "
+                    f"{fmt(s.fraction_selective, 2)} | "
+                    f"{fmt(s.fraction_above_threshold, 2)} | "
+                    f"{fmt(s.null_fraction_above_threshold, 2)} | {fmt(s.mean_gosi)} | "
+                    f"{fmt(s.null_mean_gosi)} | {fmt(csi.get(layer))} |"
                 )
         if "c1_gosi_histograms" in plots:
             lines += ["", f"![gOSI histograms]({plots['c1_gosi_histograms']})"]
@@ -296,69 +301,70 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
             f"![trajectory]({plots['c2_trajectory']})",
         ]
         for n, v in variants.items():
-            if len(v.get("trajectory") or []) >= 3:
+            if v.trajectory and len(v.trajectory) >= 3:
+                last = v.trajectory[-1].gratings
                 lines += [
                     "",
                     f"{n}:",
                     "",
-                    "| epoch | test acc | " + " | ".join(v["trajectory"][-1]["gratings"]) + " |",
-                    "|---" * (2 + len(v["trajectory"][-1]["gratings"])) + "|",
+                    "| epoch | test acc | " + " | ".join(last) + " |",
+                    "|---" * (2 + len(last)) + "|",
                 ]
-                for t in v["trajectory"]:
-                    cells = " | ".join(fmt(s["mean_gosi"]) for s in t["gratings"].values())
-                    lines.append(
-                        f"| {t['epoch']:g} | {fmt(t['metrics']['test']['accuracy'])} | {cells} |"
-                    )
+                for t in v.trajectory:
+                    cells = " | ".join(fmt(s.mean_gosi) for s in t.gratings.values())
+                    test_acc = fmt(accuracy(t.metrics, "test"))
+                    lines.append(f"| {t.epoch:g} | {test_acc} | {cells} |")
     if "c3_gosi_vs_accuracy" in plots:
         lines += ["", "## C3: across networks", "", f"![C3]({plots['c3_gosi_vs_accuracy']})"]
     for n in ref:
-        a = variants[n].get("ablate")
+        a = variants[n].ablate
         if not a:
             continue
         lines += [
             "",
-            f"## C4: ablation, {n} ({a['test_images'] or 'all'} test images)",
+            f"## C4: ablation, {n} ({a.test_images or 'all'} test images)",
             "",
             "| by | layer | top-50% CE increase ± SEM | bottom-50% CE increase ± SEM | "
             "top-50% acc | bottom-50% acc |",
             "|---|---|---|---|---|---|",
         ]
-        for s in a["splits"]:
-            t, b = s["top50"], s["bottom50"]
+        for split in a.splits:
+            top, bottom = split.top50, split.bottom50
             lines.append(
-                f"| {s['by']} | {s['layer']} | {fmt(t['loss_increase_mean'])} ± "
-                f"{fmt(t['loss_increase_sem'])} | {fmt(b['loss_increase_mean'])} ± "
-                f"{fmt(b['loss_increase_sem'])} | {fmt(t['accuracy'])} | {fmt(b['accuracy'])} |"
+                f"| {split.by} | {split.layer} | {fmt(top.loss_increase_mean)} ± "
+                f"{fmt(top.loss_increase_sem)} | {fmt(bottom.loss_increase_mean)} ± "
+                f"{fmt(bottom.loss_increase_sem)} | {fmt(top.accuracy)} | "
+                f"{fmt(bottom.accuracy)} |"
             )
     for key in ("c4_cumulative_curves", "c4_median_split"):
         if key in plots:
             lines += ["", f"![{key}]({plots[key]})"]
     for n in ref:
-        inv = variants[n].get("invariance")
+        inv = variants[n].invariance
         if not inv:
             continue
-        sp = inv["spec"]
+        sp = inv.spec
         lines += [
             "",
-            f"## C5: shift-invariance, {n} (shift {sp['shift']} px, layers "
-            f"{', '.join(sp['layers'])}; {inv['images']} images)",
+            f"## C5: shift-invariance, {n} (shift {sp.shift} px, layers "
+            f"{', '.join(sp.layers)}; {inv.images} images)",
             "",
             "| ablation | damage (CE increase) | unit invariance ± sd | response correlation ± "
             "sd | prediction consistency ± sd |",
             "|---|---|---|---|---|",
         ]
-        for name, s in inv["summary"].items():
+        for name, c in inv.summary.items():
             lines.append(
-                f"| {name} | {fmt(s.get('loss_increase'))} | {fmt(s.get('invariance'))} ± "
-                f"{fmt(s.get('invariance_sd'))} | {fmt(s['correlation'])} ± "
-                f"{fmt(s['correlation_sd'])} | {fmt(s['consistency'])} ± "
-                f"{fmt(s['consistency_sd'])} |"
+                f"| {name} | {fmt(c.loss_increase)} | {fmt(c.invariance)} ± "
+                f"{fmt(c.invariance_sd)} | {fmt(c.correlation)} ± "
+                f"{fmt(c.correlation_sd)} | {fmt(c.consistency)} ± "
+                f"{fmt(c.consistency_sd)} |"
             )
     lines += ["", "## Provenance", "", "| network | manifest sha256 | data sha256 | code |"]
     lines += ["|---|---|---|---|"]
     for n, v in variants.items():
         lines.append(
-            f"| {n} | {v['manifest_sha256'][:16]} | {v['data_sha256'][:16]} | {v['code_version']} |"
+            f"| {n} | {v.manifest_sha256[:16]} | {v.data_sha256[:16]} | {v.code_version} |"
         )
     text = "\n".join(lines) + "\n"
 
@@ -369,9 +375,8 @@ def render(data: dict[str, Any], out: Path, preface: str = "") -> Path:
     return out
 
 
-def save_data(data: dict[str, Any], path: Path) -> None:
-    """data.json, in collection order (layers stay in network order when re-rendered)."""
-    text = json.dumps(data, indent=1, default=str) + "\n"
+def save_data(data: ReportData, path: Path) -> None:
+    text = data.to_json()
 
     def write(tmp: Path) -> None:
         tmp.write_text(text)
@@ -383,7 +388,7 @@ def save_data(data: dict[str, Any], path: Path) -> None:
 def write_paper_report(root: Path, out: Path, meta: dict[str, Any] | None = None) -> Path:
     """collect + render into `out/report.md`, with the collected data as `out/data.json`."""
     data = collect(root)
-    data["meta"] = meta or {}
+    data.meta = meta or {}
     out.mkdir(parents=True, exist_ok=True)
     save_data(data, out / "data.json")
     return render(data, out / "report.md")
