@@ -374,3 +374,19 @@ def test_a_metric_without_a_value_stays_nan_through_summary_and_data_json() -> N
     )
     again = ReportData.model_validate_json(_typed(data).to_json())
     assert np.isnan(again.variants["cnn7-c0-s0"].invariance.summary["layer1:top50"].invariance)  # type: ignore[union-attr]
+
+
+def test_a_summary_that_is_not_its_analysis_result_is_refused_by_name(tmp_path: Path) -> None:
+    """An analysis folder whose summary.json lacks what the analysis records (here the
+    ablation's splits) is an error naming the file, not a report with holes."""
+    import json
+
+    from orisel.report.markdown import write_report
+
+    (tmp_path / "ablate").mkdir()
+    (tmp_path / "ablate" / "summary.json").write_text(json.dumps({"spec": {}, "table": "c.csv"}))
+    with pytest.raises(
+        InvalidArgument, match=r"ablate/summary.json: must be a summary.json holding AblateResult"
+    ):
+        write_report(tmp_path, tmp_path / "report.md")
+    assert not (tmp_path / "report.md").exists()

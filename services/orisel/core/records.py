@@ -5,9 +5,12 @@ analyses' own result models (scoring.results, ablation.results) extend it."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from orisel.core.errors import InvalidArgument
 
 
 class NetworkSource(BaseModel):
@@ -54,3 +57,19 @@ class AnalysisRecord(Result):
     data_sha256: str | None = None
     command: list[str] | None = None
     warnings: list[str] | None = None
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def read_result(path: Path, model: type[R]) -> R | None:
+    """A summary.json as its result model; None where that analysis was not run. A file
+    that is not such a result is an error naming the file, never read as a dict."""
+    if not path.is_file():
+        return None
+    try:
+        return model.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise InvalidArgument(
+            str(path), f"a summary.json holding {model.__name__} ({exc})", path.name
+        ) from exc

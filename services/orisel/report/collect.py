@@ -17,12 +17,11 @@ import csv
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from orisel.ablation.results import AblateResult, InvarianceResult
 from orisel.core.errors import InvalidArgument, NotFound
+from orisel.core.records import read_result
 from orisel.core.tables import read_table
 from orisel.report.data import (
     Ablation,
@@ -35,18 +34,6 @@ from orisel.report.data import (
 )
 from orisel.scoring.results import LayerTrend, TrajectoryResult, TuneResult
 from orisel.training.config import run_name
-
-R = TypeVar("R", bound=BaseModel)
-
-
-def _read(path: Path, model: type[R]) -> R | None:
-    """An analysis's summary.json as its result model (None where it was not run)."""
-    if not path.is_file():
-        return None
-    try:
-        return model.model_validate_json(path.read_text())
-    except ValidationError as exc:
-        raise InvalidArgument(str(path), f"a {model.__name__}: {exc}", path.name) from exc
 
 
 def _manifest(path: Path) -> dict[str, Any] | None:
@@ -100,7 +87,7 @@ def _curves(path: Path) -> list[CurvePoint]:
 
 def _trajectory_table(folder: Path) -> list[TrajectoryPoint]:
     """`orisel trajectory`'s table as the report's per-checkpoint entries."""
-    summary = _read(folder / "summary.json", TrajectoryResult)
+    summary = read_result(folder / "summary.json", TrajectoryResult)
     if summary is None:
         return []
     table = read_table(folder / summary.table)
@@ -131,12 +118,12 @@ def _network(folder: Path, manifest: dict[str, Any]) -> Network:
     config = manifest["config"]
     analysed = "best" if (folder / "best").is_dir() or not (folder / "last").is_dir() else "last"
     here = folder / analysed
-    tune = _read(here / "tune" / "summary.json", TuneResult)
-    ablate = _read(here / "ablate" / "summary.json", AblateResult)
-    inv = _read(here / "invariance" / "summary.json", InvarianceResult)
+    tune = read_result(here / "tune" / "summary.json", TuneResult)
+    ablate = read_result(here / "ablate" / "summary.json", AblateResult)
+    inv = read_result(here / "invariance" / "summary.json", InvarianceResult)
     trajectory = _trajectory_table(folder / "trajectory")
     for t_dir in sorted(p for p in (folder / "trajectory").glob("*") if p.is_dir()):
-        point = _read(t_dir / "summary.json", TuneResult)
+        point = read_result(t_dir / "summary.json", TuneResult)
         if point is not None:
             trajectory.append(_trend(point))
     trajectory.sort(key=lambda t: t.epoch if t.epoch is not None else -1.0)
