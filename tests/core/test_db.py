@@ -6,62 +6,34 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
 
-from orisel.core import migrate
 from orisel.core.db import Due, JobDB, NewJob
 from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.jobs import JobState
 from orisel.core.storage import ArtifactRef
-from tests.stack import pg_database
+from tests.core.jobdb import new_job
 
 RACE_ROUNDS = 1000
 
 
-@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.service), "sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.sqlite'}"
-    else:
-        with pg_database() as pg:
-            yield pg
-
-
-@pytest.fixture
-def db(url: str) -> Iterator[JobDB]:
-    migrate.upgrade(url)
-    handle = JobDB(url, max_attempts=3)
-    yield handle
-    handle.close()
-
-
-def _new(db: JobDB, key: str = "", spec: dict[str, object] | None = None, **kw: str) -> str:
-    job, _ = db.create(
-        "training", spec or {"epochs": 3}, task="t", queue="training", idempotency_key=key, **kw
-    )
-    return job.id
-
-
 def test_idempotency_by_constraint(db: JobDB) -> None:
-    a = _new(db, "k1")
-    assert _new(db, "k1") == a
-    assert _new(db, "k2") != a
+    a = new_job(db, "k1")
+    assert new_job(db, "k1") == a
+    assert new_job(db, "k2") != a
     other, _ = db.create("scoring", {"epochs": 3}, task="t", queue="s", idempotency_key="k1")
     assert other.id != a  # keys are per kind
     with pytest.raises(AlreadyExists, match="'k1' was used for job"):
-        _new(db, "k1", {"epochs": 4})
-    assert _new(db) != _new(db)  # no key: always a new job
+        new_job(db, "k1", {"epochs": 4})
+    assert new_job(db) != new_job(db)  # no key: always a new job
 
 
 def test_concurrent_submits_with_one_key_make_one_job(db: JobDB) -> None:
     for round_ in range(5):
         with ThreadPoolExecutor(32) as pool:
-            ids = list(pool.map(_new, [db] * 32, [f"burst-{round_}"] * 32))
+            ids = list(pool.map(new_job, [db] * 32, [f"burst-{round_}"] * 32))
         assert len(set(ids)) == 1
     assert len(db.list(kind="training", page_size=1000)[0]) == 5
 
@@ -70,9 +42,9 @@ def test_input_bounds(db: JobDB) -> None:
     with pytest.raises(InvalidArgument, match=r"^kind: must be one of"):
         db.create("juggling", {}, task="t", queue="q")
     with pytest.raises(InvalidArgument, match=r"^idempotency_key: must be at most 256"):
-        _new(db, "k" * 257)
+        new_job(db, "k" * 257)
     with pytest.raises(InvalidArgument, match=r"^spec: must be at most"):
-        _new(db, spec={"x": "y" * 70_000})
+        new_job(db, spec={"x": "y" * 70_000})
     with pytest.raises(InvalidArgument, match=r"^id: must be a job id .*\(5002 characters\)"):
         db.get("x" * 5000)
     with pytest.raises(NotFound, match="does not exist"):
@@ -80,7 +52,7 @@ def test_input_bounds(db: JobDB) -> None:
 
 
 def test_state_machine(db: JobDB) -> None:
-    job_id = _new(db)
+    job_id = new_job(db)
     held = db.claim(job_id, "w1", lease_s=30)
     assert held is not None
     assert held.state == JobState.RUNNING
@@ -106,7 +78,7 @@ def test_state_machine(db: JobDB) -> None:
 @pytest.mark.integration  # many threads against the real database server, many rounds
 def test_cancel_wins_every_race_with_progress(db: JobDB) -> None:
     lost = unreadable = 0
-    ids = [_new(db) for _ in range(RACE_ROUNDS)]
+    ids = [new_job(db) for _ in range(RACE_ROUNDS)]
     for job_id in ids:
         assert db.claim(job_id, "w", 60) is not None
 
@@ -149,7 +121,7 @@ def test_cancel_wins_every_race_with_progress(db: JobDB) -> None:
 
 
 def test_leases_lapse_and_the_controller_gives_them_back(db: JobDB) -> None:
-    job_id = _new(db)
+    job_id = new_job(db)
     assert db.claim(job_id, "w1", lease_s=0.05) is not None
     assert db.heartbeat(job_id, "w1", 0.05)
     time.sleep(0.1)
@@ -172,7 +144,7 @@ def test_leases_lapse_and_the_controller_gives_them_back(db: JobDB) -> None:
 def test_a_worker_that_finds_a_lapsed_lease_first_spends_the_same_retry(db: JobDB) -> None:
     """The message sent again after a worker died can be taken before the controller looks:
     the lost worker still costs one retry, and the last one ends the job instead of a claim."""
-    job_id = _new(db)
+    job_id = new_job(db)
     assert db.claim(job_id, "w1", lease_s=0.05) is not None
     for retries in (1, 2):
         time.sleep(0.1)
@@ -189,7 +161,7 @@ def test_a_worker_that_finds_a_lapsed_lease_first_spends_the_same_retry(db: JobD
 
 @pytest.mark.integration  # many threads against the real database server, many rounds
 def test_the_controller_and_workers_race_for_lapsed_leases_and_count_each_once(db: JobDB) -> None:
-    ids = [_new(db) for _ in range(RACE_ROUNDS // 10)]
+    ids = [new_job(db) for _ in range(RACE_ROUNDS // 10)]
     for job_id in ids:
         assert db.claim(job_id, "lost", lease_s=0.01) is not None
     time.sleep(0.05)
@@ -218,7 +190,7 @@ def test_the_controller_and_workers_race_for_lapsed_leases_and_count_each_once(d
 
 
 def test_a_passing_error_retries_then_fails(db: JobDB) -> None:
-    job_id = _new(db)
+    job_id = new_job(db)
     for attempt in range(1, 4):
         assert db.claim(job_id, "w", 30) is not None
         state = db.release(job_id, "w", again_in=0, error="ConnectionError: store down")
@@ -228,7 +200,7 @@ def test_a_passing_error_retries_then_fails(db: JobDB) -> None:
 
 
 def test_the_outbox_sends_once_and_resends_what_was_lost(db: JobDB) -> None:
-    ids = {_new(db) for _ in range(50)}
+    ids = {new_job(db) for _ in range(50)}
     sent: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -259,10 +231,10 @@ def test_the_outbox_sends_once_and_resends_what_was_lost(db: JobDB) -> None:
 
 
 def test_children_wake_their_parent_and_die_with_it(db: JobDB) -> None:
-    parent = _new(db)
+    parent = new_job(db)
     assert db.claim(parent, "p", 30) is not None
     db.dispatch_due(lambda due: None)
-    kids = [_new(db, parent_id=parent, key=f"{parent}/c{i}") for i in range(3)]
+    kids = [new_job(db, parent_id=parent, key=f"{parent}/c{i}") for i in range(3)]
     assert db.release(parent, "p") == JobState.RUNNING  # waiting for its children
     db.dispatch_due(lambda due: None)
     assert db.claim(kids[0], "k", 30) is not None
@@ -274,11 +246,11 @@ def test_children_wake_their_parent_and_die_with_it(db: JobDB) -> None:
     states = [db.get(k).state for k in kids]
     assert states == [JobState.SUCCEEDED, JobState.CANCELLED, JobState.CANCELLED]
     with pytest.raises(FailedPrecondition, match="has ended"):
-        _new(db, parent_id=parent, key=f"{parent}/late")
+        new_job(db, parent_id=parent, key=f"{parent}/late")
 
 
 def test_list_pages_by_keyset(db: JobDB) -> None:
-    ids = [_new(db) for _ in range(250)]
+    ids = [new_job(db) for _ in range(250)]
     other, _ = db.create("scoring", {}, task="t", queue="scoring")
     seen, token = [], ""
     while True:
@@ -295,24 +267,8 @@ def test_list_pages_by_keyset(db: JobDB) -> None:
         db.list(page_size=1001)
 
 
-def test_migrations_down_and_up_on_empty_and_populated(url: str) -> None:
-    migrate.upgrade(url)
-    db = JobDB(url)
-    _new(db, "kept")
-    migrate.downgrade(url, "base")
-    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
-    migrate.upgrade(url)
-    migrate.upgrade(url)  # at head already: nothing to do
-    assert migrate.current(db.engine) == migrate.head()
-    assert db.list()[0] == []
-    _new(db, "again")
-    migrate.downgrade(url, "base")
-    migrate.upgrade(url)
-    db.close()
-
-
 def test_a_batch_of_submits_has_each_one_outcome(db: JobDB) -> None:
-    old = _new(db, "old")
+    old = new_job(db, "old")
     batch = [
         NewJob("training", {"epochs": 3}, "t", "training", "old"),  # exists, same spec
         NewJob("training", {"epochs": 9}, "t", "training", "old"),  # exists, other spec
@@ -340,9 +296,9 @@ def test_cancelling_a_parent_races_its_child_ending_without_deadlock(db: JobDB) 
     # Without the parent-first lock order PostgreSQL aborted about 2 rounds in 100 as deadlocks.
     errors: list[BaseException] = []
     for round_ in range(200):
-        parent = _new(db, f"p{round_}")
+        parent = new_job(db, f"p{round_}")
         assert db.claim(parent, "p", 30) is not None
-        child = _new(db, f"{parent}/c", parent_id=parent)
+        child = new_job(db, f"{parent}/c", parent_id=parent)
         assert db.claim(child, "c", 30) is not None
         go = threading.Barrier(2)
 
@@ -371,53 +327,13 @@ def test_cancelling_a_parent_races_its_child_ending_without_deadlock(db: JobDB) 
 
 
 def test_a_parent_waiting_for_its_children_is_not_resent_by_a_timer(db: JobDB) -> None:
-    parent = _new(db)
+    parent = new_job(db)
     db.dispatch_due(lambda due: None)
     assert db.claim(parent, "p", 30) is not None
-    _new(db, f"{parent}/c", parent_id=parent)
+    new_job(db, f"{parent}/c", parent_id=parent)
     assert db.release(parent, "p") == JobState.RUNNING  # waits for its child
     assert db.dispatch_due(lambda due: None) == 1  # the child is sent ...
     assert db.reconcile(dispatch_timeout_s=0)["resent"] == 1  # ... and, not taken, re-owed
     sent: list[str] = []
     db.dispatch_due(lambda due: sent.append(due.id))
     assert parent not in sent  # its child's end wakes it, not a timer
-
-
-def test_the_migrations_build_exactly_the_declared_schema(url: str) -> None:
-    """core/schema.py and the Alembic scripts describe the same tables, constraints and
-    indexes, on both databases."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    from orisel.core.schema import metadata
-
-    migrate.upgrade(url)
-    db = JobDB(url)
-    with db.engine.connect() as c:
-        diff = compare_metadata(MigrationContext.configure(c), metadata)
-    db.close()
-    assert diff == []
-
-
-def test_an_upgrade_from_0001_keeps_every_job_and_scopes_keys_by_owner(url: str) -> None:
-    migrate.downgrade(url, "base")
-    migrate.upgrade(url, "0001")
-    db = JobDB(url)
-    old = _new(db, "k")
-    migrate.upgrade(url)
-    assert db.get(old).idempotency_key == "k"
-    again = _new(db, "k", {"x": 1}, owner="someone")
-    assert again != old  # the same key under another owner is another job
-    db.close()
-
-
-def test_a_sqlite_database_in_a_folder_not_made_yet_is_created(tmp_path: Path) -> None:
-    """The default database sits in the user's data directory, which a fresh machine or
-    container has not made: the first front end or worker makes it."""
-    url = f"sqlite:///{tmp_path / 'home' / '.local' / 'orisel' / 'jobs.sqlite'}"
-    migrate.upgrade(url)
-    handle = JobDB(url)
-    try:
-        assert handle.get(_new(handle)).state == JobState.QUEUED
-    finally:
-        handle.close()
