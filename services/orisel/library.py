@@ -171,7 +171,7 @@ def ablate(
         result = ablate_to(net, ablate_spec, units, images, labels, folder)
         import pandas as pd
 
-        splits = pd.json_normalize(result.model_dump()["splits"], sep="_")
+        splits = pd.json_normalize(result.model_dump(exclude_none=True)["splits"], sep="_")
         return {**_tables(folder), "splits": splits}
 
 

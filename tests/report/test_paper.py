@@ -390,3 +390,87 @@ def test_a_summary_that_is_not_its_analysis_result_is_refused_by_name(tmp_path: 
     ):
         write_report(tmp_path, tmp_path / "report.md")
     assert not (tmp_path / "report.md").exists()
+
+
+def test_the_committed_data_json_reads_back_byte_for_byte() -> None:
+    """The typed data.json is the same file: every number, key order and absent section of
+    the committed report's data survives a read and a write."""
+    path = Path(__file__).parents[2] / "docs" / "results" / "cifar10" / "data.json"
+    assert ReportData.read(path).to_json() == path.read_text()
+
+
+def test_older_results_still_read(tmp_path: Path) -> None:
+    """A sweep job's summary from before sweeps recorded their network (inputs at the top
+    level), and a matched split whose pool had no pair (no covariate means), read back."""
+    from orisel.ablation.results import AblateResult
+
+    outcome = {"n_ablated": 2, "accuracy": 0.5, "loss_increase_mean": 0.1, "loss_increase_sem": 0.0}
+    split = {"layer": "layer1", "by": "gosi", "top50": outcome, "bottom50": outcome}
+    older = {
+        "spec": {"layers": ["layer1"]},
+        "splits": [split | {"matched": {"bn_gain": {"units": 0}}}],
+        "table": "curves.csv",
+        "checkpoint": {"key": "runs/j/best.pt"},
+        "model": None,
+        "data": None,
+        "scores": {"key": "analyses/s/tune/units.csv"},
+        "test_images": 100,
+        "tasks": 3,
+        "job": "j",
+    }
+    result = AblateResult.model_validate(older)
+    assert result.inputs == {
+        "checkpoint": {"key": "runs/j/best.pt"},
+        "model": None,
+        "data": None,
+        "scores": {"key": "analyses/s/tune/units.csv"},
+    }
+    assert result.network is None
+    matched = result.splits[0].matched
+    assert matched is not None
+    assert matched["bn_gain"].covariate_top is None
+    assert AblateResult.model_validate_json(result.to_json()) == result
+
+
+def test_a_trajectory_of_tuned_checkpoints_keeps_their_class_selectivity(tmp_path: Path) -> None:
+    """A trajectory made of one tuning per checkpoint carries each checkpoint's gOSI trend and,
+    where it was scored on images, its class selectivity, in training order."""
+    import json
+
+    from orisel.report.collect import collect
+    from orisel.scoring.results import TuneResult
+    from orisel.scoring.spec import TuneSpec
+
+    run = tmp_path / "population" / "cnn7-c0-s0"
+    metrics = {"train": {"accuracy": 0.6}, "test": {"accuracy": 0.5}}
+    manifest = {
+        "history": [{"epoch": 2.0, "metrics": metrics}],
+        "config": {"epochs": 2, "model": "cnn7", "seed": 0, "data": {"label_corruption": 0.0}},
+        "best": {"epoch": 2.0, "metrics": metrics},
+        "data": {"sha256": "b" * 64},
+        "environment": {"code_version": "test"},
+    }
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    for epoch, gosi, csi in ((2.0, 0.3, 0.25), (0.5, 0.1, 0.05)):
+        tune = TuneResult(
+            spec=TuneSpec(permutations=10),
+            network={"model": "cnn7", "epoch": epoch, "metrics": metrics},
+            layers=["layer1"],
+            summary={
+                "gratings": {
+                    "stimuli": {},
+                    "layers": {"layer1": _layers(gosi, 0.5, 0.0, 1)["layer1"]},
+                },
+                "class_selectivity": {"layer1": {"mean_csi": csi, "median_csi": csi}},
+            },
+            table="units.csv",
+            environment={},
+            wall_s=1.0,
+        )
+        (run / "trajectory" / f"epoch{epoch}").mkdir(parents=True)
+        (run / "trajectory" / f"epoch{epoch}" / "summary.json").write_text(tune.to_json())
+    trajectory = collect(tmp_path / "population").variants["cnn7-c0-s0"].trajectory or []
+    assert [t.epoch for t in trajectory] == [0.5, 2.0]
+    assert [t.gratings["layer1"].mean_gosi for t in trajectory] == [0.1, 0.3]
+    assert [t.csi for t in trajectory] == [{"layer1": 0.05}, {"layer1": 0.25}]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
-from orisel.core.records import AnalysisRecord
+from orisel.core.records import AnalysisRecord, NetworkSource
 
 NAN = float("nan")
+LEGACY_INPUTS = ("checkpoint", "model", "data", "scores")
 
 
 class Outcome(BaseModel):
@@ -55,10 +56,11 @@ class MatchedHalves(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     units: int
-    covariate_top: float | None
-    covariate_bottom: float | None
-    score_top: float | None
-    score_bottom: float | None
+    # None where the pool had no pair to match (every score tied, or under two units).
+    covariate_top: float | None = None
+    covariate_bottom: float | None = None
+    score_top: float | None = None
+    score_bottom: float | None = None
     top50: Outcome | None = None
     bottom50: Outcome | None = None
     paired: Paired | None = None
@@ -85,7 +87,8 @@ class Split(BaseModel):
 class AblateResult(AnalysisRecord):
     """summary.json of `orisel ablate` and of an ablation sweep job. A sweep fanned out over
     workers names the inputs its chunks read and how many tasks ran, and has no one wall
-    time."""
+    time; one written before sweeps recorded their network named only its inputs, at the
+    top level."""
 
     spec: AblateSpec
     splits: list[Split]
@@ -93,7 +96,17 @@ class AblateResult(AnalysisRecord):
     test_images: int | None = None
     inputs: dict[str, Any] | None = None
     tasks: int | None = None
+    network: NetworkSource | None = None  # type: ignore[assignment]
+    environment: dict[str, Any] | None = None  # type: ignore[assignment]
     wall_s: float | None = None  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_sweep(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "inputs" not in data and "scores" in data:
+            inputs = {k: data.get(k) for k in LEGACY_INPUTS}
+            data = {k: v for k, v in data.items() if k not in LEGACY_INPUTS} | {"inputs": inputs}
+        return data
 
 
 class InvarianceCell(BaseModel):

@@ -251,7 +251,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
     result = tune(net, spec, out, images, labels, n_classes, provenance)
     lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
-    for kind, tuning in result.summary.by_stimulus().items():
+    for kind, tuning in result.summary.by_stimulus(spec.stimuli).items():
         for layer, s in tuning.layers.items():
             lines.append(
                 f"  {kind:8s} {layer:14s} selective {s.fraction_selective:.2f} "

@@ -57,7 +57,9 @@ def _tuning(t: TuneResult) -> Tuning:
 
 
 def _trend(t: TuneResult) -> TrajectoryPoint:
-    """A checkpoint's tuning as a point of its run's trajectory."""
+    """A checkpoint's tuning as a point of its run's trajectory (with its class selectivity
+    where the checkpoint was scored on images)."""
+    csi = t.summary.class_selectivity
     kinds = {
         k: {
             n: LayerTrend.model_validate(s.model_dump(include=set(LayerTrend.model_fields)))
@@ -73,6 +75,7 @@ def _trend(t: TuneResult) -> TrajectoryPoint:
         permutations=t.spec.permutations,
         gratings=kinds.get("gratings", {}),
         bars=kinds.get("bars"),
+        csi=None if csi is None else {k: v.mean_csi for k, v in csi.items()},
     )
 
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer
 
 from orisel.ablation.results import InvarianceCell, Split
 from orisel.ablation.spec import InvarianceSpec
@@ -22,11 +22,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SplitMetrics(_Model):
-    accuracy: float
-    loss: float | None = None
-
-
+# A split's measurements by name (accuracy, and loss where it was measured), in the order
+# the trainer recorded them.
+SplitMetrics = dict[str, float]
 # Per split (train, validation, test); None where a checkpoint has no such measurement (the
 # initial one has no training accuracy).
 Metrics = dict[str, SplitMetrics | None]
@@ -34,7 +32,7 @@ Metrics = dict[str, SplitMetrics | None]
 
 def accuracy(metrics: Metrics | None, split: str) -> float | None:
     m = (metrics or {}).get(split)
-    return None if m is None else m.accuracy
+    return None if m is None else m.get("accuracy")
 
 
 class Best(_Model):
@@ -103,6 +101,12 @@ class Invariance(_Model):
     images: int
     command: list[str] | None = None
 
+    @field_serializer("spec")
+    def _whole(self, spec: InvarianceSpec) -> dict[str, Any]:
+        """The spec written whole: a None there is a choice, which data.json's leaving out
+        of absent fields must not drop."""
+        return spec.model_dump(mode="json")
+
 
 class Network(_Model):
     """One trained network: its run (from the manifest) and what was analysed of it."""
@@ -117,7 +121,7 @@ class Network(_Model):
     code_version: str | None = None
     device: str | None = None
     history: list[Epoch]
-    analysed: str
+    analysed: str = "best"  # older data.json files analysed the kept checkpoint only
     tune: Tuning | None = None
     ablate: Ablation | None = None
     invariance: Invariance | None = None
@@ -133,9 +137,11 @@ class ReportData(_Model):
     meta: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        """data.json, in collection order (layers stay in network order when re-rendered);
-        a metric with no value (NaN) stays NaN, where pydantic's JSON writer would make it null."""
-        return json.dumps(self.model_dump(), indent=1, default=str) + "\n"
+        """data.json, in collection order (layers stay in network order when re-rendered).
+        What a network lacks (an analysis not run, a statistic older data lack) is left out,
+        as it always was; a metric with no value (NaN) stays NaN, where pydantic's JSON
+        writer would make it null."""
+        return json.dumps(self.model_dump(exclude_none=True), indent=1, default=str) + "\n"
 
     @classmethod
     def read(cls, path: Path) -> ReportData:

@@ -75,7 +75,7 @@ def _tuning(t: TuneResult) -> list[str]:
             f"{s.null_mean_gosi:.3f}",
             f"{csi[layer].mean_csi:.3f}" if layer in csi else "-",
         )
-        for kind, tuning in t.summary.by_stimulus().items()
+        for kind, tuning in t.summary.by_stimulus(spec.stimuli).items()
         for layer, s in tuning.layers.items()
     ]
     header = (

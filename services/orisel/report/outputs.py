@@ -43,7 +43,9 @@ def tune(
         for kind, stim in tuned.stimuli.items():
             plots.tuning_grid(tuned.scored[kind], kind, tmp / f"tuning_{kind}.png")
             plots.stimulus_sheet(stim, tmp / f"stimuli_{kind}.png")
-        plots.histograms(tuned.summary.by_stimulus(), spec.threshold, tmp / "gosi_histograms.png")
+        plots.histograms(
+            tuned.summary.by_stimulus(spec.stimuli), spec.threshold, tmp / "gosi_histograms.png"
+        )
         table = write_table(tuned.columns, tmp / "units", spec.format)
         result = TuneResult(
             spec=spec,

@@ -27,12 +27,12 @@ from orisel.report.data import (
 from orisel.report.figures import paper_figures
 from orisel.report.markdown import table
 from orisel.report.rows import LOWER, ClaimRow, fmt, layer_mean, reference
-from orisel.scoring.results import LayerTrend
+from orisel.scoring.results import LayerTrend, LayerTuning
 
 HOLDS = {True: "yes", False: "no", None: "not tested"}
 
 
-def _lower_mean(layers: Mapping[str, LayerTrend] | None) -> float:
+def _lower_mean(layers: Mapping[str, LayerTrend | LayerTuning] | None) -> float:
     return layer_mean(layers, LOWER)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from orisel.report.data import Network
 from orisel.science import statistics as st
-from orisel.scoring.results import LayerTrend
+from orisel.scoring.results import LayerTrend, LayerTuning
 
 LOWER = ("layer1", "layer2", "layer3")
 HIGHER = ("layer4", "layer5", "layer6", "fc1")
@@ -21,7 +21,9 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
 
-def layer_mean(layers: Mapping[str, LayerTrend] | None, group: tuple[str, ...]) -> float:
+def layer_mean(
+    layers: Mapping[str, LayerTrend | LayerTuning] | None, group: tuple[str, ...]
+) -> float:
     """Mean gOSI over the layers of `group` that a tuning has."""
     values = [layers[n].mean_gosi for n in group if n in layers] if layers else []
     return float(np.mean(values)) if values else float("nan")

@@ -7,6 +7,7 @@ before a statistic existed still reads (the report then says which statistic it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -25,9 +26,12 @@ class LayerTrend(BaseModel):
     null_fraction_above_threshold: float
 
 
-class LayerTuning(LayerTrend):
+class LayerTuning(BaseModel):
     """One layer under one stimulus set. Every fraction is of the grating-responsive units
-    (units - dead), as `denominator` says."""
+    (units - dead), as `denominator` says. Fields in the order summary.json has always had
+    them."""
+
+    model_config = ConfigDict(extra="forbid")
 
     units: int
     dead: int
@@ -35,6 +39,9 @@ class LayerTuning(LayerTrend):
     fraction_selective: float
     fraction_selective_fdr: float | None = None
     selective_fdr: int | None = None
+    fraction_above_threshold: float
+    null_fraction_above_threshold: float
+    mean_gosi: float
     median_gosi: float | None = None
     null_mean_gosi: float
     mean_osi: float | None = None
@@ -64,8 +71,10 @@ class TuneSummary(BaseModel):
     bars: StimulusTuning | None = None
     class_selectivity: dict[str, LayerClassSelectivity] | None = None
 
-    def by_stimulus(self) -> dict[str, StimulusTuning]:
-        return {k: s for k, s in (("gratings", self.gratings), ("bars", self.bars)) if s}
+    def by_stimulus(self, order: Sequence[str] = ("gratings", "bars")) -> dict[str, StimulusTuning]:
+        """The stimulus sets tuned, in `order` (the spec's, where the caller has it)."""
+        sets = {"gratings": self.gratings, "bars": self.bars}
+        return {k: s for k in order if (s := sets.get(k)) is not None}
 
 
 class TuneResult(AnalysisRecord):

@@ -49,7 +49,7 @@ def trajectory_rows(
             f"{split}_accuracy": (m.get(split) or {}).get("accuracy")
             for split in ("train", "validation", "test")
         }
-        for kind, tuning in tuned.summary.by_stimulus().items():
+        for kind, tuning in tuned.summary.by_stimulus(spec.stimuli).items():
             for layer, s in tuning.layers.items():
                 rows.append(
                     {
@@ -57,7 +57,7 @@ def trajectory_rows(
                         "step": entry["step"],
                         "stimulus": kind,
                         "layer": layer,
-                        **s.model_dump(include=set(SUMMARY_KEYS)),
+                        **{k: getattr(s, k) for k in SUMMARY_KEYS},
                         **accuracy,
                     }
                 )
