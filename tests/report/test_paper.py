@@ -41,11 +41,11 @@ def _layers(mean: float, above: float, null_above: float, fdr: int | None) -> di
 
 def _trajectory(tracks: bool) -> list[dict[str, Any]]:
     """Twenty checkpoints; test accuracy wiggles around its trend. Lower-layer gOSI follows
-    the wiggle (tracks) or only the trend (does not)."""
+    the wiggle (tracks) or the trend with a wiggle of its own (does not)."""
     k = np.arange(CHECKPOINTS, dtype=float)
     wiggle = 0.1 * np.sin(2.3 * k)
     test = 0.3 + 0.01 * k + wiggle
-    lower = 0.1 + 0.008 * k + (0.8 * wiggle if tracks else 0.0)
+    lower = 0.1 + 0.008 * k + (0.8 * wiggle if tracks else 0.05 * np.cos(1.1 * k))
     return [
         {
             "epoch": float(e),
@@ -474,3 +474,17 @@ def test_a_trajectory_of_tuned_checkpoints_keeps_their_class_selectivity(tmp_pat
     assert [t.epoch for t in trajectory] == [0.5, 2.0]
     assert [t.gratings["layer1"].mean_gosi for t in trajectory] == [0.1, 0.3]
     assert [t.csi for t in trajectory] == [{"layer1": 0.05}, {"layer1": 0.25}]
+
+
+def test_c2_is_not_tested_where_epoch_orders_test_accuracy_exactly() -> None:
+    """A trajectory whose test accuracy rises at every checkpoint leaves nothing once epoch
+    is partialled out: C2 says so and is not tested, rather than 'r = 0, does not hold'."""
+    data = _data(HOLDING)
+    for v in data["variants"].values():
+        for k, t in enumerate(v["trajectory"] or []):
+            t["metrics"]["test"]["accuracy"] = 0.3 + 0.01 * k
+    c2 = claims(_typed(data))[1]
+    assert c2.holds is None
+    assert c2.n == 0
+    assert c2.effect is None
+    assert c2.value.count("partial r undefined") == 3

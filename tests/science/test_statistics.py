@@ -86,3 +86,21 @@ def test_a_mixed_model_finds_the_slope_within_groups_and_not_the_groups_offsets(
     assert flat.p > 0.05
     assert flat.ci_low < 0 < flat.ci_high
     assert np.isnan(mixed_slope(x, x, np.zeros(12)).p)
+
+
+def test_a_partial_correlation_with_nothing_left_is_undefined_not_zero() -> None:
+    """Test accuracy that rises at every checkpoint with epoch has no variation left once
+    epoch is partialled out: the partial r (and its test) is undefined, never r = 0 with
+    p = 1, which would read as evidence of no association."""
+    epoch = np.arange(7.0)
+    test_acc = 0.3 + 0.05 * epoch  # ordered exactly by epoch
+    gosi = np.array([0.1, 0.3, 0.2, 0.5, 0.4, 0.6, 0.7])
+    assert np.isnan(st.partial_spearman(gosi, test_acc, epoch))
+    got = st.circular_shift_test(gosi, test_acc, epoch)
+    assert np.isnan(got.effect)
+    assert np.isnan(got.p)
+    assert got.n == 7
+    assert "undefined" in got.null
+    # With variation left, the same series give a defined r.
+    wiggle = np.array([0.32, 0.30, 0.43, 0.38, 0.5, 0.47, 0.6])
+    assert np.isfinite(st.circular_shift_test(gosi, wiggle, epoch).effect)

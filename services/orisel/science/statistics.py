@@ -118,7 +118,8 @@ def spearman_test(x: np.ndarray, y: np.ndarray, seed: int = 0, resamples: int = 
 def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> float:
     """Spearman correlation of x and y with the covariates' ranks regressed out of both
     (Pearson r of the rank residuals): what x and y share beyond what each shares with the
-    covariates."""
+    covariates. NaN where the covariates order x or y exactly (test accuracy rising with
+    epoch at every checkpoint): nothing is left to correlate, which is not r = 0."""
     x, y = _pair(x, y)
     z = np.asarray(covariates, dtype=float).reshape(len(x), -1)
     design = np.column_stack([np.ones(len(x)), np.apply_along_axis(stats.rankdata, 0, z)])
@@ -131,14 +132,16 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> fl
 
     rx, ry = residual(x), residual(y)
     denom = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float((rx * ry).sum() / denom) if denom > 1e-12 else 0.0
+    return float((rx * ry).sum() / denom) if denom > 1e-12 else float("nan")
 
 
 def circular_shift_test(x: np.ndarray, y: np.ndarray, covariates: np.ndarray | None = None) -> Test:
     """(Partial) Spearman r of two time series, against every circular shift of x relative
     to y (and its covariates), which keeps both series' autocorrelation: p = (1 + #shifts
     with |r| >= |observed|) / n, exact, at least 1/n. The interval is the shifts' central 95%
-    (the null's spread, not a confidence interval of r)."""
+    (the null's spread, not a confidence interval of r). An observed r that is undefined
+    (see partial_spearman) gives an undefined test; a shift whose r is undefined counts as
+    no association."""
     x, y = _pair(x, y)
     z = np.zeros((len(x), 0)) if covariates is None else np.asarray(covariates, dtype=float)
     z = z.reshape(len(x), -1)
@@ -147,10 +150,13 @@ def circular_shift_test(x: np.ndarray, y: np.ndarray, covariates: np.ndarray | N
         return partial_spearman(v, y, z) if z.size else _spearman(v, y)
 
     observed = r_of(x)
-    null = np.array([r_of(np.roll(x, k)) for k in range(1, len(x))])
+    kind = "circular shifts" + (f", {z.shape[1]} covariates partialled out" if z.size else "")
+    if not np.isfinite(observed):
+        nan = float("nan")
+        return Test(nan, nan, nan, nan, len(x), kind + "; undefined")
+    null = np.nan_to_num([r_of(np.roll(x, k)) for k in range(1, len(x))], nan=0.0)
     p = (1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / len(x)
     lo, hi = np.percentile(null, [2.5, 97.5])
-    kind = "circular shifts" + (f", {z.shape[1]} covariates partialled out" if z.size else "")
     return Test(observed, float(lo), float(hi), float(p), len(x), kind)
 
 
