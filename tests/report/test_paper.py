@@ -199,6 +199,9 @@ def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     assert [r.holds for r in rows] == [True] * 7
     c1, c2, c3, c4, c4m, c5, c6 = rows
     assert c1.n == 3 * 2 * 4  # reference networks x stimuli x layers, higher ones included
+    # C1's interval is the range of the fractions, and says so; the others are 95% CIs.
+    assert c1.interval_text() == "(range 0.250 to 0.250)"
+    assert c4.interval_text().startswith("[")
     assert "orientations shuffled within" in c1.null
     assert c2.n == 3  # networks, each tested over its own checkpoints
     assert "circular shift" in c2.null

@@ -80,6 +80,7 @@ def c1(variants: Variants) -> ClaimRow:
         test,
         value,
         held == len(cases) if cases else None,
+        interval="range",
     )
 
 

@@ -50,7 +50,7 @@ def fill(text: str, table: list[ClaimRow]) -> str:
             raise NotFound(f"the prose names {claim}, which the claims table does not have")
         row = rows[claim]
         if field == "ci":
-            return "n/a" if row.ci is None else f"[{fmt(row.ci[0])}, {fmt(row.ci[1])}]"
+            return row.interval_text()
         if field == "holds":
             return HOLDS[row.holds]
         if field == "effect":
@@ -71,7 +71,7 @@ def fill(text: str, table: list[ClaimRow]) -> str:
 def _effect(row: ClaimRow) -> str:
     if row.effect is None or row.ci is None:
         return "n/a"
-    return f"{fmt(row.effect)} [{fmt(row.ci[0])}, {fmt(row.ci[1])}]"
+    return f"{fmt(row.effect)} {row.interval_text()}"
 
 
 ACCURACY_HEADER = ("train acc (own labels)", "test acc", "gap", "lower-layer mean gOSI")

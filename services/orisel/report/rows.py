@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -49,20 +50,34 @@ class ClaimRow:
     p: float | None
     value: str
     holds: bool | None
+    interval: Literal["95% CI", "range"] = "95% CI"  # what `ci` is
 
     @property
     def key(self) -> str:
         """The claim's label (C1, C4m, ...), as the prose names it."""
         return self.claim.split()[0]
 
+    def interval_text(self) -> str:
+        """`ci` as the table and the prose show it: a range is never dressed as a CI."""
+        if self.ci is None:
+            return "n/a"
+        low, high = fmt(self.ci[0]), fmt(self.ci[1])
+        return f"(range {low} to {high})" if self.interval == "range" else f"[{low}, {high}]"
+
 
 def row(
-    claim: str, statistic: str, null: str, test: st.Test | None, value: str, holds: bool | None
+    claim: str,
+    statistic: str,
+    null: str,
+    test: st.Test | None,
+    value: str,
+    holds: bool | None,
+    interval: Literal["95% CI", "range"] = "95% CI",
 ) -> ClaimRow:
     if test is None:
-        return ClaimRow(claim, statistic, null, 0, None, None, None, value, holds)
+        return ClaimRow(claim, statistic, null, 0, None, None, None, value, holds, interval)
     ci = (test.ci_low, test.ci_high)
-    return ClaimRow(claim, statistic, null, test.n, test.effect, ci, test.p, value, holds)
+    return ClaimRow(claim, statistic, null, test.n, test.effect, ci, test.p, value, holds, interval)
 
 
 def significant(test: st.Test, sign: float = 1.0) -> bool:
