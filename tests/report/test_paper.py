@@ -491,3 +491,37 @@ def test_c2_is_not_tested_where_epoch_orders_test_accuracy_exactly() -> None:
     assert c2.n == 0
     assert c2.effect is None
     assert c2.value.count("partial r undefined") == 3
+
+
+def test_c2_compares_lower_with_higher_layers_directly() -> None:
+    """Where lower layers track test accuracy beyond the trend and the higher ones follow only
+    the trend with a wiggle of their own, each network's lower-minus-higher partial r is the
+    difference of the two partial correlations computed directly, and C2 reports their mean
+    and its t test across networks."""
+    from orisel.science import statistics as st
+
+    data = _data(HOLDING)
+    k = np.arange(CHECKPOINTS, dtype=float)
+    gaps = []
+    for j, v in enumerate(data["variants"].values()):
+        traj = v["trajectory"] or []
+        for i, t in enumerate(traj):
+            own = (0.03 + 0.02 * j) * np.cos((1.1 + 0.3 * j) * i)
+            t["gratings"]["layer4"]["mean_gosi"] = 0.1 + 0.008 * i + own
+        if traj:
+            test = np.array([t["metrics"]["test"]["accuracy"] for t in traj])
+            covariates = np.column_stack([k, [t["metrics"]["train"]["accuracy"] for t in traj]])
+            lower = np.array([t["gratings"]["layer1"]["mean_gosi"] for t in traj])
+            higher = np.array([t["gratings"]["layer4"]["mean_gosi"] for t in traj])
+            gaps.append(
+                st.partial_spearman(lower, test, covariates)
+                - st.partial_spearman(higher, test, covariates)
+            )
+    assert len(gaps) == 3
+    assert min(gaps) > 0.5
+    assert np.ptp(gaps) > 0
+    c2 = claims(_typed(data))[1]
+    reported = c2.value.split("lower minus higher layers' partial r: ")[1]
+    assert reported.startswith(f"{np.mean(gaps):.2f} [")
+    assert reported.endswith(", 3 networks")
+    assert "lower against higher layers" in c2.statistic

@@ -132,10 +132,24 @@ def c2(variants: Variants) -> ClaimRow:
         + f"{fmt(h.effect if h else None, 2)})"
         for n, (p, r, h) in tests.items()
     )
+    # Lower against higher layers directly: the difference of their partial r, network by
+    # network (both from the same checkpoints), then across networks.
+    gaps = np.array(
+        [p.effect - h.effect for p, _, h in defined.values() if h and np.isfinite(h.effect)]
+    )
+    if len(gaps) >= 2:
+        g = st.mean_test(gaps)
+        value += (
+            f"; lower minus higher layers' partial r: {fmt(g.effect, 2)} [{fmt(g.ci_low, 2)}, "
+            f"{fmt(g.ci_high, 2)}], p={fmt(g.p, 4)}, {g.n} networks"
+        )
+    elif len(gaps) == 1:
+        value += f"; lower minus higher layers' partial r: {fmt(float(gaps[0]), 2)}, 1 network"
     return row(
         "C2 selectivity emerges with training, alongside test accuracy",
         "partial Spearman r of lower-layer mean gOSI and test accuracy over each network's "
-        "checkpoints, epoch and training accuracy partialled out; effect: mean over networks",
+        "checkpoints, epoch and training accuracy partialled out; effect: mean over networks; "
+        "lower against higher layers: the difference of their partial r, t across networks",
         "every circular shift of one series against the other (keeps autocorrelation)",
         summary,
         value or "no trajectory with enough checkpoints",
