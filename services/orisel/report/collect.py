@@ -40,26 +40,33 @@ def _manifest(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _checkpoint(t: TuneResult) -> dict[str, Any]:
+    """What a tuned checkpoint records wherever the report shows it: where it was in training,
+    how selectivity was tested, and its class selectivity where it was scored on images."""
+    csi = t.summary.class_selectivity
+    return {
+        "epoch": t.network.epoch,
+        "metrics": t.network.metrics,
+        "checkpoint_sha256": t.network.checkpoint_sha256,
+        "threshold": t.spec.threshold,
+        "permutations": t.spec.permutations,
+        "csi": None if csi is None else {k: v.mean_csi for k, v in csi.items()},
+    }
+
+
 def _tuning(t: TuneResult) -> Tuning:
-    """The report's numbers of one tuning."""
-    g, b, csi = t.summary.gratings, t.summary.bars, t.summary.class_selectivity
+    """The report's numbers of the analysed checkpoint's tuning."""
+    g, b = t.summary.gratings, t.summary.bars
     return Tuning(
-        epoch=t.network.epoch,
-        metrics=t.network.metrics,
-        checkpoint_sha256=t.network.checkpoint_sha256,
-        threshold=t.spec.threshold,
-        permutations=t.spec.permutations,
+        **_checkpoint(t),
         gratings=None if g is None else g.layers,
         bars=None if b is None else b.layers,
-        csi=None if csi is None else {k: v.mean_csi for k, v in csi.items()},
         command=t.command,
     )
 
 
 def _trend(t: TuneResult) -> TrajectoryPoint:
-    """A checkpoint's tuning as a point of its run's trajectory (with its class selectivity
-    where the checkpoint was scored on images)."""
-    csi = t.summary.class_selectivity
+    """A checkpoint's tuning as a point of its run's trajectory."""
     kinds = {
         k: {
             n: LayerTrend.model_validate(s.model_dump(include=set(LayerTrend.model_fields)))
@@ -68,14 +75,7 @@ def _trend(t: TuneResult) -> TrajectoryPoint:
         for k, v in t.summary.by_stimulus().items()
     }
     return TrajectoryPoint(
-        epoch=t.network.epoch,
-        metrics=t.network.metrics,
-        checkpoint_sha256=t.network.checkpoint_sha256,
-        threshold=t.spec.threshold,
-        permutations=t.spec.permutations,
-        gratings=kinds.get("gratings", {}),
-        bars=kinds.get("bars"),
-        csi=None if csi is None else {k: v.mean_csi for k, v in csi.items()},
+        **_checkpoint(t), gratings=kinds.get("gratings", {}), bars=kinds.get("bars")
     )
 
 
