@@ -42,14 +42,14 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 	@echo "  make run FULL=1   the paper's full size (4 corruption levels, 2 seeds, 200 epochs, all images)"
 
-# Exactly the locked versions, each checked against its hash; then orisel itself.
-$(STAMP): pyproject.toml requirements.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+# The locked pip first, then exactly the locked versions, each checked against its hash; then
+# orisel itself, built with the locked setuptools (deploy/install.sh: also CI's and the image's).
+$(STAMP): pyproject.toml requirements.lock requirements-bootstrap.lock deploy/install.sh
+	PYTHON=$(PYTHON) deploy/install.sh $(VENV) requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-lock: ## Re-resolve requirements.lock (every extra, with hashes) and its runtime part docker/requirements.lock; commit both
+lock: ## Re-resolve requirements.lock (every extra, with hashes), its runtime part docker/requirements.lock and the installer's requirements-bootstrap.lock; commit all three
 	@test -x .tools/piptools/bin/pip-compile || { $(PYTHON) -m venv .tools/piptools && \
 	  .tools/piptools/bin/pip install --quiet pip-tools; }
 	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras \
@@ -58,6 +58,8 @@ lock: ## Re-resolve requirements.lock (every extra, with hashes) and its runtime
 	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras \
 	  --build-deps-for=wheel --constraint=requirements.lock --no-emit-find-links \
 	  --no-emit-index-url --output-file=docker/requirements.lock pyproject.toml
+	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --no-emit-find-links \
+	  --no-emit-index-url --output-file=requirements-bootstrap.lock requirements-bootstrap.in
 
 install: $(STAMP) ## Create .venv and install orisel with its dev tools
 

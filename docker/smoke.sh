@@ -37,11 +37,10 @@ if ! podman image exists "$BASE"; then
   rm -rf "$root"
 fi
 t_base=$(date +%s)
-if [ ! -d docker/wheels ]; then
-  # The image's lock, every file checked against its hash; the build then installs from here.
-  "$PYTHON" -m pip download -q --require-hashes --no-deps -d docker/wheels \
-    -r docker/requirements.lock
-fi
+# The image's lock and the locked pip, every file checked against its hash (a file already
+# there is reused); the build then installs from here.
+"$PYTHON" -m pip download -q --require-hashes --no-deps -d docker/wheels \
+  -r docker/requirements.lock -r requirements-bootstrap.lock
 t_wheels=$(date +%s)
 podman build -q -f docker/Dockerfile --target cpu --build-arg BASE="$BASE" \
   --build-arg WHEELS=/wheels -t "$IMAGE" . >/dev/null

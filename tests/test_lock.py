@@ -1,6 +1,7 @@
 """requirements.lock pins, with hashes, every package pyproject.toml asks for (make install,
 and so CI, installs exactly it); docker/requirements.lock, its runtime part, is what the image
-installs: the same versions and hashes, no test or lint tools."""
+installs: the same versions and hashes, no test or lint tools. Both go through
+deploy/install.sh, whose pip is itself locked (requirements-bootstrap.lock)."""
 
 from __future__ import annotations
 
@@ -43,13 +44,23 @@ def test_the_image_installs_the_runtime_part_of_the_lock_exactly() -> None:
     assert not tools & set(image) - runtime
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "COPY docker/requirements.lock" in dockerfile
-    assert "!docker/requirements.lock" in (ROOT / ".dockerignore").read_text().splitlines()
-    assert "--require-hashes" in dockerfile
-    assert "-r requirements.lock" in dockerfile
-    # orisel itself adds nothing: no other pip install resolves a version.
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {
+        "!docker/requirements.lock",
+        "!requirements-bootstrap.lock",
+        "!deploy/install.sh",
+    } <= set(ignored)
+    # The image installs through the same script as make and CI (the locked pip, then the
+    # lock with --require-hashes); orisel itself adds nothing: it resolves no version.
+    assert "RUN deploy/install.sh /opt/orisel docker/requirements.lock" in dockerfile
     installs = re.findall(r"pip install[^\n]*(?:\\\n[^\n]*)*", dockerfile)
-    assert len(installs) == 2
-    assert "--no-deps --no-build-isolation ." in installs[1]
+    assert len(installs) == 1
+    assert "--no-deps --no-build-isolation ." in installs[0]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "deploy/install.sh $(VENV) requirements.lock" in makefile
+    script = (ROOT / "deploy" / "install.sh").read_text()
+    assert script.count("--require-hashes") == 2
+    assert '-r "$bootstrap"' in script
 
 
 def test_every_declared_package_is_locked_with_hashes() -> None:
@@ -68,3 +79,11 @@ def test_every_declared_package_is_locked_with_hashes() -> None:
     assert not re.search(r"^--(extra-)?index-url|^--find-links", lock, re.M)
     assert pinned["torch"] == "2.14.1"
     assert pinned["torchvision"] == "0.29.1"
+
+
+def test_the_installer_itself_is_pinned_with_hashes() -> None:
+    pins = _pins(ROOT / "requirements-bootstrap.lock")
+    assert set(pins) == {"pip"}
+    version, hashes = pins["pip"]
+    assert hashes
+    assert f"pip=={version}" in (ROOT / "requirements-bootstrap.in").read_text()
