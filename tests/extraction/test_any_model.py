@@ -338,3 +338,73 @@ def test_wrapping_a_script_leaves_the_callers_module_as_it_was() -> None:
     script.train()
     orisel.Network.from_module(script, 16)
     assert script.training  # not switched to eval behind the caller's back
+
+
+class _Shared(nn.Module):
+    """One ReLU module after two convolutions of 16 channels: called twice per pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.act(self.conv2(self.act(self.conv1(x)))).mean((2, 3)))
+        return out
+
+
+def test_the_api_ablates_one_call_of_a_reused_module() -> None:
+    """orisel.ablate of `act:1` at fraction 1 loses what zeroing the first call by hand loses,
+    not what silencing both calls (or the second) loses."""
+    import orisel
+
+    torch.manual_seed(0)
+    model = _Shared()
+    with torch.no_grad():
+        model.head.weight.mul_(40.0)  # a loss increase far from 0
+    net = orisel.Network.from_module(model, 16)
+    assert net.default_layers() == ("act:1", "act:2")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(40) % 4
+    scores = orisel.tune(
+        net,
+        layers=("act:1", "act:2"),
+        stimuli=("gratings",),
+        permutations=3,
+        n_orientations=4,
+        n_phases=2,
+        n_frequencies=2,
+    )
+    x = net.preprocess_u8(images)
+    y = torch.from_numpy(labels)
+
+    def loss(first: bool, second: bool) -> torch.Tensor:
+        with torch.no_grad():
+            a = torch.relu(model.conv1(x)) * (0.0 if first else 1.0)
+            b = torch.relu(model.conv2(a)) * (0.0 if second else 1.0)
+            return nn.functional.cross_entropy(model.head(b.mean((2, 3))), y, reduction="none")
+
+    intact = loss(False, False)
+    got = {}
+    for layer in ("act:1", "act:2"):
+        curves = orisel.ablate(
+            net,
+            scores,
+            images,
+            labels,
+            layers=(layer,),
+            point="relu",
+            fractions=(0.0, 1.0),
+            orders=("gosi",),
+            seeds=(0,),
+            random_halves=0,
+        )["curves"]
+        got[layer] = curves[curves["fraction"] == 1.0]["loss_increase_mean"].to_numpy()
+    want_first = float((loss(True, False) - intact).mean())
+    want_second = float((loss(False, True) - intact).mean())
+    np.testing.assert_allclose(got["act:1"], want_first, atol=1e-5)
+    np.testing.assert_allclose(got["act:2"], want_second, atol=1e-5)
+    assert abs(want_first - want_second) > 0.05

@@ -258,3 +258,107 @@ def test_cnn7_unit_covariates_are_read_from_its_weights() -> None:
     assert np.count_nonzero(out6) == 1
     assert unit_covariates(model, "fc1")["outgoing_norm"].shape == (512,)
     assert unit_covariates(torch.nn.Sequential(torch.nn.Linear(2, 2)), "0") == {}
+
+
+class SharedReLU(torch.nn.Module):
+    """One ReLU module applied after two convolutions: the forward pass calls it twice."""
+
+    def __init__(self, second: int = 16) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(16, second, 3, padding=1)
+        self.act = torch.nn.ReLU()
+        self.head = torch.nn.Linear(second, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.act(self.conv2(self.act(self.conv1(x)))).mean((2, 3)))
+        return out
+
+
+def _by_hand(
+    model: SharedReLU, x: torch.Tensor, first: list[int], second: list[int]
+) -> torch.Tensor:
+    """The network's logits with channels of the first and the second ReLU call zeroed,
+    computed without hooks."""
+    with torch.no_grad():
+        a = torch.relu(model.conv1(x))
+        a[:, first] = 0.0
+        b = torch.relu(model.conv2(a))
+        b[:, second] = 0.0
+        out: torch.Tensor = model.head(b.mean((2, 3)))
+    return out
+
+
+@pytest.mark.parametrize("second", [16, 8])
+def test_a_reused_module_is_ablated_only_at_the_named_call(
+    batch: tuple[torch.Tensor, torch.Tensor], second: int
+) -> None:
+    torch.manual_seed(3)
+    model = SharedReLU(second).eval()
+    x, y = batch
+    ce = torch.nn.functional.cross_entropy
+    intact = ce(_by_hand(model, x, [], []), y, reduction="none")
+    units = [0, 3, 5]
+    for site, first, later in (("act:1", units, []), ("act:2", [], units)):
+        with ablated(model, site, units), torch.no_grad():
+            torch.testing.assert_close(model(x), _by_hand(model, x, first, later))
+        (res,) = sweep(
+            model, site, np.isin(np.arange(16 if site == "act:1" else second), units)[None], x, y
+        )
+        want = (ce(_by_hand(model, x, first, later), y, reduction="none") - intact).mean()
+        assert res.loss_increase_mean == pytest.approx(float(want), abs=1e-6)
+    with (
+        pytest.raises(InvalidArgument, match=r"runs 2 times \(act:1, act:2\)"),
+        ablated(model, "act", units),
+    ):
+        model(x)
+    makes = r"a call the forward pass makes \(act:1, act:2\)"
+    with pytest.raises(InvalidArgument, match=makes), ablated(model, "act:3", units):
+        model(x)
+
+
+def test_a_reused_modules_mean_is_of_its_named_call(
+    batch: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    torch.manual_seed(3)
+    model = SharedReLU(8).eval()
+    x, _ = batch
+    with torch.no_grad():
+        first = torch.relu(model.conv1(x)).mean(0)
+        second = torch.relu(model.conv2(torch.relu(model.conv1(x)))).mean(0)
+    torch.testing.assert_close(channel_means(model, "act:1", x, batch_size=25), first)
+    torch.testing.assert_close(channel_means(model, "act:2", x, batch_size=25), second)
+
+
+def test_resnet_calls_of_a_blocks_relu_are_ablated_apart() -> None:
+    """torchvision's BasicBlock runs its one ReLU after bn1 and after the residual sum; each
+    call is ablated alone, against the block computed by hand."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    units = [1, 7, 30]
+
+    def by_hand(call: int) -> torch.Tensor:
+        m, block = model, model.layer1[0]
+        with torch.no_grad():
+            h = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+            a = torch.relu(block.bn1(block.conv1(h)))
+            if call == 1:
+                a[:, units] = 0.0
+            b = torch.relu(block.bn2(block.conv2(a)) + h)
+            if call == 2:
+                b[:, units] = 0.0
+            h = m.layer4(m.layer3(m.layer2(m.layer1[1](b))))
+            out: torch.Tensor = m.fc(torch.flatten(m.avgpool(h), 1))
+        return out
+
+    with torch.no_grad():
+        intact = model(x)
+    for call in (1, 2):
+        with ablated(model, f"layer1.0.relu:{call}", units), torch.no_grad():
+            got = model(x)
+        torch.testing.assert_close(got, by_hand(call))
+        assert not torch.allclose(got, intact)
+    assert not torch.allclose(by_hand(1), by_hand(2))

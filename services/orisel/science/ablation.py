@@ -23,7 +23,7 @@ from orisel.core import progress
 from orisel.core.errors import InvalidArgument
 from orisel.core.names import Mode
 from orisel.science.hooks import ablated, silence
-from orisel.science.responses import resolve_layers
+from orisel.science.responses import on_call
 
 # -- sequential views --------------------------------------------------------------------
 Step = tuple[str, Callable[[torch.Tensor], torch.Tensor]]
@@ -104,19 +104,17 @@ def _mask_key(mask: np.ndarray) -> bytes:
 def channel_means(
     model: nn.Module, site: str, images: torch.Tensor, batch_size: int = 500
 ) -> torch.Tensor:
-    """Mean activation map (C, ...) of `site` over `images`, for clamping to the mean."""
-    module = resolve_layers(model, [site])[site]
+    """Mean activation map (C, ...) of `site` (of its one call, for a reused module) over
+    `images`, for clamping to the mean."""
     total: list[torch.Tensor] = []
-    handle = module.register_forward_hook(
-        lambda _m, _i, o: total.append(o.detach().double().sum(0))
-    )
-    try:
-        model.eval()
-        with torch.no_grad():
-            for s in range(0, len(images), batch_size):
-                model(images[s : s + batch_size])
-    finally:
-        handle.remove()
+
+    def keep(out: torch.Tensor) -> None:
+        total.append(out.detach().double().sum(0))
+
+    model.eval()
+    with torch.no_grad(), on_call(model, site, keep):
+        for s in range(0, len(images), batch_size):
+            model(images[s : s + batch_size])
     return (torch.stack(total).sum(0) / len(images)).float()
 
 
@@ -243,8 +241,11 @@ def sweep_sites_raw(
         for site, m in masks_by_site.items()
     }
     steps = sequential_view(model)
+    # A site inside a step (or one call of a reused module) has no place in the chain: the
+    # whole network is run for it, which gives the same numbers.
+    chained = steps is not None and set(plans) <= {n for n, _ in steps}
     with torch.no_grad():
-        if engine == "naive" or steps is None:
+        if engine == "naive" or steps is None or not chained:
             for site, plan in plans.items():
                 _sweep_naive(model, site, plan, x, y, mode, chunk_images)
         else:

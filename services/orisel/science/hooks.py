@@ -17,7 +17,7 @@ from torch import nn
 
 from orisel.core.errors import InvalidArgument
 from orisel.core.names import Mode, Point
-from orisel.science.responses import resolve_layers
+from orisel.science.responses import on_call
 
 MODES: tuple[Mode, ...] = ("zero", "mean")
 
@@ -63,13 +63,13 @@ def ablated(
     mode: Mode = "zero",
     mean: torch.Tensor | None = None,
 ) -> Iterator[None]:
-    """Within the block, the channels `units` of module `site` are silenced in every forward."""
-    module = resolve_layers(model, [site])[site]
+    """Within the block, the channels `units` of `site` are silenced in every forward pass:
+    of that call only when `site` names one call of a reused module ("relu:1")."""
     if mode not in MODES:
         raise InvalidArgument("mode", f"one of {', '.join(MODES)}", mode)
     state: dict[str, torch.Tensor] = {}
 
-    def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
+    def hook(out: torch.Tensor) -> torch.Tensor:
         if "mask" not in state:
             c = out.shape[1]
             idx = np.asarray(units, dtype=np.int64)
@@ -80,8 +80,5 @@ def ablated(
             state["mask"] = mask
         return silence(out, state["mask"], mode, mean)
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with on_call(model, site, hook):
         yield
-    finally:
-        handle.remove()

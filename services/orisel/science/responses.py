@@ -61,6 +61,57 @@ def resolve_layers(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Modu
     return {n: named[parse_layer(n)[0]] for n in layers}
 
 
+def call_choices(base: str, calls: int) -> str:
+    return ", ".join(f"{base}:{i}" for i in range(1, calls + 1)) if calls > 1 else base
+
+
+@contextlib.contextmanager
+def on_call(
+    model: nn.Module, layer: str, fn: Callable[[torch.Tensor], torch.Tensor | None]
+) -> Iterator[None]:
+    """Within the block, `fn` sees the output of exactly the call `layer` names ("name:k", or
+    a module the pass runs once) and may return a replacement; other calls of a reused module
+    pass untouched. A hook on the module alone would act on every call of a shared ReLU, so the
+    calls are counted from the start of each pass of `model` (a pre-hook on the model itself),
+    and a pass that never reached the call, or a reused module named without one, is refused
+    naming the calls that exist."""
+    base, k = parse_layer(layer)
+    module = resolve_layers(model, [layer])[layer]
+    state = {"calls": 0}
+
+    def reset(_m: nn.Module, _i: object) -> None:
+        state["calls"] = 0
+
+    def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor | None:
+        state["calls"] += 1
+        return fn(out) if state["calls"] == (k or 1) else None
+
+    def check(_m: nn.Module, _i: object, _o: object) -> None:
+        calls = state["calls"]
+        if calls == 0:
+            raise InvalidArgument("layers", "modules that run in the forward pass", layer)
+        if k is None and calls > 1:
+            choices = call_choices(base, calls)
+            raise InvalidArgument(
+                "layers", f"one call of a module the pass runs {calls} times ({choices})", base
+            )
+        if k is not None and k > calls:
+            raise InvalidArgument(
+                "layers", f"a call the forward pass makes ({call_choices(base, calls)})", layer
+            )
+
+    handles = [
+        model.register_forward_pre_hook(reset),
+        module.register_forward_hook(hook),
+        model.register_forward_hook(check),
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def count_calls(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """How many times each named module runs in one forward pass of `x`."""
     calls: dict[str, int] = {}
@@ -168,8 +219,13 @@ class Recorder:
                     )
         silent = sorted(set(self.modules) - self._fired)
         if silent:
+            runs = {
+                n: call_choices(parse_layer(n)[0], self._calls.get(parse_layer(n)[0], 0))
+                for n in silent
+            }
+            made = "; ".join(f"{n}: {c if c else 'never runs'}" for n, c in runs.items())
             raise InvalidArgument(
-                "layers", "modules (and calls) that run in the forward pass", silent
+                "layers", f"modules (and calls) that run in the forward pass ({made})", silent
             )
 
     def results(self) -> dict[str, np.ndarray]:
