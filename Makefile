@@ -137,7 +137,9 @@ $(CHECKOV):
 manifests: $(STAMP) ## Regenerate k8s/base from k8s/generate.py (commit the result)
 	$(BIN)/python k8s/generate.py
 
-render: $(KUBECTL) ## Print the manifests of OVERLAY=dev|gpu with REGISTRY=... TAG=...
+# Only manifests on stdout: installing the tools on a first run reports on stderr.
+render: ## Print the manifests of OVERLAY=dev|gpu with REGISTRY=... TAG=...
+	@$(MAKE) --no-print-directory $(KUBECTL) >&2
 	@PATH=$(abspath $(TOOLS)):$$PATH deploy/render.sh $(OVERLAY) "$(REGISTRY)" "$(TAG)"
 
 images: ## Build the CPU and GPU images (docker or podman) as [REGISTRY/]orisel[-gpu]:TAG

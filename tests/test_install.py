@@ -71,7 +71,8 @@ def test_a_new_venv_with_the_bundled_pip_installs_the_lock_despite_newer_release
     for name in NEWER:
         _fake_wheel(newer, name, "999.0.0")
     report = tmp_path / "report.json"
-    command = [INSTALL, "--check", venv, ROOT / "requirements.lock", "--find-links", newer]
+    command: list[str | Path] = [INSTALL, "--check", venv, ROOT / "requirements.lock"]
+    command += ["--find-links", newer]
     result = subprocess.run(
         [*command, "--report", report],
         capture_output=True,

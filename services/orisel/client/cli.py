@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar or logs")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="log what the libraries do (INFO)"
+    )
 
     parser = argparse.ArgumentParser(
         prog="orisel",
@@ -90,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, flag, None):
             os.environ[variable] = getattr(args, flag)
             get_settings.cache_clear()
+    # Quiet by default: progress bars say what is going on; -v shows the libraries' logs.
     logging.basicConfig(
-        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -99,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # process launchers install their own handlers).
     signal.signal(signal.SIGTERM, _interrupted)
     try:
+        if hasattr(args, "server"):
+            from orisel.client.channel import server_address
+
+            args.server = server_address(args.server, args.home, get_settings())
         with progress.shown(not getattr(args, "quiet", False)):
             rc: int = args.func(args)
     except OriselError as exc:

@@ -1,4 +1,5 @@
-"""A small Python client for the job services: submit, get, watch, list."""
+"""A small Python client for the jobs: submit (through the job's own service), then get, watch,
+cancel and list through JobService, which answers for every kind."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
+from orisel.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
@@ -26,28 +28,35 @@ SERVICES: dict[str, tuple[ModuleType, Any]] = {
     "pipeline": (pipeline_pb2, pipeline_pb2_grpc.PipelineServiceStub),
 }
 RECONNECT_S = 120.0
-DONE = {common_pb2.JOB_STATE_SUCCEEDED, common_pb2.JOB_STATE_FAILED, common_pb2.JOB_STATE_CANCELLED}
 
 
 class JobClient:
-    """One service's jobs at `address` (host:port)."""
+    """Jobs at `address` (host:port): submitted to `service` (needed only to submit), and
+    read, watched, cancelled and listed through JobService whatever their kind."""
 
-    def __init__(self, address: str, service: str) -> None:
-        if service not in SERVICES:
+    def __init__(self, address: str, service: str | None = None) -> None:
+        if service is not None and service not in SERVICES:
             raise InvalidArgument("service", f"one of {', '.join(SERVICES)}", service)
-        self.pb2, stub = SERVICES[service]
+        self.service = service
         self.channel = open_channel(address)
-        self.stub = stub(self.channel)
+        self.jobs = jobs_pb2_grpc.JobServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self.channel.close()
 
     def submit(self, request: Any) -> common_pb2.Job:
-        job: common_pb2.Job = self.stub.Submit(request).job
+        if self.service is None:
+            raise InvalidArgument("service", f"one of {', '.join(SERVICES)}", None)
+        stub = SERVICES[self.service][1](self.channel)
+        job: common_pb2.Job = stub.Submit(request).job
         return job
 
     def get(self, job_id: str) -> common_pb2.Job:
-        job: common_pb2.Job = self.stub.Get(self.pb2.GetRequest(id=job_id)).job
+        job: common_pb2.Job = self.jobs.GetJob(jobs_pb2.GetJobRequest(id=job_id)).job
+        return job
+
+    def cancel(self, job_id: str) -> common_pb2.Job:
+        job: common_pb2.Job = self.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job_id)).job
         return job
 
     def watch(
@@ -58,8 +67,8 @@ class JobClient:
         seq, delay, lost_since = 0, 0.2, None
         while True:
             try:
-                request = self.pb2.WatchRequest(id=job_id, after_seq=seq)
-                for update in self.stub.Watch(request, timeout=timeout):
+                request = jobs_pb2.WatchJobRequest(id=job_id, after_seq=seq)
+                for update in self.jobs.WatchJob(request, timeout=timeout):
                     seq, lost_since, delay = update.job.seq, None, 0.2
                     yield update.job
                 return
@@ -72,12 +81,20 @@ class JobClient:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def list(self, state: int = 0, parent_id: str = "") -> list[common_pb2.Job]:
+    def list(
+        self,
+        state: common_pb2.JobState = common_pb2.JOB_STATE_UNSPECIFIED,
+        parent_id: str = "",
+        kind: str = "",
+    ) -> list[common_pb2.Job]:
+        """Every job the caller may see (of `kind`, when given), page after page."""
         jobs: list[common_pb2.Job] = []
         token = ""
         while True:
-            request = self.pb2.ListRequest(state=state, page_token=token, parent_id=parent_id)
-            page = self.stub.List(request)
+            request = jobs_pb2.ListJobsRequest(
+                kind=kind, state=state, page_token=token, parent_id=parent_id
+            )
+            page = self.jobs.ListJobs(request)
             jobs += page.jobs
             token = page.next_page_token
             if not token:

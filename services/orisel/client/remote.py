@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from orisel.client.args import (
     spec_from_args,
 )
 from orisel.core.errors import (
+    FailedPrecondition,
     InvalidArgument,
     OriselError,
 )
@@ -30,10 +33,14 @@ def job_dict(job: Any) -> dict[str, Any]:
     return out
 
 
-def job_line(job: Any) -> str:
+def state_name(state: int) -> str:
     from orisel.api.common.v1 import common_pb2
 
-    state = common_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+    return str(common_pb2.JobState.Name(state)).removeprefix("JOB_STATE_").lower()
+
+
+def job_line(job: Any) -> str:
+    state = state_name(job.state)
     done = job.progress.fraction * 100
     line = f"{job.id}  {job.kind:9s} {state:9s} {done:5.1f}%  {job.progress.phase}"
     return line + (f"  error: {job.error}" if job.error else "")
@@ -172,14 +179,14 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     return "pipeline", pipeline_pb2.SubmitRequest(idempotency_key=key, spec=paper)
 
 
-def submit_job(args: argparse.Namespace) -> tuple[str, Any]:
-    """(service, job): the request `orisel submit KIND` describes, sent to args.server."""
+def submit_job(args: argparse.Namespace) -> Any:
+    """The job the request `orisel submit KIND` describes made, sent to args.server."""
     from orisel.client.jobs import JobClient
 
     service, request = _submit_request(args)
     client = JobClient(args.server, service)
     try:
-        return service, client.submit(request)
+        return client.submit(request)
     finally:
         client.close()
 
@@ -187,12 +194,12 @@ def submit_job(args: argparse.Namespace) -> tuple[str, Any]:
 def cmd_submit(args: argparse.Namespace) -> int:
     from orisel.api.common.v1 import common_pb2
 
-    service, job = submit_job(args)
+    job = submit_job(args)
     if not args.wait:
-        hint = f"orisel watch {job.id} --service {service} --server {args.server}"
+        hint = f"orisel watch {job.id} --server {args.server}"
         emit(args, job_dict(job), f"submitted {job_line(job)}\n  follow it: {hint}")
         return 0
-    job = follow(args.server, service, job.id, args.quiet or args.json)
+    job = follow(args.server, job.id, args.quiet or args.json)
     emit(args, job_dict(job), job_line(job) + "".join(f"\n  {o.key}" for o in job.outputs))
     return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
 
@@ -200,9 +207,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from orisel.client.jobs import JobClient
 
-    client = JobClient(args.server, args.service)
+    client = JobClient(args.server)
     try:
-        jobs = client.list()
+        jobs = client.list(kind=args.kind or "")
     finally:
         client.close()
     emit(
@@ -213,21 +220,98 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def follow(address: str, service: str, job_id: str, quiet: bool) -> Any:
-    """Watch a job to its end with a progress bar; returns the final job."""
+# Progress metrics shown as counts, and as epochs (two decimals); the rest with 4 digits.
+COUNTS = frozenset({"step", "steps", "images"})
+EPOCHS = frozenset({"epoch", "epochs"})
+CHILDREN_POLL_S = 2.0
+BAR = "{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}{postfix}]"
+
+
+def _shown(metrics: Any) -> dict[str, str]:
+    out = {}
+    for key, value in metrics.items():
+        if key.startswith("stage_"):  # the phase says it ("score (1/2 jobs)")
+            continue
+        if key in COUNTS:
+            out[key] = f"{value:.0f}"
+        elif key in EPOCHS:
+            out[key] = f"{value:.2f}"
+        else:
+            out[key] = f"{value:.4g}"
+    return out
+
+
+def _position(metrics: Any) -> str:
+    """Where a training job is: ' epoch 0.25/2 step 40/158' (empty for other jobs)."""
+    out = ""
+    if "epoch" in metrics and "epochs" in metrics:
+        out += f" epoch {metrics['epoch']:.2f}/{metrics['epochs']:.0f}"
+    if "step" in metrics and "steps" in metrics:
+        out += f" step {metrics['step']:.0f}/{metrics['steps']:.0f}"
+    return out
+
+
+def overall(job: Any, children: list[Any]) -> tuple[float, str]:
+    """A parent's progress from its running stage's children: the stage's share of the whole
+    (stage_start, stage_weight in the parent's metrics) filled by the mean of its children's
+    fractions, and the phase of the child that is running, so the bar moves with every
+    child's epochs and steps rather than only when a child ends."""
     from orisel.api.common.v1 import common_pb2
+
+    m = job.progress.metrics
+    fraction, phase = job.progress.fraction, job.progress.phase
+    n = int(m.get("stage_jobs", 0))
+    if "stage_start" not in m or not children or not n:
+        return fraction, phase
+    stage = sorted(children, key=lambda c: c.created_at.ToNanoseconds())[-n:]
+    ended = common_pb2.JOB_STATE_SUCCEEDED
+    done = [1.0 if c.state == ended else c.progress.fraction for c in stage]
+    fraction = max(fraction, m["stage_start"] + m["stage_weight"] * sum(done) / len(stage))
+    running = [c for c in stage if c.state == common_pb2.JOB_STATE_RUNNING]
+    if running:
+        c = running[0]
+        phase = f"{phase} · {c.progress.phase}{_position(c.progress.metrics)}"
+    return min(fraction, 0.99), phase
+
+
+def follow(address: str, job_id: str, quiet: bool) -> Any:
+    """Watch a job to its end with a progress bar; returns the final job. A job with children
+    (the pipeline) also shows its running child's progress, read every few seconds."""
+    import queue
+    import threading
+
     from orisel.client.jobs import JobClient
 
-    client = JobClient(address, service)
-    bar = tqdm(total=100, unit="%", disable=quiet, dynamic_ncols=True)
+    client = JobClient(address)
+    updates: queue.Queue[Any] = queue.Queue()
+
+    def stream() -> None:
+        try:
+            for update in client.watch(job_id):
+                updates.put(update)
+            updates.put(None)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            updates.put(exc)
+
+    bar = tqdm(total=100, unit="%", disable=quiet, dynamic_ncols=True, bar_format=BAR)
     job = None
+    threading.Thread(target=stream, daemon=True).start()
     try:
-        for job in client.watch(job_id):
-            bar.n = round(job.progress.fraction * 100, 1)
-            state = common_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
-            shown: dict[str, object] = {"state": state, "phase": job.progress.phase}
-            shown |= {k: f"{v:.4g}" for k, v in job.progress.metrics.items()}
-            bar.set_postfix(shown)
+        while True:
+            try:
+                item = updates.get(timeout=CHILDREN_POLL_S)
+            except queue.Empty:
+                item = job  # no news from the job itself: refresh its children's share
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            job = item
+            children = client.list(parent_id=job.id) if job.progress.metrics else []
+            fraction, phase = overall(job, children)
+            bar.n = round(fraction * 100, 1)
+            shown: dict[str, object] = {"state": state_name(job.state), "phase": phase}
+            bar.set_postfix(shown | _shown(job.progress.metrics))
     finally:
         bar.close()
         client.close()
@@ -239,12 +323,110 @@ def follow(address: str, service: str, job_id: str, quiet: bool) -> Any:
 def cmd_watch(args: argparse.Namespace) -> int:
     from orisel.api.common.v1 import common_pb2
 
-    job = follow(args.server, args.service, args.job, args.quiet or args.json)
+    job = follow(args.server, args.job, args.quiet or args.json)
     emit(args, job_dict(job), job_line(job))
     return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
 
 
+def cmd_get(args: argparse.Namespace) -> int:
+    from orisel.client.jobs import JobClient
+
+    client = JobClient(args.server)
+    try:
+        job = client.get(args.job)
+    finally:
+        client.close()
+    emit(args, job_dict(job), job_line(job) + "".join(f"\n  {o.key}" for o in job.outputs))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from orisel.client.jobs import JobClient
+
+    client = JobClient(args.server)
+    try:
+        job = client.cancel(args.job)
+    finally:
+        client.close()
+    emit(args, job_dict(job), job_line(job))
+    return 0
+
+
+# A job's id (uuid4 hex); anything else `orisel fetch` reads as an artifact's key.
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+MAX_LISTED = 1000  # ArtifactService.List's cap
+
+
+def _job_artifacts(job: Any, client: Any) -> dict[str, Any]:
+    """Every artifact of a job, by its path inside the job's result: what is stored under
+    runs/<job>/ (training) and analyses/<job>/ (analyses), and the job's recorded outputs."""
+    from orisel.core.storage import ArtifactRef
+
+    found: dict[str, Any] = {}
+    refs = [ArtifactRef.from_proto(o) for o in job.outputs]
+    for prefix in (f"runs/{job.id}/", f"analyses/{job.id}/"):
+        listed = client.list(prefix)
+        if len(listed) >= MAX_LISTED:
+            raise FailedPrecondition(
+                f"job {job.id} has more than {MAX_LISTED} artifacts under {prefix}: fetch them "
+                "by key (orisel fetch KEY)"
+            )
+        refs += listed
+    for ref in refs:
+        rel = ref.key.split("/", 2)[2]
+        if found.setdefault(rel, ref).key != ref.key:
+            raise FailedPrecondition(f"job {job.id}: {ref.key} and {found[rel].key} collide")
+    return found
+
+
+def _fetch_job(args: argparse.Namespace) -> int:
+    """`orisel fetch JOB --out DIR`: the job's whole result into a new folder, each file
+    checked against its sha256; the folder appears only once complete."""
+    import shutil
+    import tempfile
+
+    from orisel.client.artifacts import ArtifactClient
+    from orisel.client.jobs import JobClient
+
+    out = Path(args.out or args.key)
+    if out.exists() or out.is_symlink():
+        raise FailedPrecondition(f"{out} exists: fetch never writes over anything; choose --out")
+    jobs, client = JobClient(args.server), ArtifactClient(args.server)
+    try:
+        job = jobs.get(args.key)
+        artifacts = _job_artifacts(job, client)
+        if not artifacts:
+            raise FailedPrecondition(f"job {job.id} ({state_name(job.state)}) has no artifacts yet")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        total = sum(r.size for r in artifacts.values())
+        bar = tqdm(total=total, unit="B", unit_scale=True, disable=args.quiet or args.json)
+        try:
+            for rel, ref in sorted(artifacts.items()):
+                bar.set_postfix_str(rel)
+                client.download(ref.key, tmp / rel)
+                bar.update(ref.size)
+            os.rename(tmp, out)  # refuses a folder that appeared meanwhile with files in it
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            bar.close()
+    finally:
+        jobs.close()
+        client.close()
+    files = [{"path": str(out / rel), **ref.__dict__} for rel, ref in sorted(artifacts.items())]
+    emit(
+        args,
+        {"job": job.id, "out": str(out), "files": files},
+        f"job {job.id}: {len(files)} files ({total} bytes, each sha256-checked) -> {out}",
+    )
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
+    if JOB_ID.fullmatch(args.key) and not args.direct:
+        return _fetch_job(args)
     out = Path(args.out or Path(args.key).name)
     if args.direct:
         # Inside a deployment (a worker's init container): the store with its own credentials.
@@ -300,7 +482,14 @@ def add_remote_commands(
     from orisel.core.protospec import carried
 
     server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--server", default="127.0.0.1:50051", help="host:port of the service")
+    server.add_argument(
+        "--server",
+        help="host:port of the services (default: ORISEL_SERVER, else the local `orisel up` "
+        "this machine runs, else 127.0.0.1:50051)",
+    )
+    server.add_argument(
+        "--home", type=Path, help="reach the local `orisel up --home HOME` (when several run)"
+    )
     server.add_argument("--ca", help="CA certificate the server's TLS must chain to (ORISEL_CA)")
     server.add_argument("--token", help="bearer token (ORISEL_TOKEN; a local orisel up's is found)")
     submit = sub.add_parser("submit", help="submit a job to a service")
@@ -365,20 +554,30 @@ def add_remote_commands(
     for p in (st, *analyses, sp):
         p.set_defaults(func=cmd_submit)
 
-    service = argparse.ArgumentParser(add_help=False)
-    service.add_argument("--service", default="training", choices=list(QUEUES))
-    jobs = sub.add_parser("jobs", parents=[common, server, service], help="list a service's jobs")
+    jobs = sub.add_parser("jobs", parents=[common, server], help="list the jobs you may see")
+    jobs.add_argument("--kind", choices=list(QUEUES), help="only jobs of this kind")
     jobs.set_defaults(func=cmd_jobs)
-    watch = sub.add_parser(
-        "watch", parents=[common, server, service], help="follow a job to its end"
-    )
-    watch.add_argument("job", help="the job id")
-    watch.set_defaults(func=cmd_watch)
+    for name, func, what in (
+        ("watch", cmd_watch, "follow a job to its end (exit 1 unless it succeeds)"),
+        ("get", cmd_get, "a job's state, progress and outputs"),
+        ("cancel", cmd_cancel, "cancel a job and its children"),
+    ):
+        verb = sub.add_parser(name, parents=[common, server], help=what)
+        verb.add_argument("job", help="the job id, of any kind")
+        verb.set_defaults(func=func)
     fetch = sub.add_parser(
-        "fetch", parents=[common, server], help="download an artifact (ArtifactService)"
+        "fetch",
+        parents=[common, server],
+        help="download a job's whole result, or one artifact (ArtifactService)",
     )
-    fetch.add_argument("key", help="object key, e.g. runs/<job>/best.pt")
-    fetch.add_argument("--out", help="local path, never overwritten (default: the key's name)")
+    fetch.add_argument(
+        "key", help="a job id (its every artifact) or an object key, e.g. runs/<job>/best.pt"
+    )
+    fetch.add_argument(
+        "--out",
+        help="a new folder for a job, a new file for a key; never written over (default: the "
+        "job id, or the key's name)",
+    )
     fetch.add_argument(
         "--direct", action="store_true", help="inside a deployment: from the store itself"
     )

@@ -114,7 +114,10 @@ class Settings(BaseSettings):
         64 * 2**30, ge=1, description="largest artifact ArtifactService accepts"
     )
 
-    # What a client (`orisel submit`, `watch`, `fetch`, ...) presents.
+    # Where a client (`orisel submit`, `watch`, `fetch`, ...) connects, and what it presents.
+    server: str | None = Field(
+        None, description="host:port of the services (default: a local `orisel up`'s)"
+    )
     token: SecretStr | None = Field(None, description="bearer token the client sends")
     ca: Path | None = Field(None, description="CA file the client trusts for the server's TLS")
     client_cert: Path | None = Field(None, description="client certificate (mutual TLS)")

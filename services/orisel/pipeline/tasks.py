@@ -244,7 +244,14 @@ def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]
     fraction = before + weight * _stage_fraction(got)
     elapsed = time.time() - job.created_at
     done = sum(c.state == JobState.SUCCEEDED for c in got)
-    metrics = {"stage_jobs": float(len(got)), "stage_jobs_done": float(done)}
+    # The stage's share of the whole, so a client can fill it from the children's own
+    # progress between the pipeline's updates (which come only when a child ends).
+    metrics = {
+        "stage_jobs": float(len(got)),
+        "stage_jobs_done": float(done),
+        "stage_start": before,
+        "stage_weight": weight,
+    }
     accuracies = [c.metrics["val_accuracy"] for c in got if "val_accuracy" in c.metrics]
     if accuracies:
         metrics["mean_val_accuracy"] = sum(accuracies) / len(accuracies)

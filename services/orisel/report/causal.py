@@ -7,36 +7,42 @@ from collections.abc import Mapping
 import numpy as np
 
 from orisel.report.data import CurvePoint, Network
-from orisel.report.rows import LOWER, ClaimRow, fmt, reference, row, significant
+from orisel.report.rows import HIGHER, LOWER, ClaimRow, Part, fmt, reference
 from orisel.science import statistics as st
 
 Variants = Mapping[str, Network]
 
 
-def _across(per_network: list[float]) -> st.Test | None:
-    """The one-sample t test across networks of their per-network effects."""
-    return st.mean_test(np.array(per_network)) if per_network else None
+NULL = "no difference across networks (one-sample t over networks)"
 
 
-def _row(claim: str, statistic: str, test: st.Test | None, value: str) -> ClaimRow:
-    """A claim tested across networks: a verdict once there are two of them."""
-    return row(
-        claim,
-        statistic,
-        "no difference across networks (one-sample t over networks)",
-        test,
-        value,
-        significant(test) if test is not None and test.n >= 2 else None,
+def _claim(claim: str, statistic: str, parts: tuple[Part, ...], value: str) -> ClaimRow:
+    """A claim tested across networks; untested without data."""
+    return ClaimRow(claim, statistic, NULL, parts, value, True if parts else None)
+
+
+def _per_layer(per: dict[str, list[float]]) -> tuple[Part, ...]:
+    """One part per layer: its per-network values tested across networks, never averaged
+    with other layers, whose signs may differ."""
+    return tuple(Part(layer, st.mean_test(np.array(v))) for layer, v in per.items())
+
+
+def _pattern(parts: tuple[Part, ...], per: dict[str, list[float]]) -> str:
+    """Each layer's test and in how many networks the top half cost more."""
+    return "; ".join(
+        f"{q.text()} (top > bottom in {sum(d > 0 for d in per[q.name])}/{len(per[q.name])} "
+        "networks)"
+        for q in parts
     )
 
 
 def c4(variants: Variants) -> ClaimRow:
     """Ablating the most selective half of a lower layer hurts more than the least selective
-    half: per-image paired differences per network, then a test across networks."""
-    per_network: list[float] = []
+    half, in every lower layer: per-network differences, tested across networks layer by
+    layer."""
+    per: dict[str, list[float]] = {}
     cases, percentiles, paired = [], [], True
     for n in reference(variants):
-        diffs = []
         ablate = variants[n].ablate
         for s in ablate.splits if ablate else ():
             if s.by != "gosi" or s.layer not in LOWER:
@@ -48,64 +54,67 @@ def c4(variants: Variants) -> ClaimRow:
             else:  # collected before paired errors: the halves' errors combined
                 paired = False
                 se = float(np.hypot(top.loss_increase_sem, bottom.loss_increase_sem))
-            diffs.append(diff)
+            per.setdefault(s.layer, []).append(diff)
             cases.append((diff, se))
             if s.random_halves is not None:
                 percentiles.append(s.random_halves.top50_percentile)
-        if diffs:
-            per_network.append(float(np.mean(diffs)))
-    test = _across(per_network)
-    value = (
-        f"{sum(d > 2 * se for d, se in cases)}/{len(cases)} (network, layer) cases top > "
-        f"bottom by 2 {'paired ' if paired else ''}SE; {sum(d < -2 * se for d, se in cases)}/"
-        f"{len(cases)} bottom > top; across {len(per_network)} networks mean difference "
-        f"{fmt(test.effect if test else None, 3)} nats"
+    parts = _per_layer(per)
+    value = _pattern(parts, per)
+    value += (
+        f"; {sum(d > 2 * se for d, se in cases)}/{len(cases)} (network, layer) cases top > "
+        f"bottom by 2 {'paired ' if paired else ''}SE, {sum(d < -2 * se for d, se in cases)}/"
+        f"{len(cases)} bottom > top"
     )
     if percentiles:
         value += (
             f"; top half at the {fmt(float(np.median(percentiles)), 0)}th percentile (median) "
             "of random halves"
         )
-    return _row(
+    return _claim(
         "C4 ablating the most selective lower-layer units hurts more than the least",
-        "cross-entropy increase, top-50% minus bottom-50% by gOSI, layers 1-3, averaged per "
-        "network; effect: mean over the lowest-corruption networks with its 95% CI",
-        test,
-        value,
+        "cross-entropy increase, top-50% minus bottom-50% by gOSI, in each of layers 1-3 "
+        "(nats), one-sample t across the lowest-corruption networks per layer; every lower "
+        "layer must show it (layers are not averaged: their signs differ)",
+        parts,
+        value or "no median splits in these data",
     )
 
 
 def c4m(variants: Variants) -> ClaimRow:
     """C4 against halves matched on what makes any unit's ablation costly (mean activation,
     BatchNorm gain, outgoing weight norm): within each matched pair the more selective unit
-    is on top, so what remains of the difference is selectivity's."""
-    per_network: list[float] = []
+    is on top, so what remains of the difference is selectivity's. Layer by layer, as C4."""
+    per: dict[str, list[float]] = {}
     by_covariate: dict[str, list[float]] = {}
     for n in reference(variants):
-        diffs = []
         ablate = variants[n].ablate
         for s in ablate.splits if ablate else ():
             if s.by != "gosi" or s.layer not in LOWER:
                 continue
+            diffs = []
             for name, m in (s.matched or {}).items():
                 if m.paired is not None:
                     diffs.append(m.paired.difference)
                     by_covariate.setdefault(name, []).append(m.paired.difference)
-        if diffs:
-            per_network.append(float(np.mean(diffs)))
-    test = _across(per_network)
+            if diffs:
+                per.setdefault(s.layer, []).append(float(np.mean(diffs)))
+    parts = _per_layer(per)
     value = "; ".join(
-        f"matched on {name.replace('_', ' ')}: mean {fmt(float(np.mean(d)), 3)} nats, "
-        f"{sum(x > 0 for x in d)}/{len(d)} (network, layer) cases top > bottom"
-        for name, d in by_covariate.items()
+        [_pattern(parts, per)]
+        + [
+            f"matched on {name.replace('_', ' ')}: mean {fmt(float(np.mean(d)), 3)} nats, "
+            f"{sum(x > 0 for x in d)}/{len(d)} (network, layer) cases top > bottom"
+            for name, d in by_covariate.items()
+        ]
     )
-    return _row(
+    return _claim(
         "C4m the most selective half still hurts more than a matched less selective half",
         "cross-entropy increase, top minus bottom of halves matched on mean activation, BN "
         "gain and outgoing weight norm (the more selective unit of each matched pair on "
-        "top), layers 1-3, averaged per network",
-        test,
-        value or "no matched controls in these data",
+        "top), averaged over the three matchings, in each of layers 1-3, t across networks "
+        "per layer; every lower layer must show it",
+        parts,
+        value if parts else "no matched controls in these data",
     )
 
 
@@ -131,11 +140,13 @@ def c5(variants: Variants) -> ClaimRow:
                 cases.append(b < a)
         if diffs:
             per_network.append(float(np.mean(diffs)))
-    test = _across(per_network)
+    parts = (Part("control minus top", st.mean_test(np.array(per_network))),) if cases else ()
     value = (
-        f"{sum(cases)}/{len(cases)} (ablated layer, network) cases below the control; across "
-        f"{len(per_network)} networks mean drop {fmt(test.effect if test else None, 3)}"
+        f"{sum(cases)}/{len(cases)} (ablated layer, network) cases with the top half's "
+        "invariance below the control's"
     )
+    if parts:
+        value += f"; {parts[0].text()} across {len(per_network)} networks"
     if metric == "invariance":
         statistic = (
             "higher layers' per-unit invariance of unpooled responses to shifts (1 - distance "
@@ -149,12 +160,12 @@ def c5(variants: Variants) -> ClaimRow:
             "random ablation minus after the most-selective one, averaged per network (data "
             "collected before the unpooled, damage-matched test)"
         )
-    return _row(
-        "C5 that ablation disrupts the shift-invariance of higher layers",
-        statistic,
-        test,
-        value,
+    return _claim(
+        "C5 that ablation disrupts the shift-invariance of higher layers", statistic, parts, value
     )
+
+
+ORDERS = ("gosi:descending", "csi:descending", "random")
 
 
 def _damage(curves: list[CurvePoint], layer: str, order: str) -> float:
@@ -167,41 +178,45 @@ def _damage(curves: list[CurvePoint], layer: str, order: str) -> float:
 
 
 def c6(variants: Variants) -> ClaimRow:
-    """The Morcos contrast, as Morcos et al. ran it: silencing units most class-selective
-    first against random orders on the same networks, beside the same for gOSI, in every
-    ablated layer; the paper's contrast is that orientation selectivity marks important units
-    where class selectivity does not."""
-    per_network: list[float] = []
-    csi_vs_random: list[float] = []
+    """The Morcos contrast: orientation selectivity marks important units where class
+    selectivity does not. Silencing units most orientation-selective first must cost more
+    than random orders (the specificity control: a gOSI-minus-CSI contrast can come from
+    CSI-first costing less than random) and more than most class-selective first."""
+    contrasts: dict[str, list[float]] = {
+        "gOSI-first minus random": [],
+        "gOSI-first minus CSI-first": [],
+    }
+    beside: dict[str, list[float]] = {}
     for n in reference(variants):
         ablate = variants[n].ablate
         curves = ablate.curves if ablate else []
-        layers = sorted({c.layer for c in curves})
-        rows = [
-            (
-                _damage(curves, layer, "gosi:descending"),
-                _damage(curves, layer, "csi:descending"),
-                _damage(curves, layer, "random"),
-            )
-            for layer in layers
-        ]
-        rows = [r for r in rows if np.isfinite(r).all()]
-        if rows:
-            per_network.append(float(np.mean([g - c for g, c, _ in rows])))
-            csi_vs_random.append(float(np.mean([c - r for _, c, r in rows])))
-    test = _across(per_network)
-    csi = _across(csi_vs_random)
-    value = (
-        f"gOSI-first minus CSI-first accuracy lost, mean over layers: "
-        f"{fmt(test.effect if test else None)} across {len(per_network)} networks; CSI-first "
-        f"minus random: {fmt(csi.effect if csi else None)} [{fmt(csi.ci_low if csi else None)}, "
-        f"{fmt(csi.ci_high if csi else None)}], p={fmt(csi.p if csi else None, 4)}"
+        costs = {
+            layer: tuple(_damage(curves, layer, o) for o in ORDERS)
+            for layer in sorted({c.layer for c in curves})
+        }
+        costs = {k: c for k, c in costs.items() if np.isfinite(c).all()}
+        if not costs:
+            continue
+        for group, layers in (("all", list(costs)), ("1-3", LOWER), ("4-6, fc1", HIGHER)):
+            g, c, r = (np.array([costs[k][i] for k in layers if k in costs]) for i in range(3))
+            for name, d in (("gOSI-random", g - r), ("gOSI-CSI", g - c), ("CSI-random", c - r)):
+                if len(d):
+                    beside.setdefault(f"{name}, layers {group}", []).append(float(d.mean()))
+        contrasts["gOSI-first minus random"].append(beside["gOSI-random, layers all"][-1])
+        contrasts["gOSI-first minus CSI-first"].append(beside["gOSI-CSI, layers all"][-1])
+    parts = tuple(Part(name, st.mean_test(np.array(v))) for name, v in contrasts.items() if v)
+    value = "; ".join(
+        f"{name}: {fmt(float(np.mean(v)))} (p={fmt(st.mean_test(np.array(v)).p, 4)})"
+        for name, v in beside.items()
+        if not name.endswith("all") or name.startswith("CSI")
     )
-    return _row(
+    if parts:
+        value = "; ".join(q.text() for q in parts) + f", {parts[0].test.n} networks; " + value
+    return _claim(
         "C6 orientation selectivity marks important units where class selectivity does not",
         "accuracy lost over the cumulative curve (mean over fractions), most-selective-first "
-        "by gOSI minus by CSI, averaged over the ablated layers of each network; CSI-first "
-        "against random orders beside it (Morcos et al.'s comparison)",
-        test,
-        value,
+        "by gOSI minus random orders (its control) and minus most-class-selective-first, "
+        "mean over each network's ablated layers, t across networks; both must hold",
+        parts,
+        value or "no cumulative curves in these data",
     )

@@ -29,14 +29,12 @@ from orisel.report.markdown import table
 from orisel.report.rows import LOWER, ClaimRow, fmt, layer_mean, reference
 from orisel.scoring.results import LayerTrend, LayerTuning
 
-HOLDS = {True: "yes", False: "no", None: "not tested"}
-
 
 def _lower_mean(layers: Mapping[str, LayerTrend | LayerTuning] | None) -> float:
     return layer_mean(layers, LOWER)
 
 
-_TOKEN = re.compile(r"\{\{(C[1-9][a-z]?)\.(effect|ci|p|n|holds|value)\}\}")
+_TOKEN = re.compile(r"\{\{(C[1-9][a-z]?)\.(effect|ci|p|holm|df|power|n|holds|value)\}\}")
 
 
 def fill(text: str, table: list[ClaimRow]) -> str:
@@ -52,24 +50,32 @@ def fill(text: str, table: list[ClaimRow]) -> str:
         if field == "ci":
             return row.interval_text()
         if field == "holds":
-            return HOLDS[row.holds]
+            return row.verdict
         if field == "effect":
             return fmt(row.effect, 3)
         if field == "p":
             return fmt(row.p, 4)
+        if field == "holm":
+            return fmt(row.p_holm, 4)
+        if field == "df":
+            return fmt(row.df, 0)
+        if field == "power":
+            return row.power_text()
         return str(row.n if field == "n" else row.value)
 
     filled = _TOKEN.sub(value, text)
     left = re.search(r"\{\{[^}]*\}\}", filled)
     if left:
         raise InvalidArgument(
-            "preface", "tokens like {{C3.effect}} (effect, ci, p, n, holds, value)", left.group(0)
+            "preface",
+            "tokens like {{C3.effect}} (effect, ci, p, holm, df, power, n, holds, value)",
+            left.group(0),
         )
     return filled
 
 
 def _effect(row: ClaimRow) -> str:
-    if row.effect is None or row.ci is None:
+    if row.effect is None:
         return "n/a"
     return f"{fmt(row.effect)} {row.interval_text()}"
 
@@ -119,12 +125,45 @@ def _memorize_table(memorize: Mapping[str, Network]) -> list[str]:
 
 
 def _claims(rows: list[ClaimRow]) -> list[str]:
-    header = ("claim", "statistic", "null", "n", "effect [95% CI]", "p", "our value", "holds?")
+    header = (
+        "claim",
+        "statistic",
+        "null",
+        "n",
+        "df",
+        "effect [95% CI]",
+        "p",
+        "Holm p",
+        "detectable at 80% power",
+        "our value",
+        "verdict",
+    )
     cells = [
-        (c.claim, c.statistic, c.null, c.n, _effect(c), fmt(c.p, 4), c.value, HOLDS[c.holds])
+        (
+            c.claim,
+            c.statistic,
+            c.null,
+            c.n,
+            fmt(c.df, 0),
+            _effect(c),
+            fmt(c.p, 4),
+            fmt(c.p_holm, 4),
+            c.power_text(),
+            c.value,
+            c.verdict,
+        )
         for c in rows
     ]
-    return ["## Claims", "", *table(header, cells)]
+    note = (
+        "Each row is decided by its weakest part (the effect, interval, n and df shown are "
+        "that part's; every part is in 'our value'). p is that part's two-sided p (1 where "
+        "its sign is the wrong one); Holm p corrects it across the claims with a p. yes: "
+        "every part significant with the predicted sign and Holm p < 0.05. no: a part "
+        "significant against the prediction, or a miss by a design with 80% power for an "
+        "effect of one SD of its units of replication. inconclusive: a miss the design "
+        "could not tell from no effect (its detectable effect is shown beside that SD)."
+    )
+    return ["## Claims", "", note, "", *table(header, cells)]
 
 
 def _networks(variants: Mapping[str, Network]) -> list[str]:

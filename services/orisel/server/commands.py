@@ -4,6 +4,7 @@ controller, db, token, up (embedded mode)."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,9 +16,12 @@ from orisel.client.args import (
 )
 from orisel.client.remote import follow, job_dict, job_line, submit_job
 from orisel.core.errors import (
+    FailedPrecondition,
     InvalidArgument,
 )
 from orisel.core.settings import QUEUES, get_settings
+
+EXIT_INTERRUPTED = 130  # as every other command stopped by Ctrl-C or SIGTERM
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -62,15 +66,47 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_database(home: Path | None) -> str:
+    """The job database `orisel token` acts on: that of `orisel up --home HOME`, else
+    ORISEL_DATABASE_URL's, else that of the one local `orisel up` running; never a new one."""
+    from orisel.core.runtime import find_local
+    from orisel.server.embedded import embedded_database_url
+
+    if home is None and "ORISEL_DATABASE_URL" not in os.environ:
+        local = find_local(None)
+        if local is None:
+            raise FailedPrecondition(
+                "no job database to act on: pass --home with the folder of an `orisel up`, or "
+                "set ORISEL_DATABASE_URL to the services' database"
+            )
+        home = local.home
+    if home is None:
+        return get_settings().database_url
+    if not (home / "jobs.sqlite").is_file():
+        raise FailedPrecondition(
+            f"{home} holds no job database (jobs.sqlite): pass the --home `orisel up` ran with"
+        )
+    return embedded_database_url(home)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Bearer tokens, straight in the job database (an operator's command, like db upgrade)."""
     import datetime
 
+    from sqlalchemy import inspect
+
     from orisel.core.auth import Tokens
     from orisel.core.db import open_db
 
-    settings = get_settings()
-    tokens = Tokens(open_db(settings.database_url, settings.max_attempts))
+    url = _token_database(args.home)
+    db = open_db(url, get_settings().max_attempts)
+    if not inspect(db.engine).has_table("tokens"):
+        raise FailedPrecondition(
+            f"the job database {db.engine.url.render_as_string(hide_password=True)} has no "
+            "tokens table: `orisel db upgrade` it first, or point at the services' database "
+            "(--home, ORISEL_DATABASE_URL)"
+        )
+    tokens = Tokens(db)
     if args.token_action == "create":
         ttl = args.expires_days * 86400 if args.expires_days else None
         token = tokens.create(args.user, admin=args.admin, ttl_s=ttl)
@@ -122,11 +158,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
             stop.wait()
-            return 0
+            return EXIT_INTERRUPTED
         args.server, args.submit_kind, args.data_key = stack.address, "paper", None
-        service, job = submit_job(args)
+        job = submit_job(args)
         sys.stderr.write(f"orisel: pipeline job {job.id} submitted through {stack.address}\n")
-        job = follow(stack.address, service, job.id, args.quiet or args.json)
+        job = follow(stack.address, job.id, args.quiet or args.json)
         if job.state != common_pb2.JOB_STATE_SUCCEEDED:
             emit(args, job_dict(job), job_line(job))
             return 1
@@ -195,11 +231,19 @@ def add_process_commands(
     up.set_defaults(func=cmd_up)
     token = sub.add_parser("token", help="bearer tokens in the job database (operators)")
     token_sub = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
-    create = token_sub.add_parser("create", parents=[common], help="issue a token for a user")
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--home",
+        type=Path,
+        help="the folder of an `orisel up` whose database to use (default: "
+        "ORISEL_DATABASE_URL, else the one local `orisel up` running)",
+    )
+    token_common = argparse.ArgumentParser(add_help=False, parents=[common, database])
+    create = token_sub.add_parser("create", parents=[token_common], help="issue a token for a user")
     create.add_argument("user", help="the principal the token authenticates")
     create.add_argument("--admin", action="store_true", help="sees and acts on every job")
     create.add_argument("--expires-days", type=float, help="lifetime (default: until revoked)")
-    token_sub.add_parser("list", parents=[common], help="every token (never the secret)")
-    revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token at once")
+    token_sub.add_parser("list", parents=[token_common], help="every token (never the secret)")
+    revoke = token_sub.add_parser("revoke", parents=[token_common], help="revoke a token at once")
     revoke.add_argument("id", help="the token's id (orisel_<id>_...)")
     token.set_defaults(func=cmd_token)

@@ -22,13 +22,18 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orisel.core.auth import USER_CHARS, Tokens, runtime_file, write_runtime
+from orisel.core.auth import USER_CHARS, Tokens
 from orisel.core.controller import Controller
 from orisel.core.errors import NotFound
 from orisel.core.grpcserver import Server
+from orisel.core.runtime import runtime_file, write_runtime
 from orisel.core.settings import QUEUES, Settings, settings_env
 
 STARTUP_S = 60.0
+
+
+def embedded_database_url(home: Path) -> str:
+    return f"sqlite:///{home.resolve() / 'jobs.sqlite'}"
 
 
 def embedded_settings(base: Settings, home: Path, port: int = 0) -> Settings:
@@ -38,7 +43,7 @@ def embedded_settings(base: Settings, home: Path, port: int = 0) -> Settings:
             "store": "local",
             "store_root": home / "store",
             "work_dir": home / "work",
-            "database_url": f"sqlite:///{home / 'jobs.sqlite'}",
+            "database_url": embedded_database_url(home),
             "db_auto_migrate": True,
             "broker_url": "filesystem://",
             "broker_prefix": "",

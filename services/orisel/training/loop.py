@@ -54,6 +54,23 @@ from orisel.training.config import (
 
 log = logging.getLogger(__name__)
 PROGRESS_STEPS = 50
+PROGRESS_EVERY_S = 5.0
+
+
+class ProgressDue:
+    """When a training loop reports progress: every PROGRESS_STEPS steps, or sooner once
+    PROGRESS_EVERY_S seconds passed, so a slow machine's bar still moves every few seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last = clock()
+
+    def __call__(self, step: int) -> bool:
+        now = self.clock()
+        if step % PROGRESS_STEPS == 0 or now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            return True
+        return False
 
 
 def _seed_int(*parts: int) -> int:
@@ -227,7 +244,8 @@ class Trainer:
     progress: bool = True
     # Called with each checkpoint's history entry (e.g. to report progress to a job record).
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None
-    # Called every PROGRESS_STEPS steps with (steps, images) since the last call, and the epoch.
+    # Called every PROGRESS_STEPS steps or few seconds (ProgressDue) with (steps, images) since
+    # the last call, and the epoch.
     on_progress: Callable[[int, int, float], None] | None = None
     device: torch.device = field(init=False)
     checkpoint_s: float = field(init=False, default=0.0)
@@ -411,6 +429,7 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
+        due = ProgressDue()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         seen = images = 0
@@ -436,7 +455,7 @@ class Trainer:
                     if step % self.steps_per_epoch == 0:
                         self.state.running = Running()
                 bar.update(1)
-                if self.on_progress is not None and step % PROGRESS_STEPS == 0:
+                if self.on_progress is not None and due(step):
                     self.on_progress(
                         step - reported_step, images - reported_images, step / self.steps_per_epoch
                     )

@@ -29,7 +29,7 @@ from orisel.core.errors import FailedPrecondition, InvalidArgument
 from orisel.data.augment import apply_shift_flip, random_shift_flip, shift_flip_sources
 from orisel.models.stacked import StackedCNN7
 from orisel.training.loop import (
-    PROGRESS_STEPS,
+    ProgressDue,
     Trainer,
     batch_generator,
     compiled,
@@ -112,7 +112,8 @@ class PopulationTrainer:
         self, trainers: Sequence[Trainer], progress: bool = False, layout: Layout = "auto"
     ) -> None:
         self.progress = progress
-        # Called every PROGRESS_STEPS steps with (steps, images of all networks, epoch).
+        # Called every PROGRESS_STEPS steps or few seconds (ProgressDue) with (steps done
+        # since the last call, images of all networks, epoch).
         self.on_progress: Callable[[int, int, float], None] | None = None
         if not trainers:
             raise InvalidArgument("population", "at least one network", 0)
@@ -306,10 +307,13 @@ class PopulationTrainer:
         seen = 0
         perms = torch.empty(0)
         perm_epoch = -1
+        due, reported = ProgressDue(), start
         for step in range(start + 1, stop + 1):
             bar.update(1)
-            if self.on_progress is not None and step % PROGRESS_STEPS == 0:
-                self.on_progress(PROGRESS_STEPS, PROGRESS_STEPS * cfg_batch * n, step / spe)
+            if self.on_progress is not None and step > reported + 1 and due(step - 1):
+                done = step - 1 - reported  # steps completed since the last report
+                self.on_progress(done, done * cfg_batch * n, (step - 1) / spe)
+                reported = step - 1
             epoch = (step - 1) // spe
             if epoch != perm_epoch:
                 perms = torch.stack(

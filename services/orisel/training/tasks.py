@@ -103,20 +103,27 @@ def segment(run: JobRun, settings: Settings) -> None:
     _restore(store, run_prefix(job.id), run_dir)
     trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
     total = cfg.epochs * trainer.steps_per_epoch
+    # The job's progress in the units a user waits on: epochs and steps, and the latest
+    # checkpoint's metrics once there is one.
+    shown: dict[str, float] = {"epochs": cfg.epochs, "steps": total}
 
     def progress(steps: int, images: int, epoch: float) -> None:
         metrics.training_progress(steps, images, epoch)
-        run.check()  # a cancel stops the segment within PROGRESS_STEPS steps
+        step = round(epoch * trainer.steps_per_epoch)
+        shown.update(epoch=epoch, step=step)
+        # Also how a cancel reaches the segment: within PROGRESS_STEPS steps or a few seconds.
+        run.progress(phase="train", fraction=step / total, metrics=shown)
 
     def report(entry: dict[str, Any]) -> None:
         m = entry["metrics"]
         metrics.training_checkpoint(entry["epoch"], m)
-        shown = {
-            "val_loss": m["validation"]["loss"],
-            "val_accuracy": m["validation"]["accuracy"],
-            "test_accuracy": m["test"]["accuracy"],
-            "epoch": entry["epoch"],
-        }
+        shown.update(
+            val_loss=m["validation"]["loss"],
+            val_accuracy=m["validation"]["accuracy"],
+            test_accuracy=m["test"]["accuracy"],
+            epoch=entry["epoch"],
+            step=entry["step"],
+        )
         run.progress(phase="train", fraction=entry["step"] / total, metrics=shown)
 
     trainer.on_checkpoint = report
@@ -159,11 +166,14 @@ def population(run: JobRun, settings: Settings) -> None:
     total = base.epochs * trainers[0].steps_per_epoch
     names = [Path(p.rstrip("/")).name for p in prefixes]
 
+    latest: dict[str, float] = {"epochs": base.epochs, "steps": total}
+
     def progress(steps: int, images: int, epoch: float) -> None:
         metrics.training_progress(steps, images, epoch)
-        run.check()  # a cancel stops every network within PROGRESS_STEPS steps
-
-    latest: dict[str, float] = {}
+        step = round(epoch * trainers[0].steps_per_epoch)
+        latest.update(epoch=epoch, step=step)
+        # Also how a cancel reaches every network: within PROGRESS_STEPS steps or seconds.
+        run.progress(phase="train population", fraction=step / total, metrics=latest)
 
     def report(name: str) -> Any:
         def on_checkpoint(entry: dict[str, Any]) -> None:
@@ -172,7 +182,7 @@ def population(run: JobRun, settings: Settings) -> None:
             latest[f"{name}/val_loss"] = m["validation"]["loss"]
             latest[f"{name}/val_accuracy"] = m["validation"]["accuracy"]
             latest[f"{name}/test_accuracy"] = m["test"]["accuracy"]
-            latest["epoch"] = entry["epoch"]
+            latest.update(epoch=entry["epoch"], step=entry["step"])
             run.progress(phase="train population", fraction=entry["step"] / total, metrics=latest)
 
         return on_checkpoint
