@@ -196,7 +196,7 @@ def test_cancelling_a_pipeline_cancels_its_children(live: Stack, services: dict[
     for update in client.watch(job.id, timeout=120):
         if update.progress.phase.startswith("train"):
             break
-    cancelled = client.stub.Cancel(pipeline_pb2.CancelRequest(id=job.id)).job
+    cancelled = client.cancel(job.id)  # through JobService, as for every kind
     assert cancelled.state == common_pb2.JOB_STATE_CANCELLED
     client.close()
     # The cancel and its children's are one transaction: no child is left running.
