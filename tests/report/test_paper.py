@@ -234,7 +234,7 @@ def test_every_claim_holds_on_numbers_made_to_hold() -> None:
     # d/4, 0.3)): their difference is d/6 + 0.2/3, averaged over d = 0.8, 0.75, 0.85.
     assert [q.name for q in c6.parts] == ["gOSI-first minus random", "gOSI-first minus CSI-first"]
     assert c6.parts[1].test.effect == pytest.approx(0.8 / 6 + 0.2 / 3)
-    assert "CSI-random" in c6.value
+    assert "CSI-first minus random in all layers" in c6.value
     # Holm across the seven claims: each adjusted p is at least its own.
     assert all(r.p is not None and r.p <= r.p_holm <= 0.05 for r in rows)
     assert {r.family for r in rows} == {7}

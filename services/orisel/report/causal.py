@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from orisel.report.data import CurvePoint, Network
-from orisel.report.rows import HIGHER, LOWER, ClaimRow, Part, fmt, reference
+from orisel.report.rows import LOWER, ClaimRow, Part, fmt, reference
 from orisel.science import statistics as st
 
 Variants = Mapping[str, Network]
@@ -177,38 +177,46 @@ def _damage(curves: list[CurvePoint], layer: str, order: str) -> float:
     return float(intact[0] - np.mean([c.accuracy for c in rows]))
 
 
+# Where the contrasts are reported beside the claim's own (all layers): their signs differ.
+GROUPS = (
+    ("layer1", ("layer1",)),
+    ("layers 1-3", LOWER),
+    ("layers 4-6", ("layer4", "layer5", "layer6")),
+    ("fc1", ("fc1",)),
+)
+
+
 def c6(variants: Variants) -> ClaimRow:
     """The Morcos contrast: orientation selectivity marks important units where class
     selectivity does not. Silencing units most orientation-selective first must cost more
     than random orders (the specificity control: a gOSI-minus-CSI contrast can come from
     CSI-first costing less than random) and more than most class-selective first."""
-    contrasts: dict[str, list[float]] = {
-        "gOSI-first minus random": [],
-        "gOSI-first minus CSI-first": [],
-    }
-    beside: dict[str, list[float]] = {}
+    contrasts = ("gOSI-first minus random", "gOSI-first minus CSI-first", "CSI-first minus random")
+    per: dict[tuple[str, str], list[float]] = {}
     for n in reference(variants):
         ablate = variants[n].ablate
         curves = ablate.curves if ablate else []
         costs = {
-            layer: tuple(_damage(curves, layer, o) for o in ORDERS)
+            layer: np.array([_damage(curves, layer, o) for o in ORDERS])
             for layer in sorted({c.layer for c in curves})
         }
         costs = {k: c for k, c in costs.items() if np.isfinite(c).all()}
-        if not costs:
-            continue
-        for group, layers in (("all", list(costs)), ("1-3", LOWER), ("4-6, fc1", HIGHER)):
-            g, c, r = (np.array([costs[k][i] for k in layers if k in costs]) for i in range(3))
-            for name, d in (("gOSI-random", g - r), ("gOSI-CSI", g - c), ("CSI-random", c - r)):
-                if len(d):
-                    beside.setdefault(f"{name}, layers {group}", []).append(float(d.mean()))
-        contrasts["gOSI-first minus random"].append(beside["gOSI-random, layers all"][-1])
-        contrasts["gOSI-first minus CSI-first"].append(beside["gOSI-CSI, layers all"][-1])
-    parts = tuple(Part(name, st.mean_test(np.array(v))) for name, v in contrasts.items() if v)
+        for group, layers in (("all layers", tuple(costs)), *GROUPS):
+            if not any(k in costs for k in layers):
+                continue
+            g, c, r = np.array([costs[k] for k in layers if k in costs]).mean(axis=0)
+            for name, d in zip(contrasts, (g - r, g - c, c - r), strict=True):
+                per.setdefault((name, group), []).append(float(d))
+    parts = tuple(
+        Part(name, st.mean_test(np.array(per[name, "all layers"])))
+        for name in contrasts[:2]
+        if (name, "all layers") in per
+    )
     value = "; ".join(
-        f"{name}: {fmt(float(np.mean(v)))} (p={fmt(st.mean_test(np.array(v)).p, 4)})"
-        for name, v in beside.items()
-        if not name.endswith("all") or name.startswith("CSI")
+        f"{name} in {group}: {fmt(float(np.mean(v)))} (p={fmt(st.mean_test(np.array(v)).p, 4)}"
+        f", {sum(d > 0 for d in v)}/{len(v)} networks above 0)"
+        for (name, group), v in per.items()
+        if group != "all layers" or name == contrasts[2]
     )
     if parts:
         value = "; ".join(q.text() for q in parts) + f", {parts[0].test.n} networks; " + value
