@@ -110,6 +110,8 @@ def c1(variants: Variants) -> ClaimRow:
             + ("they are" if len(missing) > 1 else "it is")
             + " not compared with initialization"
         )
+    if len(gains) == 1:
+        value += "; one network with an epoch-0 tuning is too few to test the gain"
     if fdr:
         statistic = (
             "units with gOSI > threshold and BH-adjusted q < 0.05 under both nulls, in every "

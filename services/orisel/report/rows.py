@@ -66,8 +66,8 @@ class Part:
 
     @property
     def reference(self) -> float:
-        """One standard deviation of the units of replication (networks, levels): the
-        standard error times the square root of their number (df + 1)."""
+        """One standard deviation of the units of replication, se * sqrt(df + 1): for a mean
+        over networks, their SD; for a slope, the residual SD per SD of the predictor."""
         return float(self.test.se * np.sqrt(self.test.df + 1))
 
     @property
