@@ -3,6 +3,7 @@ match the command line's files, and importing orisel never imports torch."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -192,3 +193,85 @@ def test_the_command_line_imports_no_torch() -> None:
 
     code = "import sys, orisel.client.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cifar10_is_decoded_once_into_the_command_lines_cache(
+    python_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orisel.core.settings import get_settings
+    from orisel.data import sources
+    from orisel.data.sources import load_cifar10
+
+    monkeypatch.setenv("ORISEL_CACHE_DIR", str(tmp_path / "cache"))
+    get_settings.cache_clear()
+    try:
+        images, labels = orisel.cifar10(python_archive)
+        assert len(list((tmp_path / "cache").glob("cifar10-*.npz"))) == 1
+        # The command line reads the very file: the same cache, keyed by the archive.
+        assert load_cifar10(python_archive, tmp_path / "cache").test_images.shape == images.shape
+
+        def no_decoding(*_: object) -> None:
+            raise AssertionError("decoded again instead of read from the cache")
+
+        monkeypatch.setattr(sources, "_load_python", no_decoding)
+        again, again_labels = orisel.cifar10(python_archive)
+        np.testing.assert_array_equal(again, images)
+        np.testing.assert_array_equal(again_labels, labels)
+        monkeypatch.undo()
+        orisel.cifar10(python_archive, "train", cache_dir=tmp_path / "elsewhere")
+        assert len(list((tmp_path / "elsewhere").glob("cifar10-*.npz"))) == 1
+    finally:
+        get_settings.cache_clear()
+
+
+def test_progress_bars_are_drawn_unless_switched_off(
+    tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
+    orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
+    assert "scoring gratings" in capsys.readouterr().err
+    orisel.tune(net, layers=("layer1",), stimuli=("gratings",), progress=False, **SMALL)
+    assert capsys.readouterr().err == ""
+
+
+def test_summaries_of_a_user_model_record_its_weights_checksum(tmp_path: Path) -> None:
+    import hashlib
+
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    module(torch.zeros(1, 3, 8, 8))  # sizes the lazy head
+    # The checksum's definition, computed here: name, dtype, shape, then bytes per tensor.
+    want = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        want.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        want.update(t.contiguous().numpy().tobytes())
+    net = orisel.Network.from_module(module, input_size=8)
+    orisel.tune(net, stimuli=("gratings",), out=tmp_path / "t", progress=False, **SMALL)
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["network"]["weights_sha256"] == want.hexdigest()
+    # From the command line, the weights file's own checksum too.
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "from torch import nn\n"
+        "class Tiny(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv, self.act, self.head = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(4, 2)\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.act(self.conv(x)).mean((2, 3)))\n"
+    )
+    weights = tmp_path / "tiny.pt"
+    tiny = nn.Module()
+    tiny.conv, tiny.act, tiny.head = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(4, 2)
+    torch.save(tiny.state_dict(), weights)
+    grid = ["--n-orientations", "4", "--n-phases", "2", "--n-frequencies", "2"]
+    flags = ["--input-size", "8", "--stimuli", "gratings", "--permutations", "0", *grid, "-q"]
+    out = tmp_path / "cli"
+    model = ["--model", f"{source}:Tiny", "--weights", str(weights)]
+    assert main(["tune", *model, *flags, "--out", str(out)]) == 0
+    network = json.loads((out / "summary.json").read_text())["network"]
+    assert network["weights_file_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert len(network["weights_sha256"]) == 64

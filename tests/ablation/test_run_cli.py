@@ -79,6 +79,12 @@ def test_ablate_curves_and_split(
     assert len(set(np.round(cols["accuracy"][full & (cols["layer"] == "layer1")], 12))) == 1
     assert set(cols["site"].tolist()) == {"bn1", "bn2"}
     summary = json.loads((out / "summary.json").read_text())
+    # --point auto (the default) is the paper's after-BatchNorm point on cnn7, recorded.
+    assert summary["spec"]["point"] == "auto"
+    assert summary["points"] == {
+        "layer1": {"point": "bn", "site": "bn1"},
+        "layer2": {"point": "bn", "site": "bn2"},
+    }
     split = summary["splits"][0]
     assert split["layer"] == "layer1"
     assert (

@@ -5,6 +5,7 @@ size, all through the command line."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +153,12 @@ def test_every_analysis_for_any_model_on_an_imagefolder(
     model = model.format(file=source)
     data = write_folder(tmp_path / "data", imagefolder_files(arrays, ".png"))
     test = data / "cifar10" / "test"
+    # The folder's ten classes are outputs 0-9 of the 1000 a torchvision model has.
+    class_map = tmp_path / "classes.json"
+    class_map.write_text(json.dumps({c: i for i, c in enumerate(sorted(os.listdir(test)))}))
     torch.manual_seed(0)
     net = ["--model", model, "--input-size", "32", "--device", "cpu", "--data", str(test)]
+    net += ["--class-map", str(class_map)]
     grid = ["--n-orientations", "4", "--n-phases", "2", "--n-frequencies", "2"]
     tune = tmp_path / "tune"
     assert (

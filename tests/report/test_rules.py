@@ -68,6 +68,20 @@ def test_c3_between_levels_only_does_not_hold() -> None:
     assert c3.p == pytest.approx(within.p if within.effect > 0 else 1.0)
 
 
+def test_c3_with_one_network_per_level_is_not_decided() -> None:
+    """Without seeds sharing a level, label noise could carry any slope: a significant one
+    (scipy's linregress) is described, and the claim is inconclusive, never 'yes'."""
+    data = _data(HOLDING)
+    data["variants"] = {n: v for n, v in data["variants"].items() if n.endswith("-s0")}
+    c3 = claims(_typed(data))[2]
+    kept = (0, 3, 5, 7)  # the s0 networks, one per level
+    fit = stats.linregress([ACCURACIES[i] for i in kept], [HOLDING[i] for i in kept])
+    assert fit.pvalue < 0.05
+    assert f"p={fit.pvalue:.4f}, 2 df" in c3.value
+    assert "no within-level control" in c3.value
+    assert c3.verdict == "inconclusive"
+
+
 def _split(layer: str, diff: float, base: dict[str, Any]) -> dict[str, Any]:
     s = copy.deepcopy(base)
     s["layer"] = layer

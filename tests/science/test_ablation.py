@@ -7,7 +7,7 @@ import torch
 from orisel.core.errors import InvalidArgument
 from orisel.models import CNN7
 from orisel.science.ablation import channel_means, sweep
-from orisel.science.hooks import ablated, ablation_site
+from orisel.science.hooks import ablated
 from orisel.science.selection import cumulative_masks, median_split, random_ranking, ranking
 from tests.conftest import conv_of
 
@@ -140,13 +140,6 @@ def test_median_split_handles_ties_and_dead_units() -> None:
     assert s.dead_excluded == 2
     with_dead = median_split(scores, dead, include_dead=True)
     assert with_dead.bottom[:2].all()
-
-
-def test_ablation_site_follows_the_paper() -> None:
-    model = CNN7()
-    assert ablation_site(model, "layer3", "bn") == "bn3"
-    assert ablation_site(model, "fc1", "bn") == "bn7"
-    assert ablation_site(model, "layer3", "relu") == "layer3"
 
 
 def test_random_halves_rank_a_half_that_carries_the_signal() -> None:

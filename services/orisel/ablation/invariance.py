@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from orisel.ablation.scores import UnitScores
+from orisel.ablation.sites import ablation_sites
 from orisel.ablation.spec import InvarianceSpec
 from orisel.core import progress
 from orisel.extraction.network import Network
@@ -63,10 +64,11 @@ def invariance_rows(
                 )
         done.update(1)
 
+    points = ablation_sites(net, spec.ablate_layers, spec.point)
     with progress.counter(conditions, "shift-invariance", "condition") as done:
         record("none", "intact", -1, np.array([], dtype=int), None, 0.0)
         for lower in spec.ablate_layers:
-            site = hooks.ablation_site(net.model, lower, spec.point)
+            site = points[lower].site
             s, dead = scores.get(lower, spec.by)
             split = sel.median_split(s, dead, spec.include_dead)
             mean = ab.channel_means(net.model, site, x) if spec.mode == "mean" else None

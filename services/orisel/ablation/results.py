@@ -5,7 +5,7 @@ before a control existed still reads (the report then says which statistic it ho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -14,6 +14,16 @@ from orisel.core.records import AnalysisRecord, NetworkSource
 
 NAN = float("nan")
 LEGACY_INPUTS = ("checkpoint", "model", "data", "scores")
+
+
+class AblationPoint(BaseModel):
+    """Where a layer's units were silenced: `point` as done ("bn": after the BatchNorm that
+    reads the layer's output, "relu": the layer's own output) and the module (`site`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    point: Literal["bn", "relu"]
+    site: str
 
 
 class Outcome(BaseModel):
@@ -93,6 +103,7 @@ class AblateResult(AnalysisRecord):
     spec: AblateSpec
     splits: list[Split]
     table: str
+    points: dict[str, AblationPoint] | None = None  # per layer; older summaries lack it
     test_images: int | None = None
     inputs: dict[str, Any] | None = None
     tasks: int | None = None
@@ -133,3 +144,4 @@ class InvarianceResult(AnalysisRecord):
     images: int
     summary: dict[str, InvarianceCell]
     table: str
+    points: dict[str, AblationPoint] | None = None  # per ablated layer

@@ -22,6 +22,16 @@ class UnitScores:
         if stimulus not in set(self.cols["stimulus"].tolist()):
             raise InvalidArgument("stimulus", f"one scored in {tune_dir}", stimulus)
 
+    def layers(self) -> tuple[str, ...]:
+        """The layers scored for this stimulus set, in the table's order."""
+        sel = self.cols["stimulus"] == self.stimulus
+        return tuple(dict.fromkeys(self.cols["layer"][sel].tolist()))
+
+    def has(self, index: str) -> bool:
+        """Whether the tune run computed `index` (csi needs `orisel tune --data`)."""
+        sel = self.cols["stimulus"] == self.stimulus
+        return index in self.cols and not np.isnan(self.cols[index][sel].astype(float)).all()
+
     def get(self, layer: str, index: str) -> tuple[np.ndarray, np.ndarray]:
         """(scores, dead) in unit order for `layer`."""
         sel = (self.cols["layer"] == layer) & (self.cols["stimulus"] == self.stimulus)

@@ -37,7 +37,11 @@ class AblateSpec(BaseModel):
         DEFAULT_FRACTIONS, min_length=1, max_length=1001
     )
     mode: Mode = "zero"
-    point: Point = Field("bn", description="ablate after BatchNorm (the paper) or after ReLU")
+    point: Point = Field(
+        "auto",
+        description="ablate after the BatchNorm that reads each layer (bn, the paper's), at "
+        "the layer's own output (relu), or auto: after BatchNorm where there is one",
+    )
     include_dead: bool = Field(
         True,
         description="grating-silent units (silent to every grating, yet most answer natural "
@@ -99,7 +103,7 @@ class InvarianceSpec(BaseModel):
         "shift-invariance is measured beside it (0: none)",
     )
     mode: Mode = "zero"
-    point: Point = "bn"
+    point: Point = "auto"  # as AblateSpec.point
     include_dead: bool = True  # as AblateSpec.include_dead
     batch_size: int = Field(500, ge=1, le=65_536)
     format: TableFormat = "csv"

@@ -4,19 +4,19 @@ chunks (one per layer and order) that the service fans out as blocks of images."
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from orisel.ablation.results import Split
+from orisel.ablation.results import AblationPoint, Split
 from orisel.ablation.scores import UnitScores
+from orisel.ablation.sites import ablation_sites
 from orisel.ablation.spec import AblateSpec
 from orisel.extraction.network import Network
 from orisel.models.cnn7 import unit_covariates
 from orisel.science import ablation as ab
-from orisel.science import hooks
 from orisel.science import selection as sel
 from orisel.science.statistics import percentile_of
 
@@ -33,13 +33,17 @@ def _result_row(r: ab.MaskResult) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Swept:
     """A sweep's findings: one curve row per (layer, order, seed, fraction), written as the
-    curves table, and the median split of each (index, layer) with its controls."""
+    curves table, the median split of each (index, layer) with its controls, and where each
+    layer was ablated."""
 
     curves: list[dict[str, Any]]
     splits: list[Split]
+    points: dict[str, AblationPoint] = field(default_factory=dict)
 
     def __add__(self, other: Swept) -> Swept:
-        return Swept(self.curves + other.curves, self.splits + other.splits)
+        return Swept(
+            self.curves + other.curves, self.splits + other.splits, self.points | other.points
+        )
 
 
 @dataclass(frozen=True)
@@ -112,13 +116,16 @@ def _chunk_plan(
 class _Layout:
     """Where each chunk's layer is ablated, its mask plans, and every site's masks in order."""
 
+    points: dict[str, AblationPoint]
     sites: dict[str, str]
     plans: list[tuple[Chunk, list[tuple[str, str, int, np.ndarray]], dict[str, Any] | None]]
     masks: dict[str, np.ndarray]
 
 
 def _layout(net: Network, spec: AblateSpec, scores: UnitScores, todo: list[Chunk]) -> _Layout:
-    sites = {c.layer: hooks.ablation_site(net.model, c.layer, spec.point) for c in todo}
+    layers = list(dict.fromkeys(c.layer for c in todo))
+    points = ablation_sites(net, layers, spec.point)
+    sites = {layer: p.site for layer, p in points.items()}
     covariates = {
         layer: {k: v.cpu().double().numpy() for k, v in unit_covariates(net.model, layer).items()}
         for layer in sites
@@ -127,7 +134,7 @@ def _layout(net: Network, spec: AblateSpec, scores: UnitScores, todo: list[Chunk
     masks: dict[str, list[np.ndarray]] = {}
     for c, plan, _ in plans:
         masks.setdefault(sites[c.layer], []).extend(p[3] for p in plan)
-    return _Layout(sites, plans, {k: np.concatenate(v) for k, v in masks.items()})
+    return _Layout(points, sites, plans, {k: np.concatenate(v) for k, v in masks.items()})
 
 
 def run_chunks(
@@ -141,7 +148,8 @@ def run_chunks(
     """Curve rows and split records of `todo`, every site swept in one walk of the network."""
     layout = _layout(net, spec, scores, todo)
     raw = ab.sweep_sites_raw(net.model, layout.masks, x, y, spec.mode, "cached", spec.chunk_images)
-    return _rows(spec, layout, ab.summarise(raw, y.cpu().numpy()), raw)
+    labels = y.cpu().numpy()
+    return _rows(spec, layout, ab.summarise(raw, labels), raw, np.unique(labels))
 
 
 def run_block(
@@ -172,7 +180,7 @@ def rows_from_blocks(
     """run_chunks' rows from the blocks of images, given in image order."""
     layout = _layout(net, spec, scores, todo)
     raw = {site: ab.RawSweep.concatenate([b[site] for b in blocks]) for site in layout.masks}
-    return _rows(spec, layout, ab.summarise(raw, y), raw)
+    return _rows(spec, layout, ab.summarise(raw, y), raw, np.unique(y))
 
 
 def _paired(top: np.ndarray, bottom: np.ndarray) -> dict[str, Any]:
@@ -206,7 +214,11 @@ def _rows(
     layout: _Layout,
     swept: dict[str, list[ab.MaskResult]],
     raw: dict[str, ab.RawSweep],
+    classes: np.ndarray,
 ) -> Swept:
+    """The curve rows and split records; per-class accuracy of the `classes` (network
+    outputs) the images hold, so a folder of a few of a network's classes has no columns
+    for the rest."""
     results = {site: iter(r) for site, r in swept.items()}
     position = dict.fromkeys(swept, 0)
     curves: list[dict[str, Any]] = []
@@ -233,9 +245,7 @@ def _rows(
                 if direction == "random_halves":
                     halves.append(r.loss_increase_mean)
                     continue
-                per_class = {
-                    f"accuracy_class{i}": float(a) for i, a in enumerate(r.per_class_accuracy)
-                }
+                per_class = {f"accuracy_class{i}": float(r.per_class_accuracy[i]) for i in classes}
                 name = "random" if order == "random" else f"{order}:{direction}"
                 curves.append(
                     {
@@ -251,7 +261,7 @@ def _rows(
         if split is not None:
             _split_tests(split, deltas, halves)
             splits.append(Split.model_validate(split))
-    return Swept(curves, splits)
+    return Swept(curves, splits, layout.points)
 
 
 def evaluation_tensors(

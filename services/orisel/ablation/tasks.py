@@ -47,7 +47,7 @@ from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
 from orisel.extraction.inputs import job_images, job_network
 from orisel.extraction.network import Network
-from orisel.report.outputs import invariance, write_ablation
+from orisel.report.outputs import invariance, network_record, write_ablation
 from orisel.science.ablation import RawSweep
 
 
@@ -61,7 +61,7 @@ def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network
         raise OriselError(
             "no evaluation images: the job names no data and ORISEL_DATA is not set on the worker"
         )
-    return net, scores.parent, got.images, got.labels
+    return net, scores.parent, got.images, got.targets
 
 
 # A worker usually takes several chunks of one sweep in a row: it keeps that sweep's network,
@@ -171,7 +171,7 @@ def sweep(run: JobRun, settings: Settings) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ablate"
         record = {
-            "network": net.source,
+            "network": network_record(net),
             "environment": environment(net.device),
             "inputs": {k: job.spec.get(k) for k in ("checkpoint", "model", "data", "scores")},
             "test_images": job.spec.get("test_subset"),

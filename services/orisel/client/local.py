@@ -28,6 +28,7 @@ from orisel.core.errors import (
     InvalidArgument,
     OriselError,
 )
+from orisel.core.provenance import sha256_file
 from orisel.core.settings import get_settings
 from orisel.data.prepare import SplitSpec
 from orisel.training.config import run_name
@@ -187,9 +188,16 @@ def _network(args: argparse.Namespace) -> Any:
         raise InvalidArgument(
             "--checkpoint", "a checkpoint file (or --model NAME --weights W)", None
         )
-    return load_network(
+    net = load_network(
         args.checkpoint, args.model, args.weights, args.device, args.download, args.input_size
     )
+    if args.checkpoint is None:
+        # The file the weights came from (a state dict, or a whole .pt2/.ts archive), beside
+        # the checksum of the weights as analysed that every summary records.
+        named = [p for p in (args.weights, args.model) if p and Path(p).is_file()]
+        if named:
+            net.source |= {"weights": named[0], "weights_file_sha256": sha256_file(Path(named[0]))}
+    return net
 
 
 def _scores_of(args: argparse.Namespace, net: Any) -> None:
@@ -223,19 +231,36 @@ def _warnings(net: Any) -> list[str]:
     return out
 
 
-def _test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str] | None:
-    """Labelled test images (class selectivity, ablation, invariance): CIFAR-10's test split
-    for a network trained by orisel, an ImageFolder tree (e.g. ImageNet's val/) for any other
-    (--test-subset: a stratified sample, or the folder's first N images)."""
+def _test_split(args: argparse.Namespace, net: Any) -> Any:
+    """Labelled test images (`extraction.inputs.Labelled`) for class selectivity, ablation
+    and invariance, or None without --data: CIFAR-10's test split for a network trained by
+    orisel, an ImageFolder tree (e.g. ImageNet's val/) for any other, its classes matched to
+    the network's outputs (--class-map; --test-subset: a stratified sample, or the folder's
+    first N images)."""
     from orisel.extraction.inputs import labelled_images
 
     path = args.data or get_settings().data
     if path is None:
         return None
-    got = labelled_images(
-        net, Path(path), args.test_subset, args.cache_dir or get_settings().cache_dir
+    return labelled_images(
+        net,
+        Path(path),
+        args.test_subset,
+        args.cache_dir or get_settings().cache_dir,
+        args.class_map,
     )
-    return got.images, got.labels, got.n_classes, got.sha256
+
+
+def _data_record(args: argparse.Namespace, got: Any) -> dict[str, Any]:
+    """What the summary records of the run and its labelled images."""
+    record: dict[str, Any] = {"command": args.command}
+    if got is not None:
+        record |= {
+            "data_sha256": got.sha256 or None,
+            "class_outputs": got.class_outputs,
+            "classes_matched_by": got.matched_by,
+        }
+    return record
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -245,11 +270,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     spec = spec_from_args(TuneSpec, args)
     check_output(args.out, [args.checkpoint, args.data], args.force)
     net = _network(args)
-    split = _test_split(args, net)
-    images, labels, n_classes, sha = split if split is not None else (None, None, 10, None)
+    got = _test_split(args, net)
     out = Path(args.out)
-    provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
-    result = tune(net, spec, out, images, labels, n_classes, provenance)
+    provenance = _data_record(args, got) | {"warnings": _warnings(net)}
+    if got is None:
+        result = tune(net, spec, out, provenance=provenance)
+    else:
+        result = tune(net, spec, out, got.images, got.labels, got.n_classes, provenance)
     lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
     for kind, tuning in result.summary.by_stimulus(spec.stimuli).items():
         for layer, s in tuning.layers.items():
@@ -262,13 +289,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _needs_test_split(args: argparse.Namespace, net: Any) -> tuple[Any, Any, int, str]:
-    split = _test_split(args, net)
-    if split is None:
+def _needs_test_split(args: argparse.Namespace, net: Any) -> Any:
+    got = _test_split(args, net)
+    if got is None:
         raise InvalidArgument(
             "--data", "the labelled images to evaluate on (or set ORISEL_DATA)", None
         )
-    return split
+    return got
 
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
@@ -290,7 +317,24 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, model: Any) -> set[str]:
+    return {k for k in model.model_fields if getattr(args, k, None) is not None}
+
+
+def _noted(notes: list[str]) -> list[str]:
+    """Choices made for the network where flags left them open: logged and recorded."""
+    for note in notes:
+        log.info("default %s", note)
+    return notes
+
+
+def _points_line(points: Any) -> str:
+    where = ", ".join(f"{layer} at {p.site} ({p.point})" for layer, p in (points or {}).items())
+    return f"  ablated: {where}"
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
+    from orisel.ablation.defaults import ablate_spec
     from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import AblateSpec
     from orisel.report.outputs import ablate
@@ -300,17 +344,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
     _scores_of(args, net)
-    images, labels, _, sha = _needs_test_split(args, net)
-    result = ablate(
-        net,
-        spec,
-        scores,
-        images,
-        labels,
-        Path(args.out),
-        {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)},
-    )
-    lines = [f"ablation on {len(labels)} test images -> {args.out}"]
+    spec, notes = ablate_spec(net, scores, spec, _given(args, AblateSpec))
+    got = _needs_test_split(args, net)
+    record = _data_record(args, got) | {"warnings": _warnings(net), "notes": _noted(notes)}
+    result = ablate(net, spec, scores, got.images, got.targets, Path(args.out), record)
+    lines = [f"ablation on {len(got.targets)} test images -> {args.out}"]
+    lines += [f"  default {note}" for note in notes] + [_points_line(result.points)]
     for s in result.splits:
         top, bottom = s.top50, s.bottom50
         lines.append(
@@ -324,6 +363,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_invariance(args: argparse.Namespace) -> int:
+    from orisel.ablation.defaults import invariance_spec
     from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import InvarianceSpec
     from orisel.report.outputs import invariance
@@ -333,10 +373,12 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     check_output(args.out, [args.checkpoint, args.scores, args.data], args.force)
     net = _network(args)
     _scores_of(args, net)
-    images, labels, _, sha = _needs_test_split(args, net)
-    provenance = {"data_sha256": sha, "command": args.command, "warnings": _warnings(net)}
-    result = invariance(net, spec, scores, images, Path(args.out), provenance, labels)
-    lines = [f"shift-invariance on {len(images)} test images -> {args.out}"]
+    spec, notes = invariance_spec(net, scores, spec, _given(args, InvarianceSpec))
+    got = _needs_test_split(args, net)
+    record = _data_record(args, got) | {"warnings": _warnings(net), "notes": _noted(notes)}
+    result = invariance(net, spec, scores, got.images, Path(args.out), record, got.targets)
+    lines = [f"shift-invariance on {len(got.images)} test images -> {args.out}"]
+    lines += [f"  default {note}" for note in notes] + [_points_line(result.points)]
     for name, v in result.summary.items():
         lines.append(
             f"  {name:28s} invariance {v.invariance:.3f}  consistency {v.consistency:.3f}"
@@ -414,6 +456,14 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--test-subset", type=int, help="use a stratified subset of the test images"
+    )
+    parser.add_argument(
+        "--class-map",
+        type=Path,
+        help="for an ImageFolder --data: which network output each folder class is, a JSON "
+        'file {"<class>": <output index>} or a text file of the network\'s class names in '
+        "output order, one per line (default: the weights' class names, else the sorted "
+        "folder order when the folder holds as many classes as the network has outputs)",
     )
     parser.add_argument(
         "--out",

@@ -8,8 +8,11 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 Reduction = Literal["mean", "centre", "max"]  # how a unit's feature map becomes one number
+Tokens = Literal["mean", "cls"]  # how a token layer's (tokens, units) become one number per unit
 Mode = Literal["zero", "mean"]  # what an ablated unit outputs
-Point = Literal["bn", "relu"]  # where units are ablated: after BatchNorm or after ReLU
+# Where units are ablated: after the BatchNorm that reads the layer (the paper's), at the
+# layer's own output, or "auto": after BatchNorm where the network has one there.
+Point = Literal["auto", "bn", "relu"]
 Padding = Literal["zeros", "circular", "reflect", "replicate"]  # shifted-in pixels
 Index = Literal["gosi", "osi", "csi"]  # the indices units can be ordered by
 Fill = Literal["nearest", "zeros"]  # pixels shifted in by training augmentation

@@ -29,6 +29,11 @@ class NetworkSource(BaseModel):
     data_sha256: str | None = None
     metrics: dict[str, Any] | None = None
     num_classes: int | None = None
+    # A network orisel did not train: the sha256 of its parameters and buffers as analysed
+    # (every tensor's name, dtype, shape and bytes, in state-dict order) and of the file its
+    # weights were read from, when there was one.
+    weights_sha256: str | None = None
+    weights_file_sha256: str | None = None
 
 
 class Result(BaseModel):
@@ -57,6 +62,13 @@ class AnalysisRecord(Result):
     data_sha256: str | None = None
     command: list[str] | None = None
     warnings: list[str] | None = None
+    # Choices orisel made for this network where the caller left them open (which layers,
+    # which orders), said in the output too.
+    notes: list[str] | None = None
+    # The network output each image-folder class was scored against, and how they were
+    # matched ("class map", "class names" or "sorted folder order").
+    class_outputs: dict[str, int] | None = None
+    classes_matched_by: str | None = None
 
 
 R = TypeVar("R", bound=BaseModel)

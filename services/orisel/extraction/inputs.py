@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from orisel.core.artifacts import fetch
+from orisel.core.errors import FailedPrecondition
 from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.data.classes import ClassMap, match_classes, read_class_map
 from orisel.extraction.network import Network, load_network
 
 log = logging.getLogger(__name__)
@@ -21,26 +24,83 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Labelled:
+    """Labelled images: `labels` index the data set's classes (class selectivity compares
+    them), `targets` the network's outputs (accuracy and loss score them); the two differ
+    for an image folder whose classes are some of the network's, or in another order."""
+
     images: np.ndarray  # (N, H, W, 3) uint8
-    labels: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64, in [0, n_classes)
     n_classes: int
     sha256: str  # of the data set, for orisel checkpoints; "" for an image folder
+    targets: np.ndarray  # (N,) int64, the network output of each image's class
+    class_outputs: dict[str, int] | None = None  # an image folder's class -> network output
+    matched_by: str | None = None  # how they were matched (data.classes.ClassOutputs)
+
+
+def output_count(net: Network) -> int:
+    """How many outputs (classes) the network has, from one probe pass."""
+    size = net.info.image_size
+    with torch.no_grad():
+        out = net.model(torch.zeros(2, 3, size, size, device=net.device))
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise FailedPrecondition(
+            f"the network's output is {shape}, not (batch, classes) logits: accuracy and "
+            "ablation damage need one score per class"
+        )
+    return int(out.shape[1])
+
+
+def weights_categories(net: Network) -> tuple[str, ...] | None:
+    """The class names of a torchvision model's pretrained weights (meta["categories"]);
+    None for any other network."""
+    name, weights = net.source.get("model"), net.source.get("weights")
+    if not isinstance(name, str) or not isinstance(weights, str) or Path(weights).suffix:
+        return None
+    import torchvision.models as tvm
+
+    try:
+        enum = tvm.get_model_weights(name)
+        entry = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+    except (KeyError, ValueError):
+        return None
+    categories = entry.meta.get("categories")
+    return tuple(categories) if categories else None
 
 
 def labelled_images(
-    net: Network, source: Path, subset: int | None = None, cache_dir: Path | None = None
+    net: Network,
+    source: Path,
+    subset: int | None = None,
+    cache_dir: Path | None = None,
+    class_map: ClassMap | None = None,
 ) -> Labelled:
     """Test images for `net`: CIFAR-10's test split for a network orisel trained, an
-    ImageFolder tree at the network's input size for any other; `subset`: a class-stratified
-    sample of them (`data.prepare.pick_test_images`)."""
+    ImageFolder tree at the network's input size for any other, its classes matched to the
+    network's outputs (`data.classes.match_classes`: by `class_map`, a file or its contents,
+    else by the weights' class names, else by sorted order when the counts agree; refused
+    otherwise); `subset`: a class-stratified sample (`data.prepare.pick_test_images`)."""
     from orisel.data.prepare import pick_test_images
     from orisel.data.sources import load_cifar10
 
     if net.mean_image is None:
         from orisel.data.imagenet import imagefolder_eval
 
+        mapping = (
+            read_class_map(Path(class_map)) if isinstance(class_map, str | Path) else class_map
+        )
+        n_outputs = output_count(net)
         images, labels, classes = imagefolder_eval(source, net.info.image_size, subset)
-        return Labelled(images, labels, len(classes), "")
+        matched = match_classes(classes, n_outputs, mapping, weights_categories(net))
+        return Labelled(
+            images,
+            labels,
+            len(classes),
+            "",
+            matched.outputs[labels],
+            matched.of(classes),
+            matched.matched_by,
+        )
     ds = load_cifar10(source, cache_dir)
     expected = net.source.get("data_sha256")
     if expected and expected != ds.sha256:
@@ -48,7 +108,8 @@ def labelled_images(
             "the checkpoint was trained on data %s, this is %s", str(expected)[:12], ds.sha256[:12]
         )
     keep = pick_test_images(ds.test_labels, subset)
-    return Labelled(ds.test_images[keep], ds.test_labels[keep], len(ds.classes), ds.sha256)
+    labels = ds.test_labels[keep]
+    return Labelled(ds.test_images[keep], labels, len(ds.classes), ds.sha256, labels)
 
 
 def job_network(spec: Mapping[str, Any], store: ArtifactStore, cache: Path) -> Network:

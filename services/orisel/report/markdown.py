@@ -119,9 +119,15 @@ def _ablation(a: AblateResult) -> list[str]:
         for s in a.splits
     ]
     header = ("layer", "by", "top 50%", "bottom 50%", "top acc", "bottom acc", "top > bottom?")
+    # Where each layer was silenced; a summary older than `points` has only the spec's choice.
+    where = (
+        ", ".join(f"{layer} at {p.site} ({p.point})" for layer, p in a.points.items())
+        if a.points
+        else f"the {a.spec.point} output"
+    )
     return [
         "## Ablation (C4)",
-        f"Units silenced ({a.spec.mode}) at the {a.spec.point} output; "
+        f"Units silenced ({a.spec.mode}): {where}; "
         f"{a.test_images} test images. Per-image cross-entropy increase, mean ± SEM.",
         "",
         *table(header, rows),

@@ -14,17 +14,27 @@ import numpy as np
 from orisel.ablation.invariance import invariance_rows, invariance_summary
 from orisel.ablation.results import AblateResult, InvarianceResult
 from orisel.ablation.scores import UnitScores
+from orisel.ablation.sites import ablation_sites
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
 from orisel.ablation.sweep import Swept, chunks, evaluation_tensors, run_chunks
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import write_table
 from orisel.extraction.network import Network
+from orisel.models.digest import state_sha256
 from orisel.report import plots
 from orisel.scoring.results import TrajectoryResult, TuneResult
 from orisel.scoring.spec import TuneSpec
 from orisel.scoring.trajectory import trajectory_rows
 from orisel.scoring.tune import score_units
+
+
+def network_record(net: Network) -> dict[str, object]:
+    """The network as its summaries record it: where it came from and, for one orisel did
+    not train (no checkpoint checksum), the checksum of the weights analysed."""
+    if net.source.get("checkpoint_sha256"):
+        return dict(net.source)
+    return {**net.source, "weights_sha256": state_sha256(net.model)}
 
 
 def tune(
@@ -49,7 +59,7 @@ def tune(
         table = write_table(tuned.columns, tmp / "units", spec.format)
         result = TuneResult(
             spec=spec,
-            network=net.source,
+            network=network_record(net),
             layers=list(tuned.layers),
             summary=tuned.summary,
             table=table.name,
@@ -117,7 +127,9 @@ def write_ablation(
             }
             ylabel = f"cross-entropy increase (nats, ± SEM)\nunits split by {by}"
             plots.grouped_bars([r.layer for r in rows], series, ylabel, tmp / f"split_{by}.png")
-        result = AblateResult(spec=spec, splits=splits, table=table.name, **record)
+        result = AblateResult(
+            spec=spec, splits=splits, table=table.name, points=swept.points or None, **record
+        )
         (tmp / "summary.json").write_text(result.to_json())
     return result
 
@@ -136,7 +148,7 @@ def ablate(
     x, y = evaluation_tensors(net, images, labels)
     swept = run_chunks(net, spec, scores, chunks(spec), x, y)
     record = {
-        "network": net.source,
+        "network": network_record(net),
         "test_images": len(labels),
         "environment": environment(net.device),
         "wall_s": round(time.perf_counter() - t0, 2),
@@ -178,7 +190,8 @@ def invariance(
             )
         result = InvarianceResult(
             spec=spec,
-            network=net.source,
+            network=network_record(net),
+            points=ablation_sites(net, spec.ablate_layers, spec.point),
             images=len(images),
             summary={f"{a}:{c}": v for (a, c), v in summary.items()},
             table=table.name,

@@ -1,9 +1,7 @@
-"""Silencing units: where (the ablation site of a measured layer) and how (a forward hook).
+"""Silencing units with a forward hook (where: `ablation.sites`).
 
 Two ways to silence (Morcos et al. 2018 compare both): "zero" sets the channels to 0,
-"mean" clamps them to their mean activation map over the evaluation images. The paper's
-protocol ablates BatchNorm outputs (`bnN` in cnn7); `ablation_site` maps a measured layer to
-its ablation point.
+"mean" clamps them to their mean activation map over the evaluation images.
 """
 
 from __future__ import annotations
@@ -16,22 +14,10 @@ import torch
 from torch import nn
 
 from orisel.core.errors import InvalidArgument
-from orisel.core.names import Mode, Point
+from orisel.core.names import Mode
 from orisel.science.responses import on_call
 
 MODES: tuple[Mode, ...] = ("zero", "mean")
-
-
-def ablation_site(model: nn.Module, layer: str, point: Point) -> str:
-    """Where units measured at `layer` are silenced: cnn7's `layerN` -> `bnN` for point "bn"."""
-    if point not in ("bn", "relu"):
-        raise InvalidArgument("point", "bn (after BatchNorm, the paper's) or relu", point)
-    names = dict(model.named_modules())
-    if point == "bn" and layer.startswith("layer") and f"bn{layer[5:]}" in names:
-        return f"bn{layer[5:]}"
-    if point == "bn" and layer == "fc1" and "bn7" in names:
-        return "bn7"
-    return layer
 
 
 def silence(
