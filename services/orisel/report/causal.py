@@ -36,6 +36,14 @@ def _pattern(parts: tuple[Part, ...], per: dict[str, list[float]]) -> str:
     )
 
 
+C4 = "C4 ablating the most selective lower-layer units hurts more than the least"
+C4_STATISTIC = (
+    "cross-entropy increase, top-50% minus bottom-50% by gOSI, in each of layers 1-3 (nats), "
+    "one-sample t across the lowest-corruption networks per layer; every lower layer must "
+    "show it (layers are not averaged: their signs can differ)"
+)
+
+
 def c4(variants: Variants) -> ClaimRow:
     """Ablating the most selective half of a lower layer hurts more than the least selective
     half, in every lower layer: per-network differences, tested across networks layer by
@@ -59,6 +67,8 @@ def c4(variants: Variants) -> ClaimRow:
             if s.random_halves is not None:
                 percentiles.append(s.random_halves.top50_percentile)
     parts = _per_layer(per)
+    if not cases:
+        return _claim(C4, C4_STATISTIC, parts, "no median splits in these data")
     value = _pattern(parts, per)
     value += (
         f"; {sum(d > 2 * se for d, se in cases)}/{len(cases)} (network, layer) cases top > "
@@ -70,14 +80,7 @@ def c4(variants: Variants) -> ClaimRow:
             f"; top half at the {fmt(float(np.median(percentiles)), 0)}th percentile (median) "
             "of random halves"
         )
-    return _claim(
-        "C4 ablating the most selective lower-layer units hurts more than the least",
-        "cross-entropy increase, top-50% minus bottom-50% by gOSI, in each of layers 1-3 "
-        "(nats), one-sample t across the lowest-corruption networks per layer; every lower "
-        "layer must show it (layers are not averaged: their signs differ)",
-        parts,
-        value or "no median splits in these data",
-    )
+    return _claim(C4, C4_STATISTIC, parts, value)
 
 
 def c4m(variants: Variants) -> ClaimRow:

@@ -58,9 +58,8 @@ def _initially_above(v: Network) -> tuple[int, int]:
     null's at initialization, and how many were tuned then."""
     start = next((t for t in v.trajectory or [] if t.epoch == 0), None)
     layers = [*start.gratings.values(), *(start.bars or {}).values()] if start else []
-    return sum(s.fraction_above_threshold > s.null_fraction_above_threshold for s in layers), len(
-        layers
-    )
+    above = sum(s.fraction_above_threshold > s.null_fraction_above_threshold for s in layers)
+    return above, len(layers)
 
 
 def c1(variants: Variants) -> ClaimRow:
