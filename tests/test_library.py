@@ -225,12 +225,21 @@ def test_cifar10_is_decoded_once_into_the_command_lines_cache(
 
 
 def test_progress_bars_are_drawn_unless_switched_off(
-    tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+    tiny_checkpoint: Path, python_archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
-    orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
+    grid = {k: v for k, v in SMALL.items() if k != "permutations"}
+    units = orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
     assert "scoring gratings" in capsys.readouterr().err
+    orisel.responses(net, layers=("layer1",), **grid)
+    assert "responses" in capsys.readouterr().err
+    images, labels = orisel.cifar10(python_archive)
+    sweep = {"layers": ("layer1",), "orders": ("gosi",), "seeds": (0,), "fractions": (0.0,)}
+    orisel.ablate(net, units, images[:20], labels[:20], random_halves=0, **sweep)
+    assert "ablation sweep" in capsys.readouterr().err
     orisel.tune(net, layers=("layer1",), stimuli=("gratings",), progress=False, **SMALL)
+    orisel.responses(net, layers=("layer1",), progress=False, **grid)
+    orisel.ablate(net, units, images[:20], labels[:20], random_halves=0, progress=False, **sweep)
     assert capsys.readouterr().err == ""
 
 

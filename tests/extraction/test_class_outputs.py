@@ -70,7 +70,7 @@ def colours(tmp_path: Path) -> Path:
 
 
 def test_the_api_scores_a_folder_of_some_classes_against_their_outputs(
-    tmp_path: Path, colours: Path
+    tmp_path: Path, colours: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     net = orisel.load(model=f"{colours}:Colours", input_size=8, device="cpu")
     folder = _folder(tmp_path / "images")
@@ -89,8 +89,10 @@ def test_the_api_scores_a_folder_of_some_classes_against_their_outputs(
         progress=False,
     )
     curves = orisel.ablate(
-        net, scores, images, labels, seeds=(0,), fractions=(0.0,), random_halves=0, progress=False
+        net, scores, images, labels, seeds=(0,), fractions=(0.0,), random_halves=0, progress=True
     )["curves"]
+    # A network that is no chain of modules is swept set by set, with its own bar.
+    assert "ablation sweep act" in capsys.readouterr().err
     intact = curves[curves["order"] == "gosi:descending"].iloc[0]
     accuracy, per_class = _expected()
     assert intact["accuracy"] == pytest.approx(accuracy)  # 7 of 9

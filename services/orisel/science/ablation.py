@@ -279,13 +279,6 @@ class _Buffers:
 
 
 def _ce(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    if logits.ndim != 2:
-        raise InvalidArgument(
-            "output",
-            "a network whose output is (batch, classes) logits, for the cross-entropy an "
-            "ablation costs (select them with --output, API output=, where it returns several)",
-            tuple(logits.shape),
-        )
     out: np.ndarray = F.cross_entropy(logits.float(), y, reduction="none").double().cpu().numpy()
     return out
 
@@ -392,10 +385,13 @@ def _sweep_naive(
     out = plan.out
     for s in range(0, len(labels), batch):
         out.base[s : s + batch] = _ce(model(images[s : s + batch]), labels[s : s + batch])
-    for i, m in enumerate(plan.distinct):
-        with ablated(model, site, np.flatnonzero(m), mode, plan.mean):
-            for s in range(0, len(labels), batch):
-                x, y = images[s : s + batch], labels[s : s + batch]
-                logits = model(x)
-                out.losses[i, s : s + len(y)] = _ce(logits, y)
-                out.correct[i, s : s + len(y)] = (logits.argmax(1) == y).double().cpu().numpy()
+    with progress.counter(len(plan.distinct), f"ablation sweep {site}", "set") as done:
+        for i, m in enumerate(plan.distinct):
+            with ablated(model, site, np.flatnonzero(m), mode, plan.mean):
+                for s in range(0, len(labels), batch):
+                    x, y = images[s : s + batch], labels[s : s + batch]
+                    logits = model(x)
+                    out.losses[i, s : s + len(y)] = _ce(logits, y)
+                    correct = (logits.argmax(1) == y).double().cpu().numpy()
+                    out.correct[i, s : s + len(y)] = correct
+            done.update(1)
