@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 
-from orisel.core.controller import Controller, celery_sender
+from orisel.core.controller import CeleryBroker, Controller
 from orisel.core.db import JobDB, open_db
 from orisel.core.grpcserver import Server
 from orisel.core.settings import QUEUES, Settings
@@ -76,7 +76,7 @@ class Stack:
 
     def start_controller(self) -> Controller:
         prepare_database(self.settings)
-        self.controller = Controller(self.db, celery_sender(self.settings), self.settings)
+        self.controller = Controller(self.db, CeleryBroker(self.settings), self.settings)
         return self.controller.start()
 
     def worker(

@@ -27,10 +27,10 @@ REFERENCES = {"checkpoint", "model", "data", "scores", "test_subset"}
 # Every carried field away from its default (zero where zero is a real choice).
 FLAGS = {
     "extract": "--stimuli bars --layers layer2,fc1 --reduction max --n-orientations 8 "
-    "--n-phases 2 --n-frequencies 3 --grating-centre symmetric",
+    "--n-phases 2 --n-frequencies 3 --grating-centre symmetric --tokens cls --no-rectify",
     "tune": "--stimuli gratings --layers layer1 --reduction centre --n-orientations 6 "
     "--n-phases 1 --n-frequencies 2 --grating-centre symmetric --permutations 0 "
-    "--threshold 0 --alpha 0.01 --seed 7",
+    "--threshold 0 --alpha 0.01 --seed 7 --tokens cls --no-rectify",
     "ablate": "--layers layer3 --stimulus bars --orders csi --seeds 4,5 --fractions 0,0.5 "
     "--mode mean --point relu --no-include-dead --random-halves 0 --no-matched-controls "
     "--block-images 64",

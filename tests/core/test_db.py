@@ -3,13 +3,18 @@ migrations), raced by many threads: nothing lost, nothing duplicated, nothing un
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from orisel.core import migrate
 from orisel.core.db import Due, JobDB, NewJob
 from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from orisel.core.jobs import JobState
@@ -17,6 +22,11 @@ from orisel.core.storage import ArtifactRef
 from tests.core.jobdb import new_job
 
 RACE_ROUNDS = 1000
+
+
+def nothing_waiting(queue: str) -> int:
+    """The broker's answer when every queue is empty (it restarted empty, or all was taken)."""
+    return 0
 
 
 def test_idempotency_by_constraint(db: JobDB) -> None:
@@ -125,7 +135,7 @@ def test_leases_lapse_and_the_controller_gives_them_back(db: JobDB) -> None:
     assert db.claim(job_id, "w1", lease_s=0.05) is not None
     assert db.heartbeat(job_id, "w1", 0.05)
     time.sleep(0.1)
-    counts = db.reconcile(dispatch_timeout_s=600)
+    counts = db.reconcile(600, nothing_waiting)
     assert counts["expired"] == 1
     job = db.get(job_id)
     assert (job.state, job.retries) == (JobState.RUNNING, 1)
@@ -134,7 +144,7 @@ def test_leases_lapse_and_the_controller_gives_them_back(db: JobDB) -> None:
     assert db.claim(job_id, "w2", lease_s=0.05) is not None  # another worker takes it
     for _ in range(2):  # two more lapses spend max_attempts = 3
         time.sleep(0.1)
-        db.reconcile(600)
+        db.reconcile(600, nothing_waiting)
         db.claim(job_id, "w3", lease_s=0.05)
     job = db.get(job_id)
     assert job.state == JobState.FAILED
@@ -170,7 +180,7 @@ def test_the_controller_and_workers_race_for_lapsed_leases_and_count_each_once(d
     def controller() -> None:
         go.wait()
         for _ in range(5):
-            db.reconcile(dispatch_timeout_s=600)
+            db.reconcile(600, nothing_waiting)
 
     def worker(name: str) -> list[str]:
         go.wait()
@@ -218,9 +228,15 @@ def test_the_outbox_sends_once_and_resends_what_was_lost(db: JobDB) -> None:
     else:
         assert db.dispatch_due(send, limit=100) == 50
     assert db.dispatch_due(send) == 0  # nothing owed any more
-    # No worker took them: after the dispatch timeout they are owed again.
-    assert db.reconcile(dispatch_timeout_s=3600)["resent"] == 0
-    assert db.reconcile(dispatch_timeout_s=0)["resent"] == 50
+    # No worker took them, but all still wait in their queue (behind a busy worker): none is
+    # lost, however long ago it was sent; nor when the broker cannot say how many wait.
+    assert db.reconcile(0, lambda queue: 50)["resent"] == 0
+    assert db.reconcile(0, lambda queue: None)["resent"] == 0
+    # 20 still wait: the 30 sent first left the queue and no worker took them.
+    assert db.reconcile(3600, lambda queue: 20)["resent"] == 0  # may still be on their way
+    assert db.reconcile(0, lambda queue: 20)["resent"] == 30
+    assert db.reconcile(0, nothing_waiting)["resent"] == 20  # the broker emptied
+    assert db.reconcile(0, nothing_waiting)["resent"] == 0  # owed once, not once a round
 
     def broken(due: Due) -> None:
         raise ConnectionError("broker down")
@@ -260,7 +276,9 @@ def test_list_pages_by_keyset(db: JobDB) -> None:
             break
     assert seen == ids
     assert [j.id for j in db.list(kind="scoring")[0]] == [other.id]
-    for bad in ("x", "e30=", "W10=", "!" * 300):
+    # The last two decode, to an id no job can have: a NUL, refused before PostgreSQL sees it.
+    nul = [base64.urlsafe_b64encode(json.dumps([1.0, i]).encode()).decode() for i in ("\x00", "")]
+    for bad in ("x", "e30=", "W10=", "!" * 300, *nul):
         with pytest.raises(InvalidArgument, match=r"^page_token"):
             db.list(page_token=bad)
     with pytest.raises(InvalidArgument, match=r"^page_size"):
@@ -333,7 +351,28 @@ def test_a_parent_waiting_for_its_children_is_not_resent_by_a_timer(db: JobDB) -
     new_job(db, f"{parent}/c", parent_id=parent)
     assert db.release(parent, "p") == JobState.RUNNING  # waits for its child
     assert db.dispatch_due(lambda due: None) == 1  # the child is sent ...
-    assert db.reconcile(dispatch_timeout_s=0)["resent"] == 1  # ... and, not taken, re-owed
+    assert db.reconcile(0, nothing_waiting)["resent"] == 1  # ... and, lost, re-owed
     sent: list[str] = []
     db.dispatch_due(lambda due: sent.append(due.id))
     assert parent not in sent  # its child's end wakes it, not a timer
+
+
+def test_a_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It holds every job's spec and the tokens' hashes: 0600 when made, and an older file
+    that others could read (0644) is closed to them."""
+    older = tmp_path / "older" / "jobs.sqlite"
+    older.parent.mkdir()
+    older.touch(mode=0o644)
+    for path in (tmp_path / "new" / "jobs.sqlite", older):
+        url = f"sqlite:///{path}"
+        migrate.upgrade(url)
+        handle = JobDB(url)
+        try:
+            with handle.connect() as reader:  # keeps the -wal and -shm files while it is open
+                reader.execute(select(1))
+                new_job(handle)
+                files = list(path.parent.glob("jobs.sqlite*"))
+                assert len(files) == 3
+                assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o600)}
+        finally:
+            handle.close()

@@ -5,6 +5,8 @@ Watch resumes after a sequence number."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,6 +127,10 @@ def test_no_request_field_names_a_path_or_bucket(live: Stack, channel: grpc.Chan
         local_path(Path("/work/cache"), ArtifactRef("b", "x/passwd", "../../../../etc", 1))
 
 
+def _token(at: float, last: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([at, last]).encode()).decode()
+
+
 def test_bad_ids_tokens_and_enums(channel: grpc.Channel) -> None:
     stub = training_pb2_grpc.TrainingServiceStub(channel)
     jobs = jobs_pb2_grpc.JobServiceStub(channel)
@@ -136,7 +142,9 @@ def test_bad_ids_tokens_and_enums(channel: grpc.Channel) -> None:
         watch = jobs.WatchJob(jobs_pb2.WatchJobRequest(id=bad))
         assert _code(next, watch)[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert _code(stub.Get, training_pb2.GetRequest(id="0" * 32))[0] == grpc.StatusCode.NOT_FOUND
-    for token in ("x", "e30=", "%%%", "W1tdLCAiIl0=" * 30):
+    # A token that decodes, but to an id no job has: a NUL never reaches PostgreSQL.
+    forged = [_token(1.0, "\x00"), _token(1.0, "0" * 31 + "\x00"), _token(float("inf"), "0" * 32)]
+    for token in ("x", "e30=", "%%%", "W1tdLCAiIl0=" * 30, *forged):
         code, details = _code(jobs.ListJobs, jobs_pb2.ListJobsRequest(page_token=token))
         assert (code, details.split(":")[0]) == (grpc.StatusCode.INVALID_ARGUMENT, "page_token")
     code, details = _code(stub.List, training_pb2.ListRequest(state=99))  # type: ignore[arg-type]

@@ -1,11 +1,15 @@
 """A property-based fuzzer for every RPC of every orisel service: Hypothesis builds request
 messages from their descriptors, valid and invalid alike (traversal strings, huge and odd
 Unicode, NULs, out-of-range enums and numbers, nested references), and sends them to a live
-server. Used by the test suite (a bounded run) and by `make bench` (a longer one)."""
+server; then, for every method, bytes that decode to no message (bad UTF-8, a truncated
+varint, nesting past protobuf's limit) and a NUL in each of its string fields in turn. Used
+by the test suite (a bounded run) and by `make bench` (a longer one)."""
 
 from __future__ import annotations
 
+import base64
 import importlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +60,8 @@ NASTY = [
     "f" * 64,
     "orisel",
     "s3://other-bucket/key",
+    # A page token that decodes, to a job id holding a NUL.
+    base64.urlsafe_b64encode(json.dumps([1.0, "\x00"]).encode()).decode(),
 ]
 BAD_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
@@ -191,14 +197,70 @@ def _probe(
     return one
 
 
+def malformed(cls: Any) -> dict[str, bytes]:
+    """Requests, as bytes, that no parser makes a message of `cls` (by what is wrong)."""
+    out = {
+        "truncated varint": b"\x08\xff",
+        "length past the end": b"\x0a\x05ab",
+        "nesting past the limit": b"\x0b" * 200 + b"\x0c" * 200,
+    }
+    text = [f for f in cls.DESCRIPTOR.fields if f.type == FieldDescriptor.TYPE_STRING]
+    if text:
+        out["bad UTF-8"] = bytes([text[0].number << 3 | 2, 2]) + b"\xff\xfe"
+    return out
+
+
+def string_paths(desc: Descriptor, depth: int = 0) -> Iterator[list[FieldDescriptor]]:
+    """Every string field of a message and of the messages it holds (to depth 3)."""
+    for f in desc.fields:
+        if f.type == FieldDescriptor.TYPE_STRING:
+            yield [f]
+        elif f.message_type is not None and depth < 3 and _nested(f.message_type):
+            yield from ([f, *rest] for rest in string_paths(f.message_type, depth + 1))
+
+
+def _nested(desc: Descriptor) -> bool:
+    """A message of ours a request holds (not a map entry, not a well-known type)."""
+    return not desc.GetOptions().map_entry and not desc.full_name.startswith("google.protobuf")
+
+
+def with_nul(cls: Any, path: list[FieldDescriptor]) -> Any:
+    """A `cls` whose field at `path` (and nothing else) holds a NUL."""
+    root = cls()
+    target = root
+    for f in path[:-1]:
+        target = getattr(target, f.name).add() if f.is_repeated else getattr(target, f.name)
+    last = path[-1]
+    if last.is_repeated:
+        getattr(target, last.name).append("a\x00b")
+    else:
+        setattr(target, last.name, "a\x00b")
+    return root
+
+
 def fuzz(channel: grpc.Channel, examples_per_method: int, report: Report, seed: int = 0) -> None:
-    """Send generated requests to every method; record any UNKNOWN/INTERNAL answer."""
+    """Send generated requests to every method, then undecodable bytes and a NUL in every
+    string field; record any UNKNOWN/INTERNAL answer."""
     for service, name, cls, stub_cls, client_streams, server_streams in methods():
         call = getattr(stub_cls(channel), name)
+        where = f"{service}.{name}"
+        raw_call = {
+            (False, False): channel.unary_unary,
+            (False, True): channel.unary_stream,
+            (True, False): channel.stream_unary,
+            (True, True): channel.stream_stream,
+        }[client_streams, server_streams](f"/{cls.DESCRIPTOR.file.package}.{service}/{name}")
+        raw = _probe(raw_call, f"{where} (bytes)", client_streams, server_streams, report)
+        for payload in malformed(cls).values():
+            raw([payload] if client_streams else payload)
+        nul = _probe(call, f"{where} (NUL)", client_streams, server_streams, report)
+        for path in string_paths(cls.DESCRIPTOR):
+            request = with_nul(cls, path)
+            nul([request] if client_streams else request)
         strategy = message(cls.DESCRIPTOR, cls)
         if client_streams:
             strategy = st.lists(strategy, max_size=4)
-        probe = _probe(call, f"{service}.{name}", client_streams, server_streams, report)
+        probe = _probe(call, where, client_streams, server_streams, report)
         run = settings(
             max_examples=examples_per_method,
             deadline=None,

@@ -143,7 +143,7 @@ def test_calls_without_valid_credentials_are_unauthenticated(
     # The secret itself is nowhere in the database: only its hash.
     with live.db.engine.connect() as c:
         dump = str(c.exec_driver_sql("SELECT * FROM tokens").all())
-    assert tokens["alice"].split("_")[2] not in dump
+    assert tokens["alice"].split("_", 2)[2] not in dump  # the secret may hold "_" itself
     # Health stays open to probes.
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -183,6 +183,14 @@ def test_jwts_are_verified_offline(
     assert mine.id not in {j.id for j in stub.ListJobs(request, metadata=_md(others)).jobs}
     admin = _jwt(key, sub="frank", groups=["orisel-admins"])
     assert mine.id in {j.id for j in stub.ListJobs(request, metadata=_md(admin)).jobs}
+    # Groups are exact names in a list: a string claim holding the admin group's name (as a
+    # substring) is refused, and a group whose name merely contains it is not admin.
+    for groups in ("orisel-admins", "not-orisel-admins-readonly", {"orisel-admins": True}):
+        bad = _jwt(key, sub="hank", groups=groups)
+        call = lambda bad=bad: stub.ListJobs(request, metadata=_md(bad))  # noqa: E731
+        assert _code(call) == grpc.StatusCode.UNAUTHENTICATED, groups
+    near = _jwt(key, sub="hank", groups=["orisel-admins-readonly", "orisel"])
+    assert mine.id not in {j.id for j in stub.ListJobs(request, metadata=_md(near)).jobs}
 
 
 def test_users_see_and_touch_only_their_own_jobs_and_artifacts(

@@ -181,6 +181,37 @@ def _train_population(
     return 0
 
 
+def _output(text: str | None) -> str | int | None:
+    """--output: an index of a tuple (digits) or a key of a dict."""
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from orisel.extraction.network import load_network
+
+    net = load_network(
+        None,
+        args.model,
+        args.weights,
+        args.device,
+        args.download,
+        args.input_size,
+        _output(args.output),
+    )
+    rows = net.layer_table(every=args.all)
+    width = max((len(str(r["layer"])) for r in rows), default=5)
+    lines = [
+        f"{r['layer']!s:{width}s}  {r['kind']!s:22s} {tuple(r['shape'])!s:18s} "  # type: ignore[arg-type]
+        f"{r['units']} units{'  (default)' if args.all and r['default'] else ''}"
+        for r in rows
+    ]
+    note = net.source.get("functional")
+    if note:
+        lines.append(f"({note})")
+    emit(args, {"model": args.model, "layers": rows, "network": net.source}, "\n".join(lines))
+    return 0
+
+
 def _network(args: argparse.Namespace) -> Any:
     from orisel.extraction.network import load_network
 
@@ -189,7 +220,13 @@ def _network(args: argparse.Namespace) -> Any:
             "--checkpoint", "a checkpoint file (or --model NAME --weights W)", None
         )
     net = load_network(
-        args.checkpoint, args.model, args.weights, args.device, args.download, args.input_size
+        args.checkpoint,
+        args.model,
+        args.weights,
+        args.device,
+        args.download,
+        args.input_size,
+        _output(args.output),
     )
     if args.checkpoint is None:
         # The file the weights came from (a state dict, or a whole .pt2/.ts archive), beside
@@ -455,6 +492,11 @@ def _network_args(parser: argparse.ArgumentParser) -> None:
         "--input-size", type=int, help="input pixels of a --model network (default: 224)"
     )
     parser.add_argument(
+        "--output",
+        help="for a --model network that returns several outputs: the dict key or tuple "
+        "index of its logits",
+    )
+    parser.add_argument(
         "--test-subset", type=int, help="use a stratified subset of the test images"
     )
     parser.add_argument(
@@ -509,6 +551,28 @@ def add_local_commands(
 
     models = sub.add_parser("models", parents=[common], help="list the models orisel can build")
     models.set_defaults(func=cmd_models)
+
+    layers = sub.add_parser(
+        "layers",
+        parents=[common],
+        help="the layers a network is analysed at by default (--all: every module call)",
+        description="Build the network, run it once on a blank image and list its default "
+        "layers (the family's: ResNet blocks, VGG's ReLUs and pools, ViT blocks, the blocks "
+        "of other torchvision models, every activation otherwise) with their output shapes; "
+        "--all lists every module call, each a valid --layers name.",
+    )
+    layers.add_argument(
+        "model",
+        help="a torchvision model name, path/to/file.py:ClassName, or a torch.export (.pt2) "
+        "or TorchScript (.ts) archive",
+    )
+    layers.add_argument("--weights", help="torchvision weights name or state-dict file")
+    layers.add_argument("--download", action="store_true", help="allow fetching weights")
+    layers.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    layers.add_argument("--input-size", type=int, help="input pixels (default: 224)")
+    layers.add_argument("--output", help="dict key or tuple index of the logits")
+    layers.add_argument("--all", action="store_true", help="every module call, not the defaults")
+    layers.set_defaults(func=cmd_layers)
 
     train = sub.add_parser(
         "train",

@@ -106,7 +106,7 @@ class Tokens:
             raise InvalidArgument("expires", "a positive lifetime", ttl_s)
         token_id, secret = secrets.token_hex(ID_BYTES), secrets.token_urlsafe(SECRET_BYTES)
         now = time.time()
-        with self.db.engine.begin() as c:
+        with self.db.begin() as c:
             c.execute(
                 insert(tokens).values(
                     id=token_id,
@@ -120,14 +120,14 @@ class Tokens:
         return f"{TOKEN_PREFIX}_{token_id}_{secret}"
 
     def list(self) -> list[TokenInfo]:
-        with self.db.engine.connect() as c:
+        with self.db.connect() as c:
             rows = c.execute(select(tokens).order_by(tokens.c.created_at)).all()
         return [
             TokenInfo(r.id, r.user, r.admin, r.created_at, r.expires_at, r.revoked_at) for r in rows
         ]
 
     def revoke(self, token_id: str) -> None:
-        with self.db.engine.begin() as c:
+        with self.db.begin() as c:
             done = c.execute(
                 update(tokens)
                 .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
@@ -141,7 +141,7 @@ class Tokens:
         token_id, _, secret = rest.partition("_")
         if prefix != TOKEN_PREFIX or len(token_id) != 2 * ID_BYTES or not secret:
             raise Unauthenticated("the bearer token is not an orisel token")
-        with self.db.engine.connect() as c:
+        with self.db.connect() as c:
             row = c.execute(select(tokens).where(tokens.c.id == token_id)).one_or_none()
         if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
             raise Unauthenticated("the bearer token is not valid")
@@ -195,9 +195,14 @@ class Jwts:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"the JWT is not valid: {exc}") from exc
-        groups = claims.get("groups") or []
-        admin = bool(self.config.admin_group) and self.config.admin_group in groups
-        return Principal(oidc_user(str(claims["sub"])), admin)
+        return Principal(oidc_user(str(claims["sub"])), self._admin(claims.get("groups") or []))
+
+    def _admin(self, groups: object) -> bool:
+        """Membership by exact name in a list: `in` on a string would match any substring
+        (`ops` in "devops-readonly"), so a claim of another shape is refused outright."""
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise Unauthenticated("the JWT's groups claim must be a list of group names")
+        return bool(self.config.admin_group) and self.config.admin_group in groups
 
 
 def oidc_user(subject: str) -> str:

@@ -1,7 +1,8 @@
 """The controller: the only sender of tasks, and the reconciler that strands nothing.
 
-Each round it gives back jobs whose worker's lease lapsed and re-owes jobs whose message no
-worker took in time (core.db.JobDB.reconcile), then sends every owed message (the outbox)
+Each round it gives back jobs whose worker's lease lapsed and re-owes jobs whose message was
+lost: no worker took it and its queue no longer holds it (core.db.JobDB.reconcile, which
+asks the broker how many messages each queue holds), then sends every owed message (the outbox)
 to the job's queue. A failed send (broker down) is owed again after a backoff, so Submit
 never waits for the broker and a broker outage only delays work. Run as `orisel controller`
 (one per deployment; more replicas are safe: PostgreSQL row locks keep them from sending
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from orisel.core import metrics
 from orisel.core.db import Due, JobDB
@@ -25,22 +26,41 @@ SEND_BACKOFF_S = 2.0
 GAUGE_EVERY_S = 10.0
 
 
-def celery_sender(settings: Settings) -> Callable[[Due], None]:
-    """Send a job's task by name to its queue; no broker-side retries (the outbox retries)."""
-    from orisel.core.celery_app import make_celery
+class Broker(Protocol):
+    def send(self, due: Due) -> None:
+        """Send the job's task to its queue; raise if the broker did not take it."""
 
-    app = make_celery(settings)
+    def waiting(self, queue: str) -> int | None:
+        """Messages waiting in `queue`; None when the broker cannot say."""
 
-    def send(due: Due) -> None:
-        app.send_task(due.task, args=(due.id,), queue=due.queue, retry=False)
 
-    return send
+class CeleryBroker:
+    """Tasks by name to their queues, with no broker-side retries (the outbox retries)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from orisel.core.celery_app import make_celery
+
+        self.app = make_celery(settings)
+
+    def send(self, due: Due) -> None:
+        self.app.send_task(due.task, args=(due.id,), queue=due.queue, retry=False)
+
+    def waiting(self, queue: str) -> int | None:
+        # Declared as Celery's workers declare it (AMQP refuses other arguments); a
+        # declaration reports the queue's depth on every transport, Redis and files included.
+        try:
+            with self.app.pool.acquire(block=True, timeout=5) as conn:
+                declared = self.app.amqp.queues[queue].bind(conn.default_channel).queue_declare()
+            return int(declared.message_count)
+        except Exception as exc:
+            log.warning("queue %s: depth unknown (%s); nothing re-sent from it", queue, exc)
+            return None
 
 
 class Controller:
-    def __init__(self, db: JobDB, send: Callable[[Due], None], settings: Settings) -> None:
+    def __init__(self, db: JobDB, broker: Broker, settings: Settings) -> None:
         self.db = db
-        self.send = send
+        self.broker = broker
         self.settings = settings
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -49,12 +69,12 @@ class Controller:
 
     def tick(self) -> dict[str, int]:
         """One round: reconcile, then dispatch; returns what it did."""
-        counts = self.db.reconcile(self.settings.dispatch_timeout_s)
+        counts = self.db.reconcile(self.settings.dispatch_timeout_s, self.broker.waiting)
         attempted: list[Due] = []
 
         def send(due: Due) -> None:
             attempted.append(due)
-            self.send(due)
+            self.broker.send(due)
 
         try:
             counts["sent"] = self.db.dispatch_due(send)

@@ -19,14 +19,16 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
 from orisel.core import metrics
@@ -59,7 +62,7 @@ from orisel.core.errors import (
     Unavailable,
 )
 from orisel.core.jobs import ACTIVE, KINDS, TERMINAL, Job, JobState
-from orisel.core.schema import ID_LEN, KEY_LEN, NAME_LEN, job_events, jobs
+from orisel.core.schema import KEY_LEN, NAME_LEN, job_events, jobs
 from orisel.core.storage import ArtifactRef
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ def make_engine(url: str) -> Engine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(Path(database))
         # Several processes share the file: WAL lets readers run beside the one writer, and
         # every write transaction starts IMMEDIATE so it waits for the lock (busy_timeout)
         # instead of failing when it upgrades from reading to writing.
@@ -112,6 +116,14 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+
+
+def _owner_only(path: Path) -> None:
+    """The file readable by its owner alone: it holds every job's spec and the tokens'
+    hashes. SQLite gives its -wal and -shm files the database's own mode, so they follow."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 @dataclass(frozen=True)
@@ -162,17 +174,33 @@ class JobDB:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _write(self) -> Any:
-        try:
-            return self.engine.begin()
-        except OperationalError as exc:
-            raise Unavailable(f"the job database cannot be reached: {exc.orig}") from exc
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One write transaction; the database unreachable (or lost mid-transaction) is
+        Unavailable: a passing outage, never a failed request."""
+        with self._reachable(), self.engine.begin() as c:
+            yield c
 
-    def _read(self) -> Any:
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """One read-only connection; unreachable is Unavailable, as for begin()."""
+        with self._reachable(), self.engine.connect() as c:
+            yield c.execution_options(orisel_readonly=True)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _reachable() -> Iterator[None]:
         try:
-            return self.engine.connect().execution_options(orisel_readonly=True)
-        except OperationalError as exc:
-            raise Unavailable(f"the job database cannot be reached: {exc.orig}") from exc
+            yield
+        except (OperationalError, PoolTimeout) as exc:
+            # The cause names a host and port, or a file: the operator's to read, not a client's.
+            log.warning("job database unavailable: %s", exc)
+            raise Unavailable("the job database is unavailable: retry in a few seconds") from exc
+
+    def ping(self) -> None:
+        """Raise Unavailable unless the database answers (the servers' readiness)."""
+        with self.connect() as c:
+            c.execute(select(1))
 
     @staticmethod
     def _record(c: Connection, row: Row[Any], type_: str, principal: str = "", **data: Any) -> None:
@@ -299,7 +327,7 @@ class JobDB:
     def _existing(self, values: dict[str, Any]) -> Job:
         """The job that holds this new job's idempotency key: the same spec or ALREADY_EXISTS."""
         key = values["idempotency_key"]
-        with self._read() as c:
+        with self.connect() as c:
             found = c.execute(
                 select(*jobs.c).where(
                     jobs.c.kind == values["kind"],
@@ -331,7 +359,7 @@ class JobDB:
         new = NewJob(kind, spec, task, queue, idempotency_key, owner, parent_id)
         values = self._prepare(new)
         try:
-            with self._write() as c:
+            with self.begin() as c:
                 if parent_id:
                     # Serialised with a cancel of the parent: no child is born to a dead parent.
                     alive = c.execute(
@@ -370,7 +398,7 @@ class JobDB:
                 out[i] = exc
         if rows:
             upsert = (pg_insert if self.postgres else sqlite_insert)(jobs).on_conflict_do_nothing()
-            with self._write() as c:
+            with self.begin() as c:
                 c.execute(upsert, [v for _, v in rows])
                 ids = [v["id"] for _, v in rows]
                 made = set(c.execute(select(jobs.c.id).where(jobs.c.id.in_(ids))).scalars())
@@ -404,7 +432,7 @@ class JobDB:
         """The job; NOT_FOUND also when it exists but is of another kind than `kind`, or
         belongs to another owner than `owner` (None: any owner): no hint that it exists."""
         check_id(job_id)
-        with self._read() as c:
+        with self.connect() as c:
             row = c.execute(select(*jobs.c).where(jobs.c.id == job_id)).one_or_none()
         hidden = row is not None and owner is not None and row.owner != owner
         if row is None or hidden or (kind is not None and row.kind != kind):
@@ -412,7 +440,7 @@ class JobDB:
         return Job.from_row(row)
 
     def children(self, parent_id: str) -> list[Job]:
-        with self._read() as c:
+        with self.connect() as c:
             rows = c.execute(
                 select(*jobs.c).where(jobs.c.parent_id == parent_id).order_by(jobs.c.created_at)
             ).all()
@@ -422,7 +450,7 @@ class JobDB:
         """{id: (version, ended)} of many jobs in one query, for the watchers."""
         ids = list(ids)
         out: dict[str, tuple[int, bool]] = {}
-        with self._read() as c:
+        with self.connect() as c:
             for i in range(0, len(ids), 500):
                 q = select(jobs.c.id, jobs.c.version, jobs.c.state).where(
                     jobs.c.id.in_(ids[i : i + 500])
@@ -431,7 +459,7 @@ class JobDB:
         return out
 
     def events(self, job_id: str, after_seq: int = 0) -> list[Event]:
-        with self._read() as c:
+        with self.connect() as c:
             rows = c.execute(
                 select(*job_events.c)
                 .where(job_events.c.job_id == job_id, job_events.c.seq > after_seq)
@@ -448,7 +476,7 @@ class JobDB:
         """Cancel a job and its unfinished descendants. Always wins over a running task: every
         write a task makes requires the job to be unfinished (and leased to it)."""
         job = self.get(job_id, kind, owner)
-        with self._write() as c:
+        with self.begin() as c:
             self._lock_parent(c, job_id)
             frontier, first = [job_id], True
             while frontier:
@@ -516,7 +544,7 @@ class JobDB:
             at, last = decode_token(page_token)
             q = q.where(or_(jobs.c.created_at > at, (jobs.c.created_at == at) & (jobs.c.id > last)))
         q = q.order_by(jobs.c.created_at, jobs.c.id).limit(size + 1)
-        with self._read() as c:
+        with self.connect() as c:
             rows = c.execute(q).all()
         page = [Job.from_row(r) for r in rows[:size]]
         return page, encode_token(page[-1]) if len(rows) > size else ""
@@ -526,7 +554,7 @@ class JobDB:
     def claim(self, job_id: str, worker: str, lease_s: float) -> Job | None:
         """Take the job for `worker` until now + lease_s, unless it ended or another holds it."""
         now = time.time()
-        with self._write() as c:
+        with self.begin() as c:
             # A lease that lapsed is a lost worker whether the controller or a worker notices
             # first (a message sent again may be taken before the controller looks): the same
             # retry is spent either way. The parent is locked only then (it may end the job),
@@ -565,7 +593,7 @@ class JobDB:
 
     def heartbeat(self, job_id: str, worker: str, lease_s: float) -> bool:
         """Extend the lease; False once the job ended (cancelled) or the lease was lost."""
-        with self._write() as c:
+        with self.begin() as c:
             result = c.execute(
                 update(jobs)
                 .where(
@@ -601,7 +629,7 @@ class JobDB:
             values["eta_seconds"] = float(eta_seconds)
         if metrics is not None:
             values["metrics"] = {k: float(v) for k, v in metrics.items()}
-        with self._write() as c:
+        with self.begin() as c:
             row = self._move(c, job_id, self._held(worker), values, "progress", worker, **values)
         return row is not None
 
@@ -627,7 +655,7 @@ class JobDB:
         }
         if state == JobState.SUCCEEDED:
             values |= {"fraction": 1.0, "phase": "done", "eta_seconds": 0.0}
-        with self._write() as c:
+        with self.begin() as c:
             self._lock_parent(c, job_id)
             row = self._move(
                 c, job_id, self._held(worker), values, "transition", worker, error=error
@@ -652,7 +680,7 @@ class JobDB:
             values["dispatch_at"] = time.time() + again_in
         if error:
             values["retries"] = jobs.c.retries + 1
-        with self._write() as c:
+        with self.begin() as c:
             if error:  # may end the job, waking its parent
                 self._lock_parent(c, job_id)
             row = self._move(
@@ -692,19 +720,19 @@ class JobDB:
         sent = 0
         if self.postgres:
             # Rows stay locked while their messages go out, so replicas never send one twice.
-            with self._write() as c:
+            with self.begin() as c:
                 for r in c.execute(q.with_for_update(skip_locked=True)).all():
                     due = Due(r.id, r.task, r.queue, r.dispatch_at)
                     send(due)
                     self._mark_sent(c, due)
                     sent += 1
             return sent
-        with self._read() as c:
+        with self.connect() as c:
             rows = c.execute(q).all()
         for r in rows:
             due = Due(r.id, r.task, r.queue, r.dispatch_at)
             send(due)
-            with self._write() as c:
+            with self.begin() as c:
                 self._mark_sent(c, due)
             sent += 1
         return sent
@@ -719,7 +747,7 @@ class JobDB:
 
     def defer(self, job_id: str, delay: float) -> None:
         """A send failed (broker down): owe it again after `delay` seconds."""
-        with self._write() as c:
+        with self.begin() as c:
             c.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.dispatch_at.is_not(None))
@@ -771,18 +799,25 @@ class JobDB:
             self._wake_parent(c, failed.parent_id)
         return failed is not None
 
-    def reconcile(self, dispatch_timeout_s: float) -> dict[str, int]:
+    def reconcile(
+        self, dispatch_timeout_s: float, waiting: Callable[[str], int | None]
+    ) -> dict[str, int]:
         """Find what lost its worker or its message and owe it another run.
 
         A running job whose lease lapsed (worker killed, node lost) is given back and sent
-        again, spending one retry, or FAILED with the reason once max_attempts are spent. A
-        job sent more than dispatch_timeout_s ago that no worker took (the broker restarted
-        empty, a message lost) is sent again; a duplicate message finds it taken and does
-        nothing.
+        again, spending one retry, or FAILED with the reason once max_attempts are spent.
+
+        A job sent more than dispatch_timeout_s ago that no worker took is sent again only
+        when its message is known lost: no longer among the `waiting(queue)` messages its
+        queue holds (None: unknown, nothing re-sent). A queue hands its messages out oldest
+        first, so those waiting are the newest sent; an older one that no worker took went
+        to a worker that died before claiming it, or with a broker that restarted empty. Age
+        alone would re-send every message waiting behind a busy worker each timeout. Stale
+        messages in the queue (for jobs already taken) only make this wait longer.
         """
         now = time.time()
         counts = {"expired": 0, "failed": 0, "resent": 0}
-        with self._read() as c:
+        with self.connect() as c:
             lapsed = (
                 c.execute(
                     select(jobs.c.id).where(
@@ -793,30 +828,46 @@ class JobDB:
                 .all()
             )
         for job_id in lapsed:
-            with self._write() as c:
+            with self.begin() as c:
                 self._lock_parent(c, job_id)
                 lapsed_state = self._lapse(c, job_id, now)
             if lapsed_state is not None:
                 counts["expired"] += 1
                 counts["failed"] += lapsed_state == JobState.FAILED
-        with self._write() as c:
-            counts["resent"] = c.execute(
-                update(jobs)
-                .where(
-                    jobs.c.state.in_(ACTIVE),
-                    jobs.c.lease_owner.is_(None),
-                    jobs.c.dispatch_at.is_(None),
-                    # Sent and never taken. A parent waiting for its children was taken
-                    # and given back (sent_at cleared): its children wake it, not a timer.
-                    jobs.c.sent_at < now - dispatch_timeout_s,
-                )
-                .values(dispatch_at=now)
-            ).rowcount
+        # Sent and never taken. A parent waiting for its children was taken and given back
+        # (sent_at cleared): its children wake it, not the controller.
+        untaken = [
+            jobs.c.state.in_(ACTIVE),
+            jobs.c.lease_owner.is_(None),
+            jobs.c.dispatch_at.is_(None),
+            jobs.c.sent_at.is_not(None),
+        ]
+        overdue = jobs.c.sent_at < now - dispatch_timeout_s
+        with self.connect() as c:
+            queues = list(
+                c.execute(select(jobs.c.queue).where(*untaken, overdue).distinct()).scalars()
+            )
+        for queue in queues:
+            held = waiting(queue)
+            if held is None:
+                continue
+            gone = (
+                select(jobs.c.id)
+                .where(*untaken, jobs.c.queue == queue)
+                .order_by(jobs.c.sent_at.desc())
+                .offset(held)
+            )
+            with self.begin() as c:
+                counts["resent"] += c.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(gone), *untaken, overdue)
+                    .values(dispatch_at=now)
+                ).rowcount
         return counts
 
     def counts(self) -> dict[tuple[str, JobState], int]:
         """Jobs by (kind, state), for the job-state gauges."""
-        with self._read() as c:
+        with self.connect() as c:
             rows = c.execute(
                 select(jobs.c.kind, jobs.c.state, func.count()).group_by(jobs.c.kind, jobs.c.state)
             ).all()
@@ -844,12 +895,14 @@ def encode_token(last: Job) -> str:
 
 
 def decode_token(token: str) -> tuple[float, str]:
+    """The keyset a token encodes, checked as a job's (created_at, id): its id reaches the
+    database, which must never see a value a job id cannot be (a NUL, 5,000 characters)."""
     try:
         if len(token) > 200:
             raise ValueError("too long")
         at, last = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(at, (int, float)) or not isinstance(last, str) or len(last) > ID_LEN:
+        if not isinstance(at, (int, float)) or not math.isfinite(at) or not isinstance(last, str):
             raise ValueError("malformed")
-        return float(at), last
-    except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
+        return float(at), check_id(last)
+    except (OriselError, ValueError, TypeError, binascii.Error, UnicodeError) as exc:
         raise InvalidArgument("page_token", "a token returned by List", token) from exc

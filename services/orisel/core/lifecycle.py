@@ -9,16 +9,19 @@ Claiming takes a lease that a background thread renews; the run stops cooperativ
 (JobStopped at the next progress report or check) once the job was cancelled or the lease
 was lost, and leaves without a traceback. On leaving the block:
     - a domain error (OriselError) ends the job FAILED with its message;
-    - a passing error (store, broker or database unreachable) gives the job back to be sent
-      again after a backoff, until max_attempts are spent, then FAILED with the reason;
+    - a passing error (store, broker or database unreachable, a full disk) gives the job
+      back to be sent again after a backoff, until max_attempts are spent, then FAILED;
     - any other exception ends it FAILED with its type and message (logged with traceback);
     - a body that neither ended nor re-queued the job gives it back (a parent waiting for
       its children is sent again when one of them ends).
-Nothing escapes to Celery, so no message is retried behind the database's back.
+A claim that fails (the database away) takes nothing: the controller sends the job again.
+Recorded errors never carry the worker's file paths. Nothing escapes to Celery, so no
+message is retried behind the database's back.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -40,6 +43,7 @@ from orisel.core.storage import ArtifactRef, ArtifactStore
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (2.0, 10.0, 30.0, 60.0, 120.0)
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class JobStopped(Exception):
@@ -56,6 +60,8 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, S3Error):
         return exc.code in ("SlowDown", "ServiceUnavailable")
+    if isinstance(exc, OSError) and exc.errno in FULL:
+        return True  # a full disk is freed, or the next attempt lands on another worker's
     return isinstance(
         exc,
         (
@@ -70,6 +76,14 @@ def is_transient(exc: BaseException) -> bool:
             sqlalchemy.exc.OperationalError,
         ),
     )
+
+
+def describe(exc: BaseException) -> str:
+    """An error as the job records it, which its owner reads: an OSError without the file
+    names it carries (the worker's paths are the operator's; the log has them)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def worker_name() -> str:
@@ -199,20 +213,32 @@ class JobRun:
             self.fail(str(exc))
             return True
         if is_transient(exc):
-            message = f"{type(exc).__name__}: {exc}"
+            message = describe(exc)
             delay = BACKOFF_S[min(self.job.retries, len(BACKOFF_S) - 1)]
             log.warning("job %s: %s; sending it again in %.0f s", job_id, message, delay)
             state = self.db.release(job_id, self.worker, again_in=delay, error=message)
             self.outcome = "FAILED" if state == JobState.FAILED else "RETRY"
             return True
         log.exception("job %s: unexpected error", job_id, exc_info=exc)
-        self.fail(f"{type(exc).__name__}: {exc}")
+        self.fail(describe(exc))
         return True
 
 
 def run_job(db: JobDB, job_id: str, settings: Settings, body: Any) -> str:
     """Claim `job_id` and run `body(run)` inside its lifecycle; returns the outcome."""
-    run = JobRun.claim(db, job_id, settings)
+    try:
+        run = JobRun.claim(db, job_id, settings)
+    except Exception as exc:
+        # Nothing was taken, so the job is still owed a run; its message is spent and the
+        # controller, finding it neither waiting in its queue nor taken, sends another.
+        # Raised, the error would reach Celery, which acknowledges the message all the same.
+        log.warning(
+            "job %s: not claimed (%s); the controller sends it again",
+            job_id,
+            exc,
+            exc_info=not is_transient(exc),
+        )
+        return "UNCLAIMED"
     if run is None:
         return "SKIPPED"
     with run:

@@ -29,6 +29,11 @@ class NetworkSource(BaseModel):
     data_sha256: str | None = None
     metrics: dict[str, Any] | None = None
     num_classes: int | None = None
+    # A network brought as a module: its input channels where not 3, the output its logits
+    # were read at where it returns several, and its functional activations made layers.
+    input_channels: int | None = None
+    output: str | int | None = None
+    functional: str | None = None
     # A network orisel did not train: the sha256 of its parameters and buffers as analysed
     # (every tensor's name, dtype, shape and bytes, in state-dict order) and of the file its
     # weights were read from, when there was one.

@@ -55,7 +55,10 @@ class Settings(BaseSettings):
         5, ge=1, le=100, description="lost workers or store/broker errors before a job FAILS"
     )
     dispatch_timeout_s: float = Field(
-        600.0, gt=0, description="re-send a job's task when no worker took it this long"
+        600.0,
+        gt=0,
+        description="re-send a job's task when no worker took it this long and its queue no "
+        "longer holds it (lost with a worker or an emptied broker)",
     )
     controller_interval_s: float = Field(
         0.5, gt=0, description="seconds between the controller's dispatch/reconcile rounds"
@@ -81,6 +84,9 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
         description="plaintext port serving only gRPC health, for probes without TLS (0: none)",
+    )
+    open_reflection: bool = Field(
+        False, description="answer gRPC reflection without credentials, as health is"
     )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="port of /metrics for Prometheus (0: not served)"

@@ -51,7 +51,9 @@ def extract(
     for kind in spec.stimuli:
         stim = make_stimuli(kind, net.info.image_size, spec)
         grids[kind] = stim.describe()
-        responses = net.stimulus_responses(stim, layers, spec.reduction, spec.batch_size)
+        responses = net.stimulus_responses(
+            stim, layers, spec.reduction, spec.batch_size, tokens=spec.tokens
+        )
         arrays |= {f"{kind}/{layer}": r.astype(np.float32) for layer, r in responses.items()}
     result = {
         "spec": spec.model_dump(mode="json"),

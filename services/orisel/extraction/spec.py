@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
-from orisel.core.names import MAX_LAYERS, LayerName, Reduction
+from orisel.core.names import MAX_LAYERS, LayerName, Reduction, Tokens
 from orisel.core.storage import ArtifactStore
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
@@ -34,6 +34,17 @@ class ExtractSpec(BaseModel):
         "journal",
         description="gratings' phase origin: pixel size//2 as the journal code, or the "
         "geometric centre (size-1)/2",
+    )
+    tokens: Tokens = Field(
+        "mean",
+        description="a token layer's (a ViT block's) unit: its mean over the tokens, or its "
+        "first (class) token: cls",
+    )
+    rectify: bool = Field(
+        True,
+        description="responses below 0 count as 0 in every index, as at a ReLU output (where "
+        "nothing changes); each unit's negative share is in the table (negative_fraction). "
+        "--no-rectify refuses a layer with negative responses instead",
     )
 
 

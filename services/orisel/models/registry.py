@@ -25,6 +25,7 @@ class ModelInfo:
     preprocessing: str  # "mean_image" (cnn7) or "normalize" (torchvision weights)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    channels: int = 3  # input channels
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -142,11 +143,23 @@ def build_model(
     else:
         import torchvision.models as tvm
 
-        model = tvm.get_model(name, weights=None, num_classes=num_classes)
-        info = ModelInfo(name, image_size or 224, "normalize", IMAGENET_MEAN, IMAGENET_STD)
+        size = image_size or 224
+        model = tvm.get_model(name, weights=None, num_classes=num_classes, **_sized(name, size))
+        info = ModelInfo(name, size, "normalize", IMAGENET_MEAN, IMAGENET_STD)
     if state is not None:
         load_state(model, state, f"weights {weights}")
     return model, info
+
+
+def _sized(name: str, size: int) -> dict[str, Any]:
+    """The build arguments of torchvision models made for one input size (ViT's position
+    embedding, MaxViT's attention grids), so that they run at the size analysed; weights
+    trained at 224 px then load only at 224."""
+    if name.startswith("vit_"):
+        return {"image_size": size}
+    if name.startswith("maxvit_"):
+        return {"input_size": (size, size)}
+    return {}
 
 
 USER_MODEL = re.compile(r"^(?P<path>.+\.py):(?P<cls>[A-Za-z_][A-Za-z0-9_]*)$")

@@ -279,6 +279,13 @@ class _Buffers:
 
 
 def _ce(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    if logits.ndim != 2:
+        raise InvalidArgument(
+            "output",
+            "a network whose output is (batch, classes) logits, for the cross-entropy an "
+            "ablation costs (select them with --output, API output=, where it returns several)",
+            tuple(logits.shape),
+        )
     out: np.ndarray = F.cross_entropy(logits.float(), y, reduction="none").double().cpu().numpy()
     return out
 

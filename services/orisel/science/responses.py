@@ -16,28 +16,42 @@ from torch import nn
 
 from orisel.core import progress
 from orisel.core.errors import InvalidArgument, NotFound
-from orisel.core.names import Reduction
+from orisel.core.names import Reduction, Tokens
 
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "centre", "max")
+TOKENS: tuple[Tokens, ...] = ("mean", "cls")
 
 
 class _Done(Exception):
     """Raised by the last hook of a batch to skip the layers nobody asked for."""
 
 
-def reduce_units(out: torch.Tensor, how: Reduction) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C) by spatial mean, centre position or spatial max; (B, C) as is."""
+def reduce_units(out: torch.Tensor, how: Reduction, tokens: Tokens = "mean") -> torch.Tensor:
+    """One number per unit: (B, C, H, W) by spatial mean, centre position or spatial max;
+    (B, tokens, D) by the mean over tokens or the first (a ViT's class) token; (B, C) as is."""
     if out.ndim == 2:
         return out
+    if out.ndim == 3:
+        if tokens not in TOKENS:
+            raise InvalidArgument("tokens", f"one of {', '.join(TOKENS)}", tokens)
+        return out.mean(dim=1) if tokens == "mean" else out[:, 0]
     if out.ndim != 4:
         raise InvalidArgument(
-            "layer output", "2-D (dense) or 4-D (conv) activations", tuple(out.shape)
+            "layer output",
+            "2-D (dense), 3-D (batch, tokens, units) or 4-D (conv) activations",
+            tuple(out.shape),
         )
     if how == "mean":
         return out.mean(dim=(2, 3))
     if how == "max":
         return out.amax(dim=(2, 3))
     return out[:, :, out.shape[2] // 2, out.shape[3] // 2]
+
+
+def units_first(out: torch.Tensor) -> torch.Tensor:
+    """Units on axis 1, where maps are read and channels silenced: a token layer's
+    (B, tokens, D) as (B, D, tokens); its own inverse."""
+    return out.transpose(1, 2) if out.ndim == 3 else out
 
 
 def parse_layer(name: str) -> tuple[str, int | None]:
@@ -71,7 +85,8 @@ def on_call(
     model: nn.Module, layer: str, fn: Callable[[torch.Tensor], torch.Tensor | None]
 ) -> Iterator[None]:
     """Within the block, `fn` sees the output of exactly the call `layer` names ("name:k", or
-    a module the pass runs once) and may return a replacement; other calls of a reused module
+    a module the pass runs once), units on axis 1 (`units_first`), and may return a
+    replacement; other calls of a reused module
     pass untouched. A hook on the module alone would act on every call of a shared ReLU, so the
     calls are counted from the start of each pass of `model` (a pre-hook on the model itself),
     and a pass that never reached the call, or a reused module named without one, is refused
@@ -85,7 +100,10 @@ def on_call(
 
     def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor | None:
         state["calls"] += 1
-        return fn(out) if state["calls"] == (k or 1) else None
+        if state["calls"] != (k or 1):
+            return None
+        replaced = fn(units_first(out))
+        return None if replaced is None else units_first(replaced)
 
     def check(_m: nn.Module, _i: object, _o: object) -> None:
         calls = state["calls"]
@@ -113,15 +131,16 @@ def on_call(
             h.remove()
 
 
-def count_calls(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
-    """How many times each named module runs in one forward pass of `x`."""
-    calls: dict[str, int] = {}
+def call_sequence(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The named modules in the order one forward pass of `x` calls them, a module once per
+    call."""
+    calls: list[str] = []
     handles = []
     for name, module in model.named_modules():
         if name:
 
             def hook(_m: nn.Module, _i: object, _o: object, name: str = name) -> None:
-                calls[name] = calls.get(name, 0) + 1
+                calls.append(name)
 
             handles.append(module.register_forward_hook(hook))
     try:
@@ -131,15 +150,6 @@ def count_calls(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
         for h in handles:
             h.remove()
     return calls
-
-
-def expand_reused(names: Sequence[str], calls: dict[str, int]) -> tuple[str, ...]:
-    """Each module that runs k > 1 times per pass becomes name:1 .. name:k."""
-    out: list[str] = []
-    for name in names:
-        k = calls.get(name, 1)
-        out += [f"{name}:{i}" for i in range(1, k + 1)] if k > 1 else [name]
-    return tuple(out)
 
 
 class Recorder:
@@ -155,12 +165,14 @@ class Recorder:
         reduction: Reduction = "mean",
         stop_early: bool = True,
         maps: bool = False,
+        tokens: Tokens = "mean",
     ) -> None:
         if reduction not in REDUCTIONS:
             raise InvalidArgument("reduction", f"one of {', '.join(REDUCTIONS)}", reduction)
         self.model = model
         self.modules = resolve_layers(model, layers)
         self.reduction: Reduction = reduction
+        self.tokens: Tokens = tokens
         self.maps = maps
         self.stop_early = stop_early
         self.store: dict[str, list[torch.Tensor]] = {n: [] for n in self.modules}
@@ -180,9 +192,9 @@ class Recorder:
             for name, k in self._wanted[base]:
                 if (k is None and call == 1) or k == call:
                     kept = (
-                        (out.detach().flatten(2) if out.ndim == 4 else out.detach()[:, :, None])
+                        self._map(out.detach())
                         if self.maps
-                        else reduce_units(out.detach(), self.reduction)
+                        else reduce_units(out.detach(), self.reduction, self.tokens)
                     )
                     self.store[name].append(kept.float())
                     self._fired.add(name)
@@ -190,6 +202,11 @@ class Recorder:
                 raise _Done
 
         return hook
+
+    @staticmethod
+    def _map(out: torch.Tensor) -> torch.Tensor:
+        """(B, units, positions): a dense layer has one position, a token layer its tokens."""
+        return units_first(out).flatten(2) if out.ndim >= 3 else out[:, :, None]
 
     def __enter__(self) -> Recorder:
         named = dict(self.model.named_modules())
@@ -238,12 +255,13 @@ def forward_collect(
     batches: Iterable[torch.Tensor],
     layers: Sequence[str],
     reduction: Reduction = "mean",
+    tokens: Tokens = "mean",
 ) -> dict[str, np.ndarray]:
     """Run `batches` through `model` (eval mode, no grad); return layer -> (N, C) responses."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), Recorder(model, layers, reduction) as rec:
+        with torch.no_grad(), Recorder(model, layers, reduction, tokens=tokens) as rec:
             for x in progress.bar(batches, "responses", unit="batch"):
                 rec.forward(x)
     finally:

@@ -48,6 +48,9 @@ class LayerTuning(BaseModel):
     histogram_edges: list[float]
     histogram: list[int]
     null_histogram_density: list[float]
+    # Units with a response below 0, which the indices counted as 0 (spec.rectify); older
+    # summaries lack it.
+    negative_units: int | None = None
 
 
 class StimulusTuning(BaseModel):

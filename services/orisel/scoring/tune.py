@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from orisel.core import progress
+from orisel.core.errors import InvalidArgument
+from orisel.core.names import Tokens
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
 from orisel.science import indices as ix
@@ -37,6 +39,7 @@ UNIT_COLUMNS = (
     "q_value",
     "q_orientation",
     "selective_fdr",
+    "negative_fraction",
 )
 # The orientation-only null draws its shuffles from a stream of its own.
 ORIENTATION_SEED_OFFSET = 1 << 30
@@ -45,7 +48,8 @@ ORIENTATION_SEED_OFFSET = 1 << 30
 def score_layer(
     r: np.ndarray, stim: StimulusSet, spec: TuneSpec, seed: int
 ) -> dict[str, np.ndarray]:
-    """Per-unit indices of one layer's (stimuli, units) responses, with the permutation null."""
+    """Per-unit indices of one layer's (stimuli, units) responses, with the permutation null.
+    The indices count negative responses as 0; the share each unit had is kept."""
     t = ix.tuning(r, stim.shape)
     g = ix.gosi(t.curves)
     null = ix.null_gosi(r, stim.shape, max(spec.permutations, 1), seed)
@@ -79,6 +83,7 @@ def score_layer(
         "q_value": q,
         "q_orientation": q_orientation,
         "selective_fdr": selective_fdr & ~t.dead,
+        "negative_fraction": (r < 0).mean(axis=0),
         "curves": t.curves,
         "_null_all": null,
     }
@@ -109,6 +114,7 @@ def layer_summary(s: dict[str, np.ndarray], spec: TuneSpec) -> LayerTuning:
         histogram_edges=edges.tolist(),
         histogram=np.histogram(s["gosi"][live], edges)[0].tolist(),
         null_histogram_density=(np.histogram(null_all, edges)[0] / max(null_all.size, 1)).tolist(),
+        negative_units=int((s["negative_fraction"] > 0).sum()),
     )
 
 
@@ -119,9 +125,27 @@ def class_selectivity_by_layer(
     n_classes: int,
     layers: tuple[str, ...],
     batch_size: int,
+    tokens: Tokens = "mean",
+    rectify: bool = True,
 ) -> dict[str, np.ndarray]:
-    resp = net.image_responses(images, layers, "mean", batch_size)
+    resp = net.image_responses(images, layers, "mean", batch_size, tokens)
+    if not rectify:
+        for n in layers:
+            refuse_signed(n, resp[n], "test images")
     return {n: ix.class_selectivity(resp[n], labels, n_classes) for n in layers}
+
+
+def refuse_signed(layer: str, responses: np.ndarray, what: str) -> None:
+    """With rectification off, a layer whose responses go below 0 has no index to give."""
+    negative = (responses < 0).any(axis=0)
+    if negative.any():
+        raise InvalidArgument(
+            "rectify",
+            f"true (--rectify: negative responses count as 0) for layer {layer}, whose "
+            f"responses to the {what} go below 0 in {int(negative.sum())} of {negative.size} "
+            "units (a signed output, not a ReLU's); or name a rectified layer",
+            False,
+        )
 
 
 @dataclass
@@ -147,7 +171,14 @@ def score_units(
     layers = spec.layers or net.default_layers()
     csi = (
         class_selectivity_by_layer(
-            net, test_images, test_labels, n_classes, layers, spec.batch_size
+            net,
+            test_images,
+            test_labels,
+            n_classes,
+            layers,
+            spec.batch_size,
+            spec.tokens,
+            spec.rectify,
         )
         if test_images is not None and test_labels is not None
         else None
@@ -158,7 +189,12 @@ def score_units(
     tuned = Tuned(tuple(layers), {}, TuneSummary())
     for k, kind in enumerate(spec.stimuli):
         stim = tuned.stimuli[kind] = make_stimuli(kind, net.info.image_size, spec)
-        responses = net.stimulus_responses(stim, layers, spec.reduction, spec.batch_size)
+        responses = net.stimulus_responses(
+            stim, layers, spec.reduction, spec.batch_size, tokens=spec.tokens
+        )
+        if not spec.rectify:
+            for layer in layers:
+                refuse_signed(layer, responses[layer], kind)
         tuning = StimulusTuning(stimuli=stim.describe(), layers={})
         setattr(tuned.summary, kind, tuning)
         scored = tuned.scored[kind] = {}

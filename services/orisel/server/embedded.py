@@ -80,7 +80,7 @@ class Embedded:
         self._token_id = ""
 
     def __enter__(self) -> Embedded:
-        from orisel.core.controller import celery_sender
+        from orisel.core.controller import CeleryBroker
         from orisel.core.db import open_db
         from orisel.server.launch import start_front_end
 
@@ -100,7 +100,7 @@ class Embedded:
         with os.fdopen(fd, "w") as fh:
             fh.write(self.token + "\n")
         write_runtime(self.address, self.token, home)
-        self.controller = Controller(db, celery_sender(self.settings), self.settings).start()
+        self.controller = Controller(db, CeleryBroker(self.settings), self.settings).start()
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         # Two single-threaded worker processes: one can advance the pipeline or run a second
         # analysis while the other trains, and together they fill a small machine's cores.

@@ -72,7 +72,7 @@ def security(settings: Settings, db: JobDB) -> Security:
                 f"ORISEL_AUTH=off serves anyone as admin: only on a loopback address, not "
                 f"{settings.grpc_host}"
             )
-        return Security(credentials, None, settings.health_port)
+        return Security(credentials, None, settings.health_port, settings.open_reflection)
     jwts = None
     if settings.oidc_jwks_file is not None:
         config = auth.OidcConfig(
@@ -82,7 +82,8 @@ def security(settings: Settings, db: JobDB) -> Security:
             settings.oidc_admin_group,
         )
         jwts = auth.Jwts(config)
-    return Security(credentials, auth.Authenticator(auth.Tokens(db), jwts), settings.health_port)
+    authenticate = auth.Authenticator(auth.Tokens(db), jwts)
+    return Security(credentials, authenticate, settings.health_port, settings.open_reflection)
 
 
 def start_front_end(settings: Settings, services: Sequence[str]) -> Server:
@@ -93,6 +94,7 @@ def start_front_end(settings: Settings, services: Sequence[str]) -> Server:
         settings.grpc_host,
         settings.grpc_port,
         security(settings, backends.db),
+        probe=backends.db.ping,
     )
 
 
@@ -105,12 +107,12 @@ def serve(settings: Settings, service: str) -> None:
 
 def run_controller(settings: Settings) -> None:
     """The controller in the foreground until SIGTERM/SIGINT; exports job and queue gauges."""
-    from orisel.core.controller import Controller, celery_sender
+    from orisel.core.controller import CeleryBroker, Controller
     from orisel.core.db import open_db
 
     prepare_database(settings)
     controller = Controller(
-        open_db(settings.database_url, settings.max_attempts), celery_sender(settings), settings
+        open_db(settings.database_url, settings.max_attempts), CeleryBroker(settings), settings
     )
     metrics.watch_queues(settings.broker_url, settings.broker_prefix, QUEUES)
     metrics.serve(settings.metrics_port, settings.metrics_host)

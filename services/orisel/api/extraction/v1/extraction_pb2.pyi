@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExtractSpec(_message.Message):
-    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "n_orientations", "n_phases", "n_frequencies", "model", "grating_centre")
+    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "n_orientations", "n_phases", "n_frequencies", "model", "grating_centre", "tokens", "rectify")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     STIMULI_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,8 @@ class ExtractSpec(_message.Message):
     N_FREQUENCIES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     GRATING_CENTRE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RECTIFY_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     stimuli: _containers.RepeatedScalarFieldContainer[str]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -27,7 +29,9 @@ class ExtractSpec(_message.Message):
     n_frequencies: int
     model: _common_pb2.Model
     grating_centre: str
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., n_orientations: _Optional[int] = ..., n_phases: _Optional[int] = ..., n_frequencies: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., grating_centre: _Optional[str] = ...) -> None: ...
+    tokens: str
+    rectify: bool
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., n_orientations: _Optional[int] = ..., n_phases: _Optional[int] = ..., n_frequencies: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., grating_centre: _Optional[str] = ..., tokens: _Optional[str] = ..., rectify: _Optional[bool] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")
