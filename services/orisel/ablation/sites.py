@@ -33,7 +33,6 @@ def batchnorm_after(net: Network, layers: Sequence[str]) -> dict[str, str]:
     feed none are left out."""
     model = net.model
     modules = resolve_layers(model, layers)
-    size = net.info.image_size
     outputs: dict[str, list[torch.Tensor]] = {}
     fed: list[tuple[str, torch.Tensor]] = []
     handles = []
@@ -54,7 +53,7 @@ def batchnorm_after(net: Network, layers: Sequence[str]) -> dict[str, str]:
             handles.append(module.register_forward_pre_hook(reads))
     try:
         with torch.no_grad():
-            model(torch.zeros(2, 3, size, size, device=net.device))
+            model(net.probe(2))
     finally:
         for h in handles:
             h.remove()

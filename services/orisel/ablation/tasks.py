@@ -47,7 +47,8 @@ from orisel.core.settings import Settings, make_store
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
 from orisel.extraction.inputs import job_images, job_network
 from orisel.extraction.network import Network
-from orisel.report.outputs import invariance, network_record, write_ablation
+from orisel.extraction.provenance import network_record
+from orisel.report.outputs import invariance, write_ablation
 from orisel.science.ablation import RawSweep
 
 

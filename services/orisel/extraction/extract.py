@@ -16,6 +16,7 @@ import numpy as np
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.extraction.network import Network
+from orisel.extraction.provenance import network_record
 from orisel.extraction.spec import ExtractSpec
 from orisel.science.stimuli import GratingCentre, StimulusSet, bars, gratings
 
@@ -57,7 +58,7 @@ def extract(
         arrays |= {f"{kind}/{layer}": r.astype(np.float32) for layer, r in responses.items()}
     result = {
         "spec": spec.model_dump(mode="json"),
-        "network": net.source,
+        "network": network_record(net),
         "layers": list(layers),
         "stimuli": grids,
         "arrays": {k: list(v.shape) for k, v in arrays.items()},

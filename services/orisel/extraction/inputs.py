@@ -39,9 +39,8 @@ class Labelled:
 
 def output_count(net: Network) -> int:
     """How many outputs (classes) the network has, from one probe pass."""
-    size = net.info.image_size
     with torch.no_grad():
-        out = net.model(torch.zeros(2, 3, size, size, device=net.device))
+        out = net.model(net.probe(2))
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise FailedPrecondition(

@@ -21,20 +21,12 @@ from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import write_table
 from orisel.extraction.network import Network
-from orisel.models.digest import state_sha256
+from orisel.extraction.provenance import network_record
 from orisel.report import plots
 from orisel.scoring.results import TrajectoryResult, TuneResult
 from orisel.scoring.spec import TuneSpec
 from orisel.scoring.trajectory import trajectory_rows
 from orisel.scoring.tune import score_units
-
-
-def network_record(net: Network) -> dict[str, object]:
-    """The network as its summaries record it: where it came from and, for one orisel did
-    not train (no checkpoint checksum), the checksum of the weights analysed."""
-    if net.source.get("checkpoint_sha256"):
-        return dict(net.source)
-    return {**net.source, "weights_sha256": state_sha256(net.model)}
 
 
 def tune(
