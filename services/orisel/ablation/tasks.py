@@ -43,9 +43,9 @@ from orisel.core.errors import OriselError
 from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
 from orisel.core.provenance import environment
-from orisel.core.settings import Settings, make_store
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
-from orisel.extraction.inputs import job_images, job_network
+from orisel.extraction.inputs import job_images, job_network, output_count
 from orisel.extraction.network import Network
 from orisel.extraction.provenance import network_record
 from orisel.report.outputs import invariance, write_ablation
@@ -145,7 +145,7 @@ def _load(data: bytes) -> dict[str, RawSweep]:
 def sweep(run: JobRun, settings: Settings) -> None:
     job = run.job
     spec = AblateSpec.model_validate(job.spec["ablate"])
-    store = cast(ArtifactStore, make_store(settings))
+    store = run.store
     parts = blocks(spec, image_count(job, store, settings))
     made = children_of(run)
     wanted = [
@@ -179,7 +179,7 @@ def sweep(run: JobRun, settings: Settings) -> None:
             "tasks": len(got),
             "job": job.id,
         }
-        write_ablation(out, spec, swept, record)
+        write_ablation(out, spec, swept, record, output_count(net))
         run.check()
         refs = upload_dir(store, f"analyses/{job.id}/ablate", out)
     run.succeed(refs)
@@ -190,7 +190,7 @@ def chunk_task(run: JobRun, settings: Settings) -> None:
     layer = run.job.spec["layer"]
     a, b = run.job.spec["block"]
     parent = run.db.get(run.job.parent_id)
-    store = cast(ArtifactStore, make_store(settings))
+    store = run.store
     key = chunk_key(parent, layer, (a, b))
     if not store.exists(key):  # else computed by a worker that died before recording it
         net, scores, x, y = _sweep_inputs(parent, store, settings)

@@ -20,6 +20,7 @@ from orisel.ablation.sweep import Swept, chunks, evaluation_tensors, run_chunks
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import write_table
+from orisel.extraction.inputs import output_count
 from orisel.extraction.network import Network
 from orisel.extraction.provenance import network_record
 from orisel.report import plots
@@ -95,16 +96,17 @@ def trajectory(
 
 
 def write_ablation(
-    out: Path, spec: AblateSpec, swept: Swept, record: dict[str, Any]
+    out: Path, spec: AblateSpec, swept: Swept, record: dict[str, Any], outputs: int
 ) -> AblateResult:
     """The curves table, plots and summary.json of a sweep (with `record`: its network,
-    environment and provenance), committed to `out` whole."""
+    environment and provenance; `outputs`: the network's, chance's denominator), committed
+    to `out` whole."""
     curves, splits = swept.curves, swept.splits
     with atomic_dir(out) as tmp:
         cols = {k: np.asarray([row[k] for row in curves]) for k in curves[0]}
         table = write_table(cols, tmp / "curves", spec.format)
         for layer in spec.layers:
-            plots.ablation_curves(cols, layer, "accuracy", tmp / f"curves_{layer}.png")
+            plots.ablation_curves(cols, layer, "accuracy", tmp / f"curves_{layer}.png", outputs)
         for by in spec.orders:
             rows = [v for v in splits if v.by == by]
             series = {
@@ -146,7 +148,7 @@ def ablate(
         "wall_s": round(time.perf_counter() - t0, 2),
         **(provenance or {}),
     }
-    return write_ablation(out, spec, swept, record)
+    return write_ablation(out, spec, swept, record, output_count(net))
 
 
 def invariance(

@@ -139,10 +139,13 @@ def histograms(summary: dict[str, StimulusTuning], threshold: float, path: Path)
     _save(fig, path)
 
 
-def ablation_curves(rows: dict[str, np.ndarray], layer: str, metric: str, path: Path) -> None:
+def ablation_curves(
+    rows: dict[str, np.ndarray], layer: str, metric: str, path: Path, outputs: int
+) -> None:
     """One layer's cumulative ablation: each index's order, most selective first (solid) and
     least selective first (dashed), and random orders as their mean with the range over seeds
-    (band); for accuracy, chance as a dotted line."""
+    (band); for accuracy, chance among the network's `outputs` as a dotted line (not among
+    the classes the images hold: a guess may be any output)."""
     fig = plt.figure(figsize=(4.6, 3.3))
     sel = rows["layer"] == layer
     for order in dict.fromkeys(rows["order"][sel]):
@@ -173,9 +176,7 @@ def ablation_curves(rows: dict[str, np.ndarray], layer: str, metric: str, path: 
             label=f"by {index}, {what} selective first",
         )
     if metric == "accuracy":
-        classes = sum(1 for k in rows if k.startswith("accuracy_class"))
-        if classes:
-            plt.axhline(1 / classes, color="k", ls=":", lw=1, label=f"chance (1/{classes})")
+        plt.axhline(1 / outputs, color="k", ls=":", lw=1, label=f"chance (1/{outputs})")
         plt.ylabel("test accuracy (fraction correct)")
     else:
         plt.ylabel(metric.replace("_", " "))
