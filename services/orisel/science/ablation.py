@@ -56,6 +56,17 @@ def sequential_view(model: nn.Module) -> list[Step] | None:
     return None
 
 
+def _same(model: nn.Module, steps: list[Step], images: torch.Tensor) -> bool:
+    """Whether the chain computes what the model does: a network whose parts have the
+    names of VGG's (ConvNeXt's `features`, `avgpool`, `classifier`) may join them otherwise
+    (its classifier reads unflattened maps), and then only the whole network is right."""
+    x = images[:2]
+    try:
+        return bool(torch.allclose(run_steps(steps, x), model(x), rtol=1e-4, atol=1e-5))
+    except RuntimeError:  # the parts do not even fit together in this order
+        return False
+
+
 def split_at(steps: list[Step], site: str) -> tuple[list[Step], list[Step]]:
     names = [n for n, _ in steps]
     if site not in names:
@@ -245,7 +256,7 @@ def sweep_sites_raw(
     # whole network is run for it, which gives the same numbers.
     chained = steps is not None and set(plans) <= {n for n, _ in steps}
     with torch.no_grad():
-        if engine == "naive" or steps is None or not chained:
+        if engine == "naive" or steps is None or not chained or not _same(model, steps, x):
             for site, plan in plans.items():
                 _sweep_naive(model, site, plan, x, y, mode, chunk_images)
         else:
