@@ -62,6 +62,14 @@ def test_sorted_order_only_when_the_folder_holds_every_output() -> None:
         match_classes(wnids[:2], 4, network_names=["tench", "goldfish", "shark", "ray"])
 
 
+def test_a_name_several_outputs_share_is_refused_not_guessed() -> None:
+    names = ["crane", "tiger shark", "tiger", "crane", "ship"]  # ImageNet has two cranes
+    with pytest.raises(InvalidArgument, match=r"'crane' names outputs \[0, 3\]"):
+        match_classes(("crane", "ship"), 5, class_map=names)
+    # A whole name wins over another entry's first word.
+    np.testing.assert_array_equal(match_classes(("tiger",), 5, class_map=names).outputs, [2])
+
+
 def test_class_map_files(tmp_path: Path) -> None:
     synsets = tmp_path / "LOC_synset_mapping.txt"
     synsets.write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n")

@@ -89,14 +89,28 @@ def _key(name: str) -> str:
 
 
 def _by_name(classes: Sequence[str], names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Each folder class's output by name (case and `_`/space ignored; a line's first word
-    counts as its name too); the classes no name matches."""
-    index: dict[str, int] = {}
+    """Each folder class's output by name (case and `_`/space ignored), a whole name before a
+    line's first word (its id, as in LOC_synset_mapping.txt); the classes no name matches. A
+    name several outputs share (ImageNet has two "crane"s) is refused, not guessed."""
+    whole: dict[str, set[int]] = {}
+    first: dict[str, set[int]] = {}
     for i, name in enumerate(names):
-        for k in {_key(name), _key(name.split()[0]) if name.split() else ""} - {""}:
-            index.setdefault(k, i)
-    outputs = np.array([index.get(_key(c), -1) for c in classes], dtype=np.int64)
-    return outputs, [c for c, o in zip(classes, outputs, strict=True) if o < 0]
+        whole.setdefault(_key(name), set()).add(i)
+        if name.split():
+            first.setdefault(_key(name.split()[0]), set()).add(i)
+    outputs = []
+    for c in classes:
+        found = whole.get(_key(c)) or first.get(_key(c)) or set()
+        if len(found) > 1:
+            raise InvalidArgument(
+                "class_map",
+                f"names that each mean one output: folder class {c!r} names outputs "
+                f"{sorted(found)}; pass a JSON class map of output indices",
+                c,
+            )
+        outputs.append(found.pop() if found else -1)
+    out = np.array(outputs, dtype=np.int64)
+    return out, [c for c, o in zip(classes, out, strict=True) if o < 0]
 
 
 def match_classes(
