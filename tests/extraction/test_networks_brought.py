@@ -269,6 +269,14 @@ def test_token_layers_are_read_over_tokens_and_ablated_on_their_units() -> None:
         z[..., [1, 6]] = 0.0  # units are the last axis of (batch, tokens, units)
         want = model.heads(model.encoder.ln(model.encoder.layers[1](z))[:, 0])
     torch.testing.assert_close(silenced, want)
+    attention = "encoder.layers.encoder_layer_0.self_attention"
+    with pytest.raises(InvalidArgument, match=r"returns a tuple"):
+        forward_collect(net.model, [x], (attention,))
+    with (
+        pytest.raises(InvalidArgument, match=r"returns a tuple"),
+        ablated(net.model, attention, [0]),
+    ):
+        net.model(x)
     tuned = orisel.tune(net, permutations=0, tokens="cls", **GRID)
     assert set(tuned["layer"]) == set(layers)
     assert len(tuned) == 16

@@ -48,6 +48,19 @@ def reduce_units(out: torch.Tensor, how: Reduction, tokens: Tokens = "mean") -> 
     return out[:, :, out.shape[2] // 2, out.shape[3] // 2]
 
 
+def one_tensor(out: object, layer: str) -> torch.Tensor:
+    """A layer's output as the one tensor its units are read from; a module that returns
+    several (attention's output and weights) is refused."""
+    if not isinstance(out, torch.Tensor):
+        raise InvalidArgument(
+            "layers",
+            f"modules whose output is one tensor ({layer} returns a {type(out).__name__}; "
+            "`orisel layers MODEL --all` lists those that do)",
+            layer,
+        )
+    return out
+
+
 def units_first(out: torch.Tensor) -> torch.Tensor:
     """Units on axis 1, where maps are read and channels silenced: a token layer's
     (B, tokens, D) as (B, D, tokens); its own inverse."""
@@ -102,7 +115,7 @@ def on_call(
         state["calls"] += 1
         if state["calls"] != (k or 1):
             return None
-        replaced = fn(units_first(out))
+        replaced = fn(units_first(one_tensor(out, layer)))
         return None if replaced is None else units_first(replaced)
 
     def check(_m: nn.Module, _i: object, _o: object) -> None:
@@ -191,6 +204,7 @@ class Recorder:
             call = self._calls[base] = self._calls.get(base, 0) + 1
             for name, k in self._wanted[base]:
                 if (k is None and call == 1) or k == call:
+                    one_tensor(out, name)
                     kept = (
                         self._map(out.detach())
                         if self.maps
