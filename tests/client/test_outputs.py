@@ -119,6 +119,62 @@ def test_the_library_never_replaces_foreign_content(tmp_path: Path) -> None:
     assert (empty / "a").is_file()
 
 
+def test_report_writes_over_nothing_but_an_earlier_report_and_only_with_force(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    an = tmp_path / "an"
+    assert _tune(tiny_checkpoint, an / "tune") == 0
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for target in (an / "tune" / "units.csv", notes):
+        before = _digest(target)
+        for extra in ((), ("--force",)):
+            assert main(["report", "--run", str(an), "--out", str(target), "-q", *extra]) == 4
+            assert _digest(target) == before
+    assert main(["report", "--run", str(an), "-q"]) == 0
+    report = an / "report.md"
+    first = report.read_text()
+    assert main(["report", "--run", str(an), "-q"]) == 4  # exists: asks for --force
+    assert main(["report", "--run", str(an), "-q", "--force"]) == 0
+    assert report.read_text() == first
+
+
+def test_train_refuses_a_file_or_a_foreign_folder_before_reading_any_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "no-such-archive.tar.gz")  # would be exit 3, were it read
+    regular = tmp_path / "file.pt"
+    regular.write_text("a user's file")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("notes")
+    for target in (regular, foreign):
+        before = _digest(target)
+        for extra in ((), ("--resume",)):
+            assert main(["train", "--out", str(target), "--data", missing, "-q", *extra]) == 4
+            assert "left untouched" in capsys.readouterr().err
+            assert _digest(target) == before
+
+
+def test_up_home_must_be_new_empty_or_an_earlier_homes(tmp_path: Path) -> None:
+    from orisel.server.embedded import check_home
+
+    foreign = tmp_path / "docs"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    with pytest.raises(FailedPrecondition, match="not an `orisel up` home"):
+        check_home(foreign)
+    assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    with pytest.raises(FailedPrecondition, match="is a file"):
+        check_home(regular)
+    home = tmp_path / "home"
+    check_home(home)  # new: made and marked
+    (home / "jobs.sqlite").write_text("")
+    check_home(home)  # an earlier home
+
+
 @pytest.mark.integration
 def test_sigterm_leaves_no_temporary_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "outs" / "tune"

@@ -78,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from orisel.data.prepare import prepare
     from orisel.data.sources import load_cifar10
     from orisel.training.config import TrainConfig
-    from orisel.training.loop import Trainer
+    from orisel.training.loop import Trainer, check_run_dir
 
     settings = get_settings()
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
@@ -94,6 +94,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(
         args.out or settings.runs_dir / run_name(cfg.model, cfg.data.label_corruption, cfg.seed)
     )
+    # Before the data is read (seconds to minutes): a refused --out costs nothing.
+    if not args.population:
+        check_run_dir(run_dir, args.resume)
+    elif args.out is not None and Path(args.out).is_file():
+        raise FailedPrecondition(f"--out {args.out} is a file (left untouched): name a folder")
     if args.resume and (run_dir / "manifest.json").is_file():
         stored = json.loads((run_dir / "manifest.json").read_text())
         # The stored split decides which data the run uses; flags may only confirm it.
@@ -428,7 +433,9 @@ def cmd_invariance(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from orisel.report.markdown import write_report
 
-    out = write_report(Path(args.run), Path(args.out or Path(args.run) / "report.md"))
+    out = write_report(
+        Path(args.run), Path(args.out or Path(args.run) / "report.md"), force=args.force
+    )
     emit(args, {"report": str(out)}, f"report: {out}")
     return 0
 
@@ -673,6 +680,9 @@ def add_local_commands(
     )
     report.add_argument("--run", type=Path, required=True, help="the analysis folder")
     report.add_argument("--out", type=Path, help="report path (default: RUN/report.md)")
+    report.add_argument(
+        "--force", action="store_true", help="replace --out if it is an earlier orisel report"
+    )
     report.set_defaults(func=cmd_report)
 
     pr = sub.add_parser(

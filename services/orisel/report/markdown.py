@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orisel.ablation.results import AblateResult, InvarianceResult
-from orisel.core.atomic import atomic_write
+from orisel.core.atomic import check_file_output, write_output_file
 from orisel.core.errors import NotFound
 from orisel.core.records import read_result
 from orisel.scoring.results import TuneResult
@@ -157,8 +157,10 @@ def _invariance(v: InvarianceResult) -> list[str]:
     ]
 
 
-def write_report(run: Path, out: Path) -> Path:
-    """Report on `run/{train,tune,ablate,invariance}`; parts that are missing are skipped."""
+def write_report(run: Path, out: Path, force: bool = False) -> Path:
+    """Report on `run/{train,tune,ablate,invariance}`; parts that are missing are skipped. An
+    existing `out` is replaced only if it is an earlier orisel report and `force` is given."""
+    check_file_output(out, force)
     manifest = _load(run / "train" / "manifest.json")
     tune = read_result(run / "tune" / "summary.json", TuneResult)
     ablate = read_result(run / "ablate" / "summary.json", AblateResult)
@@ -185,5 +187,4 @@ def write_report(run: Path, out: Path) -> Path:
     def write(path: Path) -> None:
         path.write_text("\n".join(lines))
 
-    atomic_write(out, write)
-    return out
+    return write_output_file(out, write, force)

@@ -136,9 +136,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     from typing import cast
 
     from orisel.api.common.v1 import common_pb2
+    from orisel.core.atomic import atomic_dir, check_output
     from orisel.core.settings import make_store
     from orisel.core.storage import ArtifactStore
-    from orisel.server.embedded import Embedded, embedded_settings
+    from orisel.server.embedded import Embedded, check_home, embedded_settings
 
     base = get_settings()
     if args.data:
@@ -146,8 +147,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.paper and base.data is None:
         raise InvalidArgument("--data", "a CIFAR-10 archive or folder (or set ORISEL_DATA)", None)
     home = Path(args.home)
+    out = Path(args.report_dir or home / "report")
+    check_home(home)
+    if args.paper:
+        check_output(out, force=True, field="--report-dir")  # before hours of work, not after
     settings = embedded_settings(base, home, args.port)
-    home.mkdir(parents=True, exist_ok=True)
     with Embedded(settings, log=home / "worker.log") as stack:
         sys.stderr.write(
             f"orisel: all services on {stack.address} (store {settings.store_root}, "
@@ -167,10 +171,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             emit(args, job_dict(job), job_line(job))
             return 1
         store = cast(ArtifactStore, make_store(settings))
-        out = Path(args.report_dir or home / "report")
         prefix = f"analyses/{job.id}/report/"
-        for ref in job.outputs:
-            store.get_file(store.stat(ref.key), out / ref.key.removeprefix(prefix))
+        # An earlier run's report is replaced; anything else in the folder is left as it is.
+        with atomic_dir(out) as tmp:
+            for ref in job.outputs:
+                store.get_file(store.stat(ref.key), tmp / ref.key.removeprefix(prefix))
     emit(args, {**job_dict(job), "report": str(out / "report.md")}, f"report: {out / 'report.md'}")
     return 0
 

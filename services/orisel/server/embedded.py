@@ -24,12 +24,30 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orisel.core.auth import USER_CHARS, Tokens
 from orisel.core.controller import Controller
-from orisel.core.errors import NotFound
+from orisel.core.errors import FailedPrecondition, NotFound
 from orisel.core.grpcserver import Server
 from orisel.core.runtime import runtime_file, write_runtime
 from orisel.core.settings import QUEUES, Settings, settings_env
 
 STARTUP_S = 60.0
+
+
+HOME_MARKER = ".orisel-home"
+
+
+def check_home(home: Path) -> None:
+    """Refuse a home folder that is not new, empty or an earlier `orisel up`'s: embedded mode
+    writes its store, database and logs there."""
+    if home.exists() and not home.is_dir():
+        raise FailedPrecondition(f"--home {home} is a file (left untouched): name a folder")
+    ours = (home / HOME_MARKER).is_file() or (home / "jobs.sqlite").is_file()
+    if home.is_dir() and any(home.iterdir()) and not ours:
+        raise FailedPrecondition(
+            f"--home {home} holds files that are not an `orisel up` home (left untouched): name "
+            "a new or empty folder, or the --home of an earlier `orisel up`"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    (home / HOME_MARKER).write_text("the home of `orisel up`: its store, job database, logs\n")
 
 
 def embedded_database_url(home: Path) -> str:

@@ -73,6 +73,25 @@ class ProgressDue:
         return False
 
 
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse a run folder that training would write into without it being this run's own:
+    a file, a folder holding files that are not an orisel run, or (without `resume`) a run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FailedPrecondition(f"--out {run_dir} is a file (left untouched): name a folder")
+    if (run_dir / MANIFEST).is_file():
+        if not resume:
+            raise FailedPrecondition(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        return
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise FailedPrecondition(
+            f"--out {run_dir} holds files that are not an orisel run (left untouched): name a "
+            "new or empty folder"
+        )
+
+
 def _seed_int(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -308,12 +327,8 @@ class Trainer:
         progress: bool = True,
     ) -> Trainer:
         """Start a new run in `run_dir`, or resume the run there from its last checkpoint."""
+        check_run_dir(run_dir, resume)
         if not resume:
-            if list_checkpoints(run_dir) or (run_dir / MANIFEST).exists():
-                raise FailedPrecondition(
-                    f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                    f"another --out"
-                )
             trainer = cls(cfg, data, run_dir, data_source, progress)
             trainer._write_manifest(status="running", created=True)
             return trainer
