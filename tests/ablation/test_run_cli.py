@@ -144,6 +144,8 @@ def test_invariance_intact_and_ablated(
         ]
     )
     assert rc == 0
+    points = json.loads((out / "summary.json").read_text())["points"]
+    assert points == {"layer1": {"point": "bn", "site": "bn1"}}  # auto: the paper's point
     cols = read_table(out / "invariance.csv")
     conditions = set(zip(cols["ablated_layer"].tolist(), cols["condition"].tolist(), strict=True))
     assert conditions == {
