@@ -319,3 +319,13 @@ def test_orisel_layers_lists_the_defaults_and_every_call(
     assert main(["layers", "resnet18", "--input-size", "32", "--all", "--json", "-q"]) == 0
     every = {r["layer"] for r in json.loads(capsys.readouterr().out)["layers"]}
     assert {"layer1.0.relu:1", "layer1.0.relu:2", "fc"} <= every
+
+
+def test_loading_a_network_leaves_the_callers_random_stream_and_names_its_class() -> None:
+    model = TwoHeads()
+    torch.manual_seed(5)
+    want = torch.rand(3)
+    torch.manual_seed(5)
+    net = orisel.Network.from_module(model, 16, output="logits")
+    torch.testing.assert_close(torch.rand(3), want)
+    assert net.source["module"] == "TwoHeads"

@@ -121,8 +121,12 @@ class Network:
             raise InvalidArgument("channels", "a positive number of input channels", c)
         if mean is not None and len(mean) != c:
             raise InvalidArgument("mean", f"one value per input channel ({c})", mean)
+        written = type(module).__qualname__
         module = module.to(dev).eval()
-        example = torch.rand(2, c, input_size, input_size, device=dev)
+        # From a generator of its own: loading a network leaves the caller's random stream as
+        # it was.
+        generator = torch.Generator().manual_seed(0)
+        example = torch.rand(2, c, input_size, input_size, generator=generator).to(dev)
         select_output(_run(module, example, name), output)
         functional = ""
         if not isinstance(module, CNN7):
@@ -131,7 +135,7 @@ class Network:
             module = Selected(module, output)
         prep = "normalize" if mean is not None else "none"
         info = ModelInfo(name, input_size, prep, mean, std, c)
-        source: dict[str, object] = {"model": name, "module": type(module).__qualname__}
+        source: dict[str, object] = {"model": name, "module": written}
         if c != 3:
             source["input_channels"] = c
         if output is not None:
