@@ -22,7 +22,7 @@ WORKER_ONLY = {
     "invariance": {"batch_size", "format"},
 }
 # Message fields that are references, not spec fields: checked by the servicer.
-REFERENCES = {"checkpoint", "model", "data", "scores", "test_subset"}
+REFERENCES = {"checkpoint", "model", "data", "class_map", "scores", "test_subset"}
 
 # Every carried field away from its default (zero where zero is a real choice).
 FLAGS = {
@@ -83,6 +83,15 @@ def test_flags_left_out_take_the_models_defaults_on_the_service(kind: str) -> No
     msg = _spec_message(request)
     assert given(model, msg) == {}
     assert from_proto(model, msg, "spec") == model().model_dump(mode="json")
+
+
+@pytest.mark.parametrize("kind", ["tune", "ablate", "invariance"])
+def test_a_class_map_travels_beside_the_images(kind: str) -> None:
+    flags = "--data-key users/me/val.tar --class-map-key users/me/classes.txt"
+    _, request = _submit_request(_args(kind, flags))
+    msg = _spec_message(request)
+    assert (msg.data.key, msg.class_map.key) == ("users/me/val.tar", "users/me/classes.txt")
+    assert not _spec_message(_submit_request(_args(kind, ""))[1]).HasField("class_map")
 
 
 def test_a_bad_value_is_refused_by_the_client_naming_its_flag() -> None:

@@ -126,3 +126,36 @@ def test_the_command_line_refuses_then_matches_by_a_class_map(
     assert main(args) == 0
     curves = read_table(out / "curves.csv")
     assert curves["accuracy"][0] == pytest.approx(_expected()[0])
+
+
+def test_a_job_reads_its_stored_class_map(tmp_path: Path, colours: Path) -> None:
+    """A service job names the images and the class map in the store, as refs the servicer
+    resolved (extraction.spec.data_ref); the worker fetches both and matches the classes."""
+    import tarfile
+
+    from orisel.api.scoring.v1 import scoring_pb2
+    from orisel.core.storage import LocalStore
+    from orisel.extraction.inputs import job_images
+    from orisel.extraction.spec import data_ref
+
+    folder = _folder(tmp_path / "images")
+    archive = tmp_path / "images.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(folder, arcname=".")
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(NAMES) + "\n")
+    store = LocalStore(tmp_path / "store")
+    store.put_file("users/me/images.tar", archive)
+    store.put_file("users/me/names", names)  # a stored copy keeps no file name
+    net = orisel.load(model=f"{colours}:Colours", input_size=8, device="cpu")
+    msg = scoring_pb2.ScoreSpec()
+    msg.data.key = "users/me/images.tar"
+    spec = data_ref(store, msg, "spec")
+    with pytest.raises(InvalidArgument, match="class_map"):
+        job_images(spec, net, store, tmp_path / "cache", None)
+    msg.class_map.key = "users/me/names"
+    spec = data_ref(store, msg, "spec")
+    got = job_images(spec, net, store, tmp_path / "cache", None)
+    assert got is not None
+    np.testing.assert_array_equal(got.targets, [4, 4, 4, 3, 3, 1, 1, 1, 1])
+    assert got.matched_by == "class map"

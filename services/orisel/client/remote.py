@@ -71,13 +71,18 @@ def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
 # besides the network; the spec's other fields are flags made from the model.
 ANALYSES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "extract": ("extraction", "orisel.extraction.spec", "ExtractSpec", ()),
-    "tune": ("scoring", "orisel.scoring.spec", "TuneSpec", ("data", "test_subset")),
-    "ablate": ("ablation", "orisel.ablation.spec", "AblateSpec", ("data", "scores", "test_subset")),
+    "tune": ("scoring", "orisel.scoring.spec", "TuneSpec", ("data", "class_map", "test_subset")),
+    "ablate": (
+        "ablation",
+        "orisel.ablation.spec",
+        "AblateSpec",
+        ("data", "class_map", "scores", "test_subset"),
+    ),
     "invariance": (
         "ablation",
         "orisel.ablation.spec",
         "InvarianceSpec",
-        ("data", "scores", "test_subset"),
+        ("data", "class_map", "scores", "test_subset"),
     ),
 }
 
@@ -115,6 +120,8 @@ def _analysis_request(args: argparse.Namespace, key: str) -> tuple[str, Any]:
     fields = _network_fields(args)
     if "data" in refs:
         fields["data"] = _ref(args.data_key)
+    if "class_map" in refs:
+        fields["class_map"] = _ref(args.class_map_key)
     if "scores" in refs:
         fields["scores"] = _ref(args.scores_key)
     if "test_subset" in refs:
@@ -541,6 +548,13 @@ def add_remote_commands(
             parser.add_argument("--test-subset", type=int, help="test images (default: all)")
         if "data" in refs:
             parser.add_argument("--data-key", help=DATA_KEY_HELP)
+        if "class_map" in refs:
+            parser.add_argument(
+                "--class-map-key",
+                help="for an ImageFolder --data-key: a stored class map, which network output "
+                'each class is (JSON {"<class>": <index>}, or the network\'s class names in '
+                "output order, one per line)",
+            )
         if "scores" in refs:
             parser.add_argument(
                 "--scores-key", required=True, help="units table of a tune job, .../tune/units.csv"

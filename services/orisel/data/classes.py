@@ -42,12 +42,16 @@ class ClassOutputs:
 
 
 def read_class_map(path: Path) -> Mapping[str, int] | tuple[str, ...]:
-    """A class-map file: a JSON object of output indices, or a list of names, one per line."""
+    """A class-map file: a JSON object of output indices (or list of names), or names one per
+    line; told apart by content, since a stored copy keeps no file name."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"class map {path} does not exist; expected {MAP_HELP}")
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"class map {path} is not UTF-8 text ({exc}); expected {MAP_HELP}") from exc
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -147,4 +147,7 @@ def job_images(
     source = fetch(store, ArtifactRef(**spec["data"]), cache) if spec.get("data") else fallback
     if source is None:
         return None
-    return labelled_images(net, source, spec.get("test_subset"), cache_dir)
+    class_map = (
+        fetch(store, ArtifactRef(**spec["class_map"]), cache) if spec.get("class_map") else None
+    )
+    return labelled_images(net, source, spec.get("test_subset"), cache_dir, class_map)

@@ -94,5 +94,10 @@ def network_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
 
 
 def data_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
-    """The labelled images a request names, if any (else the worker's configured data set)."""
-    return {"data": resolve(store, msg, "data", where).__dict__} if msg.HasField("data") else {}
+    """The labelled images a request names, if any (else the worker's configured data set),
+    and the class map that matches an image folder's classes to the network's outputs."""
+    return {
+        name: resolve(store, msg, name, where).__dict__
+        for name in ("data", "class_map")
+        if name in msg.DESCRIPTOR.fields_by_name and msg.HasField(name)
+    }

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orisel.api.common.v1 import common_pb2 as orisel_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orisel/api/ablation/v1/ablation.proto\x12\x16orisel.api.ablation.v1\x1a!orisel/api/common/v1/common.proto\"\x92\x04\n\tSweepSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x31\n\x06scores\x18\x02 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x0e\n\x06orders\x18\x04 \x03(\t\x12\r\n\x05seeds\x18\x05 \x03(\x03\x12\x11\n\tfractions\x18\x06 \x03(\x01\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\r\n\x05point\x18\x08 \x01(\t\x12\x13\n\x0btest_subset\x18\t \x01(\x05\x12*\n\x05model\x18\n \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12/\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x19\n\x0c\x62lock_images\x18\x0c \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\rrandom_halves\x18\r \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08stimulus\x18\x0e \x01(\t\x12\x19\n\x0cinclude_dead\x18\x0f \x01(\x08H\x02\x88\x01\x01\x12\x1d\n\x10matched_controls\x18\x10 \x01(\x08H\x03\x88\x01\x01\x42\x0f\n\r_block_imagesB\x10\n\x0e_random_halvesB\x0f\n\r_include_deadB\x13\n\x11_matched_controls\"\x9e\x04\n\x0eInvarianceSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x31\n\x06scores\x18\x02 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x15\n\rablate_layers\x18\x04 \x03(\t\x12\x12\n\x05shift\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07padding\x18\x06 \x01(\t\x12\r\n\x05seeds\x18\x07 \x03(\x03\x12\x13\n\x0btest_subset\x18\x08 \x01(\x05\x12*\n\x05model\x18\t \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12/\n\x04\x64\x61ta\x18\n \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0c\n\x04mode\x18\x0b \x01(\t\x12\r\n\x05point\x18\x0c \x01(\t\x12\n\n\x02\x62y\x18\r \x01(\t\x12\x10\n\x08stimulus\x18\x0e \x01(\t\x12\x19\n\x0cinclude_dead\x18\x0f \x01(\x08H\x01\x88\x01\x01\x12\x1e\n\x11\x64\x61mage_candidates\x18\x10 \x01(\x05H\x02\x88\x01\x01\x12\x1b\n\x0e\x64\x61mage_matched\x18\x11 \x01(\x05H\x03\x88\x01\x01\x42\x08\n\x06_shiftB\x0f\n\r_include_deadB\x14\n\x12_damage_candidatesB\x11\n\x0f_damage_matched\"\xa2\x01\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x32\n\x05sweep\x18\x02 \x01(\x0b\x32!.orisel.api.ablation.v1.SweepSpecH\x00\x12<\n\ninvariance\x18\x03 \x01(\x0b\x32&.orisel.api.ablation.v1.InvarianceSpecH\x00\x42\x06\n\x04spec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbe\x03\n\x0f\x41\x62lationService\x12W\n\x06Submit\x12%.orisel.api.ablation.v1.SubmitRequest\x1a&.orisel.api.ablation.v1.SubmitResponse\x12N\n\x03Get\x12\".orisel.api.ablation.v1.GetRequest\x1a#.orisel.api.ablation.v1.GetResponse\x12V\n\x05Watch\x12$.orisel.api.ablation.v1.WatchRequest\x1a%.orisel.api.ablation.v1.WatchResponse0\x01\x12W\n\x06\x43\x61ncel\x12%.orisel.api.ablation.v1.CancelRequest\x1a&.orisel.api.ablation.v1.CancelResponse\x12Q\n\x04List\x12#.orisel.api.ablation.v1.ListRequest\x1a$.orisel.api.ablation.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orisel/api/ablation/v1/ablation.proto\x12\x16orisel.api.ablation.v1\x1a!orisel/api/common/v1/common.proto\"\xc8\x04\n\tSweepSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x31\n\x06scores\x18\x02 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x0e\n\x06orders\x18\x04 \x03(\t\x12\r\n\x05seeds\x18\x05 \x03(\x03\x12\x11\n\tfractions\x18\x06 \x03(\x01\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\r\n\x05point\x18\x08 \x01(\t\x12\x13\n\x0btest_subset\x18\t \x01(\x05\x12*\n\x05model\x18\n \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12/\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x19\n\x0c\x62lock_images\x18\x0c \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\rrandom_halves\x18\r \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08stimulus\x18\x0e \x01(\t\x12\x19\n\x0cinclude_dead\x18\x0f \x01(\x08H\x02\x88\x01\x01\x12\x1d\n\x10matched_controls\x18\x10 \x01(\x08H\x03\x88\x01\x01\x12\x34\n\tclass_map\x18\x11 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRefB\x0f\n\r_block_imagesB\x10\n\x0e_random_halvesB\x0f\n\r_include_deadB\x13\n\x11_matched_controls\"\xd4\x04\n\x0eInvarianceSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x31\n\x06scores\x18\x02 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x15\n\rablate_layers\x18\x04 \x03(\t\x12\x12\n\x05shift\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07padding\x18\x06 \x01(\t\x12\r\n\x05seeds\x18\x07 \x03(\x03\x12\x13\n\x0btest_subset\x18\x08 \x01(\x05\x12*\n\x05model\x18\t \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12/\n\x04\x64\x61ta\x18\n \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0c\n\x04mode\x18\x0b \x01(\t\x12\r\n\x05point\x18\x0c \x01(\t\x12\n\n\x02\x62y\x18\r \x01(\t\x12\x10\n\x08stimulus\x18\x0e \x01(\t\x12\x19\n\x0cinclude_dead\x18\x0f \x01(\x08H\x01\x88\x01\x01\x12\x1e\n\x11\x64\x61mage_candidates\x18\x10 \x01(\x05H\x02\x88\x01\x01\x12\x1b\n\x0e\x64\x61mage_matched\x18\x11 \x01(\x05H\x03\x88\x01\x01\x12\x34\n\tclass_map\x18\x12 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRefB\x08\n\x06_shiftB\x0f\n\r_include_deadB\x14\n\x12_damage_candidatesB\x11\n\x0f_damage_matched\"\xa2\x01\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x32\n\x05sweep\x18\x02 \x01(\x0b\x32!.orisel.api.ablation.v1.SweepSpecH\x00\x12<\n\ninvariance\x18\x03 \x01(\x0b\x32&.orisel.api.ablation.v1.InvarianceSpecH\x00\x42\x06\n\x04spec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbe\x03\n\x0f\x41\x62lationService\x12W\n\x06Submit\x12%.orisel.api.ablation.v1.SubmitRequest\x1a&.orisel.api.ablation.v1.SubmitResponse\x12N\n\x03Get\x12\".orisel.api.ablation.v1.GetRequest\x1a#.orisel.api.ablation.v1.GetResponse\x12V\n\x05Watch\x12$.orisel.api.ablation.v1.WatchRequest\x1a%.orisel.api.ablation.v1.WatchResponse0\x01\x12W\n\x06\x43\x61ncel\x12%.orisel.api.ablation.v1.CancelRequest\x1a&.orisel.api.ablation.v1.CancelResponse\x12Q\n\x04List\x12#.orisel.api.ablation.v1.ListRequest\x1a$.orisel.api.ablation.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,29 +33,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orisel.api.ablation.v1.abla
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SWEEPSPEC']._serialized_start=101
-  _globals['_SWEEPSPEC']._serialized_end=631
-  _globals['_INVARIANCESPEC']._serialized_start=634
-  _globals['_INVARIANCESPEC']._serialized_end=1176
-  _globals['_SUBMITREQUEST']._serialized_start=1179
-  _globals['_SUBMITREQUEST']._serialized_end=1341
-  _globals['_SUBMITRESPONSE']._serialized_start=1343
-  _globals['_SUBMITRESPONSE']._serialized_end=1399
-  _globals['_GETREQUEST']._serialized_start=1401
-  _globals['_GETREQUEST']._serialized_end=1425
-  _globals['_GETRESPONSE']._serialized_start=1427
-  _globals['_GETRESPONSE']._serialized_end=1480
-  _globals['_WATCHREQUEST']._serialized_start=1482
-  _globals['_WATCHREQUEST']._serialized_end=1527
-  _globals['_WATCHRESPONSE']._serialized_start=1529
-  _globals['_WATCHRESPONSE']._serialized_end=1584
-  _globals['_CANCELREQUEST']._serialized_start=1586
-  _globals['_CANCELREQUEST']._serialized_end=1613
-  _globals['_CANCELRESPONSE']._serialized_start=1615
-  _globals['_CANCELRESPONSE']._serialized_end=1671
-  _globals['_LISTREQUEST']._serialized_start=1673
-  _globals['_LISTREQUEST']._serialized_end=1791
-  _globals['_LISTRESPONSE']._serialized_start=1793
-  _globals['_LISTRESPONSE']._serialized_end=1873
-  _globals['_ABLATIONSERVICE']._serialized_start=1876
-  _globals['_ABLATIONSERVICE']._serialized_end=2322
+  _globals['_SWEEPSPEC']._serialized_end=685
+  _globals['_INVARIANCESPEC']._serialized_start=688
+  _globals['_INVARIANCESPEC']._serialized_end=1284
+  _globals['_SUBMITREQUEST']._serialized_start=1287
+  _globals['_SUBMITREQUEST']._serialized_end=1449
+  _globals['_SUBMITRESPONSE']._serialized_start=1451
+  _globals['_SUBMITRESPONSE']._serialized_end=1507
+  _globals['_GETREQUEST']._serialized_start=1509
+  _globals['_GETREQUEST']._serialized_end=1533
+  _globals['_GETRESPONSE']._serialized_start=1535
+  _globals['_GETRESPONSE']._serialized_end=1588
+  _globals['_WATCHREQUEST']._serialized_start=1590
+  _globals['_WATCHREQUEST']._serialized_end=1635
+  _globals['_WATCHRESPONSE']._serialized_start=1637
+  _globals['_WATCHRESPONSE']._serialized_end=1692
+  _globals['_CANCELREQUEST']._serialized_start=1694
+  _globals['_CANCELREQUEST']._serialized_end=1721
+  _globals['_CANCELRESPONSE']._serialized_start=1723
+  _globals['_CANCELRESPONSE']._serialized_end=1779
+  _globals['_LISTREQUEST']._serialized_start=1781
+  _globals['_LISTREQUEST']._serialized_end=1899
+  _globals['_LISTRESPONSE']._serialized_start=1901
+  _globals['_LISTRESPONSE']._serialized_end=1981
+  _globals['_ABLATIONSERVICE']._serialized_start=1984
+  _globals['_ABLATIONSERVICE']._serialized_end=2430
 # @@protoc_insertion_point(module_scope)

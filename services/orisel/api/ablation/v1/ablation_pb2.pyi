@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SweepSpec(_message.Message):
-    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset", "model", "data", "block_images", "random_halves", "stimulus", "include_dead", "matched_controls")
+    __slots__ = ("checkpoint", "scores", "layers", "orders", "seeds", "fractions", "mode", "point", "test_subset", "model", "data", "block_images", "random_halves", "stimulus", "include_dead", "matched_controls", "class_map")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class SweepSpec(_message.Message):
     STIMULUS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_DEAD_FIELD_NUMBER: _ClassVar[int]
     MATCHED_CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_MAP_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     scores: _common_pb2.ArtifactRef
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -41,10 +42,11 @@ class SweepSpec(_message.Message):
     stimulus: str
     include_dead: bool
     matched_controls: bool
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., block_images: _Optional[int] = ..., random_halves: _Optional[int] = ..., stimulus: _Optional[str] = ..., include_dead: _Optional[bool] = ..., matched_controls: _Optional[bool] = ...) -> None: ...
+    class_map: _common_pb2.ArtifactRef
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., orders: _Optional[_Iterable[str]] = ..., seeds: _Optional[_Iterable[int]] = ..., fractions: _Optional[_Iterable[float]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., block_images: _Optional[int] = ..., random_halves: _Optional[int] = ..., stimulus: _Optional[str] = ..., include_dead: _Optional[bool] = ..., matched_controls: _Optional[bool] = ..., class_map: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class InvarianceSpec(_message.Message):
-    __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset", "model", "data", "mode", "point", "by", "stimulus", "include_dead", "damage_candidates", "damage_matched")
+    __slots__ = ("checkpoint", "scores", "layers", "ablate_layers", "shift", "padding", "seeds", "test_subset", "model", "data", "mode", "point", "by", "stimulus", "include_dead", "damage_candidates", "damage_matched", "class_map")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +64,7 @@ class InvarianceSpec(_message.Message):
     INCLUDE_DEAD_FIELD_NUMBER: _ClassVar[int]
     DAMAGE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     DAMAGE_MATCHED_FIELD_NUMBER: _ClassVar[int]
+    CLASS_MAP_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     scores: _common_pb2.ArtifactRef
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -79,7 +82,8 @@ class InvarianceSpec(_message.Message):
     include_dead: bool
     damage_candidates: int
     damage_matched: int
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., ablate_layers: _Optional[_Iterable[str]] = ..., shift: _Optional[int] = ..., padding: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., by: _Optional[str] = ..., stimulus: _Optional[str] = ..., include_dead: _Optional[bool] = ..., damage_candidates: _Optional[int] = ..., damage_matched: _Optional[int] = ...) -> None: ...
+    class_map: _common_pb2.ArtifactRef
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., scores: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., layers: _Optional[_Iterable[str]] = ..., ablate_layers: _Optional[_Iterable[str]] = ..., shift: _Optional[int] = ..., padding: _Optional[str] = ..., seeds: _Optional[_Iterable[int]] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., mode: _Optional[str] = ..., point: _Optional[str] = ..., by: _Optional[str] = ..., stimulus: _Optional[str] = ..., include_dead: _Optional[bool] = ..., damage_candidates: _Optional[int] = ..., damage_matched: _Optional[int] = ..., class_map: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "sweep", "invariance")
