@@ -605,6 +605,18 @@ class JobDB:
             )
         return bool(result.rowcount)
 
+    @contextlib.contextmanager
+    def holding(self, job_id: str, worker: str) -> Iterator[bool]:
+        """A write transaction in which the job is still `worker`'s (True) or not (False). The
+        row stays locked to the end of the block (on SQLite every writer waits), so a claim by
+        another worker waits for what the block writes instead of passing it: a write made
+        under a lease lands before the job changes hands, never after (a fence)."""
+        with self.begin() as c:
+            held = c.execute(
+                select(jobs.c.id).where(jobs.c.id == job_id, *self._held(worker)).with_for_update()
+            ).first()
+            yield held is not None
+
     def _held(self, worker: str) -> builtins.list[Any]:
         return [jobs.c.state == int(JobState.RUNNING), jobs.c.lease_owner == worker[:NAME_LEN]]
 

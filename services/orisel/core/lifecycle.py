@@ -30,6 +30,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -90,14 +91,61 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class JobRun:
-    """One worker's hold on one job, from claim to release."""
+class FencedStore:
+    """The store as one attempt of a job writes to it: every write is made inside
+    JobDB.holding, while the job is still leased to this attempt (its token: the worker name
+    of this claim). A zombie, whose job was handed to another worker while it was paused or
+    cut off, is refused before it writes anything (JobStopped), and the new attempt's claim
+    waits for a write in progress, so no stale object lands once the job changed hands.
+    Reads pass through."""
 
-    def __init__(self, db: JobDB, job: Job, worker: str, lease_s: float) -> None:
+    def __init__(self, inner: ArtifactStore, db: JobDB, job_id: str, worker: str) -> None:
+        self.inner = inner
+        self.db = db
+        self.job_id = job_id
+        self.worker = worker
+        self.bucket = inner.bucket
+
+    def put_file(self, key: str, path: Path) -> ArtifactRef:
+        with self.db.holding(self.job_id, self.worker) as held:
+            if not held:
+                raise JobStopped(self.job_id)
+            return self.inner.put_file(key, path)
+
+    def delete(self, key: str) -> None:
+        with self.db.holding(self.job_id, self.worker) as held:
+            if not held:
+                raise JobStopped(self.job_id)
+            self.inner.delete(key)
+
+    def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
+        return self.inner.get_file(ref, dest)
+
+    def stat(self, key: str) -> ArtifactRef:
+        return self.inner.stat(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def list(self, prefix: str) -> list[ArtifactRef]:
+        return self.inner.list(prefix)
+
+    def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return self.inner.url(key, expires)
+
+
+class JobRun:
+    """One worker's hold on one job, from claim to release. Every write it makes, to the
+    database (progress, end, release) and to the store (`store`), carries its lease token
+    and is refused once the job was handed to another worker."""
+
+    def __init__(self, db: JobDB, job: Job, worker: str, settings: Settings) -> None:
         self.db = db
         self.job = job
         self.worker = worker
-        self.lease_s = lease_s
+        self.settings = settings
+        self.lease_s = settings.lease_s
+        self._store: FencedStore | None = None
         self.ended = False
         self.outcome = "RUNNING"
         self._stop = threading.Event()
@@ -111,7 +159,17 @@ class JobRun:
         if job is None:
             log.info("job %s: ended or held by another worker; nothing to do", job_id)
             return None
-        return cls(db, job, worker, settings.lease_s)
+        return cls(db, job, worker, settings)
+
+    @property
+    def store(self) -> ArtifactStore:
+        """The artifact store, fenced by this attempt's lease (FencedStore)."""
+        if self._store is None:
+            from orisel.core.settings import make_store
+
+            raw = cast(ArtifactStore, make_store(self.settings))
+            self._store = FencedStore(raw, self.db, self.job.id, self.worker)
+        return self._store
 
     def _heartbeat(self) -> None:
         while not self._done.wait(self.lease_s / 3):
@@ -256,9 +314,8 @@ def one_task_job(
     uploaded to analyses/<job>/<name>/ (the same keys on a re-run)."""
     from orisel.core import progress
     from orisel.core.artifacts import upload_dir
-    from orisel.core.settings import make_store
 
-    store = cast(ArtifactStore, make_store(settings))
+    store = run.store
     run.progress(phase=name, fraction=0.0)
 
     def report(step: str, fraction: float) -> None:

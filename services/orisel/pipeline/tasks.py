@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from orisel.ablation import servicer as ablation_servicer
 from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK
@@ -32,7 +32,7 @@ from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
 from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children
-from orisel.core.settings import Settings, make_store
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec, Variant
 from orisel.scoring import servicer as scoring_servicer
@@ -266,7 +266,7 @@ def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]
 @job_task(ADVANCE_TASK)
 def advance(run: JobRun, settings: Settings) -> None:
     job = run.job
-    store = cast(ArtifactStore, make_store(settings))
+    store = run.store
     spec = PaperSpec.model_validate(job.spec["paper"])
     made = children_of(run)
     before = 0.0

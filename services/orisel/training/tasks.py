@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from orisel.core import metrics
 from orisel.core.artifacts import fetch
 from orisel.core.celery_app import job_task
 from orisel.core.errors import OriselError
 from orisel.core.lifecycle import JobRun
-from orisel.core.settings import Settings, make_store
+from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore, put_if_absent
 from orisel.data.prepare import prepare
 from orisel.data.sources import load_cifar10
@@ -96,7 +96,7 @@ def _upload(
 @job_task(SEGMENT_TASK)
 def segment(run: JobRun, settings: Settings) -> None:
     job = run.job
-    store = cast(ArtifactStore, make_store(settings))
+    store = run.store
     cfg = TrainConfig.model_validate(job.spec["config"])
     ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
     run_dir = settings.work_dir / "runs" / job.id
@@ -148,7 +148,7 @@ def population(run: JobRun, settings: Settings) -> None:
     """A segment of a population: every network restored from the store, trained together
     as one stack for `segment_epochs`, each uploaded to runs/<job>/<network>/."""
     job = run.job
-    store = cast(ArtifactStore, make_store(settings))
+    store = run.store
     base = TrainConfig.model_validate(job.spec["config"])
     ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
     trainers, prefixes = [], []
