@@ -169,7 +169,13 @@ def service_docs(name: str) -> list[dict[str, Any]]:
     ]
     c["volumeMounts"].append({"name": "tls", "mountPath": TLS_PATH, "readOnly": True})
     c["readinessProbe"] = {"grpc": {"port": HEALTH}, "periodSeconds": 5}
-    c["livenessProbe"] = {"grpc": {"port": HEALTH}, "periodSeconds": 20, "failureThreshold": 3}
+    # Liveness asks for the entry that stays SERVING while the job database is away (the
+    # services read NOT_SERVING then: not ready, but a restart would not help).
+    c["livenessProbe"] = {
+        "grpc": {"port": HEALTH, "service": "liveness"},
+        "periodSeconds": 20,
+        "failureThreshold": 3,
+    }
     c["startupProbe"] = {"grpc": {"port": HEALTH}, "periodSeconds": 2, "failureThreshold": 60}
     spec = pod_spec(full, c, 30)
     spec["volumes"].append({"name": "tls", "secret": {"secretName": TLS_SECRET}})

@@ -18,7 +18,7 @@ from orisel.api.common.v1 import common_pb2
 from orisel.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.core.auth import Tokens
-from orisel.core.grpcserver import RETRY_HEADER
+from orisel.core.grpcserver import LIVENESS, RETRY_HEADER
 from orisel.core.jobs import JobState
 from orisel.core.lifecycle import run_job
 from orisel.core.storage import LocalStore
@@ -106,6 +106,9 @@ def test_an_outage_is_unavailable_with_a_retry_hint_and_not_serving(
                 assert (RETRY_HEADER, "2000") in (err.trailing_metadata() or ())
             _health(ch, NOT_SERVING)
             _health(open_ch, NOT_SERVING)
+            # Not ready, but alive: a liveness probe must not restart it for the database.
+            live_check = health_pb2.HealthCheckRequest(service=LIVENESS)
+            assert health_pb2_grpc.HealthStub(ch).Check(live_check).status == SERVING
             proxy.restore()
             _health(ch, SERVING)
             got = jobs.GetJob(jobs_pb2.GetJobRequest(id=job_id), metadata=md)

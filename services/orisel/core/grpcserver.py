@@ -56,6 +56,10 @@ OPEN_SERVICES = frozenset({health.SERVICE_NAME})
 RETRY_HEADER = "grpc-retry-pushback-ms"
 RETRY_AFTER_MS = 2000
 READINESS_POLL_S = 2.0
+# A health entry that reads SERVING for as long as the process serves at all, for liveness
+# probes: a database outage makes the services NOT_SERVING (not ready), and restarting the
+# process would not bring the database back.
+LIVENESS = "liveness"
 Authenticate = Callable[[Sequence[tuple[str, Any]], dict[str, Any]], auth.Principal]
 
 
@@ -321,7 +325,7 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for add, servicer, _ in services:
             add(servicer, server)
-        for name in served:
+        for name in (*served, LIVENESS):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(
             [reflection.SERVICE_NAME, health.SERVICE_NAME, *served[1:]], server
