@@ -133,7 +133,7 @@ def test_a_small_paper_pipeline_end_to_end(
     assert any(k.endswith(".png") for k in keys)
     # The children are ordinary jobs of their services.
     training = JobClient(services["training"], "training")
-    mine = training.list(parent_id=job.id)
+    mine = training.list(parent_id=job.id, kind="training")
     training.close()
     assert len(mine) == 1
     assert len(json.loads(mine[0].spec_json)["population"]) == 4

@@ -241,7 +241,8 @@ def _stage(
 
 
 def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]) -> dict[str, Any]:
-    fraction = before + weight * _stage_fraction(got)
+    # Never backwards: a child retried from its last stored segment reports less than before.
+    fraction = max(job.fraction, before + weight * _stage_fraction(got))
     elapsed = time.time() - job.created_at
     done = sum(c.state == JobState.SUCCEEDED for c in got)
     # The stage's share of the whole, so a client can fill it from the children's own
