@@ -13,7 +13,6 @@ import contextvars
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import Sequence
@@ -26,29 +25,10 @@ from sqlalchemy import insert, select, update
 from orisel.core.db import JobDB
 from orisel.core.errors import InvalidArgument, NotFound, Unauthenticated
 from orisel.core.schema import NAME_LEN, tokens
-from orisel.core.settings import DEFAULT_HOME
 
 TOKEN_PREFIX = "orisel"
 ID_BYTES, SECRET_BYTES = 8, 32
 USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._:-")
-
-
-# Local servers (`orisel up`) record their address and owner's token here, as Jupyter does.
-RUNTIME_DIR = DEFAULT_HOME / "runtime"
-
-
-def runtime_file(address: str) -> Path:
-    return RUNTIME_DIR / f"server-{address.replace(':', '-').strip('[]')}.json"
-
-
-def write_runtime(address: str, token: str, home: Path) -> Path:
-    """Record a local server's address and token for its owner only (0600)."""
-    RUNTIME_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = runtime_file(address)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"address": address, "token": token, "home": str(home), "pid": os.getpid()}, fh)
-    return path
 
 
 @dataclass(frozen=True)
