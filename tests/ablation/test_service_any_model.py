@@ -209,7 +209,15 @@ def test_a_program_is_scored(
 ) -> None:
     """A torch.export program or a TorchScript archive from the store, its layers read by
     the names they have in the module it was made from."""
-    model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.Conv2d(6, 8, 3), nn.ReLU()).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 5),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),  # logits: class selectivity reads the classes from them
+    ).eval()
     path = tmp_path / f"net.{archive}"
     if archive == "pt2":
         batch = torch.export.Dim("batch")
