@@ -80,3 +80,18 @@ def test_no_long_module_without_a_reason_at_its_top() -> None:
         if text.count("\n") > 400 and "Longer than 400 lines" not in doc:
             long_and_silent.append(str(path.relative_to(ROOT)))
     assert long_and_silent == []
+
+
+def test_the_command_line_and_its_remote_client_load_no_database_code() -> None:
+    """`orisel submit`, `watch`, `fetch` ... run on a laptop: the job database's code (and
+    torch) stay with the services and workers."""
+    code = (
+        "import sys\n"
+        "import orisel.client.cli, orisel.client.remote, orisel.client.jobs\n"
+        "import orisel.client.channel, orisel.client.artifacts, orisel.core.protospec\n"
+        "from orisel.client.remote import _submit_request\n"
+        "heavy = ('sqlalchemy', 'alembic', 'psycopg', 'torch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orisel.api.common.v1 import common_pb2
-from orisel.client.remote import _shown, overall
+from orisel.client.follow import _shown, overall
 from orisel.training.loop import PROGRESS_EVERY_S, PROGRESS_STEPS, ProgressDue
 
 

@@ -1,15 +1,12 @@
-"""The `orisel` commands that talk to services: submit, jobs, watch, fetch, push."""
+"""The `orisel` commands that talk to services: submit, and the parser of every remote
+command (jobs, watch, get, cancel: client/follow.py; fetch, push: client/transfer.py)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import re
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from orisel.client.args import (
     add_model_fields,
@@ -18,32 +15,18 @@ from orisel.client.args import (
     paper_flags,
     spec_from_args,
 )
-from orisel.core.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    OriselError,
+from orisel.client.follow import (
+    cmd_cancel,
+    cmd_get,
+    cmd_jobs,
+    cmd_watch,
+    follow,
+    job_dict,
+    job_line,
 )
-from orisel.core.settings import QUEUES, get_settings
-
-
-def job_dict(job: Any) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-
-    out: dict[str, Any] = MessageToDict(job, preserving_proto_field_name=True)
-    return out
-
-
-def state_name(state: int) -> str:
-    from orisel.api.common.v1 import common_pb2
-
-    return str(common_pb2.JobState.Name(state)).removeprefix("JOB_STATE_").lower()
-
-
-def job_line(job: Any) -> str:
-    state = state_name(job.state)
-    done = job.progress.fraction * 100
-    line = f"{job.id}  {job.kind:9s} {state:9s} {done:5.1f}%  {job.progress.phase}"
-    return line + (f"  error: {job.error}" if job.error else "")
+from orisel.client.transfer import cmd_fetch, cmd_push
+from orisel.core.errors import InvalidArgument
+from orisel.core.settings import QUEUES
 
 
 def _ref(key: str | None) -> Any:
@@ -209,271 +192,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = follow(args.server, job.id, args.quiet or args.json)
     emit(args, job_dict(job), job_line(job) + "".join(f"\n  {o.key}" for o in job.outputs))
     return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
-
-
-def cmd_jobs(args: argparse.Namespace) -> int:
-    from orisel.client.jobs import JobClient
-
-    client = JobClient(args.server)
-    try:
-        jobs = client.list(kind=args.kind or "")
-    finally:
-        client.close()
-    emit(
-        args,
-        {"jobs": [job_dict(j) for j in jobs]},
-        "\n".join(job_line(j) for j in jobs) or "no jobs",
-    )
-    return 0
-
-
-# Progress metrics shown as counts, and as epochs (two decimals); the rest with 4 digits.
-COUNTS = frozenset({"step", "steps", "images"})
-EPOCHS = frozenset({"epoch", "epochs"})
-CHILDREN_POLL_S = 2.0
-BAR = "{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}{postfix}]"
-
-
-def _shown(metrics: Any) -> dict[str, str]:
-    out = {}
-    for key, value in metrics.items():
-        if key.startswith("stage_"):  # the phase says it ("score (1/2 jobs)")
-            continue
-        if key in COUNTS:
-            out[key] = f"{value:.0f}"
-        elif key in EPOCHS:
-            out[key] = f"{value:.2f}"
-        else:
-            out[key] = f"{value:.4g}"
-    return out
-
-
-def _position(metrics: Any) -> str:
-    """Where a training job is: ' epoch 0.25/2 step 40/158' (empty for other jobs)."""
-    out = ""
-    if "epoch" in metrics and "epochs" in metrics:
-        out += f" epoch {metrics['epoch']:.2f}/{metrics['epochs']:.0f}"
-    if "step" in metrics and "steps" in metrics:
-        out += f" step {metrics['step']:.0f}/{metrics['steps']:.0f}"
-    return out
-
-
-def overall(job: Any, children: list[Any]) -> tuple[float, str]:
-    """A parent's progress from its running stage's children: the stage's share of the whole
-    (stage_start, stage_weight in the parent's metrics) filled by the mean of its children's
-    fractions, and the phase of the child that is running, so the bar moves with every
-    child's epochs and steps rather than only when a child ends."""
-    from orisel.api.common.v1 import common_pb2
-
-    m = job.progress.metrics
-    fraction, phase = job.progress.fraction, job.progress.phase
-    n = int(m.get("stage_jobs", 0))
-    if "stage_start" not in m or not children or not n:
-        return fraction, phase
-    stage = sorted(children, key=lambda c: c.created_at.ToNanoseconds())[-n:]
-    ended = common_pb2.JOB_STATE_SUCCEEDED
-    done = [1.0 if c.state == ended else c.progress.fraction for c in stage]
-    fraction = max(fraction, m["stage_start"] + m["stage_weight"] * sum(done) / len(stage))
-    running = [c for c in stage if c.state == common_pb2.JOB_STATE_RUNNING]
-    if running:
-        c = running[0]
-        phase = f"{phase} · {c.progress.phase}{_position(c.progress.metrics)}"
-    return min(fraction, 0.99), phase
-
-
-def follow(address: str, job_id: str, quiet: bool) -> Any:
-    """Watch a job to its end with a progress bar; returns the final job. A job with children
-    (the pipeline) also shows its running child's progress, read every few seconds."""
-    import queue
-    import threading
-
-    from orisel.client.jobs import JobClient
-
-    client = JobClient(address)
-    updates: queue.Queue[Any] = queue.Queue()
-
-    def stream() -> None:
-        try:
-            for update in client.watch(job_id):
-                updates.put(update)
-            updates.put(None)
-        except BaseException as exc:  # handed to the main thread, which raises it
-            updates.put(exc)
-
-    bar = tqdm(total=100, unit="%", disable=quiet, dynamic_ncols=True, bar_format=BAR)
-    job = None
-    threading.Thread(target=stream, daemon=True).start()
-    try:
-        while True:
-            try:
-                item = updates.get(timeout=CHILDREN_POLL_S)
-            except queue.Empty:
-                item = job  # no news from the job itself: refresh its children's share
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            job = item
-            children = client.list(parent_id=job.id) if job.progress.metrics else []
-            fraction, phase = overall(job, children)
-            bar.n = round(fraction * 100, 1)
-            shown: dict[str, object] = {"state": state_name(job.state), "phase": phase}
-            bar.set_postfix(shown | _shown(job.progress.metrics))
-    finally:
-        bar.close()
-        client.close()
-    if job is None:
-        raise OriselError(f"job {job_id}: the service sent no update")
-    return job
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    from orisel.api.common.v1 import common_pb2
-
-    job = follow(args.server, args.job, args.quiet or args.json)
-    emit(args, job_dict(job), job_line(job))
-    return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
-
-
-def cmd_get(args: argparse.Namespace) -> int:
-    from orisel.client.jobs import JobClient
-
-    client = JobClient(args.server)
-    try:
-        job = client.get(args.job)
-    finally:
-        client.close()
-    emit(args, job_dict(job), job_line(job) + "".join(f"\n  {o.key}" for o in job.outputs))
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    from orisel.client.jobs import JobClient
-
-    client = JobClient(args.server)
-    try:
-        job = client.cancel(args.job)
-    finally:
-        client.close()
-    emit(args, job_dict(job), job_line(job))
-    return 0
-
-
-# A job's id (uuid4 hex); anything else `orisel fetch` reads as an artifact's key.
-JOB_ID = re.compile(r"[0-9a-f]{32}")
-MAX_LISTED = 1000  # ArtifactService.List's cap
-
-
-def _job_artifacts(job: Any, client: Any) -> dict[str, Any]:
-    """Every artifact of a job, by its path inside the job's result: what is stored under
-    runs/<job>/ (training) and analyses/<job>/ (analyses), and the job's recorded outputs."""
-    from orisel.core.storage import ArtifactRef
-
-    found: dict[str, Any] = {}
-    refs = [ArtifactRef.from_proto(o) for o in job.outputs]
-    for prefix in (f"runs/{job.id}/", f"analyses/{job.id}/"):
-        listed = client.list(prefix)
-        if len(listed) >= MAX_LISTED:
-            raise FailedPrecondition(
-                f"job {job.id} has more than {MAX_LISTED} artifacts under {prefix}: fetch them "
-                "by key (orisel fetch KEY)"
-            )
-        refs += listed
-    for ref in refs:
-        rel = ref.key.split("/", 2)[2]
-        if found.setdefault(rel, ref).key != ref.key:
-            raise FailedPrecondition(f"job {job.id}: {ref.key} and {found[rel].key} collide")
-    return found
-
-
-def _fetch_job(args: argparse.Namespace) -> int:
-    """`orisel fetch JOB --out DIR`: the job's whole result into a new folder, each file
-    checked against its sha256; the folder appears only once complete."""
-    import shutil
-    import tempfile
-
-    from orisel.client.artifacts import ArtifactClient
-    from orisel.client.jobs import JobClient
-
-    out = Path(args.out or args.key)
-    if out.exists() or out.is_symlink():
-        raise FailedPrecondition(f"{out} exists: fetch never writes over anything; choose --out")
-    jobs, client = JobClient(args.server), ArtifactClient(args.server)
-    try:
-        job = jobs.get(args.key)
-        artifacts = _job_artifacts(job, client)
-        if not artifacts:
-            raise FailedPrecondition(f"job {job.id} ({state_name(job.state)}) has no artifacts yet")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        total = sum(r.size for r in artifacts.values())
-        bar = tqdm(total=total, unit="B", unit_scale=True, disable=args.quiet or args.json)
-        try:
-            for rel, ref in sorted(artifacts.items()):
-                bar.set_postfix_str(rel)
-                client.download(ref.key, tmp / rel)
-                bar.update(ref.size)
-            os.rename(tmp, out)  # refuses a folder that appeared meanwhile with files in it
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        finally:
-            bar.close()
-    finally:
-        jobs.close()
-        client.close()
-    files = [{"path": str(out / rel), **ref.__dict__} for rel, ref in sorted(artifacts.items())]
-    emit(
-        args,
-        {"job": job.id, "out": str(out), "files": files},
-        f"job {job.id}: {len(files)} files ({total} bytes, each sha256-checked) -> {out}",
-    )
-    return 0
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    if JOB_ID.fullmatch(args.key) and not args.direct:
-        return _fetch_job(args)
-    out = Path(args.out or Path(args.key).name)
-    if args.direct:
-        # Inside a deployment (a worker's init container): the store with its own credentials.
-        from typing import cast
-
-        from orisel.core.settings import make_store
-        from orisel.core.storage import ArtifactStore
-
-        store = cast(ArtifactStore, make_store(get_settings()))
-        ref = store.stat(args.key)
-        store.get_file(ref, out)
-    else:
-        from orisel.client.artifacts import ArtifactClient
-
-        client = ArtifactClient(args.server)
-        try:
-            ref = client.download(args.key, out)
-        finally:
-            client.close()
-    emit(
-        args,
-        {"path": str(out), **ref.__dict__},
-        f"{ref.key} ({ref.size} bytes, sha256 {ref.sha256[:12]}) -> {out}",
-    )
-    return 0
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    from orisel.client.artifacts import ArtifactClient
-
-    path = Path(args.file)
-    if not path.is_file():
-        raise InvalidArgument("FILE", "an existing file", str(path))
-    client = ArtifactClient(args.server)
-    try:
-        ref = client.upload(path, args.key)
-    finally:
-        client.close()
-    emit(args, ref.__dict__, f"{path} -> {ref.key} ({ref.size} bytes, sha256 {ref.sha256[:12]})")
-    return 0
 
 
 DATA_KEY_HELP = (

@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any, cast
 
-from pydantic import BaseModel, ValidationError
-
 from orisel.core import auth
 from orisel.core.db import JobDB, NewJob, check_id, open_db
 from orisel.core.errors import InvalidArgument
@@ -29,16 +27,6 @@ from orisel.core.storage import ArtifactStore
 WATCH_POLL_S = 0.2
 MAX_PAGE_BYTES = 3 * 2**20  # under the 4 MiB message limit
 MAX_WATCHERS = 10_000
-
-
-def validated(model: type[BaseModel], fields: dict[str, Any], where: str) -> dict[str, Any]:
-    """`fields` checked by `model`, as JSON; the first problem named as `<where>.<field>`."""
-    try:
-        return model.model_validate(fields).model_dump(mode="json")
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"])
-        raise InvalidArgument(f"{where}.{name}", err["msg"].lower(), err.get("input")) from exc
 
 
 def job_state(value: int, field: str = "state") -> JobState | None:

@@ -15,12 +15,21 @@ from typing import Any, TypeVar
 
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from orisel.core.errors import InvalidArgument
-from orisel.core.jobservice import validated
 
 M = TypeVar("M", bound=Message)
+
+
+def validated(model: type[BaseModel], fields: dict[str, Any], where: str) -> dict[str, Any]:
+    """`fields` checked by `model`, as JSON; the first problem named as `<where>.<field>`."""
+    try:
+        return model.model_validate(fields).model_dump(mode="json")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"])
+        raise InvalidArgument(f"{where}.{name}", err["msg"].lower(), err.get("input")) from exc
 
 
 def carried(model: type[BaseModel], descriptor: Descriptor) -> tuple[str, ...]:

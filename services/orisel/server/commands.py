@@ -14,7 +14,8 @@ from orisel.client.args import (
     emit,
     paper_flags,
 )
-from orisel.client.remote import follow, job_dict, job_line, submit_job
+from orisel.client.follow import follow, job_dict, job_line
+from orisel.client.remote import submit_job
 from orisel.core.errors import (
     FailedPrecondition,
     InvalidArgument,

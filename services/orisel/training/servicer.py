@@ -8,8 +8,8 @@ from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.core.artifacts import resolve
 from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration, validated
-from orisel.core.protospec import from_proto, given
+from orisel.core.jobservice import Backends, job_registration
+from orisel.core.protospec import from_proto, given, validated
 from orisel.core.storage import ArtifactStore
 from orisel.data.prepare import SplitSpec
 from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
