@@ -329,3 +329,15 @@ def test_loading_a_network_leaves_the_callers_random_stream_and_names_its_class(
     net = orisel.Network.from_module(model, 16, output="logits")
     torch.testing.assert_close(torch.rand(3), want)
     assert net.source["module"] == "TwoHeads"
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation, on purpose
+def test_a_scripted_one_channel_network_is_read_like_the_module() -> None:
+    torch.manual_seed(0)
+    model = Grey().eval()
+    script = orisel.Network.from_module(torch.jit.script(model), 28)
+    python = orisel.Network.from_module(model, 28)
+    assert script.info.channels == 1
+    x = python.probe(3) + torch.rand(3, 1, 28, 28)
+    want = forward_collect(python.model, [x], ("act",))["act"]
+    np.testing.assert_allclose(forward_collect(script.model, [x], ("act",))["act"], want, rtol=1e-5)

@@ -24,7 +24,7 @@ from orisel.models.registry import (
     resolve_device,
     user_model,
 )
-from orisel.models.scripted import from_script, module_kind
+from orisel.models.scripted import from_script, input_channels, module_kind
 from orisel.science.responses import (
     call_sequence,
     forward_collect,
@@ -114,9 +114,9 @@ class Network:
         if (mean is None) != (std is None):
             raise InvalidArgument("mean/std", "both given or neither", (mean, std))
         dev = resolve_device(device)
+        c = channels or input_channels(module)
         if isinstance(module, torch.jit.ScriptModule):
-            module = from_script(module, input_size, name)
-        c = channels or _input_channels(module)
+            module = from_script(module, input_size, name, c)
         if c < 1:
             raise InvalidArgument("channels", "a positive number of input channels", c)
         if mean is not None and len(mean) != c:
@@ -295,14 +295,6 @@ def select_output(out: object, output: str | int | None) -> torch.Tensor:
             output,
         )
     return picked
-
-
-def _input_channels(module: nn.Module) -> int:
-    """The input channels of the network's first convolution (3 where it has none)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            return int(m.in_channels)
-    return 3
 
 
 def _run(module: nn.Module, example: torch.Tensor, name: str) -> object:

@@ -55,6 +55,17 @@ class _Call:
     last: int
 
 
+def input_channels(module: nn.Module) -> int:
+    """The input channels of a network's first convolution, Python or scripted (3 where it
+    has none)."""
+    for m in module.modules():
+        weight = getattr(m, "weight", None)
+        conv = module_kind(m) == "Conv2d" or getattr(m, "original_name", "") == "Conv2d"
+        if conv and isinstance(weight, torch.Tensor):
+            return int(weight.shape[1]) * int(getattr(m, "groups", 1))
+    return 3
+
+
 def scripted_model(path: Path, input_size: int) -> nn.Module:
     """A TorchScript archive as a module with readable layers (see `from_script`)."""
     if not path.is_file():
@@ -67,15 +78,19 @@ def scripted_model(path: Path, input_size: int) -> nn.Module:
             raise FailedPrecondition(
                 f"{path} is neither a torch.export nor a TorchScript archive ({exc!r})"
             ) from exc
-    return from_script(script, input_size, str(path))
+    return from_script(script, input_size, str(path), input_channels(script))
 
 
-def from_script(script: torch.jit.ScriptModule, input_size: int, label: str) -> nn.Module:
+def from_script(
+    script: torch.jit.ScriptModule, input_size: int, label: str, channels: int = 3
+) -> nn.Module:
     """A scripted network as a module whose submodules can be read and ablated, checked
-    against the script itself on a batch of random `input_size` images."""
+    against the script itself on a batch of random `input_size` images of `channels`."""
     # A copy: the caller's own module keeps its device and training mode.
     script = copy.deepcopy(script).cpu().eval()
-    example = torch.rand(2, 3, input_size, input_size)
+    # From a generator of its own, so that loading leaves the caller's random stream alone.
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(2, channels, input_size, input_size, generator=generator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converter's notes on unused buffers
         try:
