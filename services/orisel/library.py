@@ -36,6 +36,7 @@ __all__ = [
     "ablate",
     "cifar10",
     "class_selectivity",
+    "extract",
     "imagefolder",
     "invariance",
     "load",
@@ -126,8 +127,31 @@ def _check_targets(net: Network, labels: np.ndarray) -> None:
         )
 
 
-def tune(
+def extract(
     net: Network,
+    out: str | Path,
+    *,
+    images: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    force: bool = False,
+    progress: bool = True,
+    **spec: Any,
+) -> dict[str, Any]:
+    """Every forward pass `tune` needs, written to `out` (responses.npz and summary.json, as
+    `orisel extract`; any ExtractSpec field as a keyword) for `tune(out, ...)` to score with
+    any statistics settings; returns the summary (its `key` names the activations)."""
+    from orisel.extraction.activations import extract as extract_to
+    from orisel.extraction.spec import ExtractSpec
+
+    extract_spec = ExtractSpec.model_validate(spec)
+    classes, n_classes = _classes(labels) if labels is not None else (None, 10)
+    check_output(Path(out), force=force)
+    with bars.shown(progress):
+        return extract_to(net, extract_spec, Path(out), None, images, classes, n_classes)
+
+
+def tune(
+    net: Network | str | Path,
     *,
     images: np.ndarray | None = None,
     labels: np.ndarray | None = None,
@@ -138,21 +162,30 @@ def tune(
 ) -> pd.DataFrame:
     """Orientation tuning of every unit (gratings and bars; any TuneSpec field as a keyword:
     `layers`, `stimuli`, `permutations`, `reduction`, ...). With `images` and `labels` the
-    table also has each unit's class selectivity (`csi`, over the classes the labels hold)."""
-    from orisel.report.outputs import tune as tune_to
+    table also has each unit's class selectivity (`csi`, over the classes the labels hold).
+    `net` may be the folder `extract` wrote: its units are scored with no forward pass (the
+    same numbers), the extraction's settings the defaults."""
+    from orisel.extraction.activations import measure, read
+    from orisel.report.outputs import tune_activations
     from orisel.scoring.spec import TuneSpec
-    from orisel.scoring.tune import score_units
+    from orisel.scoring.tune import score_activations
 
-    tune_spec = TuneSpec.model_validate(spec)
-    classes, n_classes = _classes(labels) if labels is not None else (None, 10)
     with bars.shown(progress):
+        if isinstance(net, str | Path):
+            acts = read(Path(net))
+            tune_spec = TuneSpec.model_validate(acts.settings() | spec)
+        else:
+            tune_spec = TuneSpec.model_validate(spec)
+            classes, n_classes = _classes(labels) if labels is not None else (None, 10)
+            acts = measure(net, tune_spec, images, classes, n_classes)
         if out is not None:
             check_output(Path(out), force=force)
-            tuned = tune_to(net, tune_spec, Path(out), images, classes, n_classes)
+            device = None if isinstance(net, str | Path) else net.device
+            tuned = tune_activations(acts, tune_spec, Path(out), device=device)
             from orisel.core.tables import read_table
 
             return _frame(read_table(Path(out) / tuned.table))
-        return _frame(score_units(net, tune_spec, images, classes, n_classes).columns)
+        return _frame(score_activations(acts, tune_spec).columns)
 
 
 def responses(

@@ -20,10 +20,12 @@ def test_a_key_the_caller_may_not_read_does_not_exist_for_them(tmp_path: Path) -
     inner = LocalStore(tmp_path / "store")
     put_bytes(inner, "users/alice/notes.txt", b"hers")
     put_bytes(inner, "datasets/cifar.tar.gz", b"shared")
+    put_bytes(inner, "activations/alice/abc/summary.json", b"{}")
     store = GuardedStore(inner, db)
     cases = {
-        "alice": (True, True, False),  # her file, a shared one, a file not there
-        "bob": (False, True, False),
+        # her file, a shared one, a file not there, her networks' stored responses
+        "alice": (True, True, False, True),
+        "bob": (False, True, False, False),
     }
     try:
         for name, want in cases.items():
@@ -31,7 +33,12 @@ def test_a_key_the_caller_may_not_read_does_not_exist_for_them(tmp_path: Path) -
             try:
                 got = tuple(
                     store.exists(k)
-                    for k in ("users/alice/notes.txt", "datasets/cifar.tar.gz", "users/x/y")
+                    for k in (
+                        "users/alice/notes.txt",
+                        "datasets/cifar.tar.gz",
+                        "users/x/y",
+                        "activations/alice/abc/summary.json",
+                    )
                 )
                 assert got == want, name
                 if not want[0]:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from orisel.core.errors import NotFound
-from orisel.extraction.extract import extract, make_stimuli
+from orisel.extraction.activations import extract
+from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import load_network
 from orisel.extraction.spec import ExtractSpec
 

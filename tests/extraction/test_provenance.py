@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from orisel.extraction.extract import extract
+from orisel.extraction.activations import extract
 from orisel.extraction.network import Network, load_network
 from orisel.extraction.provenance import network_record
 from orisel.extraction.spec import ExtractSpec

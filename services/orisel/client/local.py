@@ -305,21 +305,59 @@ def _data_record(args: argparse.Namespace, got: Any) -> dict[str, Any]:
     return record
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from orisel.extraction.activations import extract
+    from orisel.extraction.spec import ExtractSpec
+
+    spec = spec_from_args(ExtractSpec, args)
+    check_output(args.out, [args.checkpoint, args.data], args.force)
+    net = _network(args)
+    got = _test_split(args, net)
+    record = _data_record(args, got)
+    if got is None:
+        summary = extract(net, spec, Path(args.out), record)
+    else:
+        summary = extract(net, spec, Path(args.out), record, got.images, got.labels, got.n_classes)
+    lines = [f"activations {summary['key'][:12]} -> {args.out}"]
+    lines += [f"  {name:24s} {shape}" for name, shape in summary["arrays"].items()]
+    emit(args, summary, "\n".join(lines))
+    return 0
+
+
+def _tune_stored(args: argparse.Namespace) -> tuple[Any, Any]:
+    """`tune --responses`: score an `orisel extract` folder, no network loaded; flags left
+    out take the extraction's settings."""
+    from orisel.extraction.activations import read
+    from orisel.report.outputs import tune_activations
+    from orisel.scoring.spec import TuneSpec
+
+    acts = read(Path(args.responses))
+    given = spec_from_args(TuneSpec, args).model_dump(exclude_unset=True)
+    spec = TuneSpec.model_validate(acts.settings() | given)
+    check_output(args.out, [args.responses], args.force)
+    record = {"command": args.command, "data_sha256": None}
+    return spec, tune_activations(acts, spec, Path(args.out), record)
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from orisel.report.outputs import tune
     from orisel.scoring.spec import TuneSpec
 
-    spec = spec_from_args(TuneSpec, args)
-    check_output(args.out, [args.checkpoint, args.data], args.force)
-    net = _network(args)
-    got = _test_split(args, net)
     out = Path(args.out)
-    provenance = _data_record(args, got) | {"warnings": _warnings(net)}
-    if got is None:
-        result = tune(net, spec, out, provenance=provenance)
+    if args.responses is not None:
+        spec, result = _tune_stored(args)
     else:
-        result = tune(net, spec, out, got.images, got.labels, got.n_classes, provenance)
-    lines = [f"tuning of {net.source.get('checkpoint') or net.source['model']} -> {out}"]
+        spec = spec_from_args(TuneSpec, args)
+        check_output(args.out, [args.checkpoint, args.data], args.force)
+        net = _network(args)
+        got = _test_split(args, net)
+        provenance = _data_record(args, got) | {"warnings": _warnings(net)}
+        if got is None:
+            result = tune(net, spec, out, provenance=provenance)
+        else:
+            result = tune(net, spec, out, got.images, got.labels, got.n_classes, provenance)
+    network = result.network
+    lines = [f"tuning of {network.checkpoint or network.model} -> {out}"]
     for kind, tuning in result.summary.by_stimulus(spec.stimuli).items():
         for layer, s in tuning.layers.items():
             lines.append(
@@ -620,8 +658,31 @@ def add_local_commands(
         "selectivity on the test images. Writes units.csv|parquet, summary.json and plots.",
     )
     _network_args(tune)
+    tune.add_argument(
+        "--responses",
+        type=Path,
+        help="score the activations an `orisel extract` wrote to this folder instead of "
+        "running the network (no --checkpoint/--model); its stimuli, layers and grid are "
+        "the defaults",
+    )
     add_model_fields(tune, TuneSpec, skip=set())
     tune.set_defaults(func=cmd_tune)
+
+    from orisel.extraction.spec import ExtractSpec
+
+    extract = sub.add_parser(
+        "extract",
+        parents=[common, data_src],
+        help="a network's responses to the stimuli (and test images), stored for scoring",
+        description="Run the forward passes `orisel tune` needs once: each layer's responses "
+        "to gratings and bars and, with --data, to the test images, written to --out as "
+        "responses.npz and summary.json (docs/tables.md), named by the sha256 of what "
+        "determines them. `orisel tune --responses OUT` scores them with any statistics "
+        "settings, with no forward pass.",
+    )
+    _network_args(extract)
+    add_model_fields(extract, ExtractSpec, skip={"rectify"})
+    extract.set_defaults(func=cmd_extract)
 
     traj = sub.add_parser(
         "trajectory",

@@ -3,6 +3,9 @@
 - `runs/<job>/...` and `analyses/<job>/...`: a job's outputs, readable by the job's owner;
   only workers write them.
 - `users/<user>/...`: a user's uploads, readable and writable by that user only.
+- `activations/<user>/...`: the responses of a user's networks that extraction jobs stored
+  (content-addressed, shared by that user's jobs), readable by that user; only workers
+  write them.
 - `datasets/...` and `models/...`: shared inputs, readable by everyone, written by admins.
 Admins read everything. A key nobody may read is NOT_FOUND, never a hint that it exists.
 """
@@ -20,6 +23,8 @@ from orisel.core.storage import ArtifactRef, ArtifactStore, check_key
 JOB_OUTPUTS = ("runs", "analyses")
 SHARED = ("datasets", "models")
 USERS = "users"
+# Per-user folders that only workers write.
+WORKER_WRITTEN = "activations"
 
 
 def user_prefix(user: str) -> str:
@@ -30,7 +35,7 @@ def may_read(db: JobDB, who: auth.Principal, key: str) -> bool:
     parts = PurePosixPath(check_key(key)).parts
     if who.admin or parts[0] in SHARED:
         return True
-    if parts[0] == USERS:
+    if parts[0] in (USERS, WORKER_WRITTEN):
         return len(parts) > 2 and parts[1] == who.name
     if parts[0] in JOB_OUTPUTS and len(parts) > 2:
         try:

@@ -1,24 +1,44 @@
-"""Celery task of the extraction service: stimulus responses of a network in the store."""
+"""Celery task of the extraction service: the activations of a network in the store, kept
+under the key of what determines them (activations/<owner>/<key>/), written once."""
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 from orisel.core.celery_app import job_task
-from orisel.core.jobs import Job
-from orisel.core.lifecycle import JobRun, one_task_job
+from orisel.core.lifecycle import JobRun
 from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactStore
-from orisel.extraction.extract import extract
-from orisel.extraction.inputs import job_network
+from orisel.core.storage import put_if_absent
+from orisel.extraction.activations import measure, store_prefix, write
+from orisel.extraction.inputs import job_images, job_network
 from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec
-
-
-def _extract(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
-    net = job_network(job.spec, store, settings.work_dir / "artifacts")
-    extract(net, ExtractSpec.model_validate(job.spec["extract"]), out, {"job": job.id})
 
 
 @job_task(EXTRACT_TASK)
 def extract_task(run: JobRun, settings: Settings) -> None:
-    one_task_job(run, settings, "responses", _extract)
+    job, store = run.job, run.store
+    cache = settings.work_dir / "artifacts"
+    run.progress(phase="responses", fraction=0.0)
+    net = job_network(job.spec, store, cache)
+    got = (
+        job_images(job.spec, net, store, cache, settings.data, settings.cache_dir)
+        if job.spec.get("images")
+        else None
+    )
+    spec = ExtractSpec.model_validate(job.spec["extract"])
+    acts = measure(net, spec, got.images, got.labels, got.n_classes) if got else measure(net, spec)
+    run.check()
+    prefix = store_prefix(job.owner, acts.key)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "responses"
+        summary = write(acts, out, {"job": job.id, "data_sha256": got.sha256 if got else None})
+        # Another job may have stored activations of the same key first (the same network,
+        # stimuli and images): its arrays stand, and the summary names the stored bytes, so
+        # a summary never points at another attempt's array file.
+        arrays = put_if_absent(store, f"{prefix}/responses.npz", out / "responses.npz")
+        summary["responses_sha256"] = arrays.sha256
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        described = put_if_absent(store, f"{prefix}/summary.json", out / "summary.json")
+    run.succeed([described, arrays])

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from orisel.ablation.invariance import invariance_rows, invariance_summary
 from orisel.ablation.results import AblateResult, InvarianceResult
@@ -20,6 +21,7 @@ from orisel.ablation.sweep import Swept, chunks, evaluation_tensors, run_chunks
 from orisel.core.atomic import atomic_dir
 from orisel.core.provenance import environment
 from orisel.core.tables import write_table
+from orisel.extraction.activations import Activations, measure
 from orisel.extraction.inputs import output_count
 from orisel.extraction.network import Network
 from orisel.extraction.provenance import network_record
@@ -27,7 +29,7 @@ from orisel.report import plots
 from orisel.scoring.results import TrajectoryResult, TuneResult
 from orisel.scoring.spec import TuneSpec
 from orisel.scoring.trajectory import trajectory_rows
-from orisel.scoring.tune import score_units
+from orisel.scoring.tune import score_activations
 
 
 def tune(
@@ -41,8 +43,24 @@ def tune(
 ) -> TuneResult:
     """Score every unit of the analysed layers; write the table, summary and plots to `out`."""
     t0 = time.perf_counter()
+    acts = measure(net, spec, test_images, test_labels, n_classes)
+    return tune_activations(acts, spec, out, provenance, net.device, t0)
+
+
+def tune_activations(
+    acts: Activations,
+    spec: TuneSpec,
+    out: Path,
+    provenance: dict[str, Any] | None = None,
+    device: torch.device | None = None,
+    started: float | None = None,
+) -> TuneResult:
+    """`tune` from stored activations (`orisel tune --responses`, a scoring job): the same
+    table and summary, no forward pass. The summary names the activations scored and where
+    their forward passes ran."""
+    t0 = time.perf_counter() if started is None else started
     with atomic_dir(out) as tmp:
-        tuned = score_units(net, spec, test_images, test_labels, n_classes)
+        tuned = score_activations(acts, spec)
         for kind, stim in tuned.stimuli.items():
             plots.tuning_grid(tuned.scored[kind], kind, tmp / f"tuning_{kind}.png")
             plots.stimulus_sheet(stim, tmp / f"stimuli_{kind}.png")
@@ -52,11 +70,12 @@ def tune(
         table = write_table(tuned.columns, tmp / "units", spec.format)
         result = TuneResult(
             spec=spec,
-            network=network_record(net),
+            network=acts.network,
             layers=list(tuned.layers),
             summary=tuned.summary,
             table=table.name,
-            environment=environment(net.device),
+            environment=environment(device or torch.device("cpu")),
+            activations={"key": acts.key, "environment": acts.environment},
             wall_s=round(time.perf_counter() - t0, 2),
             **(provenance or {}),
         )

@@ -87,6 +87,9 @@ class TuneResult(AnalysisRecord):
     layers: list[str]
     summary: TuneSummary
     table: str
+    # The activations scored (their key) and where their forward passes ran: a scoring job
+    # or `tune --responses` reads them from an extraction run elsewhere.
+    activations: dict[str, Any] | None = None
 
 
 class TrajectoryResult(Result):

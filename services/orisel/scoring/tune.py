@@ -10,6 +10,7 @@ import numpy as np
 from orisel.core import progress
 from orisel.core.errors import InvalidArgument
 from orisel.core.names import Tokens
+from orisel.extraction.activations import Activations, measure
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
 from orisel.science import indices as ix
@@ -168,30 +169,29 @@ def score_units(
     n_classes: int = 10,
 ) -> Tuned:
     """Score every unit of the analysed layers (and, given test images, class selectivity)."""
-    layers = spec.layers or net.default_layers()
-    csi = (
-        class_selectivity_by_layer(
-            net,
-            test_images,
-            test_labels,
-            n_classes,
-            layers,
-            spec.batch_size,
-            spec.tokens,
-            spec.rectify,
-        )
-        if test_images is not None and test_labels is not None
-        else None
-    )
+    return score_activations(measure(net, spec, test_images, test_labels, n_classes), spec)
+
+
+def score_activations(acts: Activations, spec: TuneSpec) -> Tuned:
+    """Score every unit from stored responses: no forward pass, the same numbers as scoring
+    the network itself (the statistics read only these arrays)."""
+    layers = acts.check(spec)
+    csi = None
+    if acts.images is not None and acts.labels is not None:
+        if not spec.rectify:
+            for layer in layers:
+                refuse_signed(layer, acts.images[layer], "test images")
+        csi = {
+            layer: ix.class_selectivity(acts.images[layer], acts.labels, acts.n_classes)
+            for layer in layers
+        }
     columns: dict[str, list[Any]] = {
         k: [] for k in ("stimulus", "layer", "unit", *UNIT_COLUMNS, "csi")
     }
     tuned = Tuned(tuple(layers), {}, TuneSummary())
     for k, kind in enumerate(spec.stimuli):
-        stim = tuned.stimuli[kind] = make_stimuli(kind, net.info.image_size, spec)
-        responses = net.stimulus_responses(
-            stim, layers, spec.reduction, spec.batch_size, tokens=spec.tokens
-        )
+        stim = tuned.stimuli[kind] = make_stimuli(kind, acts.image_size, spec)
+        responses = acts.stimuli[kind]
         if not spec.rectify:
             for layer in layers:
                 refuse_signed(layer, responses[layer], kind)
