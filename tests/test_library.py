@@ -237,6 +237,10 @@ def test_progress_bars_are_drawn_unless_switched_off(
     sweep = {"layers": ("layer1",), "orders": ("gosi",), "seeds": (0,), "fractions": (0.0,)}
     orisel.ablate(net, units, images[:20], labels[:20], random_halves=0, **sweep)
     assert "ablation sweep" in capsys.readouterr().err
+    shifts = {"layers": ("layer2",), "ablate_layers": ("layer1",), "seeds": (0,)}
+    orisel.invariance(net, units, images[:20], **shifts)
+    assert "shift-invariance" in capsys.readouterr().err
+    orisel.invariance(net, units, images[:20], progress=False, **shifts)
     orisel.tune(net, layers=("layer1",), stimuli=("gratings",), progress=False, **SMALL)
     orisel.responses(net, layers=("layer1",), progress=False, **grid)
     orisel.ablate(net, units, images[:20], labels[:20], random_halves=0, progress=False, **sweep)
