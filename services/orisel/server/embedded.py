@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 import os
 import signal
 import subprocess
@@ -103,6 +104,8 @@ class Embedded:
         from orisel.server.launch import start_front_end
 
         self.settings.store_root.parent.mkdir(parents=True, exist_ok=True)  # the home folder
+        # The filesystem broker has no host by design; kombu warns of it on every connection.
+        logging.getLogger("kombu.connection").setLevel(logging.ERROR)
         # Tasks sent by the controller must reach the worker: both sides use these settings.
         os.environ.update(settings_env(self.settings))
         from orisel.core.settings import get_settings
