@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Continue the paper's population (CORRUPTIONS x SEEDS, EPOCHS) from its packed training state
+# on a lent GPU, for at most BUDGET_S seconds, and write the state back out as a pack.
+#
+#   PACK   the pack carried in (index.json, part-NNN.bin; deploy/device/population_state.py);
+#          none: the population starts at step 0
+#   OUT    the new pack goes to $OUT/pack, the training log to $OUT/train.log
+# Training stops cleanly (SIGINT) PACK_S seconds before the budget ends and the pack is written
+# from the last checkpoint every network has (at most one epoch is trained again next time).
+# Killed at any point, this writes no pack, or one whose index.json names every part: the pack
+# carried in stays the state to continue from.
+#
+# One call carries the repository, the data set and the pack within 64 MiB. A larger pack comes
+# in over calls to the same warm machine: each call's parts are kept in STAGE, and the call that
+# brings the last one trains (exit 75 until then). While ROOT holds the population (a second
+# call on that machine), it continues from there.
+#
+# Run from the repository root with the data set and the wheels orisel needs beyond the GPU
+# image carried along (as for train_population.sh):
+#   .gpu/cifar10-jpeg.tar.gz   .whl/*.whl   .pack/ (the last pack)
+set -uo pipefail
+EPOCHS=${EPOCHS:-200}
+CORRUPTIONS=${CORRUPTIONS:-0,0.2,0.4,0.6}
+SEEDS=${SEEDS:-0,1,2}
+DATA=${DATA:-.gpu/cifar10-jpeg.tar.gz}
+PACK=${PACK:-.pack}
+STAGE=${STAGE:-/tmp/orisel-stage}
+ROOT=${ROOT:-/tmp/orisel/population}
+OUT=${OUT:-/tmp/out}
+DEVICE=${DEVICE:-cuda}
+BUDGET_S=${BUDGET_S:-540}
+PACK_S=${PACK_S:-90}
+MAX_STEPS=${MAX_STEPS:-}
+EXTRA=${EXTRA:-}
+PYTHON=${PYTHON:-python3}
+WHEELS=${WHEELS:-.whl}
+t0=$(date +%s)
+elapsed() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+if [ -d "$WHEELS" ]; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$WHEELS"/*.whl || exit 1
+fi
+export PYTHONPATH=$PWD/services:/tmp/site PYTHONUNBUFFERED=1 ORISEL_CACHE_DIR=${ORISEL_CACHE_DIR:-/tmp/orisel-cache}
+state() { "$PYTHON" deploy/device/population_state.py "$@"; }
+mkdir -p "$OUT" "$STAGE"
+if ! compgen -G "$ROOT/*/manifest.json" >/dev/null; then
+  if [ -f "$PACK/index.json" ]; then
+    cp "$PACK"/index.json "$PACK"/part-*.bin "$STAGE"/ || exit 1
+  fi
+  if [ -f "$STAGE/index.json" ]; then
+    state unpack "$STAGE" "$ROOT" || exit $?
+  else
+    echo "no pack in $PACK: the population starts at step 0"
+  fi
+fi
+elapsed "state ready"
+train_s=$(( BUDGET_S - PACK_S - $(date +%s) + t0 ))
+[ "$train_s" -gt 0 ] || { echo "no time left to train within BUDGET_S=$BUDGET_S"; exit 1; }
+# shellcheck disable=SC2086  # EXTRA holds several flags
+timeout -s INT -k 30 "$train_s" "$PYTHON" -m orisel train --population \
+  --label-corruptions "$CORRUPTIONS" --seeds "$SEEDS" --epochs "$EPOCHS" --data "$DATA" \
+  --device "$DEVICE" --out "$ROOT" --resume -q --json ${MAX_STEPS:+--max-steps "$MAX_STEPS"} \
+  $EXTRA >"$OUT/train.log" 2>&1
+rc=$?
+# 124 and 130: stopped by the budget, which is the plan; anything else is worth reading.
+[ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" = 130 ] || { tail -n 20 "$OUT/train.log"; exit "$rc"; }
+elapsed "trained (exit $rc)"
+state pack "$ROOT" "$OUT/pack" || exit $?
+elapsed "packed"
+"$PYTHON" - "$ROOT" <<'EOF'
+import json, sys
+from pathlib import Path
+for manifest in sorted(Path(sys.argv[1]).glob("*/manifest.json")):
+    m = json.loads(manifest.read_text())
+    last, best = m["history"][-1], m["best"] or {}
+    past = last["epoch"] - best.get("epoch", 0)
+    print(f"{manifest.parent.name}: epoch {last['epoch']:g} of {m['config']['epochs']}, "
+          f"test acc {last['metrics']['test']['accuracy']:.4f}, best epoch "
+          f"{best.get('epoch')} ({past:g} epochs past it)")
+EOF
