@@ -22,7 +22,7 @@ WORKER_ONLY = {
     "invariance": {"batch_size", "format"},
 }
 # Message fields that are references, not spec fields: checked by the servicer.
-REFERENCES = {"checkpoint", "model", "data", "class_map", "scores", "test_subset"}
+REFERENCES = {"checkpoint", "model", "data", "class_map", "scores", "test_subset", "activations"}
 
 # Every carried field away from its default (zero where zero is a real choice).
 FLAGS = {

@@ -53,8 +53,18 @@ def _network_fields(args: argparse.Namespace) -> dict[str, Any]:
 # submit KIND: the service, its spec model (module, class) and the references it takes
 # besides the network; the spec's other fields are flags made from the model.
 ANALYSES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "extract": ("extraction", "orisel.extraction.spec", "ExtractSpec", ()),
-    "tune": ("scoring", "orisel.scoring.spec", "TuneSpec", ("data", "class_map", "test_subset")),
+    "extract": (
+        "extraction",
+        "orisel.extraction.spec",
+        "ExtractSpec",
+        ("data", "class_map", "test_subset"),
+    ),
+    "tune": (
+        "scoring",
+        "orisel.scoring.spec",
+        "TuneSpec",
+        ("data", "class_map", "test_subset", "activations"),
+    ),
     "ablate": (
         "ablation",
         "orisel.ablation.spec",
@@ -107,6 +117,8 @@ def _analysis_request(args: argparse.Namespace, key: str) -> tuple[str, Any]:
         fields["class_map"] = _ref(args.class_map_key)
     if "scores" in refs:
         fields["scores"] = _ref(args.scores_key)
+    if "activations" in refs:
+        fields["activations"] = _ref(args.activations_key)
     if "test_subset" in refs:
         fields["test_subset"] = args.test_subset or 0
     msg = to_proto(message(**fields), spec.model_dump(include=given))
@@ -276,6 +288,13 @@ def add_remote_commands(
         if "scores" in refs:
             parser.add_argument(
                 "--scores-key", required=True, help="units table of a tune job, .../tune/units.csv"
+            )
+        if "activations" in refs:
+            parser.add_argument(
+                "--activations-key",
+                help="instead of a network: stored activations to score, the summary.json of "
+                "an extraction (activations/<user>/<key>/summary.json); without it the job "
+                "finds or starts its network's extraction",
             )
         analyses.append(parser)
     sp = submit_sub.add_parser(

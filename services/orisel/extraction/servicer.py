@@ -5,19 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
+from orisel.core.errors import InvalidArgument
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration
 from orisel.core.protospec import from_proto
 from orisel.core.storage import ArtifactStore
-from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec, network_ref
+from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec, data_ref, network_ref
 
 SERVICE_NAME = extraction_pb2.DESCRIPTOR.services_by_name["ExtractionService"].full_name
 
 
 def spec_of(request: extraction_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
     spec = request.spec
-    network = network_ref(store, spec, "spec")
-    return {**network, "extract": from_proto(ExtractSpec, spec, "spec")}
+    network = network_ref(store, spec, "spec") | data_ref(store, spec, "spec")
+    if spec.test_subset < 0:
+        raise InvalidArgument("spec.test_subset", "0 (all test images) or more", spec.test_subset)
+    return {
+        **network,
+        "test_subset": spec.test_subset or None,
+        # Test-image responses only where the request names the images: the worker's data
+        # set would add forward passes nobody asked for.
+        "images": spec.HasField("data"),
+        "extract": from_proto(ExtractSpec, spec, "spec"),
+    }
 
 
 def registration(b: Backends) -> Registration:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from orisel.core.errors import InvalidArgument
+from orisel.core.artifacts import resolve
+from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends, job_registration
 from orisel.core.protospec import from_proto
@@ -16,8 +17,35 @@ from orisel.scoring.spec import SCORE_TASK, TuneSpec
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
 
 
+def stored_activations(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
+    """The activations a request names: their summary.json and the responses.npz beside it,
+    both resolved (and their reading checked) here."""
+    summary = resolve(store, msg, "activations", where)
+    folder, name = summary.key.rsplit("/", 1) if "/" in summary.key else ("", summary.key)
+    if name != "summary.json":
+        raise InvalidArgument(
+            f"{where}.activations.key",
+            "the summary.json an extraction wrote (responses.npz beside it)",
+            summary.key,
+        )
+    try:
+        arrays = store.stat(f"{folder}/responses.npz")
+    except NotFound as exc:
+        raise NotFound(f"{where}.activations: no responses.npz beside {summary.key}") from exc
+    return {"summary": summary.__dict__, "responses": arrays.__dict__}
+
+
 def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
     spec = request.spec
+    if spec.HasField("activations"):
+        if spec.HasField("checkpoint") or spec.HasField("model"):
+            raise InvalidArgument(
+                "spec.activations",
+                "stored activations or a network to extract them from, not both",
+                None,
+            )
+        acts = stored_activations(store, spec, "spec")
+        return {"activations": acts, "tune": from_proto(TuneSpec, spec, "spec")}
     network = network_ref(store, spec, "spec") | data_ref(store, spec, "spec")
     if spec.test_subset < 0:
         raise InvalidArgument("spec.test_subset", "0 (all test images) or more", spec.test_subset)

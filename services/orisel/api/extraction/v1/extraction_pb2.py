@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orisel.api.common.v1 import common_pb2 as orisel_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)orisel/api/extraction/v1/extraction.proto\x12\x18orisel.api.extraction.v1\x1a!orisel/api/common/v1/common.proto\"\xaf\x02\n\x0b\x45xtractSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0f\n\x07stimuli\x18\x02 \x03(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x11\n\treduction\x18\x04 \x01(\t\x12\x16\n\x0en_orientations\x18\x05 \x01(\x05\x12\x10\n\x08n_phases\x18\x06 \x01(\x05\x12\x15\n\rn_frequencies\x18\x07 \x01(\x05\x12*\n\x05model\x18\x08 \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12\x16\n\x0egrating_centre\x18\t \x01(\t\x12\x0e\n\x06tokens\x18\n \x01(\t\x12\x14\n\x07rectify\x18\x0b \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_rectify\"]\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x33\n\x04spec\x18\x02 \x01(\x0b\x32%.orisel.api.extraction.v1.ExtractSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xd4\x03\n\x11\x45xtractionService\x12[\n\x06Submit\x12\'.orisel.api.extraction.v1.SubmitRequest\x1a(.orisel.api.extraction.v1.SubmitResponse\x12R\n\x03Get\x12$.orisel.api.extraction.v1.GetRequest\x1a%.orisel.api.extraction.v1.GetResponse\x12Z\n\x05Watch\x12&.orisel.api.extraction.v1.WatchRequest\x1a\'.orisel.api.extraction.v1.WatchResponse0\x01\x12[\n\x06\x43\x61ncel\x12\'.orisel.api.extraction.v1.CancelRequest\x1a(.orisel.api.extraction.v1.CancelResponse\x12U\n\x04List\x12%.orisel.api.extraction.v1.ListRequest\x1a&.orisel.api.extraction.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)orisel/api/extraction/v1/extraction.proto\x12\x18orisel.api.extraction.v1\x1a!orisel/api/common/v1/common.proto\"\xab\x03\n\x0b\x45xtractSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0f\n\x07stimuli\x18\x02 \x03(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x11\n\treduction\x18\x04 \x01(\t\x12\x16\n\x0en_orientations\x18\x05 \x01(\x05\x12\x10\n\x08n_phases\x18\x06 \x01(\x05\x12\x15\n\rn_frequencies\x18\x07 \x01(\x05\x12*\n\x05model\x18\x08 \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12\x16\n\x0egrating_centre\x18\t \x01(\t\x12\x0e\n\x06tokens\x18\n \x01(\t\x12\x14\n\x07rectify\x18\x0b \x01(\x08H\x00\x88\x01\x01\x12/\n\x04\x64\x61ta\x18\x0c \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x13\n\x0btest_subset\x18\r \x01(\x05\x12\x34\n\tclass_map\x18\x0e \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRefB\n\n\x08_rectify\"]\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x33\n\x04spec\x18\x02 \x01(\x0b\x32%.orisel.api.extraction.v1.ExtractSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xd4\x03\n\x11\x45xtractionService\x12[\n\x06Submit\x12\'.orisel.api.extraction.v1.SubmitRequest\x1a(.orisel.api.extraction.v1.SubmitResponse\x12R\n\x03Get\x12$.orisel.api.extraction.v1.GetRequest\x1a%.orisel.api.extraction.v1.GetResponse\x12Z\n\x05Watch\x12&.orisel.api.extraction.v1.WatchRequest\x1a\'.orisel.api.extraction.v1.WatchResponse0\x01\x12[\n\x06\x43\x61ncel\x12\'.orisel.api.extraction.v1.CancelRequest\x1a(.orisel.api.extraction.v1.CancelResponse\x12U\n\x04List\x12%.orisel.api.extraction.v1.ListRequest\x1a&.orisel.api.extraction.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,27 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orisel.api.extraction.v1.ex
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXTRACTSPEC']._serialized_start=107
-  _globals['_EXTRACTSPEC']._serialized_end=410
-  _globals['_SUBMITREQUEST']._serialized_start=412
-  _globals['_SUBMITREQUEST']._serialized_end=505
-  _globals['_SUBMITRESPONSE']._serialized_start=507
-  _globals['_SUBMITRESPONSE']._serialized_end=563
-  _globals['_GETREQUEST']._serialized_start=565
-  _globals['_GETREQUEST']._serialized_end=589
-  _globals['_GETRESPONSE']._serialized_start=591
-  _globals['_GETRESPONSE']._serialized_end=644
-  _globals['_WATCHREQUEST']._serialized_start=646
-  _globals['_WATCHREQUEST']._serialized_end=691
-  _globals['_WATCHRESPONSE']._serialized_start=693
-  _globals['_WATCHRESPONSE']._serialized_end=748
-  _globals['_CANCELREQUEST']._serialized_start=750
-  _globals['_CANCELREQUEST']._serialized_end=777
-  _globals['_CANCELRESPONSE']._serialized_start=779
-  _globals['_CANCELRESPONSE']._serialized_end=835
-  _globals['_LISTREQUEST']._serialized_start=837
-  _globals['_LISTREQUEST']._serialized_end=955
-  _globals['_LISTRESPONSE']._serialized_start=957
-  _globals['_LISTRESPONSE']._serialized_end=1037
-  _globals['_EXTRACTIONSERVICE']._serialized_start=1040
-  _globals['_EXTRACTIONSERVICE']._serialized_end=1508
+  _globals['_EXTRACTSPEC']._serialized_end=534
+  _globals['_SUBMITREQUEST']._serialized_start=536
+  _globals['_SUBMITREQUEST']._serialized_end=629
+  _globals['_SUBMITRESPONSE']._serialized_start=631
+  _globals['_SUBMITRESPONSE']._serialized_end=687
+  _globals['_GETREQUEST']._serialized_start=689
+  _globals['_GETREQUEST']._serialized_end=713
+  _globals['_GETRESPONSE']._serialized_start=715
+  _globals['_GETRESPONSE']._serialized_end=768
+  _globals['_WATCHREQUEST']._serialized_start=770
+  _globals['_WATCHREQUEST']._serialized_end=815
+  _globals['_WATCHRESPONSE']._serialized_start=817
+  _globals['_WATCHRESPONSE']._serialized_end=872
+  _globals['_CANCELREQUEST']._serialized_start=874
+  _globals['_CANCELREQUEST']._serialized_end=901
+  _globals['_CANCELRESPONSE']._serialized_start=903
+  _globals['_CANCELRESPONSE']._serialized_end=959
+  _globals['_LISTREQUEST']._serialized_start=961
+  _globals['_LISTREQUEST']._serialized_end=1079
+  _globals['_LISTRESPONSE']._serialized_start=1081
+  _globals['_LISTRESPONSE']._serialized_end=1161
+  _globals['_EXTRACTIONSERVICE']._serialized_start=1164
+  _globals['_EXTRACTIONSERVICE']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExtractSpec(_message.Message):
-    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "n_orientations", "n_phases", "n_frequencies", "model", "grating_centre", "tokens", "rectify")
+    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "n_orientations", "n_phases", "n_frequencies", "model", "grating_centre", "tokens", "rectify", "data", "test_subset", "class_map")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     STIMULI_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,9 @@ class ExtractSpec(_message.Message):
     GRATING_CENTRE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     RECTIFY_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    CLASS_MAP_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     stimuli: _containers.RepeatedScalarFieldContainer[str]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -31,7 +34,10 @@ class ExtractSpec(_message.Message):
     grating_centre: str
     tokens: str
     rectify: bool
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., n_orientations: _Optional[int] = ..., n_phases: _Optional[int] = ..., n_frequencies: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., grating_centre: _Optional[str] = ..., tokens: _Optional[str] = ..., rectify: _Optional[bool] = ...) -> None: ...
+    data: _common_pb2.ArtifactRef
+    test_subset: int
+    class_map: _common_pb2.ArtifactRef
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., n_orientations: _Optional[int] = ..., n_phases: _Optional[int] = ..., n_frequencies: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., grating_centre: _Optional[str] = ..., tokens: _Optional[str] = ..., rectify: _Optional[bool] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., test_subset: _Optional[int] = ..., class_map: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")

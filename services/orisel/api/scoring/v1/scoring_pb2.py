@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orisel.api.common.v1 import common_pb2 as orisel_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orisel/api/scoring/v1/scoring.proto\x12\x15orisel.api.scoring.v1\x1a!orisel/api/common/v1/common.proto\"\xa7\x04\n\tScoreSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0f\n\x07stimuli\x18\x02 \x03(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x11\n\treduction\x18\x04 \x01(\t\x12\x19\n\x0cpermutations\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tthreshold\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05\x61lpha\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0btest_subset\x18\t \x01(\x05\x12*\n\x05model\x18\n \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12/\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x16\n\x0en_orientations\x18\x0c \x01(\x05\x12\x10\n\x08n_phases\x18\r \x01(\x05\x12\x15\n\rn_frequencies\x18\x0e \x01(\x05\x12\x16\n\x0egrating_centre\x18\x0f \x01(\t\x12\x0e\n\x06tokens\x18\x10 \x01(\t\x12\x14\n\x07rectify\x18\x11 \x01(\x08H\x03\x88\x01\x01\x12\x34\n\tclass_map\x18\x12 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRefB\x0f\n\r_permutationsB\x0c\n\n_thresholdB\x08\n\x06_alphaB\n\n\x08_rectify\"X\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .orisel.api.scoring.v1.ScoreSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb3\x03\n\x0eScoringService\x12U\n\x06Submit\x12$.orisel.api.scoring.v1.SubmitRequest\x1a%.orisel.api.scoring.v1.SubmitResponse\x12L\n\x03Get\x12!.orisel.api.scoring.v1.GetRequest\x1a\".orisel.api.scoring.v1.GetResponse\x12T\n\x05Watch\x12#.orisel.api.scoring.v1.WatchRequest\x1a$.orisel.api.scoring.v1.WatchResponse0\x01\x12U\n\x06\x43\x61ncel\x12$.orisel.api.scoring.v1.CancelRequest\x1a%.orisel.api.scoring.v1.CancelResponse\x12O\n\x04List\x12\".orisel.api.scoring.v1.ListRequest\x1a#.orisel.api.scoring.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orisel/api/scoring/v1/scoring.proto\x12\x15orisel.api.scoring.v1\x1a!orisel/api/common/v1/common.proto\"\xdf\x04\n\tScoreSpec\x12\x35\n\ncheckpoint\x18\x01 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x0f\n\x07stimuli\x18\x02 \x03(\t\x12\x0e\n\x06layers\x18\x03 \x03(\t\x12\x11\n\treduction\x18\x04 \x01(\t\x12\x19\n\x0cpermutations\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tthreshold\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05\x61lpha\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0btest_subset\x18\t \x01(\x05\x12*\n\x05model\x18\n \x01(\x0b\x32\x1b.orisel.api.common.v1.Model\x12/\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x16\n\x0en_orientations\x18\x0c \x01(\x05\x12\x10\n\x08n_phases\x18\r \x01(\x05\x12\x15\n\rn_frequencies\x18\x0e \x01(\x05\x12\x16\n\x0egrating_centre\x18\x0f \x01(\t\x12\x0e\n\x06tokens\x18\x10 \x01(\t\x12\x14\n\x07rectify\x18\x11 \x01(\x08H\x03\x88\x01\x01\x12\x34\n\tclass_map\x18\x12 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x36\n\x0b\x61\x63tivations\x18\x13 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRefB\x0f\n\r_permutationsB\x0c\n\n_thresholdB\x08\n\x06_alphaB\n\n\x08_rectify\"X\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .orisel.api.scoring.v1.ScoreSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb3\x03\n\x0eScoringService\x12U\n\x06Submit\x12$.orisel.api.scoring.v1.SubmitRequest\x1a%.orisel.api.scoring.v1.SubmitResponse\x12L\n\x03Get\x12!.orisel.api.scoring.v1.GetRequest\x1a\".orisel.api.scoring.v1.GetResponse\x12T\n\x05Watch\x12#.orisel.api.scoring.v1.WatchRequest\x1a$.orisel.api.scoring.v1.WatchResponse0\x01\x12U\n\x06\x43\x61ncel\x12$.orisel.api.scoring.v1.CancelRequest\x1a%.orisel.api.scoring.v1.CancelResponse\x12O\n\x04List\x12\".orisel.api.scoring.v1.ListRequest\x1a#.orisel.api.scoring.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,27 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orisel.api.scoring.v1.scori
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCORESPEC']._serialized_start=98
-  _globals['_SCORESPEC']._serialized_end=649
-  _globals['_SUBMITREQUEST']._serialized_start=651
-  _globals['_SUBMITREQUEST']._serialized_end=739
-  _globals['_SUBMITRESPONSE']._serialized_start=741
-  _globals['_SUBMITRESPONSE']._serialized_end=797
-  _globals['_GETREQUEST']._serialized_start=799
-  _globals['_GETREQUEST']._serialized_end=823
-  _globals['_GETRESPONSE']._serialized_start=825
-  _globals['_GETRESPONSE']._serialized_end=878
-  _globals['_WATCHREQUEST']._serialized_start=880
-  _globals['_WATCHREQUEST']._serialized_end=925
-  _globals['_WATCHRESPONSE']._serialized_start=927
-  _globals['_WATCHRESPONSE']._serialized_end=982
-  _globals['_CANCELREQUEST']._serialized_start=984
-  _globals['_CANCELREQUEST']._serialized_end=1011
-  _globals['_CANCELRESPONSE']._serialized_start=1013
-  _globals['_CANCELRESPONSE']._serialized_end=1069
-  _globals['_LISTREQUEST']._serialized_start=1071
-  _globals['_LISTREQUEST']._serialized_end=1189
-  _globals['_LISTRESPONSE']._serialized_start=1191
-  _globals['_LISTRESPONSE']._serialized_end=1271
-  _globals['_SCORINGSERVICE']._serialized_start=1274
-  _globals['_SCORINGSERVICE']._serialized_end=1709
+  _globals['_SCORESPEC']._serialized_end=705
+  _globals['_SUBMITREQUEST']._serialized_start=707
+  _globals['_SUBMITREQUEST']._serialized_end=795
+  _globals['_SUBMITRESPONSE']._serialized_start=797
+  _globals['_SUBMITRESPONSE']._serialized_end=853
+  _globals['_GETREQUEST']._serialized_start=855
+  _globals['_GETREQUEST']._serialized_end=879
+  _globals['_GETRESPONSE']._serialized_start=881
+  _globals['_GETRESPONSE']._serialized_end=934
+  _globals['_WATCHREQUEST']._serialized_start=936
+  _globals['_WATCHREQUEST']._serialized_end=981
+  _globals['_WATCHRESPONSE']._serialized_start=983
+  _globals['_WATCHRESPONSE']._serialized_end=1038
+  _globals['_CANCELREQUEST']._serialized_start=1040
+  _globals['_CANCELREQUEST']._serialized_end=1067
+  _globals['_CANCELRESPONSE']._serialized_start=1069
+  _globals['_CANCELRESPONSE']._serialized_end=1125
+  _globals['_LISTREQUEST']._serialized_start=1127
+  _globals['_LISTREQUEST']._serialized_end=1245
+  _globals['_LISTRESPONSE']._serialized_start=1247
+  _globals['_LISTRESPONSE']._serialized_end=1327
+  _globals['_SCORINGSERVICE']._serialized_start=1330
+  _globals['_SCORINGSERVICE']._serialized_end=1765
 # @@protoc_insertion_point(module_scope)

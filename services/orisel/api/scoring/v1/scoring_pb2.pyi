@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScoreSpec(_message.Message):
-    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "permutations", "threshold", "alpha", "seed", "test_subset", "model", "data", "n_orientations", "n_phases", "n_frequencies", "grating_centre", "tokens", "rectify", "class_map")
+    __slots__ = ("checkpoint", "stimuli", "layers", "reduction", "permutations", "threshold", "alpha", "seed", "test_subset", "model", "data", "n_orientations", "n_phases", "n_frequencies", "grating_centre", "tokens", "rectify", "class_map", "activations")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     STIMULI_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class ScoreSpec(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     RECTIFY_FIELD_NUMBER: _ClassVar[int]
     CLASS_MAP_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     checkpoint: _common_pb2.ArtifactRef
     stimuli: _containers.RepeatedScalarFieldContainer[str]
     layers: _containers.RepeatedScalarFieldContainer[str]
@@ -45,7 +46,8 @@ class ScoreSpec(_message.Message):
     tokens: str
     rectify: bool
     class_map: _common_pb2.ArtifactRef
-    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., permutations: _Optional[int] = ..., threshold: _Optional[float] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., n_orientations: _Optional[int] = ..., n_phases: _Optional[int] = ..., n_frequencies: _Optional[int] = ..., grating_centre: _Optional[str] = ..., tokens: _Optional[str] = ..., rectify: _Optional[bool] = ..., class_map: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
+    activations: _common_pb2.ArtifactRef
+    def __init__(self, checkpoint: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stimuli: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[str]] = ..., reduction: _Optional[str] = ..., permutations: _Optional[int] = ..., threshold: _Optional[float] = ..., alpha: _Optional[float] = ..., seed: _Optional[int] = ..., test_subset: _Optional[int] = ..., model: _Optional[_Union[_common_pb2.Model, _Mapping]] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., n_orientations: _Optional[int] = ..., n_phases: _Optional[int] = ..., n_frequencies: _Optional[int] = ..., grating_centre: _Optional[str] = ..., tokens: _Optional[str] = ..., rectify: _Optional[bool] = ..., class_map: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., activations: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")
