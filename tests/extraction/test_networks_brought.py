@@ -341,3 +341,33 @@ def test_a_scripted_one_channel_network_is_read_like_the_module() -> None:
     x = python.probe(3) + torch.rand(3, 1, 28, 28)
     want = forward_collect(python.model, [x], ("act",))["act"]
     np.testing.assert_allclose(forward_collect(script.model, [x], ("act",))["act"], want, rtol=1e-5)
+
+
+def test_swin_channels_last_maps_are_read_and_ablated_on_their_channels() -> None:
+    """A Swin Transformer's layers return (batch, height, width, channels): units are the
+    last axis, read and silenced there, against a hook-free computation."""
+    torch.manual_seed(0)
+    model = torchvision.models.SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=8,
+        depths=[1, 1],
+        num_heads=[1, 1],
+        window_size=[2, 2],
+        num_classes=4,
+    ).eval()
+    net = orisel.Network.from_module(model, 16)
+    assert net.default_layers() == ("features.0", "features.1", "features.2", "features.3")
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        stem = model.features[0](x)
+        first = model.features[1](stem)  # (3, 4, 4, 8): channels last
+    got = forward_collect(net.model, [x], ("features.1",))["features.1"]
+    np.testing.assert_allclose(got, first.mean((1, 2)).numpy(), rtol=1e-5, atol=1e-6)
+    with ablated(net.model, "features.1", [2, 5]), torch.no_grad():
+        silenced = net.model(x)
+    with torch.no_grad():
+        z = first.clone()
+        z[..., [2, 5]] = 0.0
+        h = model.norm(model.features[3](model.features[2](z)))
+        want = model.head(model.flatten(model.avgpool(model.permute(h))))
+    torch.testing.assert_close(silenced, want)

@@ -15,7 +15,7 @@ from orisel.core.provenance import sha256_file
 from orisel.models.checkpoint import load_checkpoint
 from orisel.models.cnn7 import CNN7
 from orisel.models.functional import ORIGIN, expose_functional, origin
-from orisel.models.layers import CHANNELS_LAST, CNN7_LAYERS, family_layers
+from orisel.models.layers import CHANNELS_LAST, CNN7_LAYERS, channels_last_layers, family_layers
 from orisel.models.registry import (
     USER_MODEL,
     ModelInfo,
@@ -133,6 +133,8 @@ class Network:
             module, functional = expose_functional(module, example)
         if output is not None:
             module = Selected(module, output)
+        if last := channels_last_layers(module):
+            setattr(module, CHANNELS_LAST, last)  # read by `science.responses`
         prep = "normalize" if mean is not None else "none"
         info = ModelInfo(name, input_size, prep, mean, std, c)
         source: dict[str, object] = {"model": name, "module": written}
@@ -197,21 +199,6 @@ class Network:
             )
         return rows
 
-    def check_layers(self, layers: tuple[str, ...]) -> None:
-        """Refuse layers whose units are not where orisel reads them (channels-last maps)."""
-        kind = origin(self.model).rpartition(".")[2]
-        if kind not in CHANNELS_LAST:
-            return
-        wrong = [n for n in layers if parse_layer(n)[0].startswith("features.")]
-        wrong = [n for n in wrong if not parse_layer(n)[0].startswith("features.0.0")]
-        if wrong:
-            raise InvalidArgument(
-                "layers",
-                f"channels-first layers: {kind}'s `features` return (batch, height, width, "
-                "channels) maps (name `permute`, its last stage channels first)",
-                wrong,
-            )
-
     def stimulus_responses(
         self,
         stimuli: StimulusSet,
@@ -227,7 +214,6 @@ class Network:
         def render(idx: np.ndarray) -> np.ndarray:
             return stimuli.render(idx if order is None else order[idx])
 
-        self.check_layers(layers)
         batches = stimulus_batches(render, len(stimuli), batch_size, self.preprocess_grey)
         return forward_collect(self.model, batches, layers, reduction, tokens)
 
@@ -239,7 +225,6 @@ class Network:
         batch_size: int,
         tokens: Tokens = "mean",
     ) -> dict[str, np.ndarray]:
-        self.check_layers(layers)
         batches = (
             self.preprocess_u8(images[s : s + batch_size])
             for s in range(0, len(images), batch_size)

@@ -59,9 +59,21 @@ ACTIVATIONS = frozenset(
 )
 HEADS = frozenset({"fc", "classifier", "head", "heads", "aux1", "aux2", "AuxLogits"})
 _CONTAINERS = frozenset({"Sequential", "ModuleList"})
-# Networks whose layers return channels-last maps (B, H, W, C): their channels are not on
-# axis 1, where orisel reads and silences units.
-CHANNELS_LAST = frozenset({"SwinTransformer"})
+# Where a network marks the modules whose outputs are channels-last maps (B, H, W, C): the
+# readers and silencers of `science.responses` put their channels on axis 1 first.
+CHANNELS_LAST = "orisel_channels_last"
+
+
+def channels_last_layers(model: nn.Module) -> frozenset[str]:
+    """The modules of `model` that return channels-last maps: in a Swin Transformer every
+    module of `features` but the patch embedding's convolution, and the final `norm`."""
+    if origin(model).rpartition(".")[2] != "SwinTransformer":
+        return frozenset()
+    return frozenset(
+        n
+        for n, _ in model.named_modules()
+        if n == "norm" or (n.startswith("features.") and n != "features.0.0")
+    )
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -118,13 +130,6 @@ def family_layers(model: nn.Module, sequence: list[str]) -> tuple[str, ...]:
     if isinstance(model, CNN7):
         return CNN7_LAYERS
     written = origin(model)
-    kind = written.rpartition(".")[2]
-    if kind in CHANNELS_LAST:
-        raise FailedPrecondition(
-            f"{kind}'s layers return channels-last maps (batch, height, width, "
-            "channels), and orisel reads units on axis 1: name a channels-first layer with "
-            "--layers (Swin: `permute`, its last stage's output) or use another network"
-        )
     calls = Counter(sequence)
 
     def runs(name: str) -> bool:

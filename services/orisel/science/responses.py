@@ -17,6 +17,7 @@ from torch import nn
 from orisel.core import progress
 from orisel.core.errors import InvalidArgument, NotFound
 from orisel.core.names import Reduction, Tokens
+from orisel.models.layers import CHANNELS_LAST
 
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "centre", "max")
 TOKENS: tuple[Tokens, ...] = ("mean", "cls")
@@ -61,10 +62,25 @@ def one_tensor(out: object, layer: str) -> torch.Tensor:
     return out
 
 
-def units_first(out: torch.Tensor) -> torch.Tensor:
+def units_first(out: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """Units on axis 1, where maps are read and channels silenced: a token layer's
-    (B, tokens, D) as (B, D, tokens); its own inverse."""
-    return out.transpose(1, 2) if out.ndim == 3 else out
+    (B, tokens, D) as (B, D, tokens), a channels-last map (B, H, W, C) as (B, C, H, W)."""
+    if out.ndim == 3:
+        return out.transpose(1, 2)
+    return out.permute(0, 3, 1, 2) if channels_last and out.ndim == 4 else out
+
+
+def units_back(out: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """`units_first` undone: a replacement in the layout the network passes on."""
+    if out.ndim == 3:
+        return out.transpose(1, 2)
+    return out.permute(0, 2, 3, 1) if channels_last and out.ndim == 4 else out
+
+
+def channels_last(model: nn.Module, base: str) -> bool:
+    """Whether the network marked module `base` as returning channels-last maps
+    (`models.layers.channels_last_layers`)."""
+    return base in getattr(model, CHANNELS_LAST, frozenset())
 
 
 def parse_layer(name: str) -> tuple[str, int | None]:
@@ -106,6 +122,7 @@ def on_call(
     naming the calls that exist."""
     base, k = parse_layer(layer)
     module = resolve_layers(model, [layer])[layer]
+    last = channels_last(model, base)
     state = {"calls": 0}
 
     def reset(_m: nn.Module, _i: object) -> None:
@@ -115,8 +132,8 @@ def on_call(
         state["calls"] += 1
         if state["calls"] != (k or 1):
             return None
-        replaced = fn(units_first(one_tensor(out, layer)))
-        return None if replaced is None else units_first(replaced)
+        replaced = fn(units_first(one_tensor(out, layer), last))
+        return None if replaced is None else units_back(replaced, last)
 
     def check(_m: nn.Module, _i: object, _o: object) -> None:
         calls = state["calls"]
@@ -193,6 +210,7 @@ class Recorder:
         for n in self.modules:
             base, k = parse_layer(n)
             self._wanted.setdefault(base, []).append((n, k))
+        self._last = {base: channels_last(model, base) for base in self._wanted}
         self._calls: dict[str, int] = {}
         self._fired: set[str] = set()
         self._checked = False  # the first batch runs whole, to see every module's calls
@@ -204,11 +222,13 @@ class Recorder:
             call = self._calls[base] = self._calls.get(base, 0) + 1
             for name, k in self._wanted[base]:
                 if (k is None and call == 1) or k == call:
-                    one_tensor(out, name)
+                    seen = one_tensor(out, name).detach()
+                    if self._last[base] and seen.ndim == 4:
+                        seen = units_first(seen, channels_last=True)
                     kept = (
-                        self._map(out.detach())
+                        self._map(seen)
                         if self.maps
-                        else reduce_units(out.detach(), self.reduction, self.tokens)
+                        else reduce_units(seen, self.reduction, self.tokens)
                     )
                     self.store[name].append(kept.float())
                     self._fired.add(name)
