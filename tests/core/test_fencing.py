@@ -100,3 +100,8 @@ def test_the_job_changes_hands_only_after_a_write_under_way(db: JobDB, tmp_path:
     claimer.join()
     assert taken[0] is not None  # then the job changes hands
     assert not db.progress(job_id, stale.worker, fraction=0.5)
+    # A passing error the stale attempt meets now spends no retry of the new one's job.
+    with stale:
+        raise ConnectionError("the store is unreachable")
+    assert stale.outcome == "STOPPED"
+    assert db.get(job_id).retries == taken[0].job.retries

@@ -275,7 +275,9 @@ class JobRun:
             delay = BACKOFF_S[min(self.job.retries, len(BACKOFF_S) - 1)]
             log.warning("job %s: %s; sending it again in %.0f s", job_id, message, delay)
             state = self.db.release(job_id, self.worker, again_in=delay, error=message)
-            self.outcome = "FAILED" if state == JobState.FAILED else "RETRY"
+            # None: the job had already changed hands (or ended), so nothing was retried.
+            outcomes = {None: "STOPPED", JobState.FAILED: "FAILED"}
+            self.outcome = outcomes.get(state, "RETRY")
             return True
         log.exception("job %s: unexpected error", job_id, exc_info=exc)
         self.fail(describe(exc))
