@@ -34,7 +34,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with stack(tmp_path_factory.mktemp("any"), task_time_limit_s=120) as s:
         s.serve(("scoring", "ablation"))
         s.start_controller()
-        s.worker("scoring,ablation")
+        s.worker("extraction,scoring,ablation")
         yield s
 
 
