@@ -10,10 +10,11 @@
 # Killed at any point, this writes no pack, or one whose index.json names every part: the pack
 # carried in stays the state to continue from.
 #
-# One call carries the repository, the data set and the pack within 64 MiB. A larger pack comes
-# in over calls to the same warm machine: each call's parts are kept in STAGE, and the call that
-# brings the last one trains (exit 75 until then). While ROOT holds the population (a second
-# call on that machine), it continues from there.
+# One call carries the repository (23 MB), the data set (19 MB), the wheels and the pack within
+# 64 MiB, which a pack of 12 networks (about 60 MB) does not fit. It comes in over calls to the
+# same warm machine: each call's data set and parts are kept in STAGE, and the call that brings
+# the last of them trains (exit 75 until then). While ROOT holds the population (a later call
+# on that machine), it continues from there.
 #
 # Run from the repository root with the data set and the wheels orisel needs beyond the GPU
 # image carried along (as for train_population.sh):
@@ -29,8 +30,9 @@ ROOT=${ROOT:-/tmp/orisel/population}
 OUT=${OUT:-/tmp/out}
 DEVICE=${DEVICE:-cuda}
 BUDGET_S=${BUDGET_S:-540}
-PACK_S=${PACK_S:-90}
+PACK_S=${PACK_S:-60}
 MAX_STEPS=${MAX_STEPS:-}
+PART_BYTES=${PART_BYTES:-15728640}
 EXTRA=${EXTRA:-}
 PYTHON=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
@@ -43,9 +45,11 @@ fi
 export PYTHONPATH=$PWD/services:/tmp/site PYTHONUNBUFFERED=1 ORISEL_CACHE_DIR=${ORISEL_CACHE_DIR:-/tmp/orisel-cache}
 state() { "$PYTHON" deploy/device/population_state.py "$@"; }
 mkdir -p "$OUT" "$STAGE"
+[ -f "$DATA" ] && { cp "$DATA" "$STAGE/data.tar.gz" || exit 1; }
+[ -f "$STAGE/data.tar.gz" ] || { echo "waiting for the data set ($DATA)"; exit 75; }
 if ! compgen -G "$ROOT/*/manifest.json" >/dev/null; then
   if [ -f "$PACK/index.json" ]; then
-    cp "$PACK"/index.json "$PACK"/part-*.bin "$STAGE"/ || exit 1
+    cp "$PACK"/index.json "$STAGE"/ && cp "$PACK"/part-*.bin "$STAGE"/ 2>/dev/null
   fi
   if [ -f "$STAGE/index.json" ]; then
     state unpack "$STAGE" "$ROOT" || exit $?
@@ -58,14 +62,14 @@ train_s=$(( BUDGET_S - PACK_S - $(date +%s) + t0 ))
 [ "$train_s" -gt 0 ] || { echo "no time left to train within BUDGET_S=$BUDGET_S"; exit 1; }
 # shellcheck disable=SC2086  # EXTRA holds several flags
 timeout -s INT -k 30 "$train_s" "$PYTHON" -m orisel train --population \
-  --label-corruptions "$CORRUPTIONS" --seeds "$SEEDS" --epochs "$EPOCHS" --data "$DATA" \
+  --label-corruptions "$CORRUPTIONS" --seeds "$SEEDS" --epochs "$EPOCHS" --data "$STAGE/data.tar.gz" \
   --device "$DEVICE" --out "$ROOT" --resume -q --json ${MAX_STEPS:+--max-steps "$MAX_STEPS"} \
   $EXTRA >"$OUT/train.log" 2>&1
 rc=$?
 # 124 and 130: stopped by the budget, which is the plan; anything else is worth reading.
 [ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" = 130 ] || { tail -n 20 "$OUT/train.log"; exit "$rc"; }
 elapsed "trained (exit $rc)"
-state pack "$ROOT" "$OUT/pack" || exit $?
+state pack "$ROOT" "$OUT/pack" --part-bytes "$PART_BYTES" || exit $?
 elapsed "packed"
 "$PYTHON" - "$ROOT" <<'EOF'
 import json, sys

@@ -1,7 +1,7 @@
 """Pack a population's training state for the trip between GPU runs, or unpack it.
 
 usage: python deploy/device/population_state.py pack ROOT DEST [--trajectory-runs GLOBS]
-                                                [--trajectory-epochs EPOCHS]
+                                                [--trajectory-epochs EPOCHS] [--part-bytes N]
        python deploy/device/population_state.py unpack SRC ROOT
 
 `pack` writes DEST/index.json and DEST/part-NNN.bin (orisel.training.pack says what they
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from orisel.core.errors import OriselError
-from orisel.training.pack import TRAJECTORY_EPOCHS, missing_parts, pack, unpack
+from orisel.training.pack import PART_BYTES, TRAJECTORY_EPOCHS, missing_parts, pack, unpack
 
 INCOMPLETE = 75
 
@@ -34,6 +34,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("dest", type=Path)
     p.add_argument("--trajectory-runs", default="cnn7-c0-s0", help="run-name globs, commas")
     p.add_argument("--trajectory-epochs", default=",".join(f"{e:g}" for e in TRAJECTORY_EPOCHS))
+    p.add_argument("--part-bytes", type=int, default=PART_BYTES, help="largest part's size")
     u = sub.add_parser("unpack")
     u.add_argument("src", type=Path)
     u.add_argument("root", type=Path)
@@ -53,6 +54,7 @@ def main(argv: list[str]) -> int:
         args.dest,
         trajectory_runs=args.trajectory_runs.split(","),
         trajectory_epochs=[float(e) for e in args.trajectory_epochs.split(",")],
+        part_bytes=args.part_bytes,
     )
     kinds = ", ".join(f"{k} {_mb(n)}" for k, n in index["packed_bytes_by_kind"].items())
     sys.stdout.write(
