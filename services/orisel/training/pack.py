@@ -44,8 +44,9 @@ from orisel.models.checkpoint import BEST, MANIFEST, list_checkpoints, read_mani
 FORMAT = "orisel.pack/1"
 INDEX = "index.json"
 PART_BYTES = 15 * 2**20
-# The trajectory that train_population.sh tunes: dense early, where selectivity changes most.
-TRAJECTORY_EPOCHS = (0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50, 100, 150, 200)
+# Dense early, where selectivity changes most; at about 0.62 MB each (cnn7, float16) these keep
+# the pack of 12 networks at 200 epochs under 60 MB (docs/benchmarks.md).
+TRAJECTORY_EPOCHS = (0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50, 100, 200)
 _PLANES = 4  # bytes of a float32; torch.save aligns every tensor's bytes to 64
 
 
