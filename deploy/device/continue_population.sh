@@ -33,6 +33,8 @@ BUDGET_S=${BUDGET_S:-540}
 PACK_S=${PACK_S:-60}
 MAX_STEPS=${MAX_STEPS:-}
 PART_BYTES=${PART_BYTES:-15728640}
+# Fields a resumed run may not change (all but epochs and device): keep them from the first call.
+EVAL_BATCH=${EVAL_BATCH:-2000}
 EXTRA=${EXTRA:-}
 PYTHON=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
@@ -64,10 +66,12 @@ train_s=$(( BUDGET_S - PACK_S - $(date +%s) + t0 ))
 timeout -s INT -k 30 "$train_s" "$PYTHON" -m orisel train --population \
   --label-corruptions "$CORRUPTIONS" --seeds "$SEEDS" --epochs "$EPOCHS" --data "$STAGE/data.tar.gz" \
   --device "$DEVICE" --out "$ROOT" --resume -q --json ${MAX_STEPS:+--max-steps "$MAX_STEPS"} \
+  --eval-batch-size "$EVAL_BATCH" \
   $EXTRA >"$OUT/train.log" 2>&1
 rc=$?
-# 124 and 130: stopped by the budget, which is the plan; anything else is worth reading.
-[ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" = 130 ] || { tail -n 20 "$OUT/train.log"; exit "$rc"; }
+# Stopped by the budget, which is the plan (124, 130; 137 when SIGINT did not end it within
+# 30 s): the pack starts from the last checkpoint all networks wrote. Anything else is a fault.
+case $rc in 0|124|130|137) ;; *) tail -n 20 "$OUT/train.log"; exit "$rc" ;; esac
 elapsed "trained (exit $rc)"
 state pack "$ROOT" "$OUT/pack" --part-bytes "$PART_BYTES" || exit $?
 elapsed "packed"

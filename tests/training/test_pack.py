@@ -16,7 +16,7 @@ import torch
 from orisel.core.errors import FailedPrecondition, NotFound
 from orisel.data.prepare import PreparedData, prepare
 from orisel.data.sources import load_cifar10
-from orisel.models.checkpoint import list_checkpoints, load_checkpoint
+from orisel.models.checkpoint import copy_checkpoint, list_checkpoints, load_checkpoint
 from orisel.training.config import run_name
 from orisel.training.loop import Trainer
 from orisel.training.pack import (
@@ -57,6 +57,8 @@ def trained(data: PreparedData, tmp_path_factory: pytest.TempPathFactory) -> Pat
     PopulationTrainer(_population(data, root)).run(max_steps=6)
     first = _population(data, root, resume=True)[0]
     first.run(max_steps=8)
+    # As when step 8 was its best: best.pt is newer than the state the population resumes from.
+    copy_checkpoint(list_checkpoints(first.run_dir)[-1], first.run_dir / "best.pt")
     return root
 
 
@@ -87,9 +89,11 @@ def test_a_pack_holds_the_exact_state_and_slim_copies_for_analysis(
             original / "manifest.json"
         ).read_bytes()
         best = load_checkpoint(unpacked / "best.pt", "cnn7")
+        # The best as of the resume step, though the first network's best.pt may be step 8's.
+        assert best["step"] == load_checkpoint(state)["best"]["step"]
         assert "optimizer" not in best
         assert best["model"]["layer1.weight"].dtype == torch.float16
-        exact = load_checkpoint(original / "best.pt")["model"]["layer1.weight"]
+        exact = load_checkpoint(original / best["best"]["file"])["model"]["layer1.weight"]
         torch.testing.assert_close(
             best["model"]["layer1.weight"].float(), exact, rtol=1e-3, atol=1e-4
         )
@@ -145,7 +149,8 @@ def _segment(archive: Path, work: Path, k: int, max_steps: int, carried: Path) -
         "OUT": str(work / f"out{k}"),
         "MAX_STEPS": str(max_steps),
         "PART_BYTES": str(2**20),
-        "EXTRA": "--val-size 50 --deterministic --eval-batch-size 64",
+        "EVAL_BATCH": "64",
+        "EXTRA": "--val-size 50 --deterministic",
         "WHEELS": "none",
         "ORISEL_CACHE_DIR": str(work / "cache"),
     }

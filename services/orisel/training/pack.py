@@ -138,8 +138,9 @@ def entries(
         state = ckpts[step]
         out.append(Entry(f"{rel}/{MANIFEST}", "manifest", (run / MANIFEST).read_bytes()))
         out.append(Entry(f"{rel}/checkpoints/{state.name}", "state", state.read_bytes()))
-        if (run / BEST).is_file():
-            out.append(Entry(f"{rel}/{BEST}", "best", slim(run / BEST, analysis_dtype)))
+        best = _best(run, state)
+        if best is not None:
+            out.append(Entry(f"{rel}/{BEST}", "best", slim(best, analysis_dtype)))
         if not any(fnmatchcase(run.name, pattern) for pattern in trajectory_runs):
             continue
         for h in read_manifest(run).get("history", []):
@@ -151,6 +152,15 @@ def entries(
                         Entry(f"{rel}/{h['file']}", "trajectory", slim(path, analysis_dtype))
                     )
     return step, out
+
+
+def _best(run: Path, state: Path) -> Path | None:
+    """The best checkpoint as of the resume step. A run stopped after writing a newer one
+    (best.pt then holds that) trains it again, so its best is the one `state` names."""
+    named = torch.load(state, map_location="cpu", weights_only=True)["best"]
+    if named is not None and (run / str(named["file"])).is_file():
+        return run / str(named["file"])
+    return run / BEST if (run / BEST).is_file() else None
 
 
 def _write(target: Path, data: bytes) -> None:
