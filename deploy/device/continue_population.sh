@@ -17,8 +17,16 @@
 # on that machine), it continues from there.
 #
 # Run from the repository root with the data set and the wheels orisel needs beyond the GPU
-# image carried along (as for train_population.sh):
-#   .gpu/cifar10-jpeg.tar.gz   .whl/*.whl   .pack/ (the last pack)
+# image carried along (as for train_population.sh). A session, with /.gpu/, /.whl/ and
+# /.pack*/ in .git/info/exclude, the last pack's index.json in each of .pack1 .pack2 .pack3 and
+# its parts spread over them (part-000; part-001 and part-002; part-003):
+#   run carry=[.gpu,.whl,.pack1] command='PACK=.pack1 deploy/device/continue_population.sh'  # 75
+#   run carry=[.pack2]           command='PACK=.pack2 deploy/device/continue_population.sh'  # 75
+#   run carry=[.pack3]           command='PACK=.pack3 deploy/device/continue_population.sh'
+# each call at once after the last (a machine idle for 30 s is given back, and its stage with
+# it). The first pack of all is none: one call with .gpu and .whl starts at step 0. More seeds
+# than fit one pack (20 networks would take about 95 MB) train as a second population, e.g.
+# SEEDS=3,4 with a ROOT and pack of their own.
 set -uo pipefail
 EPOCHS=${EPOCHS:-200}
 CORRUPTIONS=${CORRUPTIONS:-0,0.2,0.4,0.6}
