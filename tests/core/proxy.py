@@ -12,11 +12,13 @@ from types import TracebackType
 
 
 class Proxy:
-    """Forwards 127.0.0.1:`port` to 127.0.0.1:`target`. cut() refuses new connections and
-    drops open ones, as a database host that went away; restore() serves on the same port."""
+    """Forwards `host`:`port` to 127.0.0.1:`target`. cut() refuses new connections and
+    drops open ones, as a database host that went away; restore() serves on the same port.
+    On another address than the loopback it is how a network namespace reaches a server."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, host: str = "127.0.0.1") -> None:
         self.target = target
+        self.host = host
         self.port = 0
         self._server: socketserver.ThreadingTCPServer | None = None
         self._open: set[socket.socket] = set()
@@ -38,7 +40,7 @@ class Proxy:
                     upstream.close()
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Pump)
+        server = socketserver.ThreadingTCPServer((self.host, self.port), Pump)
         server.daemon_threads = True
         self.port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True, name="proxy").start()
