@@ -130,9 +130,10 @@ def determinants(
     spec: ExtractSpec,
     layers: tuple[str, ...],
     images: str | None,
+    record: dict[str, Any],
 ) -> dict[str, Any]:
-    """Everything the responses' numbers depend on, and nothing else."""
-    record = network_record(net)
+    """Everything the responses' numbers depend on, and nothing else (`record`: the
+    network's, `network_record`)."""
     return {
         "version": EXTRACTION_VERSION,
         "network": {k: record[k] for k in IDENTITY if record.get(k) is not None},
@@ -165,12 +166,12 @@ def measure(
     """Every forward pass an analysis of `net` needs: the stimulus sets' responses and, given
     labelled images, theirs."""
     layers = tuple(spec.layers or net.default_layers())
-    labelled = images is not None and labels is not None
-    by_image = None
+    by_image, seen = None, None
     if images is not None and labels is not None:
         got = net.image_responses(images, layers, IMAGE_REDUCTION, spec.batch_size, spec.tokens)
         by_image = {n: r.astype(np.float32, copy=False) for n, r in got.items()}
         labels = np.asarray(labels, dtype=np.int64)
+        seen = images_sha256(images, labels, n_classes)
     by_stimulus: dict[str, dict[str, np.ndarray]] = {}
     for kind in spec.stimuli:
         stim = make_stimuli(kind, net.info.image_size, spec)
@@ -178,21 +179,19 @@ def measure(
             stim, layers, spec.reduction, spec.batch_size, tokens=spec.tokens
         )
         by_stimulus[kind] = {n: r.astype(np.float32, copy=False) for n, r in got.items()}
-    seen = (
-        images_sha256(images, labels, n_classes)
-        if labelled and images is not None and labels is not None
-        else None
-    )
-    d = determinants(net, spec, layers, seen)
+    # Its weights' checksum (a pass over every parameter for a network orisel did not train)
+    # is taken once.
+    record = network_record(net)
+    d = determinants(net, spec, layers, seen, record)
     return Activations(
         _digest(d),
         d,
         layers,
         by_stimulus,
         by_image,
-        labels if labelled else None,
+        labels if seen else None,
         n_classes,
-        network_record(net),
+        record,
         environment(net.device),
     )
 
