@@ -14,10 +14,12 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import torch
 
 from orisel.api.common.v1 import common_pb2
 from orisel.api.extraction.v1 import extraction_pb2
 from orisel.api.pipeline.v1 import pipeline_pb2
+from orisel.client.cli import main
 from orisel.client.jobs import JobClient
 from orisel.core.jobs import JobState
 from orisel.core.settings import QUEUES, Settings
@@ -80,7 +82,11 @@ def _run(client: JobClient, request: Any, timeout: float = 600) -> common_pb2.Jo
 
 
 def test_a_small_paper_pipeline_end_to_end(
-    live: Stack, settings: Settings, services: dict[str, str], python_archive: Path
+    live: Stack,
+    settings: Settings,
+    services: dict[str, str],
+    python_archive: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     client = JobClient(services["pipeline"], "pipeline")
     # The images named by the request, not the workers' own: every child reads these.
@@ -108,7 +114,7 @@ def test_a_small_paper_pipeline_end_to_end(
     assert fractions == sorted(fractions)
     assert fractions[-1] == 1.0
     phases = {u.progress.phase.split(" ")[0] for u in seen}
-    assert {"train", "score", "analyse"} <= phases
+    assert {"train", "extract", "score", "analyse"} <= phases
     # The same idempotency key names the same job.
     assert client.submit(request).id == job.id
     client.close()
@@ -141,11 +147,32 @@ def test_a_small_paper_pipeline_end_to_end(
     # The pipeline ran on its children's events: at most once per child that ended, plus
     # its first run (it never polls).
     children = live.db.children(job.id)
-    assert len(children) == 1 + 4 + 5 + 2 + 2  # train, score, trajectory, ablate, invariance
-    # Each child is the spec its service reads from a request, on the pipeline's images.
-    assert {c.spec["data"]["sha256"] for c in children} == {data.sha256}
-    assert {c.spec["data"]["key"] for c in children} == {"datasets/paper.tar.gz"}
+    # train; extract, then score, the best and the trajectory's networks; ablate, invariance
+    assert len(children) == 1 + (4 + 5) * 2 + 2 + 2
+    # Each child is the spec its service reads from a request, on the pipeline's images;
+    # the scorings read their extraction's activations instead.
+    reading = [c for c in children if c.kind != "scoring"]
+    assert {c.spec["data"]["sha256"] for c in reading} == {data.sha256}
+    assert {c.spec["data"]["key"] for c in reading} == {"datasets/paper.tar.gz"}
+    assert all("activations" in c.spec for c in children if c.kind == "scoring")
     assert live.db.get(job.id).attempts <= len(children) + 1
+    # The numbers are those of tuning the network in one step, as the pipeline did before
+    # it had an extraction stage: `orisel tune` here, on the same checkpoint and images.
+    by_key = {c.idempotency_key.removeprefix(f"{job.id}/"): c for c in children}
+    scored, trained = by_key["score/cnn7-c0-s1"], by_key["train/stack0"]
+    best = next(o for o in trained.outputs if o.key.endswith("cnn7-c0-s1/best.pt"))
+    units = next(o for o in scored.outputs if o.key.endswith("units.csv"))
+    root = tmp_path_factory.mktemp("one_step")
+    store.get_file(best, root / "best.pt")
+    argv = ["tune", "--checkpoint", str(root / "best.pt"), "--data", str(python_archive)]
+    argv += ["--permutations", "10", "--cache-dir", str(root / "cache"), "-q"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers run (OMP_NUM_THREADS=1): the same sums
+    try:
+        assert main([*argv, "--out", str(root / "tune")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert (root / "tune" / "units.csv").read_bytes() == get_bytes(store, units)
 
 
 def test_extraction_job_matches_the_library(

@@ -8,7 +8,10 @@ sends them like any submitted job), and moves on once every child of a stage suc
 worker waits on another and nothing polls: the DAG's state is the children's rows.
 
     train   one training job per variant
-    score   tune each best checkpoint, and every checkpoint of the first run (trajectory)
+    extract the activations of each best checkpoint and of every checkpoint of the first run
+            (the forward passes, on GPU workers)
+    score   tune each of them from its activations (trajectory: the first run's), no forward
+            pass (on CPU workers)
     analyse ablation sweep and shift-invariance of each reference network
     report  the report, built here from the children's outputs
 """
@@ -25,6 +28,7 @@ from orisel.ablation import servicer as ablation_servicer
 from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK
 from orisel.api.ablation.v1 import ablation_pb2
 from orisel.api.common.v1 import common_pb2
+from orisel.api.extraction.v1 import extraction_pb2
 from orisel.api.scoring.v1 import scoring_pb2
 from orisel.api.training.v1 import training_pb2
 from orisel.core.artifacts import upload_dir
@@ -34,6 +38,8 @@ from orisel.core.jobs import Job, JobState
 from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.extraction import servicer as extraction_servicer
+from orisel.extraction.spec import EXTRACT_TASK
 from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec, Variant
 from orisel.scoring import servicer as scoring_servicer
 from orisel.scoring.spec import SCORE_TASK
@@ -41,7 +47,13 @@ from orisel.training import servicer as training_servicer
 from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, run_name
 
 # Share of the whole pipeline's progress that each stage accounts for.
-STAGES = (("train", 0.6), ("score", 0.15), ("analyse", 0.2), ("report", 0.05))
+STAGES = (
+    ("train", 0.6),
+    ("extract", 0.1),
+    ("score", 0.05),
+    ("analyse", 0.2),
+    ("report", 0.05),
+)
 
 
 def _ref(ref: ArtifactRef | dict[str, Any]) -> common_pb2.ArtifactRef:
@@ -118,32 +130,62 @@ def _best(run: tuple[Job, str]) -> ArtifactRef:
     return _output(job, prefix.removeprefix(f"runs/{job.id}") + "best.pt")
 
 
-def _score_children(
+def _scored(
+    spec: PaperSpec, trained: dict[str, tuple[Job, str]], store: ArtifactStore
+) -> list[tuple[str, ArtifactRef]]:
+    """The networks the paper scores, by score child name: each best checkpoint, and every
+    checkpoint of the first run (trajectory)."""
+    out = [(f"score/{n}", _best(run)) for n, run in trained.items()]
+    first = spec.variants()[0].name
+    prefix = f"{trained[first][1]}checkpoints/"
+    for ref in sorted(store.list(prefix), key=lambda r: r.key):
+        out.append((f"trajectory/{first}/{Path(ref.key).stem}", ref))
+    return out
+
+
+def _extract_children(
     spec: PaperSpec,
     trained: dict[str, tuple[Job, str]],
     store: ArtifactStore,
     data: dict[str, Any] | None,
 ) -> list[Child]:
-    """A ScoreSpec per best checkpoint and per checkpoint of the first run, as a client would
-    submit it, read by the scoring service's own spec_of."""
+    """An ExtractSpec per network to score, with the test images' responses (class
+    selectivity; the worker's data set where the pipeline names none, as scoring read them),
+    as a client would submit it, read by the extraction service's own spec_of."""
 
     def child(name: str, ref: ArtifactRef) -> Child:
-        msg = scoring_pb2.ScoreSpec(
+        msg = extraction_pb2.ExtractSpec(
             checkpoint=_ref(ref),
-            permutations=spec.permutations,
             test_subset=spec.test_subset or 0,
             data=_ref(data) if data else None,
         )
+        request = extraction_pb2.SubmitRequest(spec=msg)
+        return Child(
+            f"extract/{name}",
+            "extraction",
+            lambda: extraction_servicer.spec_of(request, store) | {"images": True},
+            EXTRACT_TASK,
+        )
+
+    return [child(name, ref) for name, ref in _scored(spec, trained, store)]
+
+
+def _score_children(
+    spec: PaperSpec,
+    trained: dict[str, tuple[Job, str]],
+    store: ArtifactStore,
+    made: dict[str, Job],
+) -> list[Child]:
+    """A ScoreSpec per network on its extraction's activations, as a client would submit
+    it, read by the scoring service's own spec_of."""
+
+    def child(name: str) -> Child:
+        activations = _output(made[f"extract/{name}"], "/summary.json")
+        msg = scoring_pb2.ScoreSpec(activations=_ref(activations), permutations=spec.permutations)
         request = scoring_pb2.SubmitRequest(spec=msg)
         return Child(name, "scoring", lambda: scoring_servicer.spec_of(request, store), SCORE_TASK)
 
-    out = [child(f"score/{n}", _best(run)) for n, run in trained.items()]
-    first = spec.variants()[0].name
-    prefix = f"{trained[first][1]}checkpoints/"
-    for ref in sorted(store.list(prefix), key=lambda r: r.key):
-        stem = Path(ref.key).stem
-        out.append(child(f"trajectory/{first}/{stem}", ref))
-    return out
+    return [child(name) for name, _ in _scored(spec, trained, store)]
 
 
 def _analysis_children(
@@ -213,6 +255,8 @@ def build_report(
                 _place(store, job, root, keep=2)  # runs/<job>/<variant>/<file>
             elif stage == "train":
                 _place(store, job, root / rest, keep=1)
+            elif stage == "extract":
+                continue  # the scorings' inputs, not the report's
             elif stage == "trajectory":
                 variant, stem = rest.split("/")
                 _place(store, job, root / variant / "trajectory" / stem, keep=1)
@@ -234,8 +278,10 @@ def _stage(
     if stage == "train":
         population = spec.population or settings.population_size
         return _train_children(spec, data, population, store)
+    if stage == "extract":
+        return _extract_children(spec, trained, store, data)
     if stage == "score":
-        return _score_children(spec, trained, store, data)
+        return _score_children(spec, trained, store, made)
     scored = {k.removeprefix("score/"): j for k, j in made.items() if k.startswith("score/")}
     return _analysis_children(spec, trained, scored, store, data)
 
