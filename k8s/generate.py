@@ -26,7 +26,8 @@ PART_OF = "orisel"
 WORKER_RESOURCES = {
     "training": ({"cpu": "2", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
     "extraction": ({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
-    "scoring": ({"cpu": "1", "memory": "2Gi"}, {"cpu": "2", "memory": "4Gi"}),
+    # Permutation statistics on stored activations: CPU work only, no network loaded.
+    "scoring": ({"cpu": "2", "memory": "2Gi"}, {"cpu": "4", "memory": "4Gi"}),
     "ablation": ({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
     "pipeline": ({"cpu": "250m", "memory": "1Gi"}, {"cpu": "1", "memory": "2Gi"}),
 }

@@ -106,6 +106,22 @@ def test_gpu_limits_and_tolerations_on_the_gpu_workers_only() -> None:
 
 
 @needs_kubectl
+def test_forward_passes_on_gpu_workers_statistics_on_cpu_workers_each_scaled_alone() -> None:
+    """Extraction (and training) hold the GPUs; scoring, which scores stored activations,
+    runs on CPU-only workers; each consumes its own queue and scales on its length."""
+    docs = rendered("gpu")
+    spec = pods(docs)
+    for queue, gpu in (("extraction", True), ("training", True), ("scoring", False)):
+        name = f"orisel-worker-{queue}"
+        c = spec[name]["containers"][0]
+        assert c["args"][c["args"].index("--queues") + 1] == queue
+        assert ("nvidia.com/gpu" in c["resources"].get("limits", {})) == gpu, name
+        scaled = find(docs, "ScaledObject", name)
+        assert scaled["spec"]["scaleTargetRef"]["name"] == name
+        assert [t["metadata"]["listName"] for t in scaled["spec"]["triggers"]] == [queue]
+
+
+@needs_kubectl
 @pytest.mark.parametrize("overlay", ["dev", "gpu"])
 def test_every_container_is_locked_down_with_limits_and_probes(overlay: str) -> None:
     for name, spec in pods(rendered(overlay)).items():
