@@ -62,7 +62,7 @@ def test_up_runs_the_paper_pipeline_without_servers(tmp_path: Path, python_archi
     assert len(data["variants"]["cnn7-c0-s0"]["trajectory"]) == 5
     db = JobDB(f"sqlite:///{home / 'jobs.sqlite'}")  # the same schema as PostgreSQL
     children = db.children(out["id"])
-    assert {c.kind for c in children} == {"training", "scoring", "ablation"}
+    assert {c.kind for c in children} == {"training", "extraction", "scoring", "ablation"}
     assert all(c.state == JobState.SUCCEEDED for c in children)
     assert db.events(out["id"])[0].type == "created"
     assert not list((home / "work" / "broker" / "queue").glob("*.msg"))  # nothing left queued
