@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import orisel
-from orisel.client.cli import EXIT_INPUT, EXIT_REFUSED, main
+from orisel.client.cli import EXIT_INPUT, EXIT_REFUSED, EXIT_USAGE, main
 from orisel.core.tables import read_table
 from orisel.extraction.activations import read
 
@@ -112,6 +112,7 @@ def test_other_grid_or_a_changed_file_is_refused(folders: dict[str, Path]) -> No
     acts = ["tune", "--responses", str(folders["acts"]), "--out", str(out), "-q"]
     assert main([*acts, "--n-phases", "2"]) == EXIT_REFUSED
     assert main([*acts, "--layers", "layer3"]) == EXIT_REFUSED
+    assert main([*acts, "--checkpoint", "best.pt"]) == EXIT_USAGE
     tampered = folders["root"] / "tampered"
     tampered.mkdir()
     for name in ("summary.json", "responses.npz"):

@@ -331,6 +331,13 @@ def _tune_stored(args: argparse.Namespace) -> tuple[Any, Any]:
     from orisel.report.outputs import tune_activations
     from orisel.scoring.spec import TuneSpec
 
+    network = [f for f in ("checkpoint", "model", "data") if getattr(args, f) is not None]
+    if network:
+        raise InvalidArgument(
+            "--responses",
+            "stored activations or a network (and its images) to run, not both",
+            "--" + network[0],
+        )
     acts = read(Path(args.responses))
     given = spec_from_args(TuneSpec, args).model_dump(exclude_unset=True)
     spec = TuneSpec.model_validate(acts.settings() | given)
