@@ -67,3 +67,25 @@ def test_a_trajectory_at_chosen_epochs(tiny_checkpoint: Path, tmp_path: Path) ->
     )
     assert not none.exists()
     assert main(["trajectory", "--run", str(run), "--out", str(none), "--epochs", "x", *FLAGS]) == 2
+
+
+def test_a_trajectory_again_with_other_statistics_reads_kept_activations(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--activations keeps each checkpoint's activations; a second trajectory with other
+    statistics settings reads them (no new ones, none rewritten) and has the numbers of a
+    trajectory that ran every forward pass."""
+    run, kept = tiny_checkpoint.parent, tmp_path / "kept"
+    history = json.loads((run / "manifest.json").read_text())["history"]
+    base = ["trajectory", "--run", str(run), *FLAGS]
+    assert main([*base, "--activations", str(kept), "--out", str(tmp_path / "a")]) == 0
+    summaries = sorted(kept.glob("*/summary.json"))
+    assert len(summaries) == len(history)
+    written = [p.stat().st_mtime_ns for p in summaries]
+    other = ["--threshold", "0.5", "--alpha", "0.2"]
+    assert main([*base, *other, "--activations", str(kept), "--out", str(tmp_path / "b")]) == 0
+    assert sorted(kept.glob("*/summary.json")) == summaries
+    assert [p.stat().st_mtime_ns for p in summaries] == written
+    assert main([*base, *other, "--out", str(tmp_path / "c")]) == 0
+    b = (tmp_path / "b" / "trajectory.csv").read_bytes()
+    assert b == (tmp_path / "c" / "trajectory.csv").read_bytes()

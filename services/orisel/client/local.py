@@ -397,7 +397,13 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidArgument("--epochs", "numbers separated by commas", args.epochs) from exc
     result = trajectory(
-        run, spec, Path(args.out), args.device, {"command": args.command}, epochs=epochs
+        run,
+        spec,
+        Path(args.out),
+        args.device,
+        {"command": args.command},
+        epochs=epochs,
+        activations=args.activations,
     )
     lines = [f"trajectory of {run}: {result.checkpoints} checkpoints -> {args.out}"]
     emit(args, result, "\n".join(lines))
@@ -709,6 +715,13 @@ def add_local_commands(
         type=comma_list,
         help="tune only the checkpoints at these epochs (for example 0,0.5,1,2,5,10); "
         "default every checkpoint",
+    )
+    traj.add_argument(
+        "--activations",
+        type=Path,
+        help="keep each checkpoint's activations in this folder (by the sha256 of what "
+        "determines them) and score from them: a later trajectory of the run with other "
+        "statistics settings runs no forward pass",
     )
     add_model_fields(traj, TuneSpec, skip=set())
     traj.set_defaults(func=cmd_trajectory)

@@ -235,6 +235,19 @@ def extract(
     return write(acts, out, wall | (provenance or {}))
 
 
+def kept(net: Network, spec: ExtractSpec, root: Path) -> Activations:
+    """`net`'s stimulus activations kept on disk under `root`/<key> (`orisel trajectory
+    --activations`): read where an earlier run wrote them, else measured and written, so
+    re-scoring a run's checkpoints with other statistics runs no forward pass."""
+    layers = tuple(spec.layers or net.default_layers())
+    key = _digest(determinants(net, spec, layers, None, network_record(net)))
+    if (root / key / "summary.json").is_file():
+        return read(root / key)
+    acts = measure(net, spec)
+    write(acts, root / acts.key)
+    return acts
+
+
 def read(folder: Path) -> Activations:
     """Activations written by `write` (a folder with responses.npz and summary.json, or the
     summary.json itself), refused if the array file is not the one the summary names or the

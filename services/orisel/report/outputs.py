@@ -90,12 +90,13 @@ def trajectory(
     device: str = "auto",
     provenance: dict[str, Any] | None = None,
     epochs: Sequence[float] | None = None,
+    activations: Path | None = None,
 ) -> TrajectoryResult:
     """Write trajectory.csv, trajectory.png (selectivity per layer against epoch and test
     accuracy) and summary.json to `out`."""
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        rows = trajectory_rows(run, spec, device, epochs)
+        rows = trajectory_rows(run, spec, device, epochs, activations)
         cols = {
             k: np.asarray([r[k] if r[k] is not None else np.nan for r in rows]) for k in rows[0]
         }

@@ -9,10 +9,11 @@ from typing import Any
 
 from orisel.core import progress
 from orisel.core.errors import NotFound
+from orisel.extraction.activations import kept
 from orisel.extraction.network import load_network
 from orisel.models.checkpoint import read_manifest
 from orisel.scoring.spec import TuneSpec
-from orisel.scoring.tune import score_units
+from orisel.scoring.tune import score_activations, score_units
 
 SUMMARY_KEYS = (
     "fraction_selective",
@@ -26,10 +27,15 @@ SUMMARY_KEYS = (
 
 
 def trajectory_rows(
-    run: Path, spec: TuneSpec, device: str = "auto", epochs: Sequence[float] | None = None
+    run: Path,
+    spec: TuneSpec,
+    device: str = "auto",
+    epochs: Sequence[float] | None = None,
+    activations: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Tune each checkpoint the run's manifest lists (those at `epochs` when given; a run
-    keeps one per epoch, so a long one is sampled), in training order."""
+    keeps one per epoch, so a long one is sampled), in training order; with `activations`,
+    from the checkpoints' activations kept there (measured once, by the first run)."""
     history = read_manifest(run).get("history", [])
     entries = [h for h in history if (run / h["file"]).is_file()]
     if epochs is not None:
@@ -43,7 +49,11 @@ def trajectory_rows(
     rows: list[dict[str, Any]] = []
     for entry in progress.bar(entries, "checkpoints", len(entries), "checkpoint"):
         net = load_network(run / entry["file"], device=device)
-        tuned = score_units(net, spec)
+        tuned = (
+            score_activations(kept(net, spec, activations), spec)
+            if activations is not None
+            else score_units(net, spec)
+        )
         m = entry["metrics"]
         accuracy = {
             f"{split}_accuracy": (m.get(split) or {}).get("accuracy")
