@@ -24,6 +24,7 @@ import torch
 from orisel.models import CNN7
 from orisel.science import ablation as ab
 from orisel.science import selection as sel
+from orisel.science import steps as chain
 from orisel.science.indices import gosi, null_gosi, tuning
 from orisel.science.responses import forward_collect, stimulus_batches
 from orisel.science.stimuli import gratings
@@ -137,7 +138,7 @@ def bench_sweep(n_images: int, with_naive: bool) -> dict[str, Any]:
     x = torch.randn(n_images, 3, 32, 32, generator=gen)
     y = torch.randint(0, 10, (n_images,), generator=gen)
     fractions = [round(0.1 * i, 1) for i in range(11)]
-    steps = ab.sequential_view(model)
+    steps = chain.sequential_view(model)
     assert steps is not None
     sites = ("bn1", "bn2", "bn3", "bn4", "bn5", "bn6", "bn7")
     masks: dict[str, np.ndarray] = {}
@@ -159,9 +160,9 @@ def bench_sweep(n_images: int, with_naive: bool) -> dict[str, Any]:
         distinct = len({ab._mask_key(m) for m in masks[site] if m.any()})
         # The bound: only the suffix forward passes, one per distinct non-empty mask, in the
         # engine's batch sizes, on activations already in memory; no masking, no loss.
-        prefix, suffix = ab.split_at(steps, site)
+        prefix, suffix = chain.split_at(steps, site)
         with torch.no_grad():
-            act = ab.run_steps(prefix, x[:1000])
+            act = chain.run_steps(prefix, x[:1000])
             rows = ab.suffix_rows(act[0].numel() * act.element_size())
             rep = act.repeat(max(1, rows // len(act)), *[1] * (act.ndim - 1))
             t_rep, _ = _timed(_passes, suffix, rep, rows)
@@ -210,7 +211,7 @@ def bench_vgg_sweep(n_images: int, size: int = 64) -> dict[str, Any]:
     x = torch.randn(n_images, 3, size, size, generator=gen)
     y = torch.randint(0, 1000, (n_images,), generator=gen)
     fractions = [0.0, 0.25, 0.5, 0.75, 1.0]
-    steps = ab.sequential_view(model)
+    steps = chain.sequential_view(model)
     assert steps is not None
     sites = ("features.1", "features.15", "features.29")  # early, middle and last conv ReLU
     masks: dict[str, np.ndarray] = {}
@@ -246,12 +247,12 @@ def bench_vgg_sweep(n_images: int, size: int = 64) -> dict[str, Any]:
 
 def _passes(suffix: list[ab.Step], rep: torch.Tensor, rows: int) -> None:
     for i in range(0, len(rep), rows):
-        ab.run_steps(suffix, rep[i : i + rows])
+        chain.run_steps(suffix, rep[i : i + rows])
 
 
 def run_prefix_channels(steps: list[ab.Step], site: str, x: torch.Tensor) -> int:
-    prefix, _ = ab.split_at(steps, site)
-    return int(ab.run_steps(prefix, x).shape[1])
+    prefix, _ = chain.split_at(steps, site)
+    return int(chain.run_steps(prefix, x).shape[1])
 
 
 def main() -> None:

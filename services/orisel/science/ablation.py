@@ -10,7 +10,7 @@ with a hook, which gives the same numbers more slowly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,61 +24,7 @@ from orisel.core.errors import InvalidArgument
 from orisel.core.names import Mode
 from orisel.science.hooks import ablated, silence
 from orisel.science.responses import on_call
-
-# -- sequential views --------------------------------------------------------------------
-Step = tuple[str, Callable[[torch.Tensor], torch.Tensor]]
-
-
-def sequential_view(model: nn.Module) -> list[Step] | None:
-    """The model as an ordered list of (module name, function), when it is a simple chain."""
-    from orisel.models.cnn7 import CNN7
-
-    if isinstance(model, CNN7):
-        steps: list[Step] = []
-        for name, module in model.named_children():
-            if name == "fc1":
-                steps.append(("flatten", lambda x: torch.flatten(x, 1)))
-            steps.append((name, module))
-        return steps
-    features = getattr(model, "features", None)
-    classifier = getattr(model, "classifier", None)
-    avgpool = getattr(model, "avgpool", None)
-    if (
-        isinstance(features, nn.Sequential)
-        and isinstance(classifier, nn.Sequential)
-        and avgpool is not None
-    ):
-        # torchvision's VGG and AlexNet: features -> avgpool -> flatten -> classifier.
-        steps = [(f"features.{n}", m) for n, m in features.named_children()]
-        steps += [("avgpool", avgpool), ("flatten", lambda x: torch.flatten(x, 1))]
-        steps += [(f"classifier.{n}", m) for n, m in classifier.named_children()]
-        return steps
-    return None
-
-
-def _same(model: nn.Module, steps: list[Step], images: torch.Tensor) -> bool:
-    """Whether the chain computes what the model does: a network whose parts have the
-    names of VGG's (ConvNeXt's `features`, `avgpool`, `classifier`) may join them otherwise
-    (its classifier reads unflattened maps), and then only the whole network is right."""
-    x = images[:2]
-    try:
-        return bool(torch.allclose(run_steps(steps, x), model(x), rtol=1e-4, atol=1e-5))
-    except RuntimeError:  # the parts do not even fit together in this order
-        return False
-
-
-def split_at(steps: list[Step], site: str) -> tuple[list[Step], list[Step]]:
-    names = [n for n, _ in steps]
-    if site not in names:
-        raise InvalidArgument("layer", f"one of the chain's steps ({', '.join(names)})", site)
-    i = names.index(site) + 1
-    return steps[:i], steps[i:]
-
-
-def run_steps(steps: list[Step], x: torch.Tensor) -> torch.Tensor:
-    for _, fn in steps:
-        x = fn(x)
-    return x
+from orisel.science.steps import Step, run_steps, same_as_model, sequential_view, split_at
 
 
 # -- sweeps ------------------------------------------------------------------------------
@@ -256,7 +202,7 @@ def sweep_sites_raw(
     # whole network is run for it, which gives the same numbers.
     chained = steps is not None and set(plans) <= {n for n, _ in steps}
     with torch.no_grad():
-        if engine == "naive" or steps is None or not chained or not _same(model, steps, x):
+        if engine == "naive" or steps is None or not chained or not same_as_model(model, steps, x):
             for site, plan in plans.items():
                 _sweep_naive(model, site, plan, x, y, mode, chunk_images)
         else:
