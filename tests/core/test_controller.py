@@ -18,9 +18,10 @@ BACKLOG = 30
 
 
 def test_queued_messages_are_resent_only_when_the_broker_lost_them(tmp_path: Path) -> None:
-    # A timeout this short makes every untaken message overdue at once: only its being known
-    # lost may send it again.
-    with stack(tmp_path, dispatch_timeout_s=1e-3) as live:
+    # A timeout this short (a microsecond: less than any Redis round trip between two rounds,
+    # where a millisecond was not always) makes every untaken message overdue at once: only
+    # its being known lost may send it again.
+    with stack(tmp_path, dispatch_timeout_s=1e-6) as live:
         upgrade(live.settings.database_url)
         controller = Controller(live.db, CeleryBroker(live.settings), live.settings)
         queue = redis.Redis.from_url(REDIS)
