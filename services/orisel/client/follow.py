@@ -129,13 +129,17 @@ def follow(address: str, job_id: str, quiet: bool) -> Any:
             try:
                 item = updates.get(timeout=CHILDREN_POLL_S)
             except queue.Empty:
+                if job is None:  # a slow first answer is no end of the stream
+                    continue
                 item = job  # no news from the job itself: refresh its children's share
             if item is None:
                 break
             if isinstance(item, BaseException):
                 raise item
             job = item
-            children = client.list(parent_id=job.id) if job.progress.metrics else []
+            # Only a job that records its stage's share has children to read (the pipeline).
+            staged = "stage_jobs" in job.progress.metrics
+            children = client.list(parent_id=job.id) if staged else []
             fraction, phase = overall(job, children)
             bar.n = round(fraction * 100, 1)
             shown: dict[str, object] = {"state": state_name(job.state), "phase": phase}
@@ -156,25 +160,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0 if job.state == common_pb2.JOB_STATE_SUCCEEDED else 1
 
 
-def cmd_get(args: argparse.Namespace) -> int:
+def _one(args: argparse.Namespace, cancel: bool) -> int:
     from orisel.client.jobs import JobClient
 
     client = JobClient(args.server)
     try:
-        job = client.get(args.job)
+        job = client.cancel(args.job) if cancel else client.get(args.job)
     finally:
         client.close()
     emit(args, job_dict(job), job_line(job) + "".join(f"\n  {o.key}" for o in job.outputs))
     return 0
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
-    from orisel.client.jobs import JobClient
+def cmd_get(args: argparse.Namespace) -> int:
+    return _one(args, cancel=False)
 
-    client = JobClient(args.server)
-    try:
-        job = client.cancel(args.job)
-    finally:
-        client.close()
-    emit(args, job_dict(job), job_line(job))
-    return 0
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    return _one(args, cancel=True)
