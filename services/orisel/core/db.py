@@ -34,13 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
+    Float,
     Row,
+    cast,
     create_engine,
     event,
+    extract,
     func,
     insert,
+    literal,
     make_url,
     or_,
     select,
@@ -197,6 +202,16 @@ class JobDB:
             log.warning("job database unavailable: %s", exc)
             raise Unavailable("the job database is unavailable: retry in a few seconds") from exc
 
+    def _now(self) -> ColumnElement[float]:
+        """Now by the database's clock (PostgreSQL: its transaction's start). Leases and the
+        outbox are compared and stamped there, never by the caller's clock: a worker whose
+        clock is minutes off would otherwise hold a lease for minutes, lose it at once, or
+        take another's, and owe its next segment minutes late. SQLite is a file on this
+        machine: its clock is this process's."""
+        if self.postgres:
+            return cast(extract("epoch", func.now()), Float)
+        return literal(time.time(), Float)
+
     def ping(self) -> None:
         """Raise Unavailable unless the database answers (the servers' readiness)."""
         with self.connect() as c:
@@ -242,11 +257,10 @@ class JobDB:
         **data: Any,
     ) -> Row[Any] | None:
         """One conditional update of one job plus its event; None if `where` did not hold."""
-        now = time.time()
         stmt = (
             update(jobs)
             .where(jobs.c.id == job_id, *where)
-            .values(**values, version=jobs.c.version + 1, updated_at=now)
+            .values(**values, version=jobs.c.version + 1, updated_at=self._now())
             .returning(*jobs.c)
         )
         row = c.execute(stmt).one_or_none()
@@ -272,7 +286,7 @@ class JobDB:
             c.execute(
                 update(jobs)
                 .where(jobs.c.id == parent_id, jobs.c.state.in_(ACTIVE))
-                .values(dispatch_at=func.coalesce(jobs.c.dispatch_at, time.time()))
+                .values(dispatch_at=func.coalesce(jobs.c.dispatch_at, self._now()))
             )
 
     # -- clients -------------------------------------------------------------------------
@@ -488,7 +502,7 @@ class JobDB:
                         [jobs.c.state.in_(ACTIVE)],
                         {
                             "state": int(JobState.CANCELLED),
-                            "finished_at": time.time(),
+                            "finished_at": self._now(),
                             "lease_owner": None,
                             "lease_until": None,
                             "dispatch_at": None,
@@ -553,7 +567,7 @@ class JobDB:
 
     def claim(self, job_id: str, worker: str, lease_s: float) -> Job | None:
         """Take the job for `worker` until now + lease_s, unless it ended or another holds it."""
-        now = time.time()
+        now = self._now()
         with self.begin() as c:
             # A lease that lapsed is a lost worker whether the controller or a worker notices
             # first (a message sent again may be taken before the controller looks): the same
@@ -601,7 +615,7 @@ class JobDB:
                     jobs.c.state == int(JobState.RUNNING),
                     jobs.c.lease_owner == worker[:NAME_LEN],
                 )
-                .values(lease_until=time.time() + lease_s)
+                .values(lease_until=self._now() + lease_s)
             )
         return bool(result.rowcount)
 
@@ -659,7 +673,7 @@ class JobDB:
         values: dict[str, Any] = {
             "state": int(state),
             "error": error,
-            "finished_at": time.time(),
+            "finished_at": self._now(),
             "outputs": [r.__dict__ for r in outputs],
             "lease_owner": None,
             "lease_until": None,
@@ -689,7 +703,7 @@ class JobDB:
         and spends one retry, or ends FAILED once max_attempts are spent. None if not held."""
         values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
         if again_in is not None:
-            values["dispatch_at"] = time.time() + again_in
+            values["dispatch_at"] = self._now() + again_in
         if error:
             values["retries"] = jobs.c.retries + 1
         with self.begin() as c:
@@ -708,7 +722,7 @@ class JobDB:
                 return None
             if error and row.retries >= self.max_attempts:
                 message = f"gave up after {row.retries} attempts: {error}"
-                if self._give_up(c, job_id, message, time.time()):
+                if self._give_up(c, job_id, message, self._now()):
                     return JobState.FAILED
         return JobState(row.state)
 
@@ -718,7 +732,7 @@ class JobDB:
         """Send what the outbox owes (due, and not leased), oldest first; mark each as sent
         only after its send returned. A crash in between sends it again: tasks are
         idempotent, and a second message for a leased or finished job does nothing."""
-        now = time.time()
+        now = self._now()
         q = (
             select(jobs.c.id, jobs.c.task, jobs.c.queue, jobs.c.dispatch_at)
             .where(
@@ -749,12 +763,11 @@ class JobDB:
             sent += 1
         return sent
 
-    @staticmethod
-    def _mark_sent(c: Connection, due: Due) -> None:
+    def _mark_sent(self, c: Connection, due: Due) -> None:
         c.execute(
             update(jobs)
             .where(jobs.c.id == due.id, jobs.c.dispatch_at == due.dispatch_at)
-            .values(dispatch_at=None, sent_at=time.time())
+            .values(dispatch_at=None, sent_at=self._now())
         )
 
     def defer(self, job_id: str, delay: float) -> None:
@@ -763,10 +776,10 @@ class JobDB:
             c.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.dispatch_at.is_not(None))
-                .values(dispatch_at=time.time() + delay)
+                .values(dispatch_at=self._now() + delay)
             )
 
-    def _lapse(self, c: Connection, job_id: str, now: float) -> JobState | None:
+    def _lapse(self, c: Connection, job_id: str, now: ColumnElement[float]) -> JobState | None:
         """If the job runs on a lease that lapsed before `now` (its worker is lost), give it
         back, spending one retry, owed again now, or FAILED once max_attempts are spent; the
         state it is left in, None if its lease had not lapsed. The caller locked the parent."""
@@ -791,7 +804,7 @@ class JobDB:
         self._give_up(c, job_id, message, now)
         return JobState.FAILED
 
-    def _give_up(self, c: Connection, job_id: str, error: str, now: float) -> bool:
+    def _give_up(self, c: Connection, job_id: str, error: str, now: ColumnElement[float]) -> bool:
         """End an active job FAILED with `error` (its retries are spent) and wake its parent;
         False if it had already ended. The caller locked the parent."""
         failed = self._move(
@@ -827,7 +840,7 @@ class JobDB:
         alone would re-send every message waiting behind a busy worker each timeout. Stale
         messages in the queue (for jobs already taken) only make this wait longer.
         """
-        now = time.time()
+        now = self._now()
         counts = {"expired": 0, "failed": 0, "resent": 0}
         with self.connect() as c:
             lapsed = (
