@@ -5,20 +5,35 @@ On PostgreSQL and on SQLite."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, text
 
+from orisel.core import migrate
 from orisel.core.db import JobDB
 from orisel.core.jobs import JobState
 from orisel.core.lifecycle import JobRun, JobStopped
+from orisel.core.schema import jobs
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, LocalStore, get_bytes, put_if_absent
 from tests.core.jobdb import new_job
+from tests.procs import guarded
+from tests.stack import pg_database
 
 KEYS = [f"runs/x/checkpoints/e{i}.pt" for i in range(20)] + ["runs/x/manifests/000000010.json"]
+STRANDED = Path(__file__).with_name("stranded.py")
+IDLE_S = 1.0  # the stranded worker's Settings.db_idle_in_transaction_s
+TAKE_OVER_S = 10.0  # a claim behind a stranded worker; without the idle limit, never
 
 
 def _attempt(db: JobDB, job_id: str, settings: Settings) -> JobRun:
@@ -93,8 +108,8 @@ def test_the_job_changes_hands_only_after_a_write_under_way(db: JobDB, tmp_path:
         claimed.set()
 
     claimer = threading.Thread(target=take)
-    with db.holding(job_id, stale.worker) as held:
-        assert held
+    with db.holding(job_id, stale.worker) as fence:
+        assert fence.held
         claimer.start()
         assert not claimed.wait(0.3)  # the claim waits for the write under way
     claimer.join()
@@ -105,3 +120,108 @@ def test_the_job_changes_hands_only_after_a_write_under_way(db: JobDB, tmp_path:
         raise ConnectionError("the store is unreachable")
     assert stale.outcome == "STOPPED"
     assert db.get(job_id).retries == taken[0].job.retries
+
+
+@contextlib.contextmanager
+def _held_open(path: Path) -> Iterator[None]:
+    """While inside, another process that opens `path` waits (a write lease the test holds,
+    for up to the kernel's lease-break-time, 45 s by default): a worker held in the middle
+    of writing an artifact, at a point of the test's choosing."""
+    ignored = signal.signal(signal.SIGIO, signal.SIG_IGN)  # the kernel's notice of the wait
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        yield
+    finally:
+        os.close(fd)  # gives the lease up
+        signal.signal(signal.SIGIO, ignored)
+
+
+def _inside_the_fence(db: JobDB, bound: float = 10.0) -> None:
+    """Wait until a session holds a job's row lock in a transaction and sends nothing more."""
+    deadline = time.monotonic() + bound
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state = 'idle in transaction' AND query LIKE '%FOR UPDATE%'"
+    )
+    while True:
+        with db.connect() as c:
+            if c.execute(query).scalar():
+                return
+        assert time.monotonic() < deadline, "the worker never took its job's row lock"
+        time.sleep(0.01)
+
+
+def _lapsed(db: JobDB, job_id: str) -> None:
+    """Wait until the job's lease lapsed, as the next claim or the controller sees it."""
+    query = select(jobs.c.lease_until).where(jobs.c.id == job_id)
+    while True:
+        with db.connect() as c:
+            if c.execute(query).scalar_one() < time.time():
+                return
+        time.sleep(0.01)
+
+
+@pytest.mark.service
+def test_a_worker_stopped_inside_the_fence_loses_it_to_the_servers_idle_limit(
+    tmp_path: Path,
+) -> None:
+    """A worker stopped (SIGSTOP) while it holds its job's row lock to write an artifact would
+    hold the lock until TCP gave up on it, hours later, and no other worker could take the
+    job. PostgreSQL ends the stranded transaction after db_idle_in_transaction_s: another
+    attempt takes the job and finishes it, and the stopped worker's write, once it runs again,
+    lands nowhere."""
+    store_root = tmp_path / "store"
+    stale, fresh_file = tmp_path / "stale", tmp_path / "fresh"
+    stale.write_bytes(b"stale")
+    fresh_file.write_bytes(b"fresh")
+    with pg_database() as url:
+        migrate.upgrade(url)
+        db = JobDB(url, idle_s=IDLE_S)
+        job_id = new_job(db)
+        zombie = None
+        try:
+            with _held_open(stale):
+                cmd = [str(STRANDED), url, job_id, str(store_root), str(stale), "runs/x/stale.bin"]
+                zombie = subprocess.Popen(
+                    guarded([sys.executable, *cmd]), stdout=subprocess.PIPE, text=True
+                )
+                _inside_the_fence(db)
+                os.kill(zombie.pid, signal.SIGSTOP)
+                fenced_at = time.monotonic()
+                _lapsed(db, job_id)  # its heartbeat waits behind its own row lock
+                taken: list[JobRun | None] = []
+                settings = Settings(database_url=url, store="local", store_root=store_root)
+
+                def take() -> None:
+                    taken.append(JobRun.claim(db, job_id, settings))
+
+                claimer = threading.Thread(target=take, daemon=True)
+                claimer.start()
+                claimer.join(TAKE_OVER_S)
+                assert taken, "the stopped worker still holds its job's row lock"
+                # The claim waited for the server to end the stranded transaction.
+                assert time.monotonic() - fenced_at > IDLE_S * 0.9
+                fresh = taken[0]
+                assert fresh is not None
+                fresh.succeed([fresh.store.put_file("runs/x/best.pt", fresh_file)])
+                os.kill(zombie.pid, signal.SIGCONT)
+            out, _ = zombie.communicate(timeout=30)
+        finally:
+            if zombie is not None and zombie.poll() is None:
+                zombie.kill()
+                zombie.wait()
+        try:
+            stranded_worker, outcome = out.split()
+            assert outcome == "STOPPED"
+            stored = sorted(p.relative_to(store_root).as_posix() for p in store_root.rglob("*"))
+            assert [p for p in stored if "stale" in p] == []  # nor a temporary file of it
+            plain = LocalStore(store_root, settings.bucket)
+            job = db.get(job_id)
+            assert (job.state, job.outputs) == (JobState.SUCCEEDED, (plain.stat("runs/x/best.pt"),))
+            assert get_bytes(plain, job.outputs[0]) == b"fresh"
+            handed_over = max(i for i, e in enumerate(db.events(job_id)) if e.type == "claimed")
+            assert {e.principal for e in db.events(job_id)[handed_over:]} == {fresh.worker}
+            assert stranded_worker not in {e.principal for e in db.events(job_id)[handed_over:]}
+        finally:
+            db.close()

@@ -31,7 +31,9 @@ def test_a_full_disk_is_retried_and_recorded_without_the_workers_paths(tmp_path:
         assert run_job(db, job_id, settings, full) == "RETRY"  # space may be freed
         assert run_job(db, job_id, settings, full) == "FAILED"
         job = db.get(job_id)
-        assert job.error == "gave up after 2 attempts: OSError: [Errno 28] No space left on device"
+        assert job.error == (
+            "gave up after 2 attempts: the worker's disk is out of space (No space left on device)"
+        )
         assert "/var/lib" not in str(db.events(job_id))
     finally:
         db.close()

@@ -14,13 +14,15 @@ from typing import Any
 from orisel.api.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from orisel.core import auth
 from orisel.core.access import check_write
-from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, out_of_space
 from orisel.core.grpcserver import Registration
 from orisel.core.jobservice import Backends
 from orisel.core.storage import ArtifactStore, check_key, check_prefix
 
 SERVICE_NAME = artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 CHUNK_BYTES = 1 << 20  # well under the 4 MiB message limit
+# A full disk met in a scratch file; the store names itself when it is what ran out.
+SCRATCH = "the front end's scratch space"
 MAX_LISTED = 1000
 
 
@@ -37,14 +39,17 @@ class ArtifactServicer:
         self.scratch = scratch
         self.max_upload_bytes = max_upload_bytes
 
+    def _scratch(self) -> Path:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        return self.scratch
+
     async def Stat(self, request: Any, context: Any) -> Any:
         ref = await asyncio.to_thread(self.store.stat, _key(request.key))
         return artifacts_pb2.StatResponse(artifact=ref.to_proto())
 
     async def Download(self, request: Any, context: Any) -> AsyncIterator[Any]:
         ref = await asyncio.to_thread(self.store.stat, _key(request.key))
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.scratch) as tmp:
+        with out_of_space(SCRATCH), tempfile.TemporaryDirectory(dir=self._scratch()) as tmp:
             local = await asyncio.to_thread(self.store.get_file, ref, Path(tmp) / "blob")
             yield artifacts_pb2.DownloadResponse(artifact=ref.to_proto())
             with local.open("rb") as fh:
@@ -56,8 +61,7 @@ class ArtifactServicer:
         if first is None or first.WhichOneof("part") != "key":
             raise InvalidArgument("key", "the artifact's key, in the first message", None)
         key = check_write(auth.current(), _key(first.key))
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.scratch) as tmp:
+        with out_of_space(SCRATCH), tempfile.TemporaryDirectory(dir=self._scratch()) as tmp:
             path = Path(tmp) / "blob"
             size = 0
             with path.open("wb") as fh:

@@ -90,7 +90,9 @@ def job_task(name: str) -> Callable[[Callable[..., None]], Any]:
             from orisel.core.lifecycle import run_job
 
             settings = get_settings()
-            db = open_db(settings.database_url, settings.max_attempts)
+            db = open_db(
+                settings.database_url, settings.max_attempts, settings.db_idle_in_transaction_s
+            )
             return run_job(db, job_id, settings, lambda run: body(run, settings))
 
         return task

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -64,6 +65,7 @@ from orisel.core.errors import (
     InvalidArgument,
     NotFound,
     OriselError,
+    ResourceExhausted,
     Unavailable,
 )
 from orisel.core.jobs import ACTIVE, KINDS, TERMINAL, Job, JobState
@@ -78,6 +80,7 @@ INSERT_EVENT = insert(job_events)
 MAX_SPEC_BYTES = 64 * 1024
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+IDLE_S = 120.0  # Settings.db_idle_in_transaction_s
 
 
 def canonical(spec: dict[str, Any]) -> str:
@@ -90,7 +93,14 @@ def check_id(job_id: str, field: str = "id") -> str:
     return job_id
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, idle_s: float | None = None) -> Engine:
+    """An engine on `url`. idle_s (PostgreSQL): the server ends a session left idle inside a
+    transaction this long. A worker stopped or cut off while it holds a job's row lock
+    (JobDB.holding) would otherwise hold it until TCP gave up on the connection, hours later,
+    and no other worker could take the job. No lock_timeout: a claim waiting for a stranded
+    holder is what must outlast it (the server ends each one ahead of it in turn), and a
+    lock timeout would turn that take-over into an error; every statement here is short, so a
+    lock is only ever held long by a transaction that is idle."""
     if url.startswith("sqlite"):
         # The default file lives under the user's data directory, which a fresh machine or
         # container has not made yet: sqlite opens a file, never a folder.
@@ -120,7 +130,27 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+    connect_args = {}
+    if idle_s is not None:
+        ms = round(idle_s * 1000)
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={ms}"
+    return create_engine(
+        url,
+        pool_size=20,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args=connect_args,
+    )
+
+
+def _disk_full(exc: OperationalError) -> bool:
+    """SQLite's SQLITE_FULL or PostgreSQL's disk_full (SQLSTATE 53100)."""
+    orig = exc.orig
+    return (
+        getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        or getattr(orig, "sqlstate", None) == "53100"
+    )
 
 
 def _owner_only(path: Path) -> None:
@@ -155,6 +185,21 @@ class Event:
     data: dict[str, Any]
 
 
+class Fence:
+    """A job's row locked by its lease holder, in one transaction (JobDB.holding)."""
+
+    def __init__(self, c: Connection, job_id: str, held: Sequence[Any]) -> None:
+        self._query = select(jobs.c.id).where(jobs.c.id == job_id, *held).with_for_update()
+        self._c = c
+        self.held = self.confirm()
+
+    def confirm(self) -> bool:
+        """Whether the job is still held, asked again on the same transaction: False once it
+        changed hands; Unavailable once the server ended the transaction (the holder was
+        stopped or cut off past its idle limit), so a write that resumes then never lands."""
+        return self._c.execute(self._query).first() is not None
+
+
 @dataclass(frozen=True)
 class Due:
     """A message the outbox owes: send `task` with the job id to `queue`."""
@@ -168,9 +213,9 @@ class Due:
 class JobDB:
     """Create, read and move jobs; every method is one transaction."""
 
-    def __init__(self, url: str, *, max_attempts: int = 5) -> None:
+    def __init__(self, url: str, *, max_attempts: int = 5, idle_s: float = IDLE_S) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, idle_s)
         self.max_attempts = max_attempts
         self.postgres = self.engine.dialect.name == "postgresql"
 
@@ -199,6 +244,11 @@ class JobDB:
             yield
         except (OperationalError, PoolTimeout) as exc:
             # The cause names a host and port, or a file: the operator's to read, not a client's.
+            if isinstance(exc, OperationalError) and _disk_full(exc):
+                log.warning("job database out of space: %s", exc)
+                raise ResourceExhausted(
+                    "the job database is out of disk space: retry once space was freed"
+                ) from exc
             log.warning("job database unavailable: %s", exc)
             raise Unavailable("the job database is unavailable: retry in a few seconds") from exc
 
@@ -620,16 +670,16 @@ class JobDB:
         return bool(result.rowcount)
 
     @contextlib.contextmanager
-    def holding(self, job_id: str, worker: str) -> Iterator[bool]:
-        """A write transaction in which the job is still `worker`'s (True) or not (False). The
+    def holding(self, job_id: str, worker: str) -> Iterator[Fence]:
+        """A write transaction in which the job is still `worker`'s (Fence.held) or not. The
         row stays locked to the end of the block (on SQLite every writer waits), so a claim by
         another worker waits for what the block writes instead of passing it: a write made
-        under a lease lands before the job changes hands, never after (a fence)."""
+        under a lease lands before the job changes hands, never after (a fence). A holder
+        stopped inside the block has its session ended by the server (make_engine's idle_s),
+        so it calls Fence.confirm just before its write becomes visible."""
         with self.begin() as c:
-            held = c.execute(
-                select(jobs.c.id).where(jobs.c.id == job_id, *self._held(worker)).with_for_update()
-            ).first()
-            yield held is not None
+            fence = Fence(c, job_id, self._held(worker))
+            yield fence
 
     def _held(self, worker: str) -> builtins.list[Any]:
         return [jobs.c.state == int(JobState.RUNNING), jobs.c.lease_owner == worker[:NAME_LEN]]
@@ -902,11 +952,11 @@ class JobDB:
 _OPEN: dict[str, JobDB] = {}
 
 
-def open_db(url: str, max_attempts: int = 5) -> JobDB:
+def open_db(url: str, max_attempts: int = 5, idle_s: float = IDLE_S) -> JobDB:
     """This process's handle on the database at `url` (one connection pool per process)."""
     db = _OPEN.get(url)
     if db is None:
-        db = _OPEN[url] = JobDB(url, max_attempts=max_attempts)
+        db = _OPEN[url] = JobDB(url, max_attempts=max_attempts, idle_s=idle_s)
     return db
 
 

@@ -6,6 +6,13 @@ class to a status code, so every layer reports a bad input the same way.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+
+# A full disk, or a quota spent: space someone can free.
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
 
 class OriselError(Exception):
     """Base of every error a user can cause and fix."""
@@ -51,3 +58,22 @@ class Unauthenticated(OriselError):
 
 class PermissionDenied(OriselError):
     """The caller is known but may not do this (an admin-only action)."""
+
+
+class ResourceExhausted(OriselError):
+    """Space ran out on the server's side (the artifact store's disk, the job database's, a
+    scratch folder): a passing condition an operator fixes, after which the same call works."""
+
+
+@contextlib.contextmanager
+def out_of_space(what: str) -> Iterator[None]:
+    """A full disk met inside the block as ResourceExhausted naming `what` ran out, never the
+    file: an OSError carries the server's paths, which are the operator's, not a client's."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        raise ResourceExhausted(
+            f"{what} is out of space ({exc.strerror}): retry once space was freed"
+        ) from exc

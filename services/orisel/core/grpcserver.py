@@ -32,6 +32,7 @@ from orisel.core.errors import (
     NotFound,
     OriselError,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -48,6 +49,7 @@ STATUS: tuple[tuple[type[OriselError], grpc.StatusCode], ...] = (
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 # Probes (kubelet, load balancers) carry no credentials: health is open to anyone.
 # Reflection describes every method: behind authentication unless a deployment opens it.

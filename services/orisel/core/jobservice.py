@@ -261,7 +261,9 @@ class Backends:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = open_db(settings.database_url, settings.max_attempts)
+        self.db = open_db(
+            settings.database_url, settings.max_attempts, settings.db_idle_in_transaction_s
+        )
         self.watcher = Watcher(self.db)
         self.batcher = SubmitBatcher(self.db)
         self._store: ArtifactStore | None = None

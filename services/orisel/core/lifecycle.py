@@ -21,7 +21,6 @@ message is retried behind the database's back.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -36,15 +35,14 @@ from types import TracebackType
 from typing import Any, cast
 
 from orisel.core.db import JobDB
-from orisel.core.errors import OriselError, Unavailable
+from orisel.core.errors import FULL, OriselError, ResourceExhausted, Unavailable
 from orisel.core.jobs import Job, JobState
 from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.core.storage import ArtifactRef, ArtifactStore, Publisher
 
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (2.0, 10.0, 30.0, 60.0, 120.0)
-FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class JobStopped(Exception):
@@ -67,6 +65,7 @@ def is_transient(exc: BaseException) -> bool:
         exc,
         (
             Unavailable,
+            ResourceExhausted,
             ConnectionError,
             TimeoutError,
             ServerError,
@@ -82,6 +81,10 @@ def is_transient(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     """An error as the job records it, which its owner reads: an OSError without the file
     names it carries (the worker's paths are the operator's; the log has them)."""
+    if isinstance(exc, OSError) and exc.errno in FULL:
+        # The store and the job database say so themselves (ResourceExhausted): a bare one
+        # is the worker's own scratch space.
+        return f"the worker's disk is out of space ({exc.strerror})"
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}"
     return f"{type(exc).__name__}: {exc}"
@@ -96,10 +99,12 @@ class FencedStore:
     JobDB.holding, while the job is still leased to this attempt (its token: the worker name
     of this claim). A zombie, whose job was handed to another worker while it was paused or
     cut off, is refused before it writes anything (JobStopped), and the new attempt's claim
-    waits for a write in progress, so no stale object lands once the job changed hands.
-    Reads pass through."""
+    waits for a write in progress, so no stale object lands once the job changed hands. A
+    worker stopped or cut off in the middle of a write loses its transaction to the server's
+    idle limit (Settings.db_idle_in_transaction_s), so the job can change hands; the fence is
+    asked again just before the object becomes visible, and fails then. Reads pass through."""
 
-    def __init__(self, inner: ArtifactStore, db: JobDB, job_id: str, worker: str) -> None:
+    def __init__(self, inner: Publisher, db: JobDB, job_id: str, worker: str) -> None:
         self.inner = inner
         self.db = db
         self.job_id = job_id
@@ -107,14 +112,19 @@ class FencedStore:
         self.bucket = inner.bucket
 
     def put_file(self, key: str, path: Path) -> ArtifactRef:
-        with self.db.holding(self.job_id, self.worker) as held:
-            if not held:
+        with self.db.holding(self.job_id, self.worker) as fence:
+            if not fence.held:
                 raise JobStopped(self.job_id)
-            return self.inner.put_file(key, path)
+
+            def still_held() -> None:
+                if not fence.confirm():
+                    raise JobStopped(self.job_id)
+
+            return self.inner.put_file(key, path, before_publish=still_held)
 
     def delete(self, key: str) -> None:
-        with self.db.holding(self.job_id, self.worker) as held:
-            if not held:
+        with self.db.holding(self.job_id, self.worker) as fence:
+            if not fence.held:
                 raise JobStopped(self.job_id)
             self.inner.delete(key)
 
@@ -167,7 +177,7 @@ class JobRun:
         if self._store is None:
             from orisel.core.settings import make_store
 
-            raw = cast(ArtifactStore, make_store(self.settings))
+            raw = cast(Publisher, make_store(self.settings))
             self._store = FencedStore(raw, self.db, self.job.id, self.worker)
         return self._store
 
@@ -267,7 +277,7 @@ class JobRun:
             return True
         if not isinstance(exc, Exception):
             return False  # KeyboardInterrupt, SystemExit: the worker is going away
-        if isinstance(exc, OriselError) and not isinstance(exc, Unavailable):
+        if isinstance(exc, OriselError) and not is_transient(exc):
             self.fail(str(exc))
             return True
         if is_transient(exc):

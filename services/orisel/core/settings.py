@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         60.0, gt=0, le=3600, description="a running task's lease; renewed every third of it"
     )
+    db_idle_in_transaction_s: float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="PostgreSQL ends a session idle this long inside a transaction (a worker "
+        "stopped or cut off while it holds a job's row lock to write an artifact), so its job "
+        "can be taken over; longer than the slowest single artifact write",
+    )
     max_attempts: int = Field(
         5, ge=1, le=100, description="lost workers or store/broker errors before a job FAILS"
     )

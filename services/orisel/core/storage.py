@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from orisel.core import metrics
 from orisel.core.atomic import atomic_write_json
-from orisel.core.errors import DataError, FailedPrecondition, InvalidArgument, NotFound
+from orisel.core.errors import (
+    DataError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    out_of_space,
+)
 from orisel.core.provenance import sha256_file
 
 if TYPE_CHECKING:
@@ -92,6 +99,16 @@ class ArtifactStore(Protocol):
     def url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str: ...
 
 
+class Publisher(ArtifactStore, Protocol):
+    """A backend that calls `before_publish` once the object's bytes are staged, just before
+    they become visible: a fenced writer (lifecycle.FencedStore) checks there that it still
+    holds its job, and an exception refuses the write with nothing left behind."""
+
+    def put_file(
+        self, key: str, path: Path, before_publish: Callable[[], None] | None = None
+    ) -> ArtifactRef: ...
+
+
 def put_bytes(store: ArtifactStore, key: str, data: bytes) -> ArtifactRef:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "blob"
@@ -145,15 +162,17 @@ class _Measured:
 
     backend = ""
 
-    def _put(self, key: str, path: Path) -> ArtifactRef:
+    def _put(self, key: str, path: Path, before_publish: Callable[[], None] | None) -> ArtifactRef:
         raise NotImplementedError
 
     def _get(self, ref: ArtifactRef, dest: Path) -> Path:
         raise NotImplementedError
 
-    def put_file(self, key: str, path: Path) -> ArtifactRef:
+    def put_file(
+        self, key: str, path: Path, before_publish: Callable[[], None] | None = None
+    ) -> ArtifactRef:
         with metrics.timed_store("put", self.backend, path.stat().st_size):
-            return self._put(key, path)
+            return self._put(key, path, before_publish)
 
     def get_file(self, ref: ArtifactRef, dest: Path) -> Path:
         with metrics.timed_store("get", self.backend, ref.size):
@@ -175,24 +194,33 @@ class LocalStore(_Measured):
     def _meta(self, key: str) -> Path:
         return self.root / ".meta" / self.bucket / f"{check_key(key)}.json"
 
-    def _put(self, key: str, path: Path) -> ArtifactRef:
+    def _put(self, key: str, path: Path, before_publish: Callable[[], None] | None) -> ArtifactRef:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            ref = ArtifactRef(self.bucket, key, sha256_file(Path(tmp)), Path(tmp).stat().st_size)
+        with out_of_space("the artifact store"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
             try:
-                # A hard link never replaces: of two writers exactly one creates the key.
-                os.link(tmp, target)
-            except FileExistsError:
-                return _same_or_refuse(self.stat(key), ref)
-            meta = self._meta(key)
-            meta.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(meta, {SHA_META: ref.sha256, "size": ref.size})
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+                shutil.copyfile(path, tmp)
+                size = Path(tmp).stat().st_size
+                ref = ArtifactRef(self.bucket, key, sha256_file(Path(tmp)), size)
+                if before_publish is not None:
+                    before_publish()
+                try:
+                    # A hard link never replaces: of two writers exactly one creates the key.
+                    os.link(tmp, target)
+                except FileExistsError:
+                    return _same_or_refuse(self.stat(key), ref)
+                try:
+                    meta = self._meta(key)
+                    meta.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_json(meta, {SHA_META: ref.sha256, "size": ref.size})
+                except BaseException:
+                    # No object without its checksum: the write failed as a whole.
+                    target.unlink(missing_ok=True)
+                    raise
+            finally:
+                Path(tmp).unlink(missing_ok=True)
         return ref
 
     def stat(self, key: str) -> ArtifactRef:
@@ -270,7 +298,7 @@ class S3Store(_Measured):
                 ) from exc
             raise
 
-    def _put(self, key: str, path: Path) -> ArtifactRef:
+    def _put(self, key: str, path: Path, before_publish: Callable[[], None] | None) -> ArtifactRef:
         sha = sha256_file(path)
         size = path.stat().st_size
         ref = ArtifactRef(self.bucket, key, sha, size)
@@ -280,6 +308,8 @@ class S3Store(_Measured):
             return _same_or_refuse(self.stat(key), ref)
         except NotFound:
             pass
+        if before_publish is not None:
+            before_publish()
         self.client.fput_object(
             self.bucket, check_key(key), str(path), metadata={SHA_META: sha}, part_size=PART_SIZE
         )

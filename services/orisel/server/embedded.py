@@ -113,7 +113,11 @@ class Embedded:
         get_settings.cache_clear()
         self.server = start_front_end(self.settings, QUEUES)
         self.address = f"127.0.0.1:{self.server.port}"
-        db = open_db(self.settings.database_url, self.settings.max_attempts)
+        db = open_db(
+            self.settings.database_url,
+            self.settings.max_attempts,
+            self.settings.db_idle_in_transaction_s,
+        )
         self.token = Tokens(db).create(_local_user(), admin=True)
         self._token_id = self.token.split("_")[1]
         home = self.settings.store_root.parent
@@ -168,7 +172,11 @@ class Embedded:
         if self._token_id:
             from orisel.core.db import open_db
 
-            db = open_db(self.settings.database_url, self.settings.max_attempts)
+            db = open_db(
+                self.settings.database_url,
+                self.settings.max_attempts,
+                self.settings.db_idle_in_transaction_s,
+            )
             with contextlib.suppress(NotFound):
                 Tokens(db).revoke(self._token_id)
             runtime_file(self.address).unlink(missing_ok=True)

@@ -112,7 +112,9 @@ def run_controller(settings: Settings) -> None:
 
     prepare_database(settings)
     controller = Controller(
-        open_db(settings.database_url, settings.max_attempts), CeleryBroker(settings), settings
+        open_db(settings.database_url, settings.max_attempts, settings.db_idle_in_transaction_s),
+        CeleryBroker(settings),
+        settings,
     )
     metrics.watch_queues(settings.broker_url, settings.broker_prefix, QUEUES)
     metrics.serve(settings.metrics_port, settings.metrics_host)
