@@ -114,7 +114,8 @@ TRAIN_FLAGS = (
     "--early-checkpoint-every 0.5 --early-checkpoint-until 0 --checkpoint-every-epochs 2 "
     "--select-by val_accuracy --amp bf16 --tf32 --compile on --channels-last --deterministic "
     "--val-size 50 --split-seed 3 --train-subset 100 --test-subset 20 --label-corruption 0.4 "
-    "--corruption-seed 2"
+    "--corruption-seed 2 --select-reg -0.5 --select-layers layer1,layer2 --select-every 5 "
+    "--select-frequencies 2 --select-phases 1"
 )
 
 
@@ -183,3 +184,28 @@ def test_submit_paper_flags_are_the_pipeline_spec() -> None:
     assert read == spec_from_args(PaperSpec, args).model_dump(mode="json")
     defaults = PaperSpec().model_dump(mode="json")
     assert all(read[k] != defaults[k] for k in PaperSpec.model_fields)
+
+
+def _train(flags: str) -> Any:
+    return build_parser().parse_args(["submit", "train", *flags.split()])
+
+
+def test_submit_train_gives_each_network_of_a_grid_its_alpha() -> None:
+    from orisel.training.servicer import spec_from_proto
+
+    grid = "--label-corruptions 0 --seeds 1,2 --select-regs 0,-3 --select-reg 2"
+    _, request = _submit_request(_train(grid))
+    spec = spec_from_proto(request.spec, store=None)  # type: ignore[arg-type]
+    assert [(v["seed"], v["select_reg"]) for v in spec["population"]] == [
+        (1, 0.0),
+        (1, -3.0),
+        (2, 0.0),
+        (2, -3.0),
+    ]
+    _, request = _submit_request(_train("--label-corruptions 0 --seeds 1"))
+    spec = spec_from_proto(request.spec, store=None)  # type: ignore[arg-type]
+    assert spec["population"][0]["select_reg"] == 0.0
+    with pytest.raises(InvalidArgument, match="--select-regs"):
+        _submit_request(_train("--select-regs 1"))
+    with pytest.raises(InvalidArgument, match="--select-regs"):
+        _submit_request(_train("--label-corruptions 0 --seeds 1 --select-regs x"))

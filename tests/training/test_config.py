@@ -63,3 +63,6 @@ def test_run_names() -> None:
     assert run_name("cnn7", 0.5, 3) == "cnn7-c0.5-s3"
     assert run_name("cnn7", 0.0, 0) == "cnn7-c0-s0"
     assert run_name("resnet18", 0.25, 12) == "resnet18-c0.25-s12"
+    assert run_name("cnn7", 0.0, 1, 0.5) == "cnn7-c0-s1-a0.5"
+    assert run_name("cnn7", 0.0, 1, -2.0) == "cnn7-c0-s1-a-2"
+    assert run_name("cnn7", 0.0, 1, 0.0) == "cnn7-c0-s1"

@@ -69,13 +69,15 @@ def _recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:  # type: ig
     stacks: list = []  # type: ignore[type-arg]
     single_step, stack_step = Trainer.train_step, PopulationTrainer.step
 
-    def record_single(self: Trainer, x: torch.Tensor, y: torch.Tensor) -> object:
+    def record_single(self: Trainer, x: torch.Tensor, y: torch.Tensor, step: int) -> object:
         singles.append((self.cfg.seed, x.clone(), y.clone()))
-        return single_step(self, x, y)
+        return single_step(self, x, y, step)
 
-    def record_stack(self: PopulationTrainer, x: torch.Tensor, y: torch.Tensor) -> object:
+    def record_stack(
+        self: PopulationTrainer, x: torch.Tensor, y: torch.Tensor, step: int
+    ) -> object:
         stacks.append((x.clone(), y.clone()))
-        return stack_step(self, x, y)
+        return stack_step(self, x, y, step)
 
     monkeypatch.setattr(Trainer, "train_step", record_single)
     monkeypatch.setattr(PopulationTrainer, "step", record_stack)

@@ -203,6 +203,10 @@ def test_a_bad_population_is_refused_naming_the_field(
         ({"population": [training_pb2.Variant(label_corruption=2.0)]}, "spec.population[0]"),
         ({"amp": "fp8"}, "spec.amp"),
         ({"compile": "jit"}, "spec.compile"),
+        ({"population": [training_pb2.Variant(select_reg=101.0)]}, "spec.population[0].select_reg"),
+        ({"select_reg": float("nan")}, "spec.select_reg"),
+        ({"select_layers": ["layer1", "a b"]}, "spec.select_layers"),
+        ({"select_phases": 5}, "spec.select_phases"),
     ]
     for fields, field in cases:
         with pytest.raises(grpc.RpcError) as err:

@@ -89,10 +89,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.model_validate({**given, "data": data_given})
     except ValidationError as exc:
         raise OriselError(validation_message(exc)) from exc
+    if args.select_regs and not args.population:
+        raise InvalidArgument("--select-regs", "given with --population (else --select-reg)", None)
     if args.max_steps is not None and args.max_steps < 1:
         raise InvalidArgument("--max-steps", "a positive number of steps", args.max_steps)
     run_dir = Path(
-        args.out or settings.runs_dir / run_name(cfg.model, cfg.data.label_corruption, cfg.seed)
+        args.out
+        or settings.runs_dir
+        / run_name(cfg.model, cfg.data.label_corruption, cfg.seed, cfg.select_reg)
     )
     # Before the data is read (seconds to minutes): a refused --out costs nothing.
     if not args.population:
@@ -150,26 +154,31 @@ def _train_population(
 
     corruptions = [float(c) for c in args.label_corruptions or [cfg.data.label_corruption]]
     seeds = [int(x) for x in args.seeds or [cfg.seed]]
+    alphas = [_alpha(cfg, a) for a in args.select_regs or [cfg.select_reg]]
     root = Path(args.out or get_settings().runs_dir)
     trainers = []
     for c in corruptions:
         data = prepare(ds, cfg.data.model_copy(update={"label_corruption": c}))
         for seed in seeds:
-            one = cfg.model_copy(
-                update={"seed": seed, "data": cfg.data.model_copy(update={"label_corruption": c})}
-            )
-            run_dir = root / run_name(cfg.model, c, seed)
-            trainers.append(
-                Trainer.open(
-                    one,
-                    data,
-                    run_dir,
-                    resume=args.resume,
-                    explicit=explicit | {"seed"},
-                    data_source=str(source),
-                    progress=False,
+            for alpha in alphas:
+                one = cfg.model_copy(
+                    update={
+                        "seed": seed,
+                        "data": cfg.data.model_copy(update={"label_corruption": c}),
+                        "select_reg": alpha,
+                    }
                 )
-            )
+                trainers.append(
+                    Trainer.open(
+                        one,
+                        data,
+                        root / run_name(cfg.model, c, seed, alpha),
+                        resume=args.resume,
+                        explicit=explicit | {"seed", "select_reg"},
+                        data_source=str(source),
+                        progress=False,
+                    )
+                )
     summaries = PopulationTrainer(trainers, progress=not args.quiet).run(max_steps=args.max_steps)
     lines = [
         f"population of {len(trainers)} networks in {root}: "
@@ -184,6 +193,14 @@ def _train_population(
         )
     emit(args, {"runs": summaries}, "\n".join(lines))
     return 0
+
+
+def _alpha(cfg: Any, text: object) -> float:
+    """One --select-regs value, bounded as --select-reg is."""
+    try:
+        return float(type(cfg).model_validate({"select_reg": text}).select_reg)
+    except ValidationError as exc:
+        raise InvalidArgument("--select-regs", validation_message(exc), text) from exc
 
 
 def _output(text: str | None) -> str | int | None:
@@ -651,11 +668,14 @@ def add_local_commands(
     train.add_argument(
         "--population",
         action="store_true",
-        help="train the grid --label-corruptions x --seeds as one stacked model (cnn7), each "
-        "network in --out/cnn7-c<corruption>-s<seed>",
+        help="train the grid --label-corruptions x --seeds x --select-regs as one stacked model "
+        "(cnn7), each network in --out/cnn7-c<corruption>-s<seed>[-a<alpha>]",
     )
     train.add_argument("--label-corruptions", type=comma_list, help="with --population")
     train.add_argument("--seeds", type=comma_list, help="with --population")
+    train.add_argument(
+        "--select-regs", type=comma_list, help="with --population: one alpha per network"
+    )
     add_model_fields(train, TrainConfig, skip={"data"})
     add_model_fields(train, SplitSpec, skip=set())
     train.set_defaults(func=cmd_train)

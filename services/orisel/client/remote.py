@@ -153,6 +153,16 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
             raise InvalidArgument(
                 "--label-corruptions/--seeds", "both (a population) or neither", None
             )
+        if args.select_regs and not args.seeds:
+            raise InvalidArgument(
+                "--select-regs", "given with --label-corruptions and --seeds", None
+            )
+        alphas: list[float | None] = [None]
+        if args.select_regs:
+            try:
+                alphas = [float(a) for a in args.select_regs]
+            except ValueError as exc:
+                raise InvalidArgument("--select-regs", "numbers", args.select_regs) from exc
         values: dict[str, Any] = {}
         for model, names in _train_fields():
             given = {n for n in names if getattr(args, n, None) is not None}
@@ -161,9 +171,10 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
             epochs_per_segment=args.epochs_per_segment or 0,
             data=_ref(args.data_key),
             population=[
-                training_pb2.Variant(seed=int(s), label_corruption=float(c))
+                training_pb2.Variant(seed=int(s), label_corruption=float(c), select_reg=a)
                 for c in args.label_corruptions or ()
                 for s in args.seeds or ()
+                for a in alphas
             ],
         )
         to_proto(spec, values)
@@ -251,6 +262,11 @@ def add_remote_commands(
         help="with --seeds: a population, every (corruption, seed) trained as one stacked model",
     )
     st.add_argument("--seeds", type=comma_list, help="with --label-corruptions")
+    st.add_argument(
+        "--select-regs",
+        type=comma_list,
+        help="with --seeds: each (corruption, seed) once per alpha of the selectivity term",
+    )
     analysis = argparse.ArgumentParser(add_help=False)
     analysis.add_argument(
         "--checkpoint-key", help="orisel checkpoint in the store, e.g. runs/<job>/best.pt"

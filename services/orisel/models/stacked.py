@@ -57,24 +57,42 @@ class StackedCNN7(nn.Module):
             BN_EPS,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, b = x.shape[:2]
-        h = x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:])  # network-major channels
-        for i, (name, _, stride) in enumerate(CONV_LAYERS, start=1):
-            w = self.t(f"{name}.weight")
-            h = F.conv2d(
+    def _conv(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """Convolution i (from 1) with its ReLU, every network's channels at once."""
+        name, _, stride = CONV_LAYERS[i - 1]
+        w = self.t(f"{name}.weight")
+        return F.relu(
+            F.conv2d(
                 h,
                 w.reshape(-1, *w.shape[2:]),
                 self.t(f"{name}.bias").reshape(-1),
                 stride=stride,
-                groups=n,
+                groups=self.n,
             )
-            h = self._bn(F.relu(h), i)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, b = x.shape[:2]
+        h = x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:])  # network-major channels
+        for i in range(1, len(CONV_LAYERS) + 1):
+            h = self._bn(self._conv(h, i), i)
         flat = h.reshape(b, n, -1)  # each network's (C, H, W) flattened as torch.flatten does
         z = torch.einsum("bni,noi->bno", flat, self.t("fc1.weight")) + self.t("fc1.bias")
         z = self._bn(F.relu(z).reshape(b, -1), 7).reshape(b, n, -1)
         logits = torch.einsum("bni,noi->bno", z, self.t("fc2.weight")) + self.t("fc2.bias")
         return logits.transpose(0, 1)
+
+    def conv_outputs(self, x: torch.Tensor, layers: int) -> list[torch.Tensor]:
+        """The first `layers` convolutions' outputs (cnn7's `layerN`: conv + ReLU) for
+        (N, B, C, H, W) inputs, each (N, B, C', H', W'); the pass stops there."""
+        n, b = x.shape[:2]
+        h = x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:])
+        out = []
+        for i in range(1, layers + 1):
+            r = self._conv(h, i)
+            out.append(r.reshape(b, n, -1, *r.shape[2:]).transpose(0, 1))
+            h = self._bn(r, i)
+        return out
 
     @torch.no_grad()
     def copy_into(self, k: int, net: nn.Module) -> None:

@@ -111,7 +111,7 @@ def _runs(made: dict[str, Job]) -> dict[str, tuple[Job, str]]:
             continue
         for v in job.spec.get("population") or []:
             model = job.spec["config"]["model"]
-            variant = run_name(model, v["label_corruption"], v["seed"])
+            variant = run_name(model, v["label_corruption"], v["seed"], v.get("select_reg", 0.0))
             out[variant] = (job, f"runs/{job.id}/{variant}/")
         if not job.spec.get("population"):
             out[name.removeprefix("train/")] = (job, f"runs/{job.id}/")

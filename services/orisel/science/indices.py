@@ -35,12 +35,24 @@ def tuning(responses: np.ndarray, shape: tuple[int, int, int]) -> Tuning:
         raise InvalidArgument(
             "responses", f"an array of shape ({o * c * n}, units)", responses.shape
         )
-    r = np.maximum(responses, 0.0).reshape(o, c, n, -1)
-    by_cond = r.max(axis=2).transpose(2, 0, 1)  # (U, O, C)
-    pref_c = by_cond.max(axis=1).argmax(axis=1)
-    curves = np.take_along_axis(by_cond, pref_c[:, None, None], axis=2)[:, :, 0]
-    dead = ~(r > DEAD_EPS).reshape(-1, r.shape[-1]).any(axis=0)
-    return Tuning(curves, by_cond, pref_c, dead)
+    r = np.maximum(responses, 0.0)
+    by_cond, pref_c, curves = tuning_curves(torch.from_numpy(np.ascontiguousarray(r)), shape)
+    dead = ~(r > DEAD_EPS).any(axis=0)
+    return Tuning(curves.numpy(), by_cond.numpy(), pref_c.numpy(), dead)
+
+
+def tuning_curves(
+    rectified: torch.Tensor, shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one construction of tuning curves, for `tuning` and the training term alike:
+    (stimuli, units) rectified responses -> by condition (U, O, C), max over nuisance; the
+    preferred condition (U,), whose best response is largest (the first on a tie); and its
+    curve (U, O). Differentiable where the maxima are unique."""
+    o, c, n = shape
+    by_cond = rectified.reshape(o, c, n, -1).amax(dim=2).permute(2, 0, 1)  # (U, O, C)
+    pref_c = by_cond.amax(dim=1).argmax(dim=1)
+    curves = torch.gather(by_cond, 2, pref_c[:, None, None].expand(-1, o, 1))[:, :, 0]
+    return by_cond, pref_c, curves
 
 
 def _angles(n: int) -> np.ndarray:
@@ -49,11 +61,28 @@ def _angles(n: int) -> np.ndarray:
 
 def gosi(curves: np.ndarray) -> np.ndarray:
     """|sum_k R_k exp(2i theta_k)| / sum_k R_k (= 1 - circular variance); 0 for a zero curve."""
-    phasor = np.exp(2j * _angles(curves.shape[-1]))
-    total = curves.sum(axis=-1)
-    vec = np.abs(curves @ phasor)
-    # <= 1 by the triangle inequality; the clip only removes rounding above 1.
-    return np.clip(np.where(total > 0, vec / np.where(total > 0, total, 1.0), 0.0), 0.0, 1.0)
+    out: np.ndarray = gosi_t(torch.from_numpy(np.asarray(curves, dtype=np.float64))).numpy()
+    return out
+
+
+def gosi_t(curves: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """gOSI of tuning curves whose orientation axis is `dim`, in their dtype: the one formula
+    behind `gosi`, the permutation null and the training term.
+
+    Differentiable except where the resultant is zero (an untuned curve: its gradient is taken
+    as 0, a subgradient of |z|) and at a zero curve (gOSI 0, gradient 0)."""
+    c = curves.movedim(dim, -1)
+    o = c.shape[-1]
+    angles = 2 * math.pi * torch.arange(o, dtype=c.dtype, device=c.device) / o
+    re = c @ torch.cos(angles)
+    im = c @ torch.sin(angles)
+    sq = re**2 + im**2
+    # sqrt at 0 has an infinite derivative; both branches are kept finite so no NaN flows back.
+    vec = torch.where(sq > 0, torch.sqrt(torch.where(sq > 0, sq, 1.0)), 0.0)
+    total = c.sum(dim=-1)
+    g = torch.where(total > 0, vec / torch.where(total > 0, total, 1.0), 0.0)
+    # <= 1 by the triangle inequality; the clamp only removes rounding above 1.
+    return g.clamp(0.0, 1.0)
 
 
 def osi(curves: np.ndarray) -> np.ndarray:
@@ -170,21 +199,14 @@ def null_gosi(
     u = responses.shape[1]
     r = torch.from_numpy(np.maximum(responses, 0.0).astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
-    phasor_re = torch.cos(2 * torch.arange(o) * math.pi / o).float()
-    phasor_im = torch.sin(2 * torch.arange(o) * math.pi / o).float()
     out = []
     for start in range(0, n_permutations, chunk):
         p = min(chunk, n_permutations - start)
         perms = _shuffles(p, shape, gen, orientation_only)
-        rp = r[perms].reshape(p, o, c, n, u).amax(dim=3)  # (P, O, C, U)
-        pref = rp.amax(dim=1).argmax(dim=1)  # (P, U)
-        curves = torch.gather(rp, 2, pref[:, None, None, :].expand(p, o, 1, u))[:, :, 0, :]
-        total = curves.sum(dim=1)
-        re = torch.einsum("pou,o->pu", curves, phasor_re)
-        im = torch.einsum("pou,o->pu", curves, phasor_im)
-        g = torch.where(total > 0, torch.sqrt(re**2 + im**2) / total.clamp_min(1e-30), 0.0)
-        g = g.clamp(0.0, 1.0)
-        out.append(g)
+        # The P shuffles side by side as P x U units of one layer: the same tuning and gOSI.
+        shuffled = r[perms].permute(1, 0, 2).reshape(o * c * n, p * u)
+        _, _, curves = tuning_curves(shuffled, shape)
+        out.append(gosi_t(curves).reshape(p, u))
     return torch.cat(out).numpy().astype(np.float64)
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orisel.core.names import MAX_SEED, Fill
+from orisel.core.names import MAX_LAYERS, MAX_SEED, Fill, LayerName
 from orisel.data.prepare import SplitSpec
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
@@ -17,6 +17,16 @@ POPULATION_TASK = "orisel.training.population"
 
 # Fields that may differ when a run is resumed; everything else must match the stored run.
 RESUMABLE_CHANGES = frozenset({"epochs", "device"})
+
+
+# The selectivity term's bounds: gOSI is in [0, 1], so alpha is the most cross-entropy the
+# term may trade; beyond 100 the term alone would drive training.
+MAX_SELECT_REG = 100.0
+# The term's grating batch: every one of tune's 12 orientations at a sub-grid of its
+# frequencies and phases, small enough that a pass every 10 steps costs little
+# (docs/benchmarks.md).
+SELECT_FREQUENCIES = 3
+SELECT_PHASES = 2
 
 
 class TrainConfig(BaseModel):
@@ -73,6 +83,32 @@ class TrainConfig(BaseModel):
     )
     channels_last: bool = False
     deterministic: bool = Field(False, description="deterministic kernels (bit-exact resume)")
+    select_reg: float = Field(
+        0.0,
+        ge=-MAX_SELECT_REG,
+        le=MAX_SELECT_REG,
+        allow_inf_nan=False,
+        description="alpha of the selectivity term: loss = cross-entropy - alpha x mean gOSI "
+        "of select_layers (alpha < 0 lowers selectivity; 0: no term)",
+    )
+    select_layers: tuple[LayerName, ...] = Field(
+        ("layer1", "layer2", "layer3"),
+        min_length=1,
+        max_length=MAX_LAYERS,
+        description="layers whose mean gOSI the term moves (cnn7's lower half by default)",
+    )
+    select_every: int = Field(
+        10, ge=1, le=100_000, description="steps between the term's grating passes"
+    )
+    select_frequencies: int = Field(
+        SELECT_FREQUENCIES,
+        ge=1,
+        le=9,
+        description="spatial frequencies of tune's 9 in the term's grating batch, evenly spaced",
+    )
+    select_phases: int = Field(
+        SELECT_PHASES, ge=1, le=4, description="phases of tune's 4 in the term's grating batch"
+    )
 
     @model_validator(mode="after")
     def _cuda_only_options(self) -> TrainConfig:
@@ -99,7 +135,9 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return math.ceil(n_train / batch_size)
 
 
-def run_name(model: str, label_corruption: float, seed: int) -> str:
+def run_name(model: str, label_corruption: float, seed: int, select_reg: float = 0.0) -> str:
     """A network's run name (its folder, its key prefix in the store): the one format the
-    command line, the training service, the pipeline and the report share."""
-    return f"{model}-c{label_corruption:g}-s{seed}"
+    command line, the training service, the pipeline and the report share; a network trained
+    with the selectivity term carries its alpha."""
+    alpha = f"-a{select_reg:g}" if select_reg else ""
+    return f"{model}-c{label_corruption:g}-s{seed}{alpha}"

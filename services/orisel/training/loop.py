@@ -51,6 +51,7 @@ from orisel.training.config import (
     checkpoint_steps,
     steps_per_epoch,
 )
+from orisel.training.select import SelectTerm
 
 log = logging.getLogger(__name__)
 PROGRESS_STEPS = 50
@@ -313,6 +314,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.amp == "fp16")
         self.state = RunState()
         self.max_shift = round(self.cfg.max_shift * self.data.train_images.shape[1])
+        self.select = (
+            SelectTerm.of(self.cfg, self.model, self.data.mean, self.device)
+            if self.cfg.select_reg
+            else None
+        )
 
     # -- creating and resuming -------------------------------------------------------------
     @classmethod
@@ -398,12 +404,19 @@ class Trainer:
         write_manifest(self.run_dir, self.manifest)
 
     # -- training --------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, step: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step (global `step`, which decides when the selectivity term runs);
+        returns the cross-entropy and the correct count."""
         self.optimizer.zero_grad(set_to_none=True)
         with precision(self.cfg, self.device):
             logits = self.forward(x)
             loss = F.cross_entropy(logits.float(), y)
-        scaled: torch.Tensor = self.scaler.scale(loss)
+            objective = loss
+            if self.select is not None and self.select.due(step):
+                objective = loss - self.cfg.select_reg * self.select.value(self.model)
+        scaled: torch.Tensor = self.scaler.scale(objective)
         torch.autograd.backward(scaled)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -455,7 +468,7 @@ class Trainer:
                 if self.cfg.augment:
                     gen = batch_generator(self.cfg.seed, epoch, (step - 1) % self.steps_per_epoch)
                     x = random_shift_flip(x, self.max_shift, self.cfg.hflip, gen, self.cfg.fill)
-                loss, hits = self.train_step(x, y)
+                loss, hits = self.train_step(x, y, step)
                 loss_sum += loss.double() * len(idx)
                 correct += hits
                 seen += len(idx)
@@ -546,6 +559,11 @@ class Trainer:
             "file": f"checkpoints/{name}",
             "metrics": metrics,
         }
+        if self.select is not None:
+            with torch.no_grad():
+                layers = self.select.layer_gosi(self.model)
+            # What the term sees (its grating sub-grid), not tune's measurement.
+            entry["selectivity"] = {name: float(v) for name, v in layers.items()}
         better = _is_better(self.cfg, metrics, self.state.best)
         if better:
             self.state.best = entry

@@ -37,6 +37,7 @@ from orisel.training.loop import (
     numerics,
     precision,
 )
+from orisel.training.select import SelectTerm, StackedTerm
 
 # The settings every network of a stack must share (they shape the step, not the network).
 SHARED = (
@@ -60,6 +61,10 @@ SHARED = (
     "compile",
     "channels_last",
     "deterministic",
+    "select_layers",
+    "select_every",
+    "select_frequencies",
+    "select_phases",
 )
 
 
@@ -164,6 +169,19 @@ class PopulationTrainer:
             self.forward = compiled(self.model, self.cfg, self.device)
             self.optimizer = self._optimizer()
             _stack_optimizer(self.trainers, self.model, self.optimizer)
+            # One alpha per network (0 for some is fine): the pass serves them all.
+            alphas = [t.cfg.select_reg for t in self.trainers]
+            self.select = (
+                StackedTerm.of(
+                    [
+                        SelectTerm.of(t.cfg, t.model, t.data.mean, self.device)
+                        for t in self.trainers
+                    ],
+                    alphas,
+                )
+                if any(alphas)
+                else None
+            )
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.cfg, self.model.parameters()
@@ -223,10 +241,13 @@ class PopulationTrainer:
             x = apply_shift_flip(x, rows, cols, self.cfg.fill)
         return x.view(n, m, *x.shape[1:]), labels.gather(1, idx)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step of every network: (N,) mean losses and (N,) correct counts."""
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, step: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of every network (global `step`, for the selectivity term):
+        (N,) mean cross-entropies and (N,) correct counts."""
         if self.layout == "loop":
-            steps = [t.train_step(x[k], y[k]) for k, t in enumerate(self.trainers)]
+            steps = [t.train_step(x[k], y[k], step) for k, t in enumerate(self.trainers)]
             return torch.stack([s[0] for s in steps]), torch.stack([s[1] for s in steps])
         self.optimizer.zero_grad(set_to_none=True)
         with precision(self.cfg, self.device):
@@ -234,7 +255,10 @@ class PopulationTrainer:
         n, b, k = logits.shape
         per_image = F.cross_entropy(logits.reshape(n * b, k), y.reshape(n * b), reduction="none")
         losses = per_image.view(n, b).mean(1)
-        torch.autograd.backward(losses.sum())
+        objective = losses.sum()
+        if self.select is not None and self.select.due(step):
+            objective = objective - (self.select.alphas * self.select.values(self.model)).sum()
+        torch.autograd.backward(objective)
         self.optimizer.step()
         return losses.detach(), (logits.argmax(2) == y).sum(1)
 
@@ -321,7 +345,7 @@ class PopulationTrainer:
                 ).to(self.device)
                 perm_epoch = epoch
             x, y = self._batch(step, epoch, perms)
-            losses, hits = self.step(x, y)
+            losses, hits = self.step(x, y, step)
             loss_sum += losses.double() * y.shape[1]
             correct += hits
             seen += y.shape[1]

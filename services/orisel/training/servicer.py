@@ -40,6 +40,9 @@ def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[
                     **config,
                     "seed": v.seed,
                     "data": {**config["data"], "label_corruption": v.label_corruption},
+                    "select_reg": v.select_reg
+                    if v.HasField("select_reg")
+                    else config["select_reg"],
                 },
                 where,
             )
@@ -47,11 +50,20 @@ def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[
             field = exc.field.replace(f"{where}.data.", f"{where}.")
             raise InvalidArgument(field, exc.allowed, exc.got) from exc
         population.append(
-            {"seed": one["seed"], "label_corruption": one["data"]["label_corruption"]}
+            {
+                "seed": one["seed"],
+                "label_corruption": one["data"]["label_corruption"],
+                "select_reg": one["select_reg"],
+            }
         )
-    names = [run_name(config["model"], v["label_corruption"], v["seed"]) for v in population]
+    names = [
+        run_name(config["model"], v["label_corruption"], v["seed"], v["select_reg"])
+        for v in population
+    ]
     if len(set(names)) != len(names):
-        raise InvalidArgument("spec.population", "distinct (seed, label_corruption) pairs", names)
+        raise InvalidArgument(
+            "spec.population", "distinct (seed, label_corruption, select_reg) networks", names
+        )
     if population and config["model"] != "cnn7":
         raise InvalidArgument(
             "spec.model", "cnn7 for a population (the stacked model)", config["model"]

@@ -154,8 +154,10 @@ def population(run: JobRun, settings: Settings) -> None:
     trainers, prefixes = [], []
     for v in job.spec["population"]:
         data = base.data.model_copy(update={"label_corruption": v["label_corruption"]})
-        cfg = base.model_copy(update={"seed": v["seed"], "data": data})
-        name = run_name(cfg.model, v["label_corruption"], v["seed"])
+        # Populations submitted before the term existed have no alpha per network.
+        alpha = v.get("select_reg", base.select_reg)
+        cfg = base.model_copy(update={"seed": v["seed"], "data": data, "select_reg": alpha})
+        name = run_name(cfg.model, v["label_corruption"], v["seed"], alpha)
         prefix, run_dir = f"{run_prefix(job.id)}{name}/", settings.work_dir / "runs" / job.id / name
         _restore(store, prefix, run_dir)
         trainers.append(

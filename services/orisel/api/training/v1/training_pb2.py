@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orisel.api.common.v1 import common_pb2 as orisel_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orisel/api/training/v1/training.proto\x12\x16orisel.api.training.v1\x1a!orisel/api/common/v1/common.proto\"\xa3\x06\n\tTrainSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\n\n\x02lr\x18\x04 \x01(\x01\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x18\n\x10label_corruption\x18\x06 \x01(\x01\x12\x14\n\x0ctrain_subset\x18\x07 \x01(\x05\x12/\n\x04\x64\x61ta\x18\x08 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x1a\n\x12\x65pochs_per_segment\x18\t \x01(\x05\x12\x10\n\x08val_size\x18\n \x01(\x05\x12\x33\n\npopulation\x18\x0b \x03(\x0b\x32\x1f.orisel.api.training.v1.Variant\x12\x0b\n\x03\x61mp\x18\x0c \x01(\t\x12\x0c\n\x04tf32\x18\r \x01(\x08\x12\x0f\n\x07\x63ompile\x18\x0e \x01(\t\x12\x11\n\toptimizer\x18\x0f \x01(\t\x12\x15\n\x08momentum\x18\x10 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x11 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07\x61ugment\x18\x12 \x01(\x08H\x02\x88\x01\x01\x12\x16\n\tmax_shift\x18\x13 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\x05hflip\x18\x14 \x01(\x08H\x04\x88\x01\x01\x12\x0c\n\x04\x66ill\x18\x15 \x01(\t\x12\x1e\n\x16\x65\x61rly_checkpoint_every\x18\x16 \x01(\x01\x12#\n\x16\x65\x61rly_checkpoint_until\x18\x17 \x01(\x01H\x05\x88\x01\x01\x12\x1f\n\x17\x63heckpoint_every_epochs\x18\x18 \x01(\x05\x12\x11\n\tselect_by\x18\x19 \x01(\t\x12\x15\n\rchannels_last\x18\x1a \x01(\x08\x12\x15\n\rdeterministic\x18\x1b \x01(\x08\x12\x12\n\nsplit_seed\x18\x1c \x01(\x03\x12\x13\n\x0btest_subset\x18\x1d \x01(\x05\x12\x17\n\x0f\x63orruption_seed\x18\x1e \x01(\x03\x42\x0b\n\t_momentumB\x0f\n\r_weight_decayB\n\n\x08_augmentB\x0c\n\n_max_shiftB\x08\n\x06_hflipB\x19\n\x17_early_checkpoint_until\"1\n\x07Variant\x12\x0c\n\x04seed\x18\x01 \x01(\x03\x12\x18\n\x10label_corruption\x18\x02 \x01(\x01\"Y\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\x04spec\x18\x02 \x01(\x0b\x32!.orisel.api.training.v1.TrainSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbe\x03\n\x0fTrainingService\x12W\n\x06Submit\x12%.orisel.api.training.v1.SubmitRequest\x1a&.orisel.api.training.v1.SubmitResponse\x12N\n\x03Get\x12\".orisel.api.training.v1.GetRequest\x1a#.orisel.api.training.v1.GetResponse\x12V\n\x05Watch\x12$.orisel.api.training.v1.WatchRequest\x1a%.orisel.api.training.v1.WatchResponse0\x01\x12W\n\x06\x43\x61ncel\x12%.orisel.api.training.v1.CancelRequest\x1a&.orisel.api.training.v1.CancelResponse\x12Q\n\x04List\x12#.orisel.api.training.v1.ListRequest\x1a$.orisel.api.training.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orisel/api/training/v1/training.proto\x12\x16orisel.api.training.v1\x1a!orisel/api/common/v1/common.proto\"\x97\x07\n\tTrainSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\n\n\x02lr\x18\x04 \x01(\x01\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x18\n\x10label_corruption\x18\x06 \x01(\x01\x12\x14\n\x0ctrain_subset\x18\x07 \x01(\x05\x12/\n\x04\x64\x61ta\x18\x08 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x1a\n\x12\x65pochs_per_segment\x18\t \x01(\x05\x12\x10\n\x08val_size\x18\n \x01(\x05\x12\x33\n\npopulation\x18\x0b \x03(\x0b\x32\x1f.orisel.api.training.v1.Variant\x12\x0b\n\x03\x61mp\x18\x0c \x01(\t\x12\x0c\n\x04tf32\x18\r \x01(\x08\x12\x0f\n\x07\x63ompile\x18\x0e \x01(\t\x12\x11\n\toptimizer\x18\x0f \x01(\t\x12\x15\n\x08momentum\x18\x10 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cweight_decay\x18\x11 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07\x61ugment\x18\x12 \x01(\x08H\x02\x88\x01\x01\x12\x16\n\tmax_shift\x18\x13 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\x05hflip\x18\x14 \x01(\x08H\x04\x88\x01\x01\x12\x0c\n\x04\x66ill\x18\x15 \x01(\t\x12\x1e\n\x16\x65\x61rly_checkpoint_every\x18\x16 \x01(\x01\x12#\n\x16\x65\x61rly_checkpoint_until\x18\x17 \x01(\x01H\x05\x88\x01\x01\x12\x1f\n\x17\x63heckpoint_every_epochs\x18\x18 \x01(\x05\x12\x11\n\tselect_by\x18\x19 \x01(\t\x12\x15\n\rchannels_last\x18\x1a \x01(\x08\x12\x15\n\rdeterministic\x18\x1b \x01(\x08\x12\x12\n\nsplit_seed\x18\x1c \x01(\x03\x12\x13\n\x0btest_subset\x18\x1d \x01(\x05\x12\x17\n\x0f\x63orruption_seed\x18\x1e \x01(\x03\x12\x12\n\nselect_reg\x18\x1f \x01(\x01\x12\x15\n\rselect_layers\x18  \x03(\t\x12\x14\n\x0cselect_every\x18! \x01(\x05\x12\x1a\n\x12select_frequencies\x18\" \x01(\x05\x12\x15\n\rselect_phases\x18# \x01(\x05\x42\x0b\n\t_momentumB\x0f\n\r_weight_decayB\n\n\x08_augmentB\x0c\n\n_max_shiftB\x08\n\x06_hflipB\x19\n\x17_early_checkpoint_until\"Y\n\x07Variant\x12\x0c\n\x04seed\x18\x01 \x01(\x03\x12\x18\n\x10label_corruption\x18\x02 \x01(\x01\x12\x17\n\nselect_reg\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_select_reg\"Y\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\x04spec\x18\x02 \x01(\x0b\x32!.orisel.api.training.v1.TrainSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbe\x03\n\x0fTrainingService\x12W\n\x06Submit\x12%.orisel.api.training.v1.SubmitRequest\x1a&.orisel.api.training.v1.SubmitResponse\x12N\n\x03Get\x12\".orisel.api.training.v1.GetRequest\x1a#.orisel.api.training.v1.GetResponse\x12V\n\x05Watch\x12$.orisel.api.training.v1.WatchRequest\x1a%.orisel.api.training.v1.WatchResponse0\x01\x12W\n\x06\x43\x61ncel\x12%.orisel.api.training.v1.CancelRequest\x1a&.orisel.api.training.v1.CancelResponse\x12Q\n\x04List\x12#.orisel.api.training.v1.ListRequest\x1a$.orisel.api.training.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,29 +33,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orisel.api.training.v1.trai
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAINSPEC']._serialized_start=101
-  _globals['_TRAINSPEC']._serialized_end=904
-  _globals['_VARIANT']._serialized_start=906
-  _globals['_VARIANT']._serialized_end=955
-  _globals['_SUBMITREQUEST']._serialized_start=957
-  _globals['_SUBMITREQUEST']._serialized_end=1046
-  _globals['_SUBMITRESPONSE']._serialized_start=1048
-  _globals['_SUBMITRESPONSE']._serialized_end=1104
-  _globals['_GETREQUEST']._serialized_start=1106
-  _globals['_GETREQUEST']._serialized_end=1130
-  _globals['_GETRESPONSE']._serialized_start=1132
-  _globals['_GETRESPONSE']._serialized_end=1185
-  _globals['_WATCHREQUEST']._serialized_start=1187
-  _globals['_WATCHREQUEST']._serialized_end=1232
-  _globals['_WATCHRESPONSE']._serialized_start=1234
-  _globals['_WATCHRESPONSE']._serialized_end=1289
-  _globals['_CANCELREQUEST']._serialized_start=1291
-  _globals['_CANCELREQUEST']._serialized_end=1318
-  _globals['_CANCELRESPONSE']._serialized_start=1320
-  _globals['_CANCELRESPONSE']._serialized_end=1376
-  _globals['_LISTREQUEST']._serialized_start=1378
-  _globals['_LISTREQUEST']._serialized_end=1496
-  _globals['_LISTRESPONSE']._serialized_start=1498
-  _globals['_LISTRESPONSE']._serialized_end=1578
-  _globals['_TRAININGSERVICE']._serialized_start=1581
-  _globals['_TRAININGSERVICE']._serialized_end=2027
+  _globals['_TRAINSPEC']._serialized_end=1020
+  _globals['_VARIANT']._serialized_start=1022
+  _globals['_VARIANT']._serialized_end=1111
+  _globals['_SUBMITREQUEST']._serialized_start=1113
+  _globals['_SUBMITREQUEST']._serialized_end=1202
+  _globals['_SUBMITRESPONSE']._serialized_start=1204
+  _globals['_SUBMITRESPONSE']._serialized_end=1260
+  _globals['_GETREQUEST']._serialized_start=1262
+  _globals['_GETREQUEST']._serialized_end=1286
+  _globals['_GETRESPONSE']._serialized_start=1288
+  _globals['_GETRESPONSE']._serialized_end=1341
+  _globals['_WATCHREQUEST']._serialized_start=1343
+  _globals['_WATCHREQUEST']._serialized_end=1388
+  _globals['_WATCHRESPONSE']._serialized_start=1390
+  _globals['_WATCHRESPONSE']._serialized_end=1445
+  _globals['_CANCELREQUEST']._serialized_start=1447
+  _globals['_CANCELREQUEST']._serialized_end=1474
+  _globals['_CANCELRESPONSE']._serialized_start=1476
+  _globals['_CANCELRESPONSE']._serialized_end=1532
+  _globals['_LISTREQUEST']._serialized_start=1534
+  _globals['_LISTREQUEST']._serialized_end=1652
+  _globals['_LISTRESPONSE']._serialized_start=1654
+  _globals['_LISTRESPONSE']._serialized_end=1734
+  _globals['_TRAININGSERVICE']._serialized_start=1737
+  _globals['_TRAININGSERVICE']._serialized_end=2183
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainSpec(_message.Message):
-    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size", "population", "amp", "tf32", "compile", "optimizer", "momentum", "weight_decay", "augment", "max_shift", "hflip", "fill", "early_checkpoint_every", "early_checkpoint_until", "checkpoint_every_epochs", "select_by", "channels_last", "deterministic", "split_seed", "test_subset", "corruption_seed")
+    __slots__ = ("model", "epochs", "batch_size", "lr", "seed", "label_corruption", "train_subset", "data", "epochs_per_segment", "val_size", "population", "amp", "tf32", "compile", "optimizer", "momentum", "weight_decay", "augment", "max_shift", "hflip", "fill", "early_checkpoint_every", "early_checkpoint_until", "checkpoint_every_epochs", "select_by", "channels_last", "deterministic", "split_seed", "test_subset", "corruption_seed", "select_reg", "select_layers", "select_every", "select_frequencies", "select_phases")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,11 @@ class TrainSpec(_message.Message):
     SPLIT_SEED_FIELD_NUMBER: _ClassVar[int]
     TEST_SUBSET_FIELD_NUMBER: _ClassVar[int]
     CORRUPTION_SEED_FIELD_NUMBER: _ClassVar[int]
+    SELECT_REG_FIELD_NUMBER: _ClassVar[int]
+    SELECT_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    SELECT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    SELECT_FREQUENCIES_FIELD_NUMBER: _ClassVar[int]
+    SELECT_PHASES_FIELD_NUMBER: _ClassVar[int]
     model: str
     epochs: int
     batch_size: int
@@ -69,15 +74,22 @@ class TrainSpec(_message.Message):
     split_seed: int
     test_subset: int
     corruption_seed: int
-    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ..., population: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., amp: _Optional[str] = ..., tf32: _Optional[bool] = ..., compile: _Optional[str] = ..., optimizer: _Optional[str] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., augment: _Optional[bool] = ..., max_shift: _Optional[float] = ..., hflip: _Optional[bool] = ..., fill: _Optional[str] = ..., early_checkpoint_every: _Optional[float] = ..., early_checkpoint_until: _Optional[float] = ..., checkpoint_every_epochs: _Optional[int] = ..., select_by: _Optional[str] = ..., channels_last: _Optional[bool] = ..., deterministic: _Optional[bool] = ..., split_seed: _Optional[int] = ..., test_subset: _Optional[int] = ..., corruption_seed: _Optional[int] = ...) -> None: ...
+    select_reg: float
+    select_layers: _containers.RepeatedScalarFieldContainer[str]
+    select_every: int
+    select_frequencies: int
+    select_phases: int
+    def __init__(self, model: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., train_subset: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., epochs_per_segment: _Optional[int] = ..., val_size: _Optional[int] = ..., population: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., amp: _Optional[str] = ..., tf32: _Optional[bool] = ..., compile: _Optional[str] = ..., optimizer: _Optional[str] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., augment: _Optional[bool] = ..., max_shift: _Optional[float] = ..., hflip: _Optional[bool] = ..., fill: _Optional[str] = ..., early_checkpoint_every: _Optional[float] = ..., early_checkpoint_until: _Optional[float] = ..., checkpoint_every_epochs: _Optional[int] = ..., select_by: _Optional[str] = ..., channels_last: _Optional[bool] = ..., deterministic: _Optional[bool] = ..., split_seed: _Optional[int] = ..., test_subset: _Optional[int] = ..., corruption_seed: _Optional[int] = ..., select_reg: _Optional[float] = ..., select_layers: _Optional[_Iterable[str]] = ..., select_every: _Optional[int] = ..., select_frequencies: _Optional[int] = ..., select_phases: _Optional[int] = ...) -> None: ...
 
 class Variant(_message.Message):
-    __slots__ = ("seed", "label_corruption")
+    __slots__ = ("seed", "label_corruption", "select_reg")
     SEED_FIELD_NUMBER: _ClassVar[int]
     LABEL_CORRUPTION_FIELD_NUMBER: _ClassVar[int]
+    SELECT_REG_FIELD_NUMBER: _ClassVar[int]
     seed: int
     label_corruption: float
-    def __init__(self, seed: _Optional[int] = ..., label_corruption: _Optional[float] = ...) -> None: ...
+    select_reg: float
+    def __init__(self, seed: _Optional[int] = ..., label_corruption: _Optional[float] = ..., select_reg: _Optional[float] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")
