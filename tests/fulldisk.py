@@ -31,9 +31,9 @@ def tmpfs(path: Path, size: str = "32m") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def filled(folder: Path) -> Iterator[Path]:
-    """The disk under `folder` full for the block (a file holding every free byte), then
-    freed again."""
+def filled(folder: Path, leave: int = 0) -> Iterator[Path]:
+    """The disk under `folder` full for the block (a file holding every free byte but
+    `leave`), then freed again."""
     filler = folder / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -45,6 +45,7 @@ def filled(folder: Path) -> Iterator[Path]:
                 if exc.errno != errno.ENOSPC:
                     raise
                 size //= 2
+        os.ftruncate(fd, os.fstat(fd).st_size - leave)
     finally:
         os.close(fd)
     try:

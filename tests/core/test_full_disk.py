@@ -5,6 +5,8 @@ behind, and works again once space was freed."""
 
 from __future__ import annotations
 
+import inspect
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +14,11 @@ import grpc
 import pytest
 
 from orisel.api.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
+from orisel.core import errors
+from orisel.core.errors import ResourceExhausted
+from orisel.core.grpcserver import STATUS
 from orisel.core.settings import Settings
+from orisel.core.storage import LocalStore
 from orisel.server.launch import start_front_end
 from tests.faults.jobs import submit
 from tests.fulldisk import files_under, filled, tmpfs
@@ -85,3 +91,31 @@ def test_a_full_disk_is_resource_exhausted_naming_what_ran_out(
                 submit(address, "while-full")
         finally:
             server.stop(0)
+
+
+def test_an_object_whose_checksum_finds_no_space_is_not_left_behind(tmp_path: Path) -> None:
+    """Room for the object's bytes but not for its recorded checksum: the write fails as a
+    whole, since an object without its checksum would be read back unverified."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"w" * page)
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        store = LocalStore(disk / "store")
+        store.put_file("models/a/first.bin", blob)  # the folders the next write needs
+        stored = files_under(disk)
+        with filled(disk, leave=page), pytest.raises(ResourceExhausted) as info:
+            store.put_file("models/a/blob.bin", blob)
+        assert str(info.value).startswith("the artifact store is out of space")
+        assert files_under(disk) == stored
+        assert not store.exists("models/a/blob.bin")
+
+
+def test_every_domain_error_has_a_status_of_its_own() -> None:
+    """An error class missing from the map would reach clients as INVALID_ARGUMENT."""
+    domain = {
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.OriselError) and cls is not errors.OriselError
+    }
+    assert domain == {cls for cls, _ in STATUS}
+    assert dict(STATUS)[ResourceExhausted] == grpc.StatusCode.RESOURCE_EXHAUSTED

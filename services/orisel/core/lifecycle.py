@@ -8,7 +8,8 @@
 Claiming takes a lease that a background thread renews; the run stops cooperatively
 (JobStopped at the next progress report or check) once the job was cancelled or the lease
 was lost, and leaves without a traceback. On leaving the block:
-    - a domain error (OriselError) ends the job FAILED with its message;
+    - a domain error (OriselError) ends the job FAILED with its message, unless it is a
+      passing one (Unavailable, ResourceExhausted);
     - a passing error (store, broker or database unreachable, a full disk) gives the job
       back to be sent again after a backoff, until max_attempts are spent, then FAILED;
     - any other exception ends it FAILED with its type and message (logged with traceback);
@@ -81,6 +82,8 @@ def is_transient(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     """An error as the job records it, which its owner reads: an OSError without the file
     names it carries (the worker's paths are the operator's; the log has them)."""
+    if isinstance(exc, OriselError):
+        return str(exc)  # in its own words, as a failed job's error is
     if isinstance(exc, OSError) and exc.errno in FULL:
         # The store and the job database say so themselves (ResourceExhausted): a bare one
         # is the worker's own scratch space.
