@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What the test suite needs besides Python packages: PostgreSQL on 127.0.0.1:5432 (trust
 # authentication for local test databases), Redis on 127.0.0.1:6379, and Debian's
-# prometheus/promtool. Each is installed and started only when missing, so this is a no-op
+# prometheus/promtool; nftables and faketime for the multi-host fault tests (tests/faults/
+# test_hosts.py: lossy links and partitions from one server, hosts with their clocks off).
+# Each is installed and started only when missing, so this is a no-op
 # on a machine that already runs them. Run by `make test` and `.ci/run`.
 set -euo pipefail
 
@@ -35,3 +37,5 @@ if ! listening 5432; then
 fi
 
 command -v promtool >/dev/null || apt_install prometheus
+command -v nft >/dev/null || apt_install nftables
+command -v faketime >/dev/null || apt_install faketime

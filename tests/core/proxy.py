@@ -4,21 +4,26 @@ bring it back: an outage of the shared database without stopping it for anyone e
 from __future__ import annotations
 
 import contextlib
+import queue
 import select
 import socket
 import socketserver
 import threading
+import time
 from types import TracebackType
 
 
 class Proxy:
     """Forwards `host`:`port` to 127.0.0.1:`target`. cut() refuses new connections and
     drops open ones, as a database host that went away; restore() serves on the same port.
-    On another address than the loopback it is how a network namespace reaches a server."""
+    On another address than the loopback it is how a network namespace reaches a server;
+    delay_s: what the client sends reaches the server that much later (a link's latency one
+    way, as netem would add on the client's end; the server's answers pass at once)."""
 
-    def __init__(self, target: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, target: int, host: str = "127.0.0.1", delay_s: float = 0.0) -> None:
         self.target = target
         self.host = host
+        self.delay_s = delay_s
         self.port = 0
         self._server: socketserver.ThreadingTCPServer | None = None
         self._open: set[socket.socket] = set()
@@ -35,7 +40,10 @@ class Proxy:
                 with proxy._lock:
                     proxy._open |= {self.request, upstream}
                 try:
-                    _pump(self.request, upstream)
+                    if proxy.delay_s:
+                        _pump_late(self.request, upstream, proxy.delay_s)
+                    else:
+                        _pump(self.request, upstream)
                 finally:
                     upstream.close()
 
@@ -80,3 +88,35 @@ def _pump(a: socket.socket, b: socket.socket) -> None:
                 if not data:
                     return
                 peers[s].sendall(data)
+
+
+def _pump_late(client: socket.socket, server: socket.socket, delay_s: float) -> None:
+    """As _pump, each chunk from `client` held back `delay_s`, in order, while more arrive."""
+    held: queue.Queue[tuple[float, bytes]] = queue.Queue()
+
+    def send_late() -> None:
+        with contextlib.suppress(OSError):
+            while data := (item := held.get())[1]:
+                time.sleep(max(0.0, item[0] - time.monotonic()))
+                server.sendall(data)
+        with contextlib.suppress(OSError):  # the client ended: so does the connection
+            server.shutdown(socket.SHUT_RDWR)
+
+    sender = threading.Thread(target=send_late, daemon=True, name="proxy-late")
+    sender.start()
+    answers = threading.Thread(target=_copy, args=(server, client), daemon=True)
+    answers.start()
+    with contextlib.suppress(OSError):
+        while data := client.recv(65536):
+            held.put((time.monotonic() + delay_s, data))
+    held.put((0.0, b""))
+    sender.join()
+    answers.join()
+
+
+def _copy(a: socket.socket, b: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := a.recv(65536):
+            b.sendall(data)
+    with contextlib.suppress(OSError):
+        b.shutdown(socket.SHUT_RDWR)

@@ -1,6 +1,9 @@
 """Another host on this machine: a network namespace joined to this one by a veth pair, so
 a process there reaches this host's servers over a link that a test can cut (a partition:
-packets dropped, no reset) and restore. Needs root and iproute2."""
+packets dropped, no reset) and restore, cut from one server only, or make lossy. Needs root,
+iproute2 and nftables (deploy/dev/services.sh installs it). This kernel has no netem qdisc:
+packets are dropped by nftables in the namespace, and latency is added by the proxy that
+carries a link (tests.core.proxy)."""
 
 from __future__ import annotations
 
@@ -41,7 +44,39 @@ class Host:
         _ip("link", "set", self._link, "down")
 
     def heal(self) -> None:
+        """The link up, and every rule of cut() and lossy() gone."""
         _ip("link", "set", self._link, "up")
+        subprocess.run(
+            self.command(["nft", "delete", "table", "inet", "orisel"]), capture_output=True
+        )
+
+    def cut(self, port: int) -> None:
+        """Drop every packet to and from this host's `port`: cut off from that one server
+        (the database) while the rest of the link, its clients included, still works."""
+        self._rules(
+            f"ip saddr {self.here} tcp sport {port} drop",
+            f"ip daddr {self.here} tcp dport {port} drop",
+        )
+
+    def lossy(self, percent: int) -> None:
+        """Drop `percent` % of the link's packets at random, each way."""
+        far = self._link.removesuffix("a") + "b"
+        rule = f"numgen random mod 100 < {percent} drop"
+        self._rules(f'iifname "{far}" {rule}', f'oifname "{far}" {rule}')
+
+    def _rules(self, incoming: str, outgoing: str) -> None:
+        ruleset = (
+            "table inet orisel {\n"
+            f"  chain in {{ type filter hook input priority 0; {incoming}; }}\n"
+            f"  chain out {{ type filter hook output priority 0; {outgoing}; }}\n"
+            "}\n"
+        )
+        subprocess.run(
+            self.command(["nft", "-f", "-"]),
+            input=ruleset.encode(),
+            check=True,
+            capture_output=True,
+        )
 
     def __enter__(self) -> Host:
         far = self._link.removesuffix("a") + "b"
