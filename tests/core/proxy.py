@@ -18,7 +18,9 @@ class Proxy:
     drops open ones, as a database host that went away; restore() serves on the same port.
     On another address than the loopback it is how a network namespace reaches a server;
     delay_s: what the client sends reaches the server that much later (a link's latency one
-    way, as netem would add on the client's end; the server's answers pass at once)."""
+    way, as netem would add on the client's end; the server's answers pass at once).
+    freeze() holds every byte either way while the connections stay open, as a partition
+    that drops all traffic does, until thaw()."""
 
     def __init__(self, target: int, host: str = "127.0.0.1", delay_s: float = 0.0) -> None:
         self.target = target
@@ -28,6 +30,14 @@ class Proxy:
         self._server: socketserver.ThreadingTCPServer | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def restore(self) -> None:
         if self._server is not None:
@@ -43,7 +53,7 @@ class Proxy:
                     if proxy.delay_s:
                         _pump_late(self.request, upstream, proxy.delay_s)
                     else:
-                        _pump(self.request, upstream)
+                        _pump(self.request, upstream, proxy._flowing)
                 finally:
                     upstream.close()
 
@@ -78,11 +88,14 @@ class Proxy:
         self.cut()
 
 
-def _pump(a: socket.socket, b: socket.socket) -> None:
+def _pump(a: socket.socket, b: socket.socket, flowing: threading.Event) -> None:
     peers = {a: b, b: a}
     with contextlib.suppress(OSError):  # either side cut: the connection ends
         while True:
-            readable, _, _ = select.select(list(peers), [], [])
+            flowing.wait()  # frozen: what either side sends waits in its socket
+            readable, _, _ = select.select(list(peers), [], [], 0.05)
+            if not flowing.is_set():
+                continue
             for s in readable:
                 data = s.recv(65536)
                 if not data:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
 
 from orisel.core import migrate
 from orisel.core.db import JobDB
@@ -27,6 +27,7 @@ from orisel.core.schema import jobs
 from orisel.core.settings import Settings
 from orisel.core.storage import ArtifactRef, LocalStore, get_bytes, put_if_absent
 from tests.core.jobdb import new_job
+from tests.core.proxy import Proxy
 from tests.procs import guarded
 from tests.stack import pg_database
 
@@ -163,31 +164,36 @@ def _lapsed(db: JobDB, job_id: str) -> None:
 
 
 @pytest.mark.service
-def test_a_worker_stopped_inside_the_fence_loses_it_to_the_servers_idle_limit(
-    tmp_path: Path,
+@pytest.mark.parametrize("how", ["stopped", "partitioned"])
+def test_a_worker_cut_off_inside_the_fence_loses_it_to_the_servers_idle_limit(
+    tmp_path: Path, how: str
 ) -> None:
-    """A worker stopped (SIGSTOP) while it holds its job's row lock to write an artifact would
-    hold the lock until TCP gave up on it, hours later, and no other worker could take the
-    job. PostgreSQL ends the stranded transaction after db_idle_in_transaction_s: another
-    attempt takes the job and finishes it, and the stopped worker's write, once it runs again,
-    lands nowhere."""
+    """A worker stopped (SIGSTOP), or cut off from the database (every byte either way
+    dropped), while it holds its job's row lock to write an artifact would hold the lock until
+    TCP gave up on it, hours later, and no other worker could take the job. PostgreSQL ends
+    the stranded transaction after db_idle_in_transaction_s: another attempt takes the job
+    and finishes it, and the cut-off worker's write, once it goes on, lands nowhere."""
     store_root = tmp_path / "store"
     stale, fresh_file = tmp_path / "stale", tmp_path / "fresh"
     stale.write_bytes(b"stale")
     fresh_file.write_bytes(b"fresh")
-    with pg_database() as url:
+    with pg_database() as url, Proxy(make_url(url).port or 5432) as link:
         migrate.upgrade(url)
         db = JobDB(url, idle_s=IDLE_S)
         job_id = new_job(db)
+        linked = make_url(url).set(port=link.port).render_as_string(hide_password=False)
         zombie = None
         try:
             with _held_open(stale):
-                cmd = [str(STRANDED), url, job_id, str(store_root), str(stale), "runs/x/stale.bin"]
+                cmd = [str(STRANDED), linked, job_id, str(store_root), str(stale), "runs/x/s.bin"]
                 zombie = subprocess.Popen(
                     guarded([sys.executable, *cmd]), stdout=subprocess.PIPE, text=True
                 )
                 _inside_the_fence(db)
-                os.kill(zombie.pid, signal.SIGSTOP)
+                if how == "stopped":
+                    os.kill(zombie.pid, signal.SIGSTOP)
+                else:
+                    link.freeze()
                 fenced_at = time.monotonic()
                 _lapsed(db, job_id)  # its heartbeat waits behind its own row lock
                 taken: list[JobRun | None] = []
@@ -199,13 +205,15 @@ def test_a_worker_stopped_inside_the_fence_loses_it_to_the_servers_idle_limit(
                 claimer = threading.Thread(target=take, daemon=True)
                 claimer.start()
                 claimer.join(TAKE_OVER_S)
-                assert taken, "the stopped worker still holds its job's row lock"
+                assert taken, "the cut-off worker still holds its job's row lock"
                 # The claim waited for the server to end the stranded transaction.
                 assert time.monotonic() - fenced_at > IDLE_S * 0.9
                 fresh = taken[0]
                 assert fresh is not None
                 fresh.succeed([fresh.store.put_file("runs/x/best.pt", fresh_file)])
-                os.kill(zombie.pid, signal.SIGCONT)
+                if how == "stopped":
+                    os.kill(zombie.pid, signal.SIGCONT)
+            link.thaw()  # the write goes on, its source open at last
             out, _ = zombie.communicate(timeout=30)
         finally:
             if zombie is not None and zombie.poll() is None:
@@ -215,7 +223,7 @@ def test_a_worker_stopped_inside_the_fence_loses_it_to_the_servers_idle_limit(
             stranded_worker, outcome = out.split()
             assert outcome == "STOPPED"
             stored = sorted(p.relative_to(store_root).as_posix() for p in store_root.rglob("*"))
-            assert [p for p in stored if "stale" in p] == []  # nor a temporary file of it
+            assert [p for p in stored if "s.bin" in p] == []  # nor a temporary file of it
             plain = LocalStore(store_root, settings.bucket)
             job = db.get(job_id)
             assert (job.state, job.outputs) == (JobState.SUCCEEDED, (plain.stat("runs/x/best.pt"),))
