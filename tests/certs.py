@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def _write(
     return cert_path, key_path
 
 
-def make_pki(folder: Path) -> Pki:
+def make_pki(folder: Path, addresses: Sequence[str] = ()) -> Pki:
+    """addresses: IP addresses the server certificate names besides the loopback's."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _issue("orisel test CA", ca_key, None, ca=True)
@@ -78,6 +80,7 @@ def make_pki(folder: Path) -> Pki:
     sans: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
     ]
     server = _issue("localhost", server_key, (ca.subject, ca_key), sans=sans)
     client_key = ec.generate_private_key(ec.SECP256R1())

@@ -10,19 +10,31 @@ its own link number, so the scenarios share nothing else."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orisel.api.common.v1 import common_pb2
+from orisel.api.training.v1 import training_pb2
+from orisel.client.jobs import JobClient
+from orisel.core.db import UNREACHABLE_S
+from orisel.core.grpcserver import RETRY_HEADER
 from orisel.core.jobs import Job, JobState
+from orisel.core.settings import get_settings
 from orisel.core.storage import LocalStore
 from orisel.training.tasks import SEGMENT_MANIFESTS
+from tests.certs import make_pki
 from tests.faults import netns
 from tests.faults.hosts import remote
 from tests.faults.jobs import (
     BOUND_S,
     SEGMENTS,
+    SPEC,
     mid_segment,
     same_as_reference,
     start_controller,
@@ -35,6 +47,9 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not netns.available(), reason="needs root and iproute2 (namespaces)"),
 ]
+
+
+SERVING, NOT_SERVING = 1, 2  # grpc.health.v1 HealthCheckResponse.ServingStatus
 
 
 def _holder(live: Stack, job_id: str) -> str:
@@ -140,3 +155,102 @@ def test_workers_with_clocks_minutes_off_keep_their_leases(
         assert "lease-expired" not in {e.type for e in live.db.events(job.id)}
         # Stamped by the database's clock, not the skewed worker's.
         assert abs(job.finished_at - time.time()) < BOUND_S
+
+
+def _health(address: str) -> int:
+    """The front end's readiness, as a probe reads it (plaintext, health only)."""
+    with grpc.insecure_channel(address) as ch:
+        answer = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return int(answer.status)
+
+
+def _until(check: Callable[[], bool], bound: float, what: str) -> float:
+    """Seconds until `check()` held, polled; fails after `bound`."""
+    t0 = time.monotonic()
+    while not check():
+        assert time.monotonic() - t0 < bound, what
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def test_a_front_end_cut_off_from_the_database_answers_and_its_watch_resumes(
+    live: Stack, reference: Job, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A front end on another host loses the database, not its clients: it answers every
+    call at once with UNAVAILABLE and a retry hint, reads NOT_SERVING, and once the link
+    is back serves again; a Watch through it resumes and misses nothing, a Submit retried
+    with its key makes one job."""
+    with remote(live, "orisel-frontend", 11) as far:
+        pki = make_pki(tmp_path / "pki", [far.host.there])
+        port, health_port = 50051, 50052  # the host's own: nothing else listens there
+        far.start(
+            live,
+            ["serve", "training"],
+            tmp_path / "front-end.log",
+            {
+                "ORISEL_GRPC_HOST": far.host.there,
+                "ORISEL_GRPC_PORT": str(port),
+                "ORISEL_HEALTH_PORT": str(health_port),
+                "ORISEL_AUTH": "token",
+                "ORISEL_TLS_CERT_FILE": str(pki.server_cert),
+                "ORISEL_TLS_KEY_FILE": str(pki.server_key),
+                "ORISEL_TLS_CLIENT_CA_FILE": str(pki.ca),
+            },
+            [],
+        )
+        start_controller(live)
+        live.worker("training", pool="prefork")
+        # This process's client presents a certificate of the deployment's CA.
+        monkeypatch.setenv("ORISEL_CA", str(pki.ca))
+        monkeypatch.setenv("ORISEL_CLIENT_CERT", str(pki.client_cert))
+        monkeypatch.setenv("ORISEL_CLIENT_KEY", str(pki.client_key))
+        get_settings.cache_clear()
+        client = JobClient(f"{far.host.there}:{port}", "training")
+        probe = f"{far.host.there}:{health_port}"
+
+        def submit_(key: str) -> str:
+            spec = training_pb2.TrainSpec(**SPEC)  # type: ignore[arg-type]
+            request = training_pb2.SubmitRequest(idempotency_key=key, spec=spec)
+            return str(client.submit(request).id)
+
+        _until(lambda: _answers(lambda: _health(probe)), 30, "the front end did not start")
+        job_id = submit_("watched-across")
+        seen: list[common_pb2.Job] = []
+        watcher = threading.Thread(target=lambda: seen.extend(client.watch(job_id, timeout=300)))
+        watcher.start()
+        wait_for(live, job_id, mid_segment)
+        far.host.cut(far.pg.port)  # the database's packets dropped; clients still reach it
+        _until(lambda: _health(probe) == NOT_SERVING, 30, "still SERVING")
+        for call in (lambda: client.get(job_id), lambda: submit_("while-cut")):
+            t0 = time.monotonic()
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+            # An answer once the database went unanswered, not a call hung on the link.
+            assert time.monotonic() - t0 < UNREACHABLE_S + 5
+            hint = dict(refused.value.trailing_metadata() or ())
+            assert int(hint[RETRY_HEADER]) > 0
+        wait_for(live, job_id)  # it ends meanwhile, unseen through this front end
+        assert watcher.is_alive()
+        far.host.heal()
+        _until(lambda: _health(probe) == SERVING, 30, "not SERVING again")
+        retried = submit_("while-cut")
+        watcher.join(BOUND_S)
+        assert not watcher.is_alive()
+        assert submit_("while-cut") == retried  # the same job, however often asked
+        client.close()
+        second = wait_for(live, retried)
+    get_settings.cache_clear()
+    assert seen[-1].state == common_pb2.JOB_STATE_SUCCEEDED
+    seqs = [j.seq for j in seen]
+    assert seqs == sorted(set(seqs))  # resumed after the last seq: nothing twice
+    _checked(live, reference, live.db.get(job_id), "watched-across")
+    _checked(live, reference, second, "while-cut")
+
+
+def _answers(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except grpc.RpcError:
+        return False
+    return True

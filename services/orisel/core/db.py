@@ -81,6 +81,10 @@ MAX_SPEC_BYTES = 64 * 1024
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 IDLE_S = 120.0  # Settings.db_idle_in_transaction_s
+# A PostgreSQL server that has not acknowledged what was sent to it (or answered a keepalive,
+# or a connect) this long is unreachable: a partition drops packets, it resets nothing, and
+# TCP alone would wait for minutes to hours. Long enough that a lossy link's resends pass.
+UNREACHABLE_S = 10
 
 
 def canonical(spec: dict[str, Any]) -> str:
@@ -130,7 +134,14 @@ def make_engine(url: str, idle_s: float | None = None) -> Engine:
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
-    connect_args = {}
+    connect_args: dict[str, Any] = {
+        "connect_timeout": UNREACHABLE_S,
+        "tcp_user_timeout": UNREACHABLE_S * 1000,
+        "keepalives": 1,
+        "keepalives_idle": UNREACHABLE_S,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+    }
     if idle_s is not None:
         ms = round(idle_s * 1000)
         connect_args["options"] = f"-c idle_in_transaction_session_timeout={ms}"
