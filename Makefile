@@ -112,6 +112,7 @@ bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks
 	deploy/dev/services.sh
 	$(BIN)/python bench/bench_training.py --data $(DATA)
 	$(BIN)/python bench/bench_population.py --data $(DATA) --compile on
+	$(BIN)/python bench/bench_select.py --data $(DATA)
 	$(BIN)/python bench/bench_analysis.py --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_activations.py
 	$(BIN)/python bench/bench_sweep.py --data $(DATA) --images $(BENCH_IMAGES)

@@ -117,8 +117,8 @@ def test_the_sub_grid_is_tunes_own_stimuli() -> None:
     index, shape = grating_subset(stim, 3, 2)
     assert shape == (12, 3, 2)
     o, c, n = np.unravel_index(index, stim.shape)
-    assert sorted(set(c.tolist())) == [0, 4, 8]
-    assert sorted(set(n.tolist())) == [0, 3]
+    assert sorted(set(c.tolist())) == [1, 4, 7]  # the middles of the thirds of 9
+    assert sorted(set(n.tolist())) == [1, 3]
     # In the set's own order: orientation, then condition, then nuisance.
     assert (np.diff(index) > 0).all()
     assert (o.reshape(shape)[:, 0, 0] == np.arange(12)).all()
@@ -128,8 +128,9 @@ def test_the_sub_grid_is_tunes_own_stimuli() -> None:
 
 
 def test_evenly_refuses_more_than_there_are() -> None:
-    assert evenly(4, 1).tolist() == [0]
+    assert evenly(9, 1).tolist() == [4]
     assert evenly(4, 4).tolist() == [0, 1, 2, 3]
+    assert evenly(9, 2).tolist() == [2, 6]
     with pytest.raises(InvalidArgument, match="subset"):
         evenly(4, 5)
 

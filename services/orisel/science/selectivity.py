@@ -30,10 +30,11 @@ class _Seen(Exception):
 
 
 def evenly(n: int, k: int) -> np.ndarray:
-    """k of the indices 0..n-1, evenly spaced, both ends included when k > 1."""
+    """k of the indices 0..n-1, evenly spaced, each at the middle of its k-th of the range
+    (one of 9 frequencies is the middle one, not the lowest)."""
     if not 1 <= k <= n:
         raise InvalidArgument("subset", f"1 to {n} of {n}", k)
-    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+    return ((np.arange(k) + 0.5) * n / k).astype(np.int64)
 
 
 def grating_subset(
