@@ -33,6 +33,26 @@ def test_extra_seeds_go_to_the_lowest_corruption() -> None:
     assert spec.reference() == [Variant(0.2, 3), Variant(0.2, 5)]
 
 
+def test_the_selectivity_study_trains_every_seed_per_alpha_and_sweeps_none() -> None:
+    spec = PaperSpec(label_corruptions=(0.4, 0.0), seeds=(3, 5), select_regs=(-0.5, 2.0))
+    assert [v.name for v in spec.variants()] == [
+        "cnn7-c0.4-s3",
+        "cnn7-c0-s3",
+        "cnn7-c0-s5",
+        "cnn7-c0-s3-a-0.5",
+        "cnn7-c0-s5-a-0.5",
+        "cnn7-c0-s3-a2",
+        "cnn7-c0-s5-a2",
+    ]
+    assert spec.reference() == [Variant(0.0, 3), Variant(0.0, 5)]  # the ablation sweeps'
+    assert spec.regularized() == [
+        Variant(0.0, 3, -0.5),
+        Variant(0.0, 5, -0.5),
+        Variant(0.0, 3, 2.0),
+        Variant(0.0, 5, 2.0),
+    ]
+
+
 @pytest.mark.parametrize(
     ("fields", "name"),
     [
@@ -41,6 +61,10 @@ def test_extra_seeds_go_to_the_lowest_corruption() -> None:
         ({"seeds": [-1]}, "seeds"),
         ({"epochs": 0}, "epochs"),
         ({"permutations": -5}, "permutations"),
+        ({"select_regs": [0.0]}, "select_regs"),
+        ({"select_regs": [1.0, 1.0]}, "select_regs"),
+        ({"select_regs": [100.5]}, "select_regs"),
+        ({"select_regs": [float("nan")]}, "select_regs"),
     ],
 )
 def test_bad_fields_are_named(fields: dict[str, object], name: str) -> None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orisel.core.names import MAX_SEED
 from orisel.data.prepare import MAX_IMAGES
-from orisel.training.config import run_name
+from orisel.training.config import MAX_SELECT_REG, run_name
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
 # registers them.
@@ -17,14 +17,16 @@ ADVANCE_TASK = "orisel.pipeline.advance"
 
 @dataclass(frozen=True)
 class Variant:
-    """One network of the study: a label-corruption level and a seed."""
+    """One network of the study: a label-corruption level, a seed and the alpha of its
+    selectivity term (0: none)."""
 
     corruption: float
     seed: int
+    select_reg: float = 0.0
 
     @property
     def name(self) -> str:
-        return run_name("cnn7", self.corruption, self.seed)
+        return run_name("cnn7", self.corruption, self.seed, self.select_reg)
 
 
 class PaperSpec(BaseModel):
@@ -67,6 +69,13 @@ class PaperSpec(BaseModel):
     segment_epochs: int | None = Field(
         None, ge=1, le=10_000, description="epochs per training task"
     )
+    select_regs: tuple[float, ...] = Field(
+        (),
+        max_length=16,
+        description="alphas of the selectivity study (C7): the lowest-corruption networks, "
+        "every seed, trained again with the selectivity term at each (< 0 lowers "
+        "orientation selectivity), scored and tested for shift-invariance",
+    )
 
     @field_validator("label_corruptions")
     @classmethod
@@ -84,13 +93,32 @@ class PaperSpec(BaseModel):
             raise ValueError(f"seeds must be distinct and in [0, {MAX_SEED}]")
         return v
 
+    @field_validator("select_regs")
+    @classmethod
+    def _alphas(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (-MAX_SELECT_REG <= a <= MAX_SELECT_REG) or a == 0 for a in v):
+            raise ValueError(
+                f"every alpha must be in [-{MAX_SELECT_REG:g}, {MAX_SELECT_REG:g}] and not 0 "
+                "(the networks without the term are the study's alpha 0)"
+            )
+        if len(set(v)) != len(v):
+            raise ValueError("alphas must be distinct")
+        return v
+
     def variants(self) -> list[Variant]:
-        """Each corruption level at the first seed, then the other seeds at the lowest level."""
+        """Each corruption level at the first seed, then the other seeds at the lowest level,
+        then the selectivity study's networks (every seed at the lowest level, per alpha)."""
         first = [Variant(c, self.seeds[0]) for c in self.label_corruptions]
         low = min(self.label_corruptions)
-        return first + [Variant(low, s) for s in self.seeds[1:]]
+        study = [Variant(low, s, a) for a in self.select_regs for s in self.seeds]
+        return first + [Variant(low, s) for s in self.seeds[1:]] + study
 
     def reference(self) -> list[Variant]:
-        """The networks that get ablation sweeps and shift-invariance: the lowest corruption."""
+        """The networks that get ablation sweeps and shift-invariance: the lowest corruption,
+        trained without the selectivity term."""
         low = min(self.label_corruptions)
-        return [v for v in self.variants() if v.corruption == low]
+        return [v for v in self.variants() if v.corruption == low and not v.select_reg]
+
+    def regularized(self) -> list[Variant]:
+        """The networks trained with the selectivity term: shift-invariance only (C7)."""
+        return [v for v in self.variants() if v.select_reg]

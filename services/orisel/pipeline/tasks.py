@@ -79,11 +79,15 @@ def _train_children(
         )
         if stacked:
             msg.population.extend(
-                training_pb2.Variant(seed=v.seed, label_corruption=v.corruption) for v in variants
+                training_pb2.Variant(
+                    seed=v.seed, label_corruption=v.corruption, select_reg=v.select_reg
+                )
+                for v in variants
             )
         else:
             (v,) = variants
             msg.seed, msg.label_corruption = v.seed, v.corruption
+            msg.select_reg = v.select_reg
         return lambda: training_servicer.spec_from_proto(msg, store)
 
     variants = spec.variants()
@@ -195,14 +199,15 @@ def _analysis_children(
     store: ArtifactStore,
     data: dict[str, Any] | None,
 ) -> list[Child]:
-    """A sweep and a shift-invariance test of each reference network, as a client would
-    submit them, read by the ablation service's own spec_of."""
+    """A sweep and a shift-invariance test of each reference network, and a shift-invariance
+    test of each network of the selectivity study, as a client would submit them, read by
+    the ablation service's own spec_of."""
 
     def child(name: str, task: str, request: ablation_pb2.SubmitRequest) -> Child:
         return Child(name, "ablation", lambda: ablation_servicer.spec_of(request, store), task)
 
     out = []
-    for v in spec.reference():
+    for v in spec.reference() + spec.regularized():
         common: dict[str, Any] = {
             "checkpoint": _ref(_best(trained[v.name])),
             "scores": _ref(_output(scored[v.name], "/units.csv")),
@@ -211,7 +216,9 @@ def _analysis_children(
         }
         sweep = ablation_pb2.SweepSpec(**common, random_halves=spec.random_halves)
         inv = ablation_pb2.InvarianceSpec(**common)
-        out.append(child(f"ablate/{v.name}", SWEEP_TASK, ablation_pb2.SubmitRequest(sweep=sweep)))
+        if not v.select_reg:
+            request = ablation_pb2.SubmitRequest(sweep=sweep)
+            out.append(child(f"ablate/{v.name}", SWEEP_TASK, request))
         out.append(
             child(
                 f"invariance/{v.name}",

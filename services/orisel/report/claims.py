@@ -19,6 +19,7 @@ import numpy as np
 
 from orisel.report.causal import c4, c4m, c5, c6
 from orisel.report.data import Network, ReportData, TrajectoryPoint, accuracy
+from orisel.report.regularized import c7
 from orisel.report.rows import (
     HIGHER,
     LOWER,
@@ -279,8 +280,10 @@ def c3(variants: Variants) -> ClaimRow:
 
 
 def claims(data: ReportData) -> list[ClaimRow]:
-    """The claims table, one row per claim (see the module's docstring)."""
+    """The claims table, one row per claim (see the module's docstring); C7 where the data
+    hold the selectivity study (report/regularized.py)."""
     variants = data.variants
+    study = [c7(data)] if data.regularized else []
     return adjust(
         [
             c1(variants),
@@ -290,5 +293,6 @@ def claims(data: ReportData) -> list[ClaimRow]:
             c4m(variants),
             c5(variants),
             c6(variants),
+            *study,
         ]
     )

@@ -8,8 +8,10 @@
                                                      in <root>/<variant>/trajectory/<name>/)
 
 Which network a folder holds is read from its manifest (the run's own config: model, seed,
-label corruption), never from the folder's name; the report names it as the pipeline and
-the training service name a population's networks (`cnn7-c<corruption>-s<seed>`)."""
+label corruption, selectivity term), never from the folder's name; the report names it as
+the pipeline and the training service name a population's networks
+(`cnn7-c<corruption>-s<seed>`, `-a<alpha>` for one trained with the selectivity term, which
+goes to the selectivity study, C7, and nowhere else)."""
 
 from __future__ import annotations
 
@@ -162,6 +164,7 @@ def _network(folder: Path, manifest: dict[str, Any]) -> Network:
             if inv
             else None,
             "trajectory": trajectory or None,
+            "select_reg": config.get("select_reg") or None,
         }
     )
 
@@ -169,19 +172,22 @@ def _network(folder: Path, manifest: dict[str, Any]) -> Network:
 def collect(root: Path) -> ReportData:
     """Every number the report needs, from an analysis folder (layout above)."""
     variants: dict[str, Network] = {}
+    regularized: dict[str, Network] = {}
     folders: dict[str, Path] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         manifest = _manifest(folder / "manifest.json")
         if manifest is None or manifest["config"]["model"] != "cnn7":
             continue
         config = manifest["config"]
-        name = run_name("cnn7", float(config["data"]["label_corruption"]), int(config["seed"]))
+        alpha = float(config.get("select_reg", 0.0))
+        corruption = float(config["data"]["label_corruption"])
+        name = run_name("cnn7", corruption, int(config["seed"]), alpha)
         if name in folders:
             raise InvalidArgument(
                 str(root), f"one analysis per network ({name} is in both)", [folders[name], folder]
             )
         folders[name] = folder
-        variants[name] = _network(folder, manifest)
+        (regularized if alpha else variants)[name] = _network(folder, manifest)
     if not variants:
         raise NotFound(f"no analysed cnn7 networks (<folder>/manifest.json) in {root}")
-    return ReportData(variants=variants)
+    return ReportData(variants=variants, regularized=regularized or None)

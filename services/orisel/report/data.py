@@ -126,6 +126,7 @@ class Network(_Model):
     ablate: Ablation | None = None
     invariance: Invariance | None = None
     trajectory: list[TrajectoryPoint] | None = None
+    select_reg: float | None = None  # the selectivity term's alpha; None: trained without it
 
 
 class ReportData(_Model):
@@ -134,6 +135,8 @@ class ReportData(_Model):
 
     variants: dict[str, Network]
     memorize: dict[str, Network] | None = None
+    # The selectivity study's networks (C7), trained with the term: never in C1-C6.
+    regularized: dict[str, Network] | None = None
     meta: dict[str, Any] | None = None
 
     def to_json(self) -> str:

@@ -26,6 +26,7 @@ from orisel.report.data import (
 )
 from orisel.report.figures import paper_figures
 from orisel.report.markdown import table
+from orisel.report.regularized import section as c7_section
 from orisel.report.rows import LOWER, ClaimRow, fmt, layer_mean, reference
 from orisel.scoring.results import LayerTrend, LayerTuning
 
@@ -322,8 +323,10 @@ def render(data: ReportData, out: Path, preface: str = "") -> Path:
         inv = variants[n].invariance
         if inv:
             lines += _c5(n, inv)
+    lines += c7_section(data)
+    everyone = {**variants, **(data.regularized or {})}
     provenance = [
-        (n, v.manifest_sha256[:16], v.data_sha256[:16], v.code_version) for n, v in variants.items()
+        (n, v.manifest_sha256[:16], v.data_sha256[:16], v.code_version) for n, v in everyone.items()
     ]
     header = ("network", "manifest sha256", "data sha256", "code")
     lines += ["", "## Provenance", "", *table(header, provenance)]
