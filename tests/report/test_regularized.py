@@ -153,3 +153,14 @@ def test_collect_puts_a_network_trained_with_the_term_in_the_study(tmp_path: Pat
     assert list(got.regularized) == ["cnn7-c0-s1-a0.5"]
     assert got.regularized["cnn7-c0-s1-a0.5"].select_reg == 0.5
     assert got.variants["cnn7-c0-s0"].select_reg is None
+
+
+def test_a_short_study_compares_its_alphas_among_themselves() -> None:
+    """Networks trained on another recipe than the reference networks (fewer images, as
+    `make run`'s study) have no alpha 0 there: the slope runs over the alphas trained."""
+    data = _study(HOLDS)
+    assert data.regularized is not None
+    short = {n: v.model_copy(update={"train_images": 2000}) for n, v in data.regularized.items()}
+    c7 = {r.key: r for r in claims(data.model_copy(update={"regularized": short}))}["C7"]
+    assert "9 networks, alphas -1, 1, 2, 3 seed(s)" in c7.value
+    assert all(q.test.df == 9 - 3 - 1 for q in c7.parts)

@@ -74,7 +74,20 @@ class PaperSpec(BaseModel):
         max_length=16,
         description="alphas of the selectivity study (C7): the lowest-corruption networks, "
         "every seed, trained again with the selectivity term at each (< 0 lowers "
-        "orientation selectivity), scored and tested for shift-invariance",
+        "orientation selectivity), scored on gratings and tested for shift-invariance",
+    )
+    select_epochs: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="epochs of the study's networks (None: epochs, and the networks without "
+        "the term are its alpha 0)",
+    )
+    select_train_subset: int | None = Field(
+        None,
+        ge=10,
+        le=MAX_IMAGES,
+        description="training images of the study's networks (None: train_subset)",
     )
 
     @field_validator("label_corruptions")
@@ -122,3 +135,10 @@ class PaperSpec(BaseModel):
     def regularized(self) -> list[Variant]:
         """The networks trained with the selectivity term: shift-invariance only (C7)."""
         return [v for v in self.variants() if v.select_reg]
+
+    def study_recipe(self) -> tuple[int, int | None]:
+        """(epochs, training images) of the study's networks. Where they are the paper's,
+        its lowest-corruption networks are the study's alpha 0; otherwise (a short study)
+        the alphas are compared among themselves."""
+        epochs = self.select_epochs or self.epochs
+        return epochs, self.select_train_subset or self.train_subset

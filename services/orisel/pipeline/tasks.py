@@ -46,6 +46,8 @@ from orisel.scoring.spec import SCORE_TASK
 from orisel.training import servicer as training_servicer
 from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, run_name
 
+# What the selectivity study's networks are scored on.
+STUDY_STIMULI = ("gratings",)
 # Share of the whole pipeline's progress that each stage accounts for.
 STAGES = (
     ("train", 0.6),
@@ -68,15 +70,22 @@ def _train_children(
     client would submit, validated by the training service's own reading of it."""
 
     def job_spec(variants: list[Variant], stacked: bool) -> Callable[[], dict[str, Any]]:
+        study = bool(variants[0].select_reg)
+        epochs, subset = spec.study_recipe() if study else (spec.epochs, spec.train_subset)
         msg = training_pb2.TrainSpec(
-            epochs=spec.epochs,
-            train_subset=spec.train_subset or 0,
+            epochs=epochs,
+            train_subset=subset or 0,
             val_size=spec.val_size or 0,
             # the same test images for training curves and analyses
             test_subset=spec.test_subset or 0,
             epochs_per_segment=spec.segment_epochs or 0,
             data=_ref(data) if data else None,
         )
+        if study and (epochs, subset) != (spec.epochs, spec.train_subset):
+            # A short study is compared within itself: what it analyses is its networks'
+            # end, so only the first and last checkpoints are evaluated and written.
+            msg.early_checkpoint_until = 0
+            msg.checkpoint_every_epochs = epochs
         if stacked:
             msg.population.extend(
                 training_pb2.Variant(
@@ -90,21 +99,26 @@ def _train_children(
             msg.select_reg = v.select_reg
         return lambda: training_servicer.spec_from_proto(msg, store)
 
-    variants = spec.variants()
-    if population <= 1:
-        return [
-            Child(f"train/{v.name}", "training", job_spec([v], False), SEGMENT_TASK)
-            for v in variants
+    out = []
+    plain = [v for v in spec.variants() if not v.select_reg]
+    # The study's networks stack apart: their recipe may differ from the others'.
+    for prefix, variants in (("stack", plain), ("study", spec.regularized())):
+        if population <= 1:
+            out += [
+                Child(f"train/{v.name}", "training", job_spec([v], False), SEGMENT_TASK)
+                for v in variants
+            ]
+            continue
+        out += [
+            Child(
+                f"train/{prefix}{i // population}",
+                "training",
+                job_spec(variants[i : i + population], True),
+                POPULATION_TASK,
+            )
+            for i in range(0, len(variants), population)
         ]
-    return [
-        Child(
-            f"train/stack{i // population}",
-            "training",
-            job_spec(variants[i : i + population], True),
-            POPULATION_TASK,
-        )
-        for i in range(0, len(variants), population)
-    ]
+    return out
 
 
 def _runs(made: dict[str, Job]) -> dict[str, tuple[Job, str]]:
@@ -157,17 +171,22 @@ def _extract_children(
     selectivity; the worker's data set where the pipeline names none, as scoring read them),
     as a client would submit it, read by the extraction service's own spec_of."""
 
+    study = {f"score/{v.name}" for v in spec.regularized()}
+
     def child(name: str, ref: ArtifactRef) -> Child:
         msg = extraction_pb2.ExtractSpec(
             checkpoint=_ref(ref),
             test_subset=spec.test_subset or 0,
             data=_ref(data) if data else None,
+            # The study needs its networks' grating tuning only (C7's manipulation).
+            stimuli=STUDY_STIMULI if name in study else (),
         )
         request = extraction_pb2.SubmitRequest(spec=msg)
+        images = {"images": name not in study}
         return Child(
             f"extract/{name}",
             "extraction",
-            lambda: extraction_servicer.spec_of(request, store) | {"images": True},
+            lambda: extraction_servicer.spec_of(request, store) | images,
             EXTRACT_TASK,
         )
 
@@ -183,9 +202,15 @@ def _score_children(
     """A ScoreSpec per network on its extraction's activations, as a client would submit
     it, read by the scoring service's own spec_of."""
 
+    study = {f"score/{v.name}" for v in spec.regularized()}
+
     def child(name: str) -> Child:
         activations = _output(made[f"extract/{name}"], "/summary.json")
-        msg = scoring_pb2.ScoreSpec(activations=_ref(activations), permutations=spec.permutations)
+        msg = scoring_pb2.ScoreSpec(
+            activations=_ref(activations),
+            permutations=spec.permutations,
+            stimuli=STUDY_STIMULI if name in study else (),
+        )
         request = scoring_pb2.SubmitRequest(spec=msg)
         return Child(name, "scoring", lambda: scoring_servicer.spec_of(request, store), SCORE_TASK)
 
@@ -216,7 +241,13 @@ def _analysis_children(
         }
         sweep = ablation_pb2.SweepSpec(**common, random_halves=spec.random_halves)
         inv = ablation_pb2.InvarianceSpec(**common)
-        if not v.select_reg:
+        if v.select_reg:
+            # C7 reads the intact network's invariance: one ablated layer, one random set
+            # and no damage matching keep the conditions measured beside it few.
+            inv = ablation_pb2.InvarianceSpec(
+                **common, ablate_layers=["layer1"], seeds=[0], damage_candidates=0, damage_matched=0
+            )
+        else:
             request = ablation_pb2.SubmitRequest(sweep=sweep)
             out.append(child(f"ablate/{v.name}", SWEEP_TASK, request))
         out.append(

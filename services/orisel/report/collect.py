@@ -165,6 +165,7 @@ def _network(folder: Path, manifest: dict[str, Any]) -> Network:
             else None,
             "trajectory": trajectory or None,
             "select_reg": config.get("select_reg") or None,
+            "train_images": manifest["data"].get("train"),
         }
     )
 

@@ -127,6 +127,7 @@ class Network(_Model):
     invariance: Invariance | None = None
     trajectory: list[TrajectoryPoint] | None = None
     select_reg: float | None = None  # the selectivity term's alpha; None: trained without it
+    train_images: int | None = None  # with epochs_configured, the recipe C7 compares within
 
 
 class ReportData(_Model):

@@ -46,10 +46,15 @@ OUTCOMES = (
 
 def study(data: ReportData) -> list[tuple[str, Network, float]]:
     """(name, network, alpha) of every network of the study: those trained with the term,
-    and those without it (alpha 0) at the same corruption levels and seeds."""
+    and as alpha 0 those without it at the same corruption level and seed, where they were
+    trained as long on as many images (a short study compares its alphas among themselves)."""
     reg = data.regularized or {}
-    blocks = {(v.corruption, v.seed) for v in reg.values()}
-    base = [(n, v, 0.0) for n, v in data.variants.items() if (v.corruption, v.seed) in blocks]
+    recipes = {(v.corruption, v.seed, v.epochs_configured, v.train_images) for v in reg.values()}
+    base = [
+        (n, v, 0.0)
+        for n, v in data.variants.items()
+        if (v.corruption, v.seed, v.epochs_configured, v.train_images) in recipes
+    ]
     return base + [(n, v, float(v.select_reg or 0.0)) for n, v in reg.items()]
 
 
