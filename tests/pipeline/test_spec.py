@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -83,3 +84,49 @@ def test_request_zeros_mean_defaults_and_errors_name_the_spec_field(tmp_path: Pa
     with pytest.raises(InvalidArgument) as err:
         spec_of(bad, store)
     assert err.value.field == "spec.label_corruptions"
+
+
+def _spec(child: Any) -> Any:
+    return child.spec() if callable(child.spec) else child.spec
+
+
+@pytest.mark.parametrize("population", [1, 4])
+def test_the_study_trains_on_its_own_recipe_as_the_training_service_reads_it(
+    tmp_path: Path, population: int
+) -> None:
+    from orisel.pipeline.tasks import _train_children
+
+    spec = PaperSpec(
+        label_corruptions=(0.0, 0.4),
+        seeds=(0,),
+        epochs=3,
+        train_subset=5000,
+        select_regs=(-2.0, 2.0),
+        select_train_subset=500,
+    )
+    children = _train_children(spec, None, population, LocalStore(tmp_path))
+    specs = {c.name: _spec(c) for c in children}
+    if population == 1:
+        assert list(specs) == [
+            "train/cnn7-c0-s0",
+            "train/cnn7-c0.4-s0",
+            "train/cnn7-c0-s0-a-2",
+            "train/cnn7-c0-s0-a2",
+        ]
+        configs = {n: s["config"] for n, s in specs.items()}
+        assert configs["train/cnn7-c0-s0-a2"]["select_reg"] == 2.0
+    else:  # the study stacks apart: its recipe is not the others'
+        assert list(specs) == ["train/stack0", "train/study0"]
+        study = specs["train/study0"]
+        assert [v["select_reg"] for v in study["population"]] == [-2.0, 2.0]
+        configs = {"train/cnn7-c0-s0": specs["train/stack0"]["config"]}
+        configs["train/cnn7-c0-s0-a2"] = study["config"]
+    plain, pushed = configs["train/cnn7-c0-s0"], configs["train/cnn7-c0-s0-a2"]
+    assert (plain["data"]["train_subset"], plain["select_reg"]) == (5000, 0.0)
+    assert (pushed["data"]["train_subset"], pushed["epochs"]) == (500, 3)
+    # A short study analyses its networks' end: first and last checkpoints only.
+    assert (pushed["early_checkpoint_until"], pushed["checkpoint_every_epochs"]) == (0.0, 3)
+    # On the paper's recipe the study's checkpoints are the paper's.
+    same = spec.model_copy(update={"select_train_subset": None})
+    full = {c.name: _spec(c) for c in _train_children(same, None, 1, LocalStore(tmp_path))}
+    assert full["train/cnn7-c0-s0-a2"]["config"]["early_checkpoint_until"] == 2.0
