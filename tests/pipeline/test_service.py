@@ -101,6 +101,9 @@ def test_a_small_paper_pipeline_end_to_end(
         population=4,
         random_halves=5,  # the statistic's plumbing; its cost grows with the count
         data=common_pb2.ArtifactRef(key=data.key),
+        # The selectivity study, short: both seeds at two alphas on 100 images, one stack.
+        select_regs=[-2.0, 2.0],
+        select_train_subset=100,
     )
     request = pipeline_pb2.SubmitRequest(idempotency_key="paper-1", spec=spec)
     seen: list[common_pb2.Job] = []
@@ -135,20 +138,30 @@ def test_a_small_paper_pipeline_end_to_end(
         assert "layer1:top50" in numbers["variants"][ref]["invariance"]["summary"]
     assert "ablate" not in numbers["variants"]["cnn7-c0.5-s0"]
     assert "| C1 orientation-selective units" in report
+    study = {"cnn7-c0-s0-a-2", "cnn7-c0-s1-a-2", "cnn7-c0-s0-a2", "cnn7-c0-s1-a2"}
+    assert set(numbers["regularized"]) == study
+    for name in study:
+        net = numbers["regularized"][name]
+        assert "gratings" in net["tune"] and "bars" not in net["tune"]
+        assert "none:intact" in net["invariance"]["summary"]
+        assert "ablate" not in net
+    assert "| C7 networks trained to be more orientation-selective" in report
+    assert "This is a short run" in report
     assert (numbers["variants"]["cnn7-c0.5-s0"]["data_sha256"]) == first["data_sha256"]
     assert any(k.endswith(".png") for k in keys)
     # The children are ordinary jobs of their services.
     training = JobClient(services["training"], "training")
     mine = training.list(parent_id=job.id, kind="training")
     training.close()
-    assert len(mine) == 1
-    assert len(json.loads(mine[0].spec_json)["population"]) == 4
+    assert len(mine) == 2  # the paper's networks, and the study's apart
+    assert sorted(len(json.loads(m.spec_json)["population"]) for m in mine) == [4, 4]
     assert all(j.state == common_pb2.JOB_STATE_SUCCEEDED for j in mine)
     # The pipeline ran on its children's events: at most once per child that ended, plus
     # its first run (it never polls).
     children = live.db.children(job.id)
-    # train; extract, then score, the best and the trajectory's networks; ablate, invariance
-    assert len(children) == 1 + (4 + 5) * 2 + 2 + 2
+    # train; extract, then score, the best and the trajectory's networks; ablate, invariance;
+    # the study: train, extract, score, invariance
+    assert len(children) == 1 + (4 + 5) * 2 + 2 + 2 + 1 + 4 * 3
     # Each child is the spec its service reads from a request, on the pipeline's images;
     # the scorings read their extraction's activations instead.
     reading = [c for c in children if c.kind != "scoring"]

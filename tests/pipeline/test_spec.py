@@ -130,3 +130,11 @@ def test_the_study_trains_on_its_own_recipe_as_the_training_service_reads_it(
     same = spec.model_copy(update={"select_train_subset": None})
     full = {c.name: _spec(c) for c in _train_children(same, None, 1, LocalStore(tmp_path))}
     assert full["train/cnn7-c0-s0-a2"]["config"]["early_checkpoint_until"] == 2.0
+
+
+def test_every_field_of_the_spec_travels_in_the_message() -> None:
+    """`orisel up --paper` and `submit paper` send what the message declares: a field it
+    lacked would be dropped on the way without a word."""
+    from orisel.core.protospec import carried
+
+    assert carried(PaperSpec, pipeline_pb2.PaperSpec.DESCRIPTOR) == tuple(PaperSpec.model_fields)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from orisel.api.common.v1 import common_pb2 as orisel_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orisel/api/pipeline/v1/pipeline.proto\x12\x16orisel.api.pipeline.v1\x1a!orisel/api/common/v1/common.proto\"\xce\x02\n\tPaperSpec\x12\x19\n\x11label_corruptions\x18\x01 \x03(\x01\x12\r\n\x05seeds\x18\x02 \x03(\x03\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\x05\x12\x14\n\x0ctrain_subset\x18\x04 \x01(\x05\x12\x13\n\x0btest_subset\x18\x05 \x01(\x05\x12\x19\n\x0cpermutations\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12/\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x10\n\x08val_size\x18\x08 \x01(\x05\x12\x12\n\npopulation\x18\t \x01(\x05\x12\x1a\n\rrandom_halves\x18\n \x01(\x05H\x01\x88\x01\x01\x12\x16\n\x0esegment_epochs\x18\x0b \x01(\x05\x12\x13\n\x0bselect_regs\x18\x0c \x03(\x01\x42\x0f\n\r_permutationsB\x10\n\x0e_random_halves\"Y\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\x04spec\x18\x02 \x01(\x0b\x32!.orisel.api.pipeline.v1.PaperSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbe\x03\n\x0fPipelineService\x12W\n\x06Submit\x12%.orisel.api.pipeline.v1.SubmitRequest\x1a&.orisel.api.pipeline.v1.SubmitResponse\x12N\n\x03Get\x12\".orisel.api.pipeline.v1.GetRequest\x1a#.orisel.api.pipeline.v1.GetResponse\x12V\n\x05Watch\x12$.orisel.api.pipeline.v1.WatchRequest\x1a%.orisel.api.pipeline.v1.WatchResponse0\x01\x12W\n\x06\x43\x61ncel\x12%.orisel.api.pipeline.v1.CancelRequest\x1a&.orisel.api.pipeline.v1.CancelResponse\x12Q\n\x04List\x12#.orisel.api.pipeline.v1.ListRequest\x1a$.orisel.api.pipeline.v1.ListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%orisel/api/pipeline/v1/pipeline.proto\x12\x16orisel.api.pipeline.v1\x1a!orisel/api/common/v1/common.proto\"\x82\x03\n\tPaperSpec\x12\x19\n\x11label_corruptions\x18\x01 \x03(\x01\x12\r\n\x05seeds\x18\x02 \x03(\x03\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\x05\x12\x14\n\x0ctrain_subset\x18\x04 \x01(\x05\x12\x13\n\x0btest_subset\x18\x05 \x01(\x05\x12\x19\n\x0cpermutations\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12/\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32!.orisel.api.common.v1.ArtifactRef\x12\x10\n\x08val_size\x18\x08 \x01(\x05\x12\x12\n\npopulation\x18\t \x01(\x05\x12\x1a\n\rrandom_halves\x18\n \x01(\x05H\x01\x88\x01\x01\x12\x16\n\x0esegment_epochs\x18\x0b \x01(\x05\x12\x13\n\x0bselect_regs\x18\x0c \x03(\x01\x12\x15\n\rselect_epochs\x18\r \x01(\x05\x12\x1b\n\x13select_train_subset\x18\x0e \x01(\x05\x42\x0f\n\r_permutationsB\x10\n\x0e_random_halves\"Y\n\rSubmitRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12/\n\x04spec\x18\x02 \x01(\x0b\x32!.orisel.api.pipeline.v1.PaperSpec\"8\n\x0eSubmitResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x0bGetResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"-\n\x0cWatchRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"7\n\rWatchResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x0e\x43\x61ncelResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.orisel.api.common.v1.Job\"v\n\x0bListRequest\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.orisel.api.common.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tparent_id\x18\x04 \x01(\t\"P\n\x0cListResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.orisel.api.common.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbe\x03\n\x0fPipelineService\x12W\n\x06Submit\x12%.orisel.api.pipeline.v1.SubmitRequest\x1a&.orisel.api.pipeline.v1.SubmitResponse\x12N\n\x03Get\x12\".orisel.api.pipeline.v1.GetRequest\x1a#.orisel.api.pipeline.v1.GetResponse\x12V\n\x05Watch\x12$.orisel.api.pipeline.v1.WatchRequest\x1a%.orisel.api.pipeline.v1.WatchResponse0\x01\x12W\n\x06\x43\x61ncel\x12%.orisel.api.pipeline.v1.CancelRequest\x1a&.orisel.api.pipeline.v1.CancelResponse\x12Q\n\x04List\x12#.orisel.api.pipeline.v1.ListRequest\x1a$.orisel.api.pipeline.v1.ListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,27 +33,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orisel.api.pipeline.v1.pipe
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PAPERSPEC']._serialized_start=101
-  _globals['_PAPERSPEC']._serialized_end=435
-  _globals['_SUBMITREQUEST']._serialized_start=437
-  _globals['_SUBMITREQUEST']._serialized_end=526
-  _globals['_SUBMITRESPONSE']._serialized_start=528
-  _globals['_SUBMITRESPONSE']._serialized_end=584
-  _globals['_GETREQUEST']._serialized_start=586
-  _globals['_GETREQUEST']._serialized_end=610
-  _globals['_GETRESPONSE']._serialized_start=612
-  _globals['_GETRESPONSE']._serialized_end=665
-  _globals['_WATCHREQUEST']._serialized_start=667
-  _globals['_WATCHREQUEST']._serialized_end=712
-  _globals['_WATCHRESPONSE']._serialized_start=714
-  _globals['_WATCHRESPONSE']._serialized_end=769
-  _globals['_CANCELREQUEST']._serialized_start=771
-  _globals['_CANCELREQUEST']._serialized_end=798
-  _globals['_CANCELRESPONSE']._serialized_start=800
-  _globals['_CANCELRESPONSE']._serialized_end=856
-  _globals['_LISTREQUEST']._serialized_start=858
-  _globals['_LISTREQUEST']._serialized_end=976
-  _globals['_LISTRESPONSE']._serialized_start=978
-  _globals['_LISTRESPONSE']._serialized_end=1058
-  _globals['_PIPELINESERVICE']._serialized_start=1061
-  _globals['_PIPELINESERVICE']._serialized_end=1507
+  _globals['_PAPERSPEC']._serialized_end=487
+  _globals['_SUBMITREQUEST']._serialized_start=489
+  _globals['_SUBMITREQUEST']._serialized_end=578
+  _globals['_SUBMITRESPONSE']._serialized_start=580
+  _globals['_SUBMITRESPONSE']._serialized_end=636
+  _globals['_GETREQUEST']._serialized_start=638
+  _globals['_GETREQUEST']._serialized_end=662
+  _globals['_GETRESPONSE']._serialized_start=664
+  _globals['_GETRESPONSE']._serialized_end=717
+  _globals['_WATCHREQUEST']._serialized_start=719
+  _globals['_WATCHREQUEST']._serialized_end=764
+  _globals['_WATCHRESPONSE']._serialized_start=766
+  _globals['_WATCHRESPONSE']._serialized_end=821
+  _globals['_CANCELREQUEST']._serialized_start=823
+  _globals['_CANCELREQUEST']._serialized_end=850
+  _globals['_CANCELRESPONSE']._serialized_start=852
+  _globals['_CANCELRESPONSE']._serialized_end=908
+  _globals['_LISTREQUEST']._serialized_start=910
+  _globals['_LISTREQUEST']._serialized_end=1028
+  _globals['_LISTRESPONSE']._serialized_start=1030
+  _globals['_LISTRESPONSE']._serialized_end=1110
+  _globals['_PIPELINESERVICE']._serialized_start=1113
+  _globals['_PIPELINESERVICE']._serialized_end=1559
 # @@protoc_insertion_point(module_scope)

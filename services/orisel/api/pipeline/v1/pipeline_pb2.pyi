@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PaperSpec(_message.Message):
-    __slots__ = ("label_corruptions", "seeds", "epochs", "train_subset", "test_subset", "permutations", "data", "val_size", "population", "random_halves", "segment_epochs", "select_regs")
+    __slots__ = ("label_corruptions", "seeds", "epochs", "train_subset", "test_subset", "permutations", "data", "val_size", "population", "random_halves", "segment_epochs", "select_regs", "select_epochs", "select_train_subset")
     LABEL_CORRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,8 @@ class PaperSpec(_message.Message):
     RANDOM_HALVES_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     SELECT_REGS_FIELD_NUMBER: _ClassVar[int]
+    SELECT_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    SELECT_TRAIN_SUBSET_FIELD_NUMBER: _ClassVar[int]
     label_corruptions: _containers.RepeatedScalarFieldContainer[float]
     seeds: _containers.RepeatedScalarFieldContainer[int]
     epochs: int
@@ -33,7 +35,9 @@ class PaperSpec(_message.Message):
     random_halves: int
     segment_epochs: int
     select_regs: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, label_corruptions: _Optional[_Iterable[float]] = ..., seeds: _Optional[_Iterable[int]] = ..., epochs: _Optional[int] = ..., train_subset: _Optional[int] = ..., test_subset: _Optional[int] = ..., permutations: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., val_size: _Optional[int] = ..., population: _Optional[int] = ..., random_halves: _Optional[int] = ..., segment_epochs: _Optional[int] = ..., select_regs: _Optional[_Iterable[float]] = ...) -> None: ...
+    select_epochs: int
+    select_train_subset: int
+    def __init__(self, label_corruptions: _Optional[_Iterable[float]] = ..., seeds: _Optional[_Iterable[int]] = ..., epochs: _Optional[int] = ..., train_subset: _Optional[int] = ..., test_subset: _Optional[int] = ..., permutations: _Optional[int] = ..., data: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., val_size: _Optional[int] = ..., population: _Optional[int] = ..., random_halves: _Optional[int] = ..., segment_epochs: _Optional[int] = ..., select_regs: _Optional[_Iterable[float]] = ..., select_epochs: _Optional[int] = ..., select_train_subset: _Optional[int] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("idempotency_key", "spec")
