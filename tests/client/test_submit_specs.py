@@ -115,7 +115,7 @@ TRAIN_FLAGS = (
     "--select-by val_accuracy --amp bf16 --tf32 --compile on --channels-last --deterministic "
     "--val-size 50 --split-seed 3 --train-subset 100 --test-subset 20 --label-corruption 0.4 "
     "--corruption-seed 2 --select-reg -0.5 --select-layers layer1,layer2 --select-every 5 "
-    "--select-frequencies 2 --select-phases 1"
+    "--select-frequencies 2 --select-phases 2"
 )
 
 
@@ -176,7 +176,8 @@ def test_submit_paper_flags_are_the_pipeline_spec() -> None:
 
     flags = (
         "--label-corruptions 0,0.5 --seeds 3 --epochs 2 --train-subset 100 --val-size 50 "
-        "--test-subset 20 --permutations 0 --random-halves 0 --population 2 --segment-epochs 1"
+        "--test-subset 20 --permutations 0 --random-halves 0 --population 2 --segment-epochs 1 "
+        "--select-regs=-1,2 --select-epochs 1 --select-train-subset 50"
     )
     args = build_parser().parse_args(["submit", "paper", *flags.split()])
     _, request = _submit_request(args)

@@ -142,7 +142,8 @@ def test_a_small_paper_pipeline_end_to_end(
     assert set(numbers["regularized"]) == study
     for name in study:
         net = numbers["regularized"][name]
-        assert "gratings" in net["tune"] and "bars" not in net["tune"]
+        assert "gratings" in net["tune"]
+        assert "bars" not in net["tune"]
         assert "none:intact" in net["invariance"]["summary"]
         assert "ablate" not in net
     assert "| C7 networks trained to be more orientation-selective" in report

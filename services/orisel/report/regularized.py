@@ -119,8 +119,9 @@ def section(data: ReportData) -> list[str]:
     note = (
         "Trained with loss = cross-entropy - alpha x the mean gOSI of layers 1-3 on a grating "
         "batch (`orisel train --select-reg`, docs/analysis.md); alpha 0, where shown, is the "
-        "same seed without the term, on the same recipe. gOSI: tune's, on its whole grating grid, live units; shift-"
-        "invariance: the higher layers' per-unit invariance of the intact network."
+        "same seed without the term, on the same recipe. gOSI: tune's, on its whole grating "
+        "grid, live units; shift-invariance: the higher layers' per-unit invariance of the "
+        "intact network."
     )
     short = _short(rows)
     return [
