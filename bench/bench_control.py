@@ -40,9 +40,9 @@ from tests.stack import pg_database
 
 from orisel.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
-from orisel.core import migrate
-from orisel.core.db import JobDB
-from orisel.core.schema import jobs as jobs_table
+from orisel.control import migrate
+from orisel.control.db import JobDB
+from orisel.control.schema import jobs as jobs_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

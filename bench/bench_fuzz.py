@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.security.fuzz import ESCAPE_DIR, Report, fuzz, methods
 from tests.stack import stack
 
-from orisel.core.settings import QUEUES
+from orisel.runtime.settings import QUEUES
 
 
 def main() -> int:

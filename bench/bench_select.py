@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from orisel.core.settings import get_settings
 from orisel.data.prepare import PreparedData, SplitSpec, prepare
 from orisel.data.sources import load_cifar10
+from orisel.runtime.settings import get_settings
 from orisel.training.config import TrainConfig
 from orisel.training.loop import Trainer
 

@@ -27,10 +27,10 @@ def _setup(data: str, images: int, tune_dir: str) -> None:
     from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import AblateSpec
     from orisel.ablation.sweep import chunks, evaluation_tensors
-    from orisel.core.settings import get_settings
     from orisel.data.sources import load_cifar10
     from orisel.extraction.network import Network
     from orisel.models.registry import build_model
+    from orisel.runtime.settings import get_settings
 
     torch.manual_seed(0)
     model, info = build_model("cnn7")

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from orisel.core.settings import get_settings
 from orisel.data.augment import random_shift_flip
 from orisel.data.prepare import PreparedData, SplitSpec, prepare
 from orisel.data.sources import load_cifar10
 from orisel.models import build_model
+from orisel.runtime.settings import get_settings
 from orisel.training.config import TrainConfig
 from orisel.training.loop import DeviceData, Trainer
 

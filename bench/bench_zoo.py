@@ -47,7 +47,7 @@ def one(name: str, size: int, images: int) -> dict[str, Any]:
     import torch
 
     import orisel
-    from orisel.core.errors import OriselError
+    from orisel.kernel.errors import OriselError
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

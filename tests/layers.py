@@ -2,8 +2,13 @@
 (and within its own group). `make lint` runs this file; tests/test_layers.py checks that it
 holds and that it catches a wrong import.
 
-    core -> models, data -> science -> training, extraction -> scoring, ablation -> report
-         -> service tasks and servicers -> pipeline -> front ends (client, server, library)
+    kernel -> runtime -> store -> control -> security -> rpc
+           -> models, data -> science -> training, extraction -> scoring, ablation -> report
+           -> service tasks and servicers -> pipeline -> front ends (client, server, library)
+
+The numerical packages (models, data, science, report) may take from the control-plane
+packages below them only the kernel: a selectivity index never needs a database, a store or a
+setting, and keeping them out keeps those packages importable and testable alone.
 
 Imports inside `if TYPE_CHECKING:` count too: a type names a dependency just as a call does.
 """
@@ -17,7 +22,12 @@ from pathlib import Path
 
 # Lowest first. Within a layer, groups (separated by "|") may not import one another.
 LAYERS: tuple[tuple[tuple[str, ...], ...], ...] = (
-    (("orisel.core", "orisel.api"),),
+    (("orisel.kernel", "orisel.api"),),
+    (("orisel.runtime",),),
+    (("orisel.store",),),
+    (("orisel.control",),),
+    (("orisel.security",),),
+    (("orisel.rpc",),),
     (("orisel.models",), ("orisel.data",)),
     (("orisel.science",),),
     (("orisel.training",), ("orisel.extraction",)),
@@ -27,6 +37,10 @@ LAYERS: tuple[tuple[tuple[str, ...], ...], ...] = (
     (("orisel.pipeline", "orisel.pipeline.servicer", "orisel.pipeline.tasks"),),
     (("orisel", "orisel.__main__", "orisel.library", "orisel.client", "orisel.server"),),
 )
+
+
+NUMERICAL = ("orisel.models", "orisel.data", "orisel.science", "orisel.report")
+PLATFORM = ("orisel.runtime", "orisel.store", "orisel.control", "orisel.security", "orisel.rpc")
 
 
 def _matches(module: str, pattern: str) -> bool:
@@ -56,7 +70,7 @@ def place(module: str) -> tuple[int, int]:
 
 def _imports(tree: ast.AST, module: str, package: Path) -> list[tuple[int, str]]:
     """(line, module) of every orisel module imported: `from orisel.report import plots`
-    imports orisel.report.plots, `from orisel.core.jobs import Job` orisel.core.jobs."""
+    imports orisel.report.plots, `from orisel.control.job import Job` orisel.control.job."""
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -100,9 +114,15 @@ def violations(package: Path) -> list[str]:
             there = place(target)
             upward = there[0] > here[0]
             sideways = there[0] == here[0] and there[1] != here[1]
+            platform = any(_matches(module, p) for p in NUMERICAL) and any(
+                _matches(target, p) for p in PLATFORM
+            )
             problem = f"{path}:{line}: {module} imports {target}"
-            if (upward or sideways) and problem not in {f.rsplit(" (", 1)[0] for f in found}:
-                found.append(f"{problem} ({'up' if upward else 'sideways'})")
+            if (upward or sideways or platform) and problem not in {
+                f.rsplit(" (", 1)[0] for f in found
+            }:
+                kind = "up" if upward else "sideways" if sideways else "platform"
+                found.append(f"{problem} ({kind})")
     return found
 
 

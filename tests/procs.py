@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from orisel.core.settings import Settings, settings_env
+from orisel.runtime.settings import Settings, settings_env
 
 # The child asks the kernel to kill it when the test process dies (PR_SET_PDEATHSIG = 1), then
 # becomes the command. Done in the child after exec, not in a preexec_fn: the test process runs

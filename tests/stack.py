@@ -17,10 +17,10 @@ import psycopg
 import pytest
 import redis
 
-from orisel.core.controller import CeleryBroker, Controller
-from orisel.core.db import JobDB, open_db
-from orisel.core.grpcserver import Server
-from orisel.core.settings import QUEUES, Settings
+from orisel.control.controller import CeleryBroker, Controller
+from orisel.control.db import JobDB, open_db
+from orisel.rpc.server import Server
+from orisel.runtime.settings import QUEUES, Settings
 from orisel.server.launch import prepare_database, start_front_end
 from tests.procs import env_for, guarded, unique_prefix
 

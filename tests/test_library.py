@@ -15,8 +15,8 @@ import pytest
 
 import orisel
 from orisel.client.cli import main
-from orisel.core.errors import FailedPrecondition
-from orisel.core.tables import read_table
+from orisel.kernel.errors import FailedPrecondition
+from orisel.kernel.tables import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_orientations": 4, "n_phases": 2, "n_frequencies": 2, "permutations": 3}
@@ -198,9 +198,9 @@ def test_the_command_line_imports_no_torch() -> None:
 def test_cifar10_is_decoded_once_into_the_command_lines_cache(
     python_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orisel.core.settings import get_settings
     from orisel.data import sources
     from orisel.data.sources import load_cifar10
+    from orisel.runtime.settings import get_settings
 
     monkeypatch.setenv("ORISEL_CACHE_DIR", str(tmp_path / "cache"))
     get_settings.cache_clear()

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from orisel.core.errors import OriselError
+from orisel.kernel.errors import OriselError
 from orisel.training.pack import PART_BYTES, TRAJECTORY_EPOCHS, missing_parts, pack, unpack
 
 INCOMPLETE = 75

@@ -7,7 +7,7 @@ front end, say) never imports torch.
 
 from typing import Any
 
-from orisel.core.provenance import package_version
+from orisel.kernel.provenance import package_version
 
 __version__ = package_version()
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from orisel.core import progress as bars
-from orisel.core.atomic import check_output
-from orisel.core.errors import InvalidArgument
+from orisel.kernel import progress as bars
+from orisel.kernel.atomic import check_output
+from orisel.kernel.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,8 +73,8 @@ def cifar10(
     """(images (N, 32, 32, 3) uint8, labels (N,)) of a CIFAR-10 archive or folder, decoded
     once into the cache the command line shares (`cache_dir`, default $ORISEL_CACHE_DIR or
     ~/.cache/orisel) and read from there afterwards."""
-    from orisel.core.settings import get_settings
     from orisel.data.sources import load_cifar10
+    from orisel.runtime.settings import get_settings
 
     ds = load_cifar10(Path(source), Path(cache_dir) if cache_dir else get_settings().cache_dir)
     if split == "test":
@@ -182,7 +182,7 @@ def tune(
             check_output(Path(out), force=force)
             device = None if isinstance(net, str | Path) else net.device
             tuned = tune_activations(acts, tune_spec, Path(out), device=device)
-            from orisel.core.tables import read_table
+            from orisel.kernel.tables import read_table
 
             return _frame(read_table(Path(out) / tuned.table))
         return _frame(score_activations(acts, tune_spec).columns)
@@ -237,7 +237,7 @@ def class_selectivity(
 def _scores_dir(scores: pd.DataFrame | str | Path, tmp: Path) -> Path:
     if isinstance(scores, (str, Path)):
         return Path(scores)
-    from orisel.core.tables import write_table
+    from orisel.kernel.tables import write_table
 
     folder = tmp / "scores"
     folder.mkdir()
@@ -246,7 +246,7 @@ def _scores_dir(scores: pd.DataFrame | str | Path, tmp: Path) -> Path:
 
 
 def _tables(folder: Path) -> dict[str, pd.DataFrame]:
-    from orisel.core.tables import read_table
+    from orisel.kernel.tables import read_table
 
     return {p.stem: _frame(read_table(p)) for p in sorted(folder.glob("*.csv"))}
 
@@ -355,7 +355,7 @@ def trajectory(
         if out is not None:
             check_output(Path(out), [Path(run)], force)
             trajectory_to(Path(run), tune_spec, Path(out), device, epochs=epochs)
-            from orisel.core.tables import read_table
+            from orisel.kernel.tables import read_table
 
             return _frame(read_table(Path(out) / f"trajectory.{tune_spec.format}"))
         import pandas as pd

@@ -12,8 +12,8 @@ from torch import nn
 from orisel.ablation.defaults import ablate_spec, invariance_spec
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
-from orisel.core.tables import write_table
 from orisel.extraction.network import CNN7_LAYERS, Network
+from orisel.kernel.tables import write_table
 from orisel.models import CNN7
 
 

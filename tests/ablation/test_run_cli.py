@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from orisel.client.cli import main
-from orisel.core.tables import read_table
+from orisel.kernel.tables import read_table
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_ablate_needs_data(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("ORISEL_DATA", raising=False)
-    from orisel.core.settings import get_settings
+    from orisel.runtime.settings import get_settings
 
     get_settings.cache_clear()
     rc = main(

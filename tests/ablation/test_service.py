@@ -18,12 +18,12 @@ from orisel.ablation.spec import AblateSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.client.cli import main
-from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactRef, LocalStore, get_bytes
-from orisel.core.tables import read_table
 from orisel.data.sources import load_cifar10
 from orisel.extraction.network import load_network
+from orisel.kernel.tables import read_table
 from orisel.report.outputs import ablate
+from orisel.runtime.settings import Settings
+from orisel.store.backend import ArtifactRef, LocalStore, get_bytes
 from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration

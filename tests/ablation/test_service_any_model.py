@@ -19,9 +19,9 @@ from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.client.cli import main
-from orisel.core.storage import ArtifactRef, LocalStore, get_bytes
-from orisel.core.tables import read_table
+from orisel.kernel.tables import read_table
 from orisel.models.registry import build_model
+from orisel.store.backend import ArtifactRef, LocalStore, get_bytes
 from tests.conftest import Arrays, imagefolder_files, write_folder, write_tar
 from tests.stack import Stack, stack
 

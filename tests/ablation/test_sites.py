@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from orisel.ablation.sites import ablation_sites
-from orisel.core.errors import InvalidArgument
 from orisel.extraction.network import Network
+from orisel.kernel.errors import InvalidArgument
 from orisel.models import CNN7
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orisel.core.db import JobDB
-from orisel.core.jobs import JobState
+from orisel.control.db import JobDB
+from orisel.control.job import JobState
 
 pytestmark = pytest.mark.integration
 

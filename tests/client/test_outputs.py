@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from orisel.client.cli import main
-from orisel.core.atomic import OUTPUT_MARKER, atomic_dir, check_output
-from orisel.core.errors import FailedPrecondition
+from orisel.kernel.atomic import OUTPUT_MARKER, atomic_dir, check_output
+from orisel.kernel.errors import FailedPrecondition
 
 
 def _digest(path: Path) -> str:

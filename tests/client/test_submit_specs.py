@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from orisel.client.args import spec_from_args
 from orisel.client.cli import build_parser
 from orisel.client.remote import ANALYSES, _analysis_message, _spec_model, _submit_request
-from orisel.core.errors import InvalidArgument, OriselError
-from orisel.core.protospec import carried, from_proto, given
+from orisel.kernel.errors import InvalidArgument, OriselError
+from orisel.rpc.protospec import carried, from_proto, given
 
 # Fields the worker decides (its memory, its table format), never a request.
 WORKER_ONLY = {

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orisel.core.errors import DataError, InvalidArgument
 from orisel.data.classes import match_classes, read_class_map
+from orisel.kernel.errors import DataError, InvalidArgument
 
 FOLDER = ("cat", "dog", "ship")  # sorted, as the folder's sub-folders are read
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orisel.core.errors import DataError
 from orisel.data.imagenet import imagefolder_eval
+from orisel.kernel.errors import DataError
 from tests.conftest import write_folder, write_tar
 
 

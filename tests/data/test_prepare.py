@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orisel.core.errors import InvalidArgument
 from orisel.data.prepare import SplitSpec, corrupt_labels, mean_image, prepare, stratified_split
 from orisel.data.sources import ImageDataset
+from orisel.kernel.errors import InvalidArgument
 
 
 def _dataset(per_class: int = 50, n_test_per_class: int = 10, size: int = 4) -> ImageDataset:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from orisel.client.cli import main
-from orisel.core.errors import DataError
 from orisel.data import sources
 from orisel.data.sources import load_cifar10
+from orisel.kernel.errors import DataError
 from tests.conftest import (
     CLASSES,
     SHARED_CIFAR,
@@ -192,7 +192,7 @@ def test_tar_members_with_dot_prefix(tmp_path: Path, arrays: Arrays) -> None:
 @pytest.mark.integration
 @pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="the shared CIFAR-10 archive is not here")
 def test_real_cifar10_archive(tmp_path: Path) -> None:
-    from orisel.core.settings import Settings
+    from orisel.runtime.settings import Settings
 
     ds = load_cifar10(SHARED_CIFAR, Settings().cache_dir)
     assert ds.sha256 == "45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db"

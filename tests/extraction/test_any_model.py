@@ -15,11 +15,11 @@ import torchvision
 from torch import nn
 
 from orisel.client.cli import main
-from orisel.core.errors import InvalidArgument
-from orisel.core.tables import read_table
 from orisel.data.imagenet import imagefolder_eval
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network, load_network
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.tables import read_table
 from orisel.scoring.spec import TuneSpec
 from tests.conftest import Arrays, imagefolder_files, write_folder
 

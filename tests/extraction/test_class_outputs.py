@@ -13,8 +13,8 @@ from PIL import Image
 
 import orisel
 from orisel.client.cli import main
-from orisel.core.errors import InvalidArgument
-from orisel.core.tables import read_table
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.tables import read_table
 
 NAMES = ["cat", "red", "dog", "green", "blue"]  # the network's outputs, in order
 RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
@@ -134,9 +134,9 @@ def test_a_job_reads_its_stored_class_map(tmp_path: Path, colours: Path) -> None
     import tarfile
 
     from orisel.api.scoring.v1 import scoring_pb2
-    from orisel.core.storage import LocalStore
     from orisel.extraction.inputs import job_images
     from orisel.extraction.spec import data_ref
+    from orisel.store.backend import LocalStore
 
     folder = _folder(tmp_path / "images")
     archive = tmp_path / "images.tar"

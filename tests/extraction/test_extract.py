@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orisel.core.errors import NotFound
 from orisel.extraction.activations import extract
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import load_network
 from orisel.extraction.spec import ExtractSpec
+from orisel.kernel.errors import NotFound
 
 
 def test_responses_and_summary(tiny_checkpoint: Path, tmp_path: Path) -> None:

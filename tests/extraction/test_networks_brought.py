@@ -16,9 +16,9 @@ from torch.nn import functional as F
 
 import orisel
 from orisel.client.cli import main
-from orisel.core.errors import FailedPrecondition, InvalidArgument
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.spec import ExtractSpec
+from orisel.kernel.errors import FailedPrecondition, InvalidArgument
 from orisel.science.hooks import ablated
 from orisel.science.responses import forward_collect
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orisel.core.jobs import Job, JobState
+from orisel.control.job import Job, JobState
 from tests.faults.jobs import SEGMENTS, start_controller, submit, wait_for
 from tests.stack import Stack, stack
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.core.proxy import Proxy
+from tests.control.proxy import Proxy
 from tests.faults import netns
 from tests.procs import env_for, guarded
 from tests.stack import REDIS, Stack

@@ -14,8 +14,8 @@ import grpc
 import torch
 
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
-from orisel.core.jobs import Job, JobState
-from orisel.core.storage import LocalStore
+from orisel.control.job import Job, JobState
+from orisel.store.backend import LocalStore
 from tests.procs import env_for, guarded
 from tests.stack import Stack
 

@@ -3,7 +3,7 @@ a process there reaches this host's servers over a link that a test can cut (a p
 packets dropped, no reset) and restore, cut from one server only, or make lossy. Needs root,
 iproute2 and nftables (deploy/dev/services.sh installs it). This kernel has no netem qdisc:
 packets are dropped by nftables in the namespace, and latency is added by the proxy that
-carries a link (tests.core.proxy)."""
+carries a link (tests.control.proxy)."""
 
 from __future__ import annotations
 

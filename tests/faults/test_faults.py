@@ -25,7 +25,7 @@ import torch
 
 from orisel.api.common.v1 import common_pb2
 from orisel.client.jobs import JobClient
-from orisel.core.jobs import Job, JobState
+from orisel.control.job import Job, JobState
 from tests.faults.jobs import (
     BOUND_S,
     POPULATION,

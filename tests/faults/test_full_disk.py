@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orisel.core.jobs import Job
+from orisel.control.job import Job
 from tests.faults.jobs import same_as_reference, start_controller, submit, wait_for
 from tests.fulldisk import files_under, filled, tmpfs
 from tests.stack import Stack, stack

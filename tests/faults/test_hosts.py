@@ -22,11 +22,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.api.training.v1 import training_pb2
 from orisel.client.jobs import JobClient
-from orisel.core.db import UNREACHABLE_S
-from orisel.core.grpcserver import RETRY_HEADER
-from orisel.core.jobs import Job, JobState
-from orisel.core.settings import get_settings
-from orisel.core.storage import LocalStore
+from orisel.control.db import UNREACHABLE_S
+from orisel.control.job import Job, JobState
+from orisel.rpc.server import RETRY_HEADER
+from orisel.runtime.settings import get_settings
+from orisel.store.backend import LocalStore
 from orisel.training.tasks import SEGMENT_MANIFESTS
 from tests.certs import make_pki
 from tests.faults import netns

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from orisel.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 from orisel.models import CNN7, build_model
 from tests.conftest import conv_of
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import orisel
-from orisel.core.errors import OriselError
+from orisel.kernel.errors import OriselError
 
 # (model, input pixels, the refusal expected, or None where every step must run)
 FAMILIES = [

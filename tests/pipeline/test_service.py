@@ -21,13 +21,13 @@ from orisel.api.extraction.v1 import extraction_pb2
 from orisel.api.pipeline.v1 import pipeline_pb2
 from orisel.client.cli import main
 from orisel.client.jobs import JobClient
-from orisel.core.jobs import JobState
-from orisel.core.settings import QUEUES, Settings
-from orisel.core.storage import S3Store, get_bytes
+from orisel.control.job import JobState
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import load_network
 from orisel.extraction.spec import ExtractSpec
+from orisel.runtime.settings import QUEUES, Settings
 from orisel.server.launch import start_front_end
+from orisel.store.backend import S3Store, get_bytes
 from tests.procs import moto_server
 from tests.stack import Stack, stack
 

@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from orisel.api.pipeline.v1 import pipeline_pb2
-from orisel.core.errors import InvalidArgument
-from orisel.core.storage import LocalStore
+from orisel.kernel.errors import InvalidArgument
 from orisel.pipeline.servicer import spec_of
 from orisel.pipeline.spec import PaperSpec, Variant
+from orisel.store.backend import LocalStore
 
 
 def test_defaults_are_the_papers_design() -> None:
@@ -135,6 +135,6 @@ def test_the_study_trains_on_its_own_recipe_as_the_training_service_reads_it(
 def test_every_field_of_the_spec_travels_in_the_message() -> None:
     """`orisel up --paper` and `submit paper` send what the message declares: a field it
     lacked would be dropped on the way without a word."""
-    from orisel.core.protospec import carried
+    from orisel.rpc.protospec import carried
 
     assert carried(PaperSpec, pipeline_pb2.PaperSpec.DESCRIPTOR) == tuple(PaperSpec.model_fields)

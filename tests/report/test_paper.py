@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.report.claims import claims
 from orisel.report.data import ReportData
 from orisel.report.paper import render
@@ -303,7 +303,7 @@ def test_older_data_are_tested_with_what_they_hold() -> None:
 
 
 def test_prose_is_filled_from_the_claims_table() -> None:
-    from orisel.core.errors import NotFound
+    from orisel.kernel.errors import NotFound
     from orisel.report.paper import fill
 
     rows = claims(_typed(_data(HOLDING)))
@@ -318,7 +318,7 @@ def test_prose_is_filled_from_the_claims_table() -> None:
         fill("{{C9.effect}}", rows)
     c4m = rows[4]
     assert fill("{{C4m.holds}} {{C4m.effect}}", rows) == f"yes {c4m.effect:.3f}"
-    from orisel.core.errors import InvalidArgument
+    from orisel.kernel.errors import InvalidArgument
 
     # A token the pattern does not know is refused, never left in the report.
     with pytest.raises(InvalidArgument, match=r"C3\.mean"):

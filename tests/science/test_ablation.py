@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.models import CNN7
 from orisel.science.ablation import channel_means, sweep
 from orisel.science.hooks import ablated

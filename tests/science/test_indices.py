@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import Reduction
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import Reduction
 from orisel.models import CNN7
 from orisel.science.indices import (
     bandwidth,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.models import CNN7
 from orisel.science.hooks import ablated
 from orisel.science.invariance import (

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.science.selectivity import (
     evenly,
     grating_subset,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.science import statistics as st
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.science.stimuli import bars, gratings, orientations
 
 

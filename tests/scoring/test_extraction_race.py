@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orisel.core import migrate
-from orisel.core.db import JobDB
-from orisel.core.jobs import Job, JobState
+from orisel.control import migrate
+from orisel.control.db import JobDB
+from orisel.control.job import Job, JobState
 from orisel.scoring.extraction import extraction_spec, shared_extraction
 from orisel.scoring.spec import SCORE_TASK, TuneSpec
 from tests.stack import pg_database

@@ -13,8 +13,8 @@ import pytest
 
 from orisel.api.common.v1 import common_pb2
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactRef, LocalStore, get_bytes
+from orisel.runtime.settings import Settings
+from orisel.store.backend import ArtifactRef, LocalStore, get_bytes
 from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import torch
 
 import orisel
 from orisel.client.cli import EXIT_INPUT, EXIT_REFUSED, EXIT_USAGE, main
-from orisel.core.tables import read_table
 from orisel.extraction.activations import read
+from orisel.kernel.tables import read_table
 
 LAYERS = "layer1,layer2,fc1"
 

@@ -9,7 +9,7 @@ import numpy as np
 
 import orisel
 from orisel.client.cli import main
-from orisel.core.tables import read_table
+from orisel.kernel.tables import read_table
 
 FLAGS = ["--stimuli", "gratings", "--layers", "layer1,layer2", "--permutations", "3"]
 FLAGS += ["--n-orientations", "4", "--n-phases", "2", "--n-frequencies", "2", "-q"]

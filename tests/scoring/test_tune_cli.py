@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from orisel.client.cli import main
-from orisel.core.tables import read_table
+from orisel.kernel.tables import read_table
 from orisel.science.statistics import fdr
 
 UNITS = {

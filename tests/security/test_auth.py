@@ -20,9 +20,9 @@ from orisel.api.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.api.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from orisel.core.auth import Tokens
-from orisel.core.errors import FailedPrecondition
-from orisel.core.settings import Settings
+from orisel.kernel.errors import FailedPrecondition
+from orisel.runtime.settings import Settings
+from orisel.security.auth import Tokens
 from orisel.server.launch import security, start_front_end
 from tests.certs import Pki, make_pki
 from tests.procs import free_port
@@ -248,7 +248,7 @@ def test_users_see_and_touch_only_their_own_jobs_and_artifacts(
         grpc.StatusCode.ALREADY_EXISTS
     )
     # A job's outputs belong to its owner; the admin reads everything.
-    from orisel.core.storage import LocalStore
+    from orisel.store.backend import LocalStore
 
     LocalStore(live.settings.store_root, live.settings.bucket).put_file(
         f"runs/{job.id}/best.pt", _tmp_file(live, b"trained")
@@ -330,12 +330,12 @@ def test_plaintext_or_no_auth_only_on_loopback(live: Stack) -> None:
 def test_embedded_mode_serves_its_owner_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orisel.core import runtime
+    from orisel.runtime import local as runtime
     from orisel.server.embedded import Embedded, embedded_settings
 
     monkeypatch.setattr(runtime, "RUNTIME_DIR", tmp_path / "runtime")
     monkeypatch.delenv("ORISEL_TOKEN", raising=False)
-    from orisel.core.settings import get_settings
+    from orisel.runtime.settings import get_settings
 
     settings = embedded_settings(Settings(cache_dir=tmp_path / "cache"), tmp_path / "home")
     saved = dict(os.environ)  # embedded mode exports its settings to its worker's environment
@@ -349,7 +349,7 @@ def test_embedded_mode_serves_its_owner_only(
 
 def _embedded_checks(embedded: Any) -> None:
     from orisel.client.jobs import JobClient
-    from orisel.core import runtime
+    from orisel.runtime import local as runtime
 
     with embedded as up:
         token_file = up.settings.store_root.parent / "token"
@@ -370,7 +370,7 @@ def _embedded_checks(embedded: Any) -> None:
 
 
 def test_every_oidc_subject_gets_a_name_of_its_own() -> None:
-    from orisel.core.auth import check_user, oidc_user
+    from orisel.security.auth import check_user, oidc_user
 
     assert oidc_user("erin") == "oidc:erin"
     odd = [oidc_user(s) for s in ("auth0|5f3c", "auth0_5f3c", "a b", "x" * 500, "ü")]

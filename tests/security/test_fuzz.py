@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orisel.core.settings import QUEUES
+from orisel.runtime.settings import QUEUES
 from tests.security.fuzz import ESCAPE_DIR, Report, fuzz, methods
 from tests.stack import stack
 

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from orisel.core.auth import Tokens
+from orisel.security.auth import Tokens
 from orisel.server.launch import start_front_end
 from tests.security.fuzz import malformed, methods
 from tests.stack import Stack, stack

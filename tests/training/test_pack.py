@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from orisel.core.errors import FailedPrecondition, NotFound
 from orisel.data.prepare import PreparedData, prepare
 from orisel.data.sources import load_cifar10
+from orisel.kernel.errors import FailedPrecondition, NotFound
 from orisel.models.checkpoint import copy_checkpoint, list_checkpoints, load_checkpoint
 from orisel.training.config import run_name
 from orisel.training.loop import Trainer

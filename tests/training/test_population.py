@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from orisel.core.errors import InvalidArgument
 from orisel.data.prepare import PreparedData, SplitSpec, prepare
 from orisel.data.sources import load_cifar10
+from orisel.kernel.errors import InvalidArgument
 from orisel.models.checkpoint import list_checkpoints, load_checkpoint
 from orisel.models.cnn7 import CNN7
 from orisel.models.stacked import StackedCNN7

@@ -12,8 +12,8 @@ import torch
 from pydantic import ValidationError
 
 import orisel
-from orisel.core.errors import InvalidArgument
 from orisel.data.prepare import PreparedData
+from orisel.kernel.errors import InvalidArgument
 from orisel.models.cnn7 import CNN7
 from orisel.models.stacked import StackedCNN7
 from orisel.science.selectivity import layer_responses, unit_gosi

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import orisel
-from orisel.core.settings import Settings
 from orisel.data.prepare import SplitSpec, prepare
 from orisel.data.sources import load_cifar10
 from orisel.models.checkpoint import list_checkpoints
+from orisel.runtime.settings import Settings
 from orisel.training.config import TrainConfig
 from orisel.training.loop import Trainer
 from tests.conftest import SHARED_CIFAR

@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orisel.api.common.v1 import common_pb2
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
-from orisel.core.settings import Settings
-from orisel.core.storage import LocalStore
+from orisel.runtime.settings import Settings
+from orisel.store.backend import LocalStore
 from tests.stack import Stack, stack
 
 pytestmark = pytest.mark.integration
@@ -182,7 +182,7 @@ def test_a_population_trains_as_one_job(
     store = LocalStore(settings.store_root, settings.bucket)
     import json
 
-    from orisel.core.storage import get_bytes
+    from orisel.store.backend import get_bytes
 
     for n in names:
         ref = store.stat(f"runs/{job.id}/{n}/manifest.json")

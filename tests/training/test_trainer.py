@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from orisel.core.errors import FailedPrecondition
 from orisel.data.prepare import PreparedData
+from orisel.kernel.errors import FailedPrecondition
 from orisel.models.checkpoint import list_checkpoints, load_checkpoint
 from orisel.training.loop import Trainer
 from tests.training.conftest import tiny_config

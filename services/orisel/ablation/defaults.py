@@ -12,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import MAX_LAYERS
 from orisel.extraction.network import Network
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import MAX_LAYERS
 
 # The paper's split of cnn7's seven layers for shift-invariance: the lowest two ablated, the
 # highest four read. Other networks keep these proportions of their own default layers.

@@ -12,8 +12,8 @@ import torch
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.sites import ablation_sites
 from orisel.ablation.spec import InvarianceSpec
-from orisel.core import progress
 from orisel.extraction.network import Network
+from orisel.kernel import progress
 from orisel.science import ablation as ab
 from orisel.science import hooks
 from orisel.science import selection as sel

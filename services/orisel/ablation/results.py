@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
-from orisel.core.records import AnalysisRecord, NetworkSource
+from orisel.kernel.records import AnalysisRecord, NetworkSource
 
 NAN = float("nan")
 LEGACY_INPUTS = ("checkpoint", "model", "data", "scores")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from orisel.core.errors import InvalidArgument, NotFound
-from orisel.core.tables import read_table
+from orisel.kernel.errors import InvalidArgument, NotFound
+from orisel.kernel.tables import read_table
 
 
 class UnitScores:

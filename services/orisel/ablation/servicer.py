@@ -6,13 +6,13 @@ from typing import Any
 
 from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
-from orisel.core.artifacts import resolve
-from orisel.core.errors import InvalidArgument
-from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration
-from orisel.core.protospec import from_proto
-from orisel.core.storage import ArtifactStore
 from orisel.extraction.spec import data_ref, network_ref
+from orisel.kernel.errors import InvalidArgument
+from orisel.rpc.jobservice import Backends, job_registration
+from orisel.rpc.protospec import from_proto
+from orisel.rpc.server import Registration
+from orisel.store.backend import ArtifactStore
+from orisel.store.scratch import resolve
 
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
 

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from orisel.ablation.results import AblationPoint
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import Point
 from orisel.extraction.network import Network
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import Point
 from orisel.science.responses import parse_layer, resolve_layers
 
 

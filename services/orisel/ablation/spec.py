@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orisel.core.names import MAX_LAYERS, Index, LayerName, Mode, Padding, Point, Seed
-from orisel.core.tables import TableFormat
+from orisel.kernel.names import MAX_LAYERS, Index, LayerName, Mode, Padding, Point, Seed
+from orisel.kernel.tables import TableFormat
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
 # registers them.

@@ -37,19 +37,19 @@ from orisel.ablation.sweep import (
     rows_from_blocks,
     run_block,
 )
-from orisel.core.artifacts import fetch, upload_dir
-from orisel.core.celery_app import job_task
-from orisel.core.errors import OriselError
-from orisel.core.jobs import Job, JobState
-from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
-from orisel.core.provenance import environment
-from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
+from orisel.control.celery_app import job_task
+from orisel.control.job import Job, JobState
+from orisel.control.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
 from orisel.extraction.inputs import job_images, job_network, output_count
 from orisel.extraction.network import Network
 from orisel.extraction.provenance import network_record
+from orisel.kernel.errors import OriselError
+from orisel.kernel.provenance import environment
 from orisel.report.outputs import invariance, write_ablation
+from orisel.runtime.settings import Settings
 from orisel.science.ablation import RawSweep
+from orisel.store.backend import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
+from orisel.store.scratch import fetch, upload_dir
 
 
 def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network, Path, Any, Any]:

@@ -1,5 +1,5 @@
 """ArtifactService: stat, download, upload and list artifacts as the calling principal may
-(core.access), so clients never hold the store's credentials. Bytes pass through a scratch
+(security.access), so clients never hold the store's credentials. Bytes pass through a scratch
 file on the front end: a download is verified against its sha256 before the first byte is
 sent, an upload is bounded in size and written once."""
 
@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from orisel.api.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
-from orisel.core import auth
-from orisel.core.access import check_write
-from orisel.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, out_of_space
-from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends
-from orisel.core.storage import ArtifactStore, check_key, check_prefix
+from orisel.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, out_of_space
+from orisel.rpc.jobservice import Backends
+from orisel.rpc.server import Registration
+from orisel.security import auth
+from orisel.security.access import check_write
+from orisel.store.backend import ArtifactStore, check_key, check_prefix
 
 SERVICE_NAME = artifacts_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 CHUNK_BYTES = 1 << 20  # well under the 4 MiB message limit

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orisel.core.records import Result
+from orisel.kernel.records import Result
 
 
 def flag_name(field: str) -> str:
@@ -69,7 +69,7 @@ def spec_from_args(
 ) -> Any:
     """The flags the user gave of `model`'s fields (or only `names`), validated by it; an
     error names the flag."""
-    from orisel.core.errors import OriselError
+    from orisel.kernel.errors import OriselError
 
     wanted = set(model.model_fields if names is None else names)
     given = {k: v for k, v in vars(args).items() if k in wanted and v is not None}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from orisel.api.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from orisel.client.channel import open_channel
-from orisel.core.errors import DataError, FailedPrecondition
-from orisel.core.storage import ArtifactRef
+from orisel.kernel.errors import DataError, FailedPrecondition
+from orisel.store.backend import ArtifactRef
 
 CHUNK_BYTES = 1 << 20
 

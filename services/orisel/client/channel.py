@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 
-from orisel.core.runtime import find_local, runtime_file
-from orisel.core.settings import Settings, get_settings
+from orisel.runtime.local import find_local, runtime_file
+from orisel.runtime.settings import Settings, get_settings
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 DEFAULT_SERVER = "127.0.0.1:50051"

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from orisel.client.local import add_local_commands, cmd_train
 from orisel.client.remote import add_remote_commands
-from orisel.core import progress
-from orisel.core.errors import (
+from orisel.kernel import progress
+from orisel.kernel.errors import (
     AlreadyExists,
     DataError,
     FailedPrecondition,
@@ -24,7 +24,7 @@ from orisel.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from orisel.core.settings import get_settings
+from orisel.runtime.settings import get_settings
 from orisel.server.commands import add_process_commands
 
 log = logging.getLogger("orisel")

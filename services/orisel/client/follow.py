@@ -9,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from orisel.client.args import emit
-from orisel.core.errors import OriselError
+from orisel.kernel.errors import OriselError
 
 
 def job_dict(job: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.client.channel import open_channel
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 
 SERVICES: dict[str, tuple[ModuleType, Any]] = {
     "training": (training_pb2, training_pb2_grpc.TrainingServiceStub),

@@ -22,15 +22,15 @@ from orisel.client.args import (
     spec_from_args,
     validation_message,
 )
-from orisel.core.atomic import check_output
-from orisel.core.errors import (
+from orisel.data.prepare import SplitSpec
+from orisel.kernel.atomic import check_output
+from orisel.kernel.errors import (
     FailedPrecondition,
     InvalidArgument,
     OriselError,
 )
-from orisel.core.provenance import sha256_file
-from orisel.core.settings import get_settings
-from orisel.data.prepare import SplitSpec
+from orisel.kernel.provenance import sha256_file
+from orisel.runtime.settings import get_settings
 from orisel.training.config import run_name
 
 log = logging.getLogger("orisel")

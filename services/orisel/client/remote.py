@@ -25,8 +25,8 @@ from orisel.client.follow import (
     job_line,
 )
 from orisel.client.transfer import cmd_fetch, cmd_push
-from orisel.core.errors import InvalidArgument
-from orisel.core.settings import QUEUES
+from orisel.kernel.errors import InvalidArgument
+from orisel.runtime.settings import QUEUES
 
 
 def _ref(key: str | None) -> Any:
@@ -102,7 +102,7 @@ def _analysis_message(kind: str) -> Any:
 def _analysis_request(args: argparse.Namespace, key: str) -> tuple[str, Any]:
     """The flags the user gave, validated by the same spec model the local command and the
     service use, written into the message by name."""
-    from orisel.core.protospec import carried, to_proto
+    from orisel.rpc.protospec import carried, to_proto
 
     kind = args.submit_kind
     service, _, _, refs = ANALYSES[kind]
@@ -133,8 +133,8 @@ def _train_fields() -> list[tuple[Any, tuple[str, ...]]]:
     """The TrainConfig and SplitSpec fields a TrainSpec carries (flat; its `data` is the
     archive's reference, the device the worker's)."""
     from orisel.api.training.v1 import training_pb2
-    from orisel.core.protospec import carried
     from orisel.data.prepare import SplitSpec
+    from orisel.rpc.protospec import carried
     from orisel.training.config import TrainConfig
 
     message = training_pb2.TrainSpec.DESCRIPTOR
@@ -147,7 +147,7 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     key = args.key or ""
     if args.submit_kind == "train":
         from orisel.api.training.v1 import training_pb2
-        from orisel.core.protospec import to_proto
+        from orisel.rpc.protospec import to_proto
 
         if bool(args.label_corruptions) != bool(args.seeds):
             raise InvalidArgument(
@@ -182,8 +182,8 @@ def _submit_request(args: argparse.Namespace) -> tuple[str, Any]:
     if args.submit_kind in ANALYSES:
         return _analysis_request(args, key)
     from orisel.api.pipeline.v1 import pipeline_pb2
-    from orisel.core.protospec import carried, to_proto
     from orisel.pipeline.spec import PaperSpec
+    from orisel.rpc.protospec import carried, to_proto
 
     names = carried(PaperSpec, pipeline_pb2.PaperSpec.DESCRIPTOR)
     given = {n for n in names if getattr(args, n, None) is not None}
@@ -227,7 +227,7 @@ def add_remote_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
     """The remote commands, on the `orisel` parser."""
-    from orisel.core.protospec import carried
+    from orisel.rpc.protospec import carried
 
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument(

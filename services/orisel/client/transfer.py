@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from orisel.client.args import emit
 from orisel.client.follow import state_name
-from orisel.core.errors import FailedPrecondition, InvalidArgument
-from orisel.core.settings import get_settings
+from orisel.kernel.errors import FailedPrecondition, InvalidArgument
+from orisel.runtime.settings import get_settings
 
 # A job's id (uuid4 hex); anything else `orisel fetch` reads as an artifact's key.
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -24,7 +24,7 @@ MAX_LISTED = 1000  # ArtifactService.List's cap
 def _job_artifacts(job: Any, client: Any) -> dict[str, Any]:
     """Every artifact of a job, by its path inside the job's result: what is stored under
     runs/<job>/ (training) and analyses/<job>/ (analyses), and the job's recorded outputs."""
-    from orisel.core.storage import ArtifactRef
+    from orisel.store.backend import ArtifactRef
 
     found: dict[str, Any] = {}
     refs = [ArtifactRef.from_proto(o) for o in job.outputs]
@@ -94,12 +94,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(args.key).name)
     if args.direct:
         # Inside a deployment (a worker's init container): the store with its own credentials.
-        from typing import cast
 
-        from orisel.core.settings import make_store
-        from orisel.core.storage import ArtifactStore
+        from orisel.store.backend import make_store
 
-        store = cast(ArtifactStore, make_store(get_settings()))
+        store = make_store(get_settings())
         ref = store.stat(args.key)
         store.get_file(ref, out)
     else:

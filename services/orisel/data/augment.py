@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from orisel.core.names import Fill
+from orisel.kernel.names import Fill
 
 
 def shift_flip_sources(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orisel.core.errors import DataError, InvalidArgument
+from orisel.kernel.errors import DataError, InvalidArgument
 
 # A class map: {folder class: output index}, the network's class names in output order, or
 # a file holding either (JSON object, or one name per line).

@@ -12,10 +12,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from orisel.core import progress
-from orisel.core.errors import DataError
 from orisel.data.prepare import pick_test_images
 from orisel.data.sources import IMAGE_SUFFIXES, FileTree
+from orisel.kernel import progress
+from orisel.kernel.errors import DataError
 
 FOLDER_HELP = (
     "an ImageFolder tree: <root>/<class>/<image>, e.g. ImageNet's val/<wnid>/*.JPEG, as a "

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from orisel.core.errors import InvalidArgument
 from orisel.data.sources import ImageDataset
+from orisel.kernel.errors import InvalidArgument
 
 MAX_IMAGES = 100_000_000  # more than any image data set a worker could hold
 

@@ -20,9 +20,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from orisel.core.atomic import atomic_path
-from orisel.core.errors import DataError
-from orisel.core.provenance import sha256_file
+from orisel.kernel.atomic import atomic_path
+from orisel.kernel.errors import DataError
+from orisel.kernel.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from orisel.core.atomic import atomic_dir
-from orisel.core.errors import DataError, FailedPrecondition
-from orisel.core.names import Reduction
-from orisel.core.provenance import environment, sha256_file
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
 from orisel.extraction.provenance import network_record
 from orisel.extraction.spec import ExtractSpec
+from orisel.kernel.atomic import atomic_dir
+from orisel.kernel.errors import DataError, FailedPrecondition
+from orisel.kernel.names import Reduction
+from orisel.kernel.provenance import environment, sha256_file
 
 # Raised whenever a change to how responses are computed changes their numbers, so stored
 # activations of the old code are never read as the new code's.
@@ -108,7 +108,7 @@ class Activations:
 
 def store_prefix(owner: str, key: str) -> str:
     """Where the store keeps an owner's activations of `key`: per owner, as a network's
-    responses say what only the network's owner may know (core.access)."""
+    responses say what only the network's owner may know (security.access)."""
     return f"{STORE_PREFIX}/{owner or NO_OWNER}/{key}"
 
 

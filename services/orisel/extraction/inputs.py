@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from orisel.core.artifacts import fetch
-from orisel.core.errors import FailedPrecondition
-from orisel.core.storage import ArtifactRef, ArtifactStore
 from orisel.data.classes import ClassMap, match_classes, read_class_map
 from orisel.extraction.network import Network, load_network
+from orisel.kernel.errors import FailedPrecondition
+from orisel.store.backend import ArtifactRef, ArtifactStore
+from orisel.store.scratch import fetch
 
 log = logging.getLogger(__name__)
 

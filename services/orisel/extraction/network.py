@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from orisel.core.errors import FailedPrecondition, InvalidArgument
-from orisel.core.names import Reduction, Tokens
-from orisel.core.provenance import sha256_file
+from orisel.kernel.errors import FailedPrecondition, InvalidArgument
+from orisel.kernel.names import Reduction, Tokens
+from orisel.kernel.provenance import sha256_file
 from orisel.models.checkpoint import load_checkpoint
 from orisel.models.cnn7 import CNN7
 from orisel.models.functional import ORIGIN, expose_functional, origin
@@ -35,8 +35,7 @@ from orisel.science.stimuli import StimulusSet
 
 # ITU-R BT.601 luma: how colour images are shown to a network of one input channel.
 LUMA = (0.299, 0.587, 0.114)
-__all__ = ["CNN7_LAYERS", "LOWER_CNN7_LAYERS", "Network", "load_network"]
-LOWER_CNN7_LAYERS = ("layer1", "layer2", "layer3")
+__all__ = ["CNN7_LAYERS", "Network", "load_network"]
 
 
 @dataclass

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.extraction.v1 import extraction_pb2, extraction_pb2_grpc
-from orisel.core.errors import InvalidArgument
-from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration
-from orisel.core.protospec import from_proto
-from orisel.core.storage import ArtifactStore
 from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec, data_ref, network_ref
+from orisel.kernel.errors import InvalidArgument
+from orisel.rpc.jobservice import Backends, job_registration
+from orisel.rpc.protospec import from_proto
+from orisel.rpc.server import Registration
+from orisel.store.backend import ArtifactStore
 
 SERVICE_NAME = extraction_pb2.DESCRIPTOR.services_by_name["ExtractionService"].full_name
 

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orisel.core.artifacts import resolve
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import MAX_LAYERS, LayerName, Reduction, Tokens
-from orisel.core.storage import ArtifactStore
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import MAX_LAYERS, LayerName, Reduction, Tokens
+from orisel.store.backend import ArtifactStore
+from orisel.store.scratch import resolve
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
 # registers them.

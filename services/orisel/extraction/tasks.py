@@ -7,13 +7,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from orisel.core.celery_app import job_task
-from orisel.core.lifecycle import JobRun
-from orisel.core.settings import Settings
-from orisel.core.storage import put_if_absent
+from orisel.control.celery_app import job_task
+from orisel.control.lifecycle import JobRun
 from orisel.extraction.activations import measure, store_prefix, write
 from orisel.extraction.inputs import job_images, job_network
 from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec
+from orisel.runtime.settings import Settings
+from orisel.store.backend import put_if_absent
 
 
 @job_task(EXTRACT_TASK)

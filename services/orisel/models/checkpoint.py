@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from orisel.core.atomic import atomic_path, atomic_write_json
-from orisel.core.errors import FailedPrecondition, NotFound
+from orisel.kernel.atomic import atomic_path, atomic_write_json
+from orisel.kernel.errors import FailedPrecondition, NotFound
 
 CHECKPOINT_FORMAT = "orisel.checkpoint/1"
 MANIFEST = "manifest.json"

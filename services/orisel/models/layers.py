@@ -25,8 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from orisel.core.errors import FailedPrecondition
-from orisel.core.names import MAX_LAYERS
+from orisel.kernel.errors import FailedPrecondition
+from orisel.kernel.names import MAX_LAYERS
 from orisel.models.cnn7 import CNN7
 from orisel.models.functional import origin
 from orisel.models.scripted import module_kind

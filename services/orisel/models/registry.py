@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from orisel.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from orisel.kernel.errors import FailedPrecondition, InvalidArgument, NotFound
 from orisel.models.cnn7 import CNN7
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
-from orisel.core.errors import FailedPrecondition, NotFound
+from orisel.kernel.errors import FailedPrecondition, NotFound
 
 # Bookkeeping nodes of a TorchScript graph: they compute no values at run time and carry the
 # scope of the attribute they read, not of the call that uses it.

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
-from orisel.core.artifacts import resolve
-from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration
-from orisel.core.protospec import from_proto
-from orisel.core.storage import ArtifactStore
 from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec
+from orisel.rpc.jobservice import Backends, job_registration
+from orisel.rpc.protospec import from_proto
+from orisel.rpc.server import Registration
+from orisel.store.backend import ArtifactStore
+from orisel.store.scratch import resolve
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
 

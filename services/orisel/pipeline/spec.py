@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orisel.core.names import MAX_SEED
 from orisel.data.prepare import MAX_IMAGES
+from orisel.kernel.names import MAX_SEED
 from orisel.training.config import MAX_SELECT_REG, run_name
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py

@@ -31,18 +31,18 @@ from orisel.api.common.v1 import common_pb2
 from orisel.api.extraction.v1 import extraction_pb2
 from orisel.api.scoring.v1 import scoring_pb2
 from orisel.api.training.v1 import training_pb2
-from orisel.core.artifacts import upload_dir
-from orisel.core.celery_app import job_task
-from orisel.core.errors import OriselError
-from orisel.core.jobs import Job, JobState
-from orisel.core.lifecycle import Child, JobRun, children_of, ensure_children
-from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.control.celery_app import job_task
+from orisel.control.job import Job, JobState
+from orisel.control.lifecycle import Child, JobRun, children_of, ensure_children
 from orisel.extraction import servicer as extraction_servicer
 from orisel.extraction.spec import EXTRACT_TASK
+from orisel.kernel.errors import OriselError
 from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec, Variant
+from orisel.runtime.settings import Settings
 from orisel.scoring import servicer as scoring_servicer
 from orisel.scoring.spec import SCORE_TASK
+from orisel.store.backend import ArtifactRef, ArtifactStore
+from orisel.store.scratch import upload_dir
 from orisel.training import servicer as training_servicer
 from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, run_name
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from orisel.ablation.results import AblateResult, InvarianceResult
-from orisel.core.errors import InvalidArgument, NotFound
-from orisel.core.records import read_result
-from orisel.core.tables import read_table
+from orisel.kernel.errors import InvalidArgument, NotFound
+from orisel.kernel.records import read_result
+from orisel.kernel.tables import read_table
 from orisel.report.data import (
     Ablation,
     CurvePoint,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer
 
 from orisel.ablation.results import InvarianceCell, Split
 from orisel.ablation.spec import InvarianceSpec
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.scoring.results import LayerTrend, LayerTuning
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from orisel.ablation.results import AblateResult, InvarianceResult
-from orisel.core.atomic import check_file_output, write_output_file
-from orisel.core.errors import NotFound
-from orisel.core.records import read_result
+from orisel.kernel.atomic import check_file_output, write_output_file
+from orisel.kernel.errors import NotFound
+from orisel.kernel.records import read_result
 from orisel.scoring.results import TuneResult
 
 

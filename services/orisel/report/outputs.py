@@ -18,13 +18,13 @@ from orisel.ablation.scores import UnitScores
 from orisel.ablation.sites import ablation_sites
 from orisel.ablation.spec import AblateSpec, InvarianceSpec
 from orisel.ablation.sweep import Swept, chunks, evaluation_tensors, run_chunks
-from orisel.core.atomic import atomic_dir
-from orisel.core.provenance import environment
-from orisel.core.tables import write_table
 from orisel.extraction.activations import Activations, measure
 from orisel.extraction.inputs import output_count
 from orisel.extraction.network import Network
 from orisel.extraction.provenance import network_record
+from orisel.kernel.atomic import atomic_dir
+from orisel.kernel.provenance import environment
+from orisel.kernel.tables import write_table
 from orisel.report import plots
 from orisel.scoring.results import TrajectoryResult, TuneResult
 from orisel.scoring.spec import TuneSpec

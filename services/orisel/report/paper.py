@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orisel.core.atomic import atomic_write
-from orisel.core.errors import InvalidArgument, NotFound
+from orisel.kernel.atomic import atomic_write
+from orisel.kernel.errors import InvalidArgument, NotFound
 from orisel.report.claims import claims
 from orisel.report.collect import collect
 from orisel.report.data import (

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from orisel.core import progress
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import Mode
+from orisel.kernel import progress
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import Mode
 from orisel.science.hooks import ablated, silence
 from orisel.science.responses import on_call
 from orisel.science.steps import Step, run_steps, same_as_model, sequential_view, split_at

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import Mode
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import Mode
 from orisel.science.responses import on_call
 
 MODES: tuple[Mode, ...] = ("zero", "mean")

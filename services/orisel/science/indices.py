@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 
 DEAD_EPS = 0.0  # a unit is dead when every response is exactly zero (ReLU never opens)
 

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import Padding
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import Padding
 from orisel.science.responses import Recorder
 
 PADDINGS: tuple[Padding, ...] = ("zeros", "circular", "reflect", "replicate")

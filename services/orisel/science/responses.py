@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from orisel.core import progress
-from orisel.core.errors import InvalidArgument, NotFound
-from orisel.core.names import Reduction, Tokens
+from orisel.kernel import progress
+from orisel.kernel.errors import InvalidArgument, NotFound
+from orisel.kernel.names import Reduction, Tokens
 from orisel.models.layers import CHANNELS_LAST
 
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "centre", "max")

@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 
 Direction = Literal["descending", "ascending"]
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.science.indices import gosi_t, tuning_curves
 from orisel.science.responses import on_call, reduce_units
 from orisel.science.stimuli import StimulusSet

@@ -9,12 +9,12 @@ circularly against the other, which keeps each series' autocorrelation.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize, stats
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,6 @@ class Test:
     null: str
     df: float = float("nan")  # the t test's degrees of freedom (NaN: not a t test)
     se: float = float("nan")  # the effect's standard error (NaN: none)
-
-    def as_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
 
 
 def fdr(p: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 
 Step = tuple[str, Callable[[torch.Tensor], torch.Tensor]]
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 
 StimulusKind = Literal["gratings", "bars"]
 

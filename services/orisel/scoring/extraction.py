@@ -13,9 +13,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from orisel.core.db import JobDB, canonical
-from orisel.core.jobs import Job, JobState
-from orisel.core.schema import KEY_LEN
+from orisel.control.db import JobDB, canonical
+from orisel.control.job import Job, JobState
+from orisel.control.schema import KEY_LEN
 from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec
 from orisel.scoring.spec import TuneSpec
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from orisel.core.records import AnalysisRecord, Result
+from orisel.kernel.records import AnalysisRecord, Result
 from orisel.scoring.spec import TuneSpec
 
 

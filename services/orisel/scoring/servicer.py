@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.scoring.v1 import scoring_pb2, scoring_pb2_grpc
-from orisel.core.artifacts import resolve
-from orisel.core.errors import InvalidArgument, NotFound
-from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration
-from orisel.core.protospec import from_proto
-from orisel.core.storage import ArtifactStore
 from orisel.extraction.spec import data_ref, network_ref
+from orisel.kernel.errors import InvalidArgument, NotFound
+from orisel.rpc.jobservice import Backends, job_registration
+from orisel.rpc.protospec import from_proto
+from orisel.rpc.server import Registration
 from orisel.scoring.spec import SCORE_TASK, TuneSpec
+from orisel.store.backend import ArtifactStore
+from orisel.store.scratch import resolve
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from orisel.core.names import MAX_SEED
-from orisel.core.tables import TableFormat
 from orisel.extraction.spec import ExtractSpec
+from orisel.kernel.names import MAX_SEED
+from orisel.kernel.tables import TableFormat
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
 # registers them.

@@ -10,17 +10,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orisel.core.artifacts import fetch
-from orisel.core.celery_app import job_task
-from orisel.core.errors import FailedPrecondition
-from orisel.core.jobs import Job, JobState
-from orisel.core.lifecycle import JobRun, one_task_job
-from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactRef, ArtifactStore
+from orisel.control.celery_app import job_task
+from orisel.control.job import Job, JobState
+from orisel.control.lifecycle import JobRun, one_task_job
 from orisel.extraction.activations import read
+from orisel.kernel.errors import FailedPrecondition
 from orisel.report.outputs import tune_activations
+from orisel.runtime.settings import Settings
 from orisel.scoring.extraction import ENDED_BADLY, shared_extraction, wait_s
 from orisel.scoring.spec import SCORE_TASK, TuneSpec
+from orisel.store.backend import ArtifactRef, ArtifactStore
+from orisel.store.scratch import fetch
 
 
 def _tune(

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orisel.core import progress
-from orisel.core.errors import NotFound
 from orisel.extraction.activations import kept
 from orisel.extraction.network import load_network
+from orisel.kernel import progress
+from orisel.kernel.errors import NotFound
 from orisel.models.checkpoint import read_manifest
 from orisel.scoring.spec import TuneSpec
 from orisel.scoring.tune import score_activations, score_units

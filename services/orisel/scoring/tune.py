@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from orisel.core import progress
-from orisel.core.errors import InvalidArgument
-from orisel.core.names import Tokens
 from orisel.extraction.activations import Activations, measure
 from orisel.extraction.extract import make_stimuli
 from orisel.extraction.network import Network
+from orisel.kernel import progress
+from orisel.kernel.errors import InvalidArgument
+from orisel.kernel.names import Tokens
 from orisel.science import indices as ix
 from orisel.science.statistics import fdr
 from orisel.science.stimuli import StimulusSet

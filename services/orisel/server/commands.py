@@ -16,11 +16,11 @@ from orisel.client.args import (
 )
 from orisel.client.follow import follow, job_dict, job_line
 from orisel.client.remote import submit_job
-from orisel.core.errors import (
+from orisel.kernel.errors import (
     FailedPrecondition,
     InvalidArgument,
 )
-from orisel.core.settings import QUEUES, get_settings
+from orisel.runtime.settings import QUEUES, get_settings
 
 EXIT_INTERRUPTED = 130  # as every other command stopped by Ctrl-C or SIGTERM
 
@@ -50,8 +50,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from orisel.core import migrate
-    from orisel.core.db import make_engine
+    from orisel.control import migrate
+    from orisel.control.db import make_engine
 
     url = get_settings().database_url
     if args.db_action == "upgrade":
@@ -70,7 +70,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _token_database(home: Path | None) -> str:
     """The job database `orisel token` acts on: that of `orisel up --home HOME`, else
     ORISEL_DATABASE_URL's, else that of the one local `orisel up` running; never a new one."""
-    from orisel.core.runtime import find_local
+    from orisel.runtime.local import find_local
     from orisel.server.embedded import embedded_database_url
 
     if home is None and "ORISEL_DATABASE_URL" not in os.environ:
@@ -96,8 +96,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     from sqlalchemy import inspect
 
-    from orisel.core.auth import Tokens
-    from orisel.core.db import open_db
+    from orisel.control.db import open_db
+    from orisel.security.auth import Tokens
 
     url = _token_database(args.home)
     db = open_db(url, get_settings().max_attempts)
@@ -134,13 +134,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     """Serve every service and a worker from one folder; with --paper, run the pipeline."""
     import threading
-    from typing import cast
 
     from orisel.api.common.v1 import common_pb2
-    from orisel.core.atomic import atomic_dir, check_output
-    from orisel.core.settings import make_store
-    from orisel.core.storage import ArtifactStore
+    from orisel.kernel.atomic import atomic_dir, check_output
     from orisel.server.embedded import Embedded, check_home, embedded_settings
+    from orisel.store.backend import make_store
 
     base = get_settings()
     if args.data:
@@ -171,7 +169,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if job.state != common_pb2.JOB_STATE_SUCCEEDED:
             emit(args, job_dict(job), job_line(job))
             return 1
-        store = cast(ArtifactStore, make_store(settings))
+        store = make_store(settings)
         prefix = f"analyses/{job.id}/report/"
         # An earlier run's report is replaced; anything else in the folder is left as it is.
         with atomic_dir(out) as tmp:

@@ -23,12 +23,12 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orisel.core.auth import USER_CHARS, Tokens
-from orisel.core.controller import Controller
-from orisel.core.errors import FailedPrecondition, NotFound
-from orisel.core.grpcserver import Server
-from orisel.core.runtime import runtime_file, write_runtime
-from orisel.core.settings import QUEUES, Settings, settings_env
+from orisel.control.controller import Controller
+from orisel.kernel.errors import FailedPrecondition, NotFound
+from orisel.rpc.server import Server
+from orisel.runtime.local import runtime_file, write_runtime
+from orisel.runtime.settings import QUEUES, Settings, settings_env
+from orisel.security.auth import USER_CHARS, Tokens
 
 STARTUP_S = 60.0
 
@@ -99,8 +99,8 @@ class Embedded:
         self._token_id = ""
 
     def __enter__(self) -> Embedded:
-        from orisel.core.controller import CeleryBroker
-        from orisel.core.db import open_db
+        from orisel.control.controller import CeleryBroker
+        from orisel.control.db import open_db
         from orisel.server.launch import start_front_end
 
         self.settings.store_root.parent.mkdir(parents=True, exist_ok=True)  # the home folder
@@ -108,7 +108,7 @@ class Embedded:
         logging.getLogger("kombu.connection").setLevel(logging.ERROR)
         # Tasks sent by the controller must reach the worker: both sides use these settings.
         os.environ.update(settings_env(self.settings))
-        from orisel.core.settings import get_settings
+        from orisel.runtime.settings import get_settings
 
         get_settings.cache_clear()
         self.server = start_front_end(self.settings, QUEUES)
@@ -170,7 +170,7 @@ class Embedded:
         if self.server is not None:
             self.server.stop(self.settings.grace_s)
         if self._token_id:
-            from orisel.core.db import open_db
+            from orisel.control.db import open_db
 
             db = open_db(
                 self.settings.database_url,

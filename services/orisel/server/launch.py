@@ -12,18 +12,19 @@ from collections.abc import Sequence
 
 import grpc
 
-from orisel.core import auth, metrics
-from orisel.core.db import JobDB
-from orisel.core.errors import FailedPrecondition
-from orisel.core.grpcserver import (
+from orisel.control.db import JobDB
+from orisel.kernel.errors import FailedPrecondition
+from orisel.rpc.jobservice import Backends, jobs_registration
+from orisel.rpc.server import (
     Registration,
     Security,
     Server,
     serve_until_signal,
     start_server,
 )
-from orisel.core.jobservice import Backends, jobs_registration
-from orisel.core.settings import QUEUES, Settings
+from orisel.runtime import metrics
+from orisel.runtime.settings import QUEUES, Settings
+from orisel.security import auth
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 def prepare_database(settings: Settings) -> None:
     """Bring the schema to head unless a deployment's migration Job owns that step."""
     if settings.db_auto_migrate:
-        from orisel.core.migrate import upgrade
+        from orisel.control.migrate import upgrade
 
         upgrade(settings.database_url)
 
@@ -107,8 +108,8 @@ def serve(settings: Settings, service: str) -> None:
 
 def run_controller(settings: Settings) -> None:
     """The controller in the foreground until SIGTERM/SIGINT; exports job and queue gauges."""
-    from orisel.core.controller import CeleryBroker, Controller
-    from orisel.core.db import open_db
+    from orisel.control.controller import CeleryBroker, Controller
+    from orisel.control.db import open_db
 
     prepare_database(settings)
     controller = Controller(
@@ -128,7 +129,7 @@ def run_controller(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, queues: Sequence[str], concurrency: int, pool: str) -> None:
-    from orisel.core.celery_app import app
+    from orisel.control.celery_app import app
 
     prepare_database(settings)
     # Solo and thread pools run tasks in this process, so its /metrics sees them.

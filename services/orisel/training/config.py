@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orisel.core.names import MAX_LAYERS, MAX_SEED, Fill, LayerName
 from orisel.data.prepare import SplitSpec
+from orisel.kernel.names import MAX_LAYERS, MAX_SEED, Fill, LayerName
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
 # registers them.

@@ -28,10 +28,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from orisel.core.errors import FailedPrecondition, InvalidArgument
-from orisel.core.provenance import environment
 from orisel.data.augment import random_shift_flip
 from orisel.data.prepare import PreparedData
+from orisel.kernel.errors import FailedPrecondition, InvalidArgument
+from orisel.kernel.provenance import environment
 from orisel.models.checkpoint import (
     BEST,
     CHECKPOINT_FORMAT,

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from orisel.core.atomic import atomic_path, atomic_write_json
-from orisel.core.errors import FailedPrecondition, NotFound
+from orisel.kernel.atomic import atomic_path, atomic_write_json
+from orisel.kernel.errors import FailedPrecondition, NotFound
 from orisel.models.checkpoint import BEST, MANIFEST, list_checkpoints, read_manifest
 
 FORMAT = "orisel.pack/1"

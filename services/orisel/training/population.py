@@ -25,8 +25,8 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from orisel.core.errors import FailedPrecondition, InvalidArgument
 from orisel.data.augment import apply_shift_flip, random_shift_flip, shift_flip_sources
+from orisel.kernel.errors import FailedPrecondition, InvalidArgument
 from orisel.models.stacked import StackedCNN7
 from orisel.training.loop import (
     ProgressDue,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from orisel.core.errors import InvalidArgument
+from orisel.kernel.errors import InvalidArgument
 from orisel.models.cnn7 import CONV_LAYERS
 from orisel.models.stacked import StackedCNN7
 from orisel.science.responses import parse_layer

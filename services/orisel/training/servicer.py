@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
-from orisel.core.artifacts import resolve
-from orisel.core.errors import InvalidArgument
-from orisel.core.grpcserver import Registration
-from orisel.core.jobservice import Backends, job_registration
-from orisel.core.protospec import from_proto, given, validated
-from orisel.core.storage import ArtifactStore
 from orisel.data.prepare import SplitSpec
+from orisel.kernel.errors import InvalidArgument
+from orisel.rpc.jobservice import Backends, job_registration
+from orisel.rpc.protospec import from_proto, given, validated
+from orisel.rpc.server import Registration
+from orisel.store.backend import ArtifactStore
+from orisel.store.scratch import resolve
 from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
 
 

@@ -12,15 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from orisel.core import metrics
-from orisel.core.artifacts import fetch
-from orisel.core.celery_app import job_task
-from orisel.core.errors import OriselError
-from orisel.core.lifecycle import JobRun
-from orisel.core.settings import Settings
-from orisel.core.storage import ArtifactRef, ArtifactStore, put_if_absent
+from orisel.control.celery_app import job_task
+from orisel.control.lifecycle import JobRun
 from orisel.data.prepare import prepare
 from orisel.data.sources import load_cifar10
+from orisel.kernel.errors import OriselError
 from orisel.models.checkpoint import (
     BEST,
     MANIFEST,
@@ -28,6 +24,10 @@ from orisel.models.checkpoint import (
     list_checkpoints,
     read_manifest,
 )
+from orisel.runtime import metrics
+from orisel.runtime.settings import Settings
+from orisel.store.backend import ArtifactRef, ArtifactStore, put_if_absent
+from orisel.store.scratch import fetch
 from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
 from orisel.training.loop import Trainer
 from orisel.training.population import PopulationTrainer
