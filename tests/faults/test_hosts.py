@@ -164,13 +164,12 @@ def _health(address: str) -> int:
     return int(answer.status)
 
 
-def _until(check: Callable[[], bool], bound: float, what: str) -> float:
-    """Seconds until `check()` held, polled; fails after `bound`."""
+def _until(check: Callable[[], bool], bound: float, what: str) -> None:
+    """Poll until `check()` holds; fail with `what` after `bound` seconds."""
     t0 = time.monotonic()
     while not check():
         assert time.monotonic() - t0 < bound, what
         time.sleep(0.2)
-    return time.monotonic() - t0
 
 
 def test_a_front_end_cut_off_from_the_database_answers_and_its_watch_resumes(
