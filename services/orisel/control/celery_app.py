@@ -9,14 +9,18 @@ redelivery is harmless and the broker's visibility timeout is no longer a recove
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task, signals
 
 from orisel.runtime import metrics
-from orisel.runtime.settings import QUEUES, Settings, get_settings
+from orisel.runtime.settings import QUEUES, Settings
+
+if TYPE_CHECKING:
+    from orisel.control.lifecycle import JobRun
 
 VISIBILITY_TIMEOUT_S = 3600
 
@@ -72,29 +76,47 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        include=[f"orisel.{q}.tasks" for q in QUEUES],
     )
     return app
 
 
-app = make_celery(get_settings())
+Body = Callable[["JobRun", Settings], None]
+
+# Task bodies by name, registered when their capability's tasks module is imported; a
+# worker's app binds them to the settings its entry point was given (make_worker_app).
+_BODIES: dict[str, Body] = {}
 
 
-def job_task(name: str) -> Callable[[Callable[..., None]], Any]:
-    """A Celery task `name` that runs `body(run, settings)` in its job's lifecycle."""
+def job_task(name: str) -> Callable[[Body], Body]:
+    """Register `body(run, settings)` as the task `name`, run in its job's lifecycle."""
 
-    def wrap(body: Callable[..., None]) -> Any:
+    def register(body: Body) -> Body:
+        if _BODIES.setdefault(name, body) is not body:
+            raise RuntimeError(f"two bodies for the task {name}")
+        return body
+
+    return register
+
+
+def make_worker_app(settings: Settings) -> Celery:
+    """A Celery app for a worker whose tasks run with `settings` (not with
+    whatever the process environment says): the broker, the database and the store all
+    come from the one object the entry point built."""
+    from orisel.control.db import open_db
+    from orisel.control.lifecycle import run_job
+
+    for queue in QUEUES:
+        importlib.import_module(f"orisel.{queue}.tasks")
+    app = make_celery(settings)
+
+    def bind(name: str, body: Body) -> None:
         @app.task(name=name)  # type: ignore[untyped-decorator]
         def task(job_id: str) -> str:
-            from orisel.control.db import open_db
-            from orisel.control.lifecycle import run_job
-
-            settings = get_settings()
             db = open_db(
                 settings.database_url, settings.max_attempts, settings.db_idle_in_transaction_s
             )
             return run_job(db, job_id, settings, lambda run: body(run, settings))
 
-        return task
-
-    return wrap
+    for name, body in _BODIES.items():
+        bind(name, body)
+    return app

@@ -129,9 +129,10 @@ def run_controller(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, queues: Sequence[str], concurrency: int, pool: str) -> None:
-    from orisel.control.celery_app import app
+    from orisel.control.celery_app import make_worker_app
 
     prepare_database(settings)
+    app = make_worker_app(settings)
     # Solo and thread pools run tasks in this process, so its /metrics sees them.
     metrics.serve(settings.metrics_port, settings.metrics_host)
     app.worker_main(
