@@ -21,8 +21,9 @@ from orisel.data.prepare import PreparedData, SplitSpec, prepare
 from orisel.data.sources import load_cifar10
 from orisel.models import build_model
 from orisel.runtime.settings import get_settings
+from orisel.training.batches import DeviceData
 from orisel.training.config import TrainConfig
-from orisel.training.loop import DeviceData, Trainer
+from orisel.training.loop import Trainer
 
 
 def bare_loop(data: DeviceData, steps: int, batch: int, max_shift: int) -> float:

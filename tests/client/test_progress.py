@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orisel.api.common.v1 import common_pb2
 from orisel.client.follow import _shown, overall
-from orisel.training.loop import PROGRESS_EVERY_S, PROGRESS_STEPS, ProgressDue
+from orisel.kernel.progress import PROGRESS_EVERY_S, PROGRESS_STEPS, ProgressDue
 
 
 class Clock:

@@ -129,7 +129,7 @@ def test_each_networks_gradient_is_its_own(
     computes each network's own gradient (to float32 rounding), nothing leaks between them."""
     import copy
 
-    from orisel.training.loop import epoch_permutation
+    from orisel.training.batches import epoch_permutation
 
     trainers = [_open(datasets, c, tmp_path / f"g-{seed}", seed) for seed, c in VARIANTS]
     population = PopulationTrainer(trainers, layout="stacked")
@@ -173,7 +173,7 @@ def test_a_step_draws_every_networks_batch_in_one_gather_as_each_draws_its_own(
     """Networks that share their images (a population differs in labels and seeds) draw a
     step's batches in one gather: bit-identical to each network drawing its own, labels
     included, with a different batch for every network."""
-    from orisel.training.loop import epoch_permutation
+    from orisel.training.batches import epoch_permutation
 
     trainers = [_open(datasets, c, tmp_path / f"b-{seed}", seed) for seed, c in VARIANTS]
     population = PopulationTrainer(trainers, layout="stacked")

@@ -90,3 +90,23 @@ def counter(total: int, desc: str, unit: str = "it") -> Iterator[Any]:
 
     with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True) as t:
         yield t
+
+
+PROGRESS_STEPS = 50
+PROGRESS_EVERY_S = 5.0
+
+
+class ProgressDue:
+    """When a training loop reports progress: every PROGRESS_STEPS steps, or sooner once
+    PROGRESS_EVERY_S seconds passed, so a slow machine's bar still moves every few seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last = clock()
+
+    def __call__(self, step: int) -> bool:
+        now = self.clock()
+        if step % PROGRESS_STEPS == 0 or now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            return True
+        return False

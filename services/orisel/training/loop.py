@@ -5,14 +5,14 @@ seed and e, the augmentation of batch b from seed, e and b. A run resumed from a
 checkpoint therefore sees exactly the batches an uninterrupted run sees, and with the
 model, optimizer and running-metric state restored it ends with bit-identical weights.
 
-Longer than 400 lines on purpose: the Trainer's state (steps, running metrics, best
-checkpoint, history, sessions) is written and restored in one place, which is what makes
-resuming exact; the population trainer reuses it network by network.
+What a step draws lives in training.batches and how it computes in training.compute.
+Longer than 400 lines on purpose: what is left is the Trainer's state (steps, running
+metrics, best checkpoint, history, sessions), written and restored in one place, which is
+what makes resuming exact; the population trainer reuses it network by network.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import sys
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from orisel.data.augment import random_shift_flip
 from orisel.data.prepare import PreparedData
 from orisel.kernel.errors import FailedPrecondition, InvalidArgument
+from orisel.kernel.progress import ProgressDue
 from orisel.kernel.provenance import environment
 from orisel.models.checkpoint import (
     BEST,
@@ -45,6 +45,8 @@ from orisel.models.checkpoint import (
     write_manifest,
 )
 from orisel.models.registry import build_model, resolve_device
+from orisel.training.batches import DeviceData, batch_generator, epoch_permutation
+from orisel.training.compute import compiled, evaluate, numerics, precision
 from orisel.training.config import (
     RESUMABLE_CHANGES,
     TrainConfig,
@@ -54,24 +56,6 @@ from orisel.training.config import (
 from orisel.training.select import SelectTerm
 
 log = logging.getLogger(__name__)
-PROGRESS_STEPS = 50
-PROGRESS_EVERY_S = 5.0
-
-
-class ProgressDue:
-    """When a training loop reports progress: every PROGRESS_STEPS steps, or sooner once
-    PROGRESS_EVERY_S seconds passed, so a slow machine's bar still moves every few seconds."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.last = clock()
-
-    def __call__(self, step: int) -> bool:
-        now = self.clock()
-        if step % PROGRESS_STEPS == 0 or now - self.last >= PROGRESS_EVERY_S:
-            self.last = now
-            return True
-        return False
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -91,116 +75,6 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
             f"--out {run_dir} holds files that are not an orisel run (left untouched): name a "
             "new or empty folder"
         )
-
-
-def _seed_int(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(_seed_int(seed, 0, epoch)))
-
-
-def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_seed_int(seed, 1, epoch, batch))
-
-
-@dataclass
-class DeviceData:
-    """Images stay uint8 on the device; each batch is scaled and centred when drawn."""
-
-    images: torch.Tensor  # N, C, H, W uint8
-    labels: torch.Tensor  # N int64
-    mean: torch.Tensor  # C, H, W float32 in [0, 1]
-    channels_last: bool = False
-
-    @classmethod
-    def from_numpy(
-        cls,
-        images: np.ndarray,
-        labels: np.ndarray,
-        mean: np.ndarray,
-        device: torch.device,
-        channels_last: bool = False,
-    ) -> DeviceData:
-        return cls(
-            torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device),
-            torch.from_numpy(labels).to(device),
-            torch.from_numpy(mean).to(device),
-            channels_last,
-        )
-
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[idx].float().div_(255.0).sub_(self.mean)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.labels[idx]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def precision(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context the config asks for (none in float32)."""
-    if cfg.amp == "off":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@contextlib.contextmanager
-def numerics(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
-    """The process-wide kernel settings a run asks for, restored when it ends, so a long-lived
-    worker's next task starts from the defaults: deterministic algorithms, cuDNN autotuning
-    (CUDA, when not deterministic), and TensorFloat-32 only when asked for (cuDNN allows it
-    by default, which would make "float32" convolutions TF32 on Ampere and later)."""
-    saved = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-    )
-    torch.use_deterministic_algorithms(cfg.deterministic)
-    torch.backends.cudnn.benchmark = device.type == "cuda" and not cfg.deterministic
-    torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
-    torch.backends.cudnn.allow_tf32 = cfg.tf32
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0])
-        torch.backends.cudnn.benchmark = saved[1]
-        torch.backends.cuda.matmul.allow_tf32 = saved[2]
-        torch.backends.cudnn.allow_tf32 = saved[3]
-
-
-def compiled(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Callable[..., Any]:
-    """The training forward pass the config asks for: eager, torch.compile'd, or compiled and
-    replayed as CUDA graphs (which pays where a step is many small kernels)."""
-    if cfg.compile == "off":
-        return model
-    if cfg.compile == "cudagraphs" and device.type != "cuda":
-        raise InvalidArgument("compile", "off or on without CUDA (CUDA graphs)", cfg.compile)
-    return torch.compile(model, mode="reduce-overhead" if cfg.compile == "cudagraphs" else None)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, data: DeviceData, batch_size: int, cfg: TrainConfig, device: torch.device
-) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over a whole split (eval mode, no augmentation)."""
-    was_training = model.training
-    model.eval()
-    loss = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    for start in range(0, len(data), batch_size):
-        x, y = data.batch(torch.arange(start, min(start + batch_size, len(data)), device=device))
-        with precision(cfg, device):
-            logits = model(x)
-        loss += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(1) == y).sum()
-    model.train(was_training)
-    n = max(len(data), 1)
-    return {"loss": float(loss) / n, "accuracy": float(correct) / n}
 
 
 @dataclass

@@ -27,16 +27,11 @@ from tqdm import tqdm
 
 from orisel.data.augment import apply_shift_flip, random_shift_flip, shift_flip_sources
 from orisel.kernel.errors import FailedPrecondition, InvalidArgument
+from orisel.kernel.progress import ProgressDue
 from orisel.models.stacked import StackedCNN7
-from orisel.training.loop import (
-    ProgressDue,
-    Trainer,
-    batch_generator,
-    compiled,
-    epoch_permutation,
-    numerics,
-    precision,
-)
+from orisel.training.batches import batch_generator, epoch_permutation
+from orisel.training.compute import compiled, numerics, precision
+from orisel.training.loop import Trainer
 from orisel.training.select import SelectTerm, StackedTerm
 
 # The settings every network of a stack must share (they shape the step, not the network).
