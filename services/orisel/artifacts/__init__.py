@@ -1,1 +1,1 @@
-"""ArtifactService: the artifact store through the API."""
+"""ArtifactService: stat, download, upload and list the artifact store through the API."""

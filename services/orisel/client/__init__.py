@@ -1,0 +1,1 @@
+"""Command-line client: argument parsing, local (embedded) runs, and remote calls over gRPC."""

@@ -1,0 +1,1 @@
+"""The job control plane: the job database, leases and fencing, the controller, Celery."""

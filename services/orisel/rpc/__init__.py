@@ -1,0 +1,1 @@
+"""gRPC plumbing: the server and its interceptors, the job service, protos to specs."""

@@ -1,0 +1,1 @@
+"""Process runtime: settings from the environment, Prometheus metrics, local paths."""
