@@ -30,12 +30,12 @@ from tests.stack import stack
 
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec
+from orisel.analyses import ablate
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.client.cli import main as cli
 from orisel.data.prepare import stratified_split
 from orisel.data.sources import load_cifar10
 from orisel.extraction.network import load_network
-from orisel.report.outputs import ablate
 from orisel.runtime.settings import Settings
 from orisel.store.backend import LocalStore, S3Store
 

@@ -3,10 +3,11 @@
 holds and that it catches a wrong import.
 
     kernel -> runtime -> store -> control -> security -> rpc
-           -> models, data -> science -> training, extraction -> scoring, ablation -> report
+           -> models, data -> science -> training, extraction -> scoring, ablation
+           -> report -> analyses
            -> service tasks and servicers -> pipeline -> front ends (client, server, library)
 
-The numerical packages (models, data, science, report) may take from the control-plane
+The numerical packages (models, data, science, report, analyses) may take from the control-plane
 packages below them only the kernel: a selectivity index never needs a database, a store or a
 setting, and keeping them out keeps those packages importable and testable alone.
 
@@ -33,13 +34,20 @@ LAYERS: tuple[tuple[tuple[str, ...], ...], ...] = (
     (("orisel.training",), ("orisel.extraction",)),
     (("orisel.scoring",), ("orisel.ablation",)),
     (("orisel.report",),),
+    (("orisel.analyses",),),
     (("orisel.*.servicer", "orisel.*.tasks", "orisel.artifacts"),),
     (("orisel.pipeline", "orisel.pipeline.servicer", "orisel.pipeline.tasks"),),
     (("orisel", "orisel.__main__", "orisel.library", "orisel.client", "orisel.server"),),
 )
 
 
-NUMERICAL = ("orisel.models", "orisel.data", "orisel.science", "orisel.report")
+NUMERICAL = (
+    "orisel.models",
+    "orisel.data",
+    "orisel.science",
+    "orisel.report",
+    "orisel.analyses",
+)
 PLATFORM = ("orisel.runtime", "orisel.store", "orisel.control", "orisel.security", "orisel.rpc")
 
 

@@ -67,9 +67,10 @@ def test_a_wrong_import_breaks_the_contract(tmp_path: Path) -> None:
 def test_modules_are_placed_by_their_most_specific_pattern() -> None:
     assert place("orisel.scoring.tune") == (9, 0)
     assert place("orisel.ablation.sweep") == (9, 1)
-    assert place("orisel.scoring.servicer")[0] == place("orisel.ablation.tasks")[0] == 11
-    assert place("orisel.pipeline.tasks")[0] == 12  # the pipeline's own tasks are the pipeline
+    assert place("orisel.scoring.servicer")[0] == place("orisel.ablation.tasks")[0] == 12
+    assert place("orisel.pipeline.tasks")[0] == 13  # the pipeline's own tasks are the pipeline
     assert place("orisel.control.db")[0] < place("orisel.security.auth")[0]
+    assert place("orisel.report.plots")[0] < place("orisel.analyses")[0]
     with pytest.raises(ValueError, match="no layer"):
         place("orisel.somewhere_new")
 

@@ -165,8 +165,8 @@ def tune(
     table also has each unit's class selectivity (`csi`, over the classes the labels hold).
     `net` may be the folder `extract` wrote: its units are scored with no forward pass (the
     same numbers), the extraction's settings the defaults."""
+    from orisel.analyses import tune_activations
     from orisel.extraction.activations import measure, read
-    from orisel.report.outputs import tune_activations
     from orisel.scoring.spec import TuneSpec
     from orisel.scoring.tune import score_activations
 
@@ -284,7 +284,7 @@ def ablate(
     {"curves": ..., "splits": ...}."""
     from orisel.ablation.defaults import ablate_spec
     from orisel.ablation.spec import AblateSpec
-    from orisel.report.outputs import ablate as ablate_to
+    from orisel.analyses import ablate as ablate_to
 
     _check_targets(net, labels)
     with tempfile.TemporaryDirectory() as tmp, bars.shown(progress):
@@ -319,7 +319,7 @@ def invariance(
     highest 4/7 (cnn7: the paper's)."""
     from orisel.ablation.defaults import invariance_spec
     from orisel.ablation.spec import InvarianceSpec
-    from orisel.report.outputs import invariance as invariance_to
+    from orisel.analyses import invariance as invariance_to
 
     if labels is not None:
         _check_targets(net, labels)
@@ -346,7 +346,7 @@ def trajectory(
 ) -> pd.DataFrame:
     """The checkpoints of a training run tuned (every one, or those at `epochs`): one row per
     (checkpoint, stimulus, layer) with its selectivity summary and the run's accuracies."""
-    from orisel.report.outputs import trajectory as trajectory_to
+    from orisel.analyses import trajectory as trajectory_to
     from orisel.scoring.spec import TuneSpec
     from orisel.scoring.trajectory import trajectory_rows
 

@@ -15,13 +15,13 @@ import pytest
 
 from orisel.ablation.scores import UnitScores
 from orisel.ablation.spec import AblateSpec
+from orisel.analyses import ablate
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.client.cli import main
 from orisel.data.sources import load_cifar10
 from orisel.extraction.network import load_network
 from orisel.kernel.tables import read_table
-from orisel.report.outputs import ablate
 from orisel.runtime.settings import Settings
 from orisel.store.backend import ArtifactRef, LocalStore, get_bytes
 from tests.stack import Stack, stack

@@ -37,6 +37,7 @@ from orisel.ablation.sweep import (
     rows_from_blocks,
     run_block,
 )
+from orisel.analyses import invariance, write_ablation
 from orisel.control.celery_app import job_task
 from orisel.control.job import Job, JobState
 from orisel.control.lifecycle import Child, JobRun, children_of, ensure_children, one_task_job
@@ -45,7 +46,6 @@ from orisel.extraction.network import Network
 from orisel.extraction.provenance import network_record
 from orisel.kernel.errors import OriselError
 from orisel.kernel.provenance import environment
-from orisel.report.outputs import invariance, write_ablation
 from orisel.runtime.settings import Settings
 from orisel.science.ablation import RawSweep
 from orisel.store.backend import ArtifactRef, ArtifactStore, get_bytes, put_if_absent

@@ -344,8 +344,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def _tune_stored(args: argparse.Namespace) -> tuple[Any, Any]:
     """`tune --responses`: score an `orisel extract` folder, no network loaded; flags left
     out take the extraction's settings."""
+    from orisel.analyses import tune_activations
     from orisel.extraction.activations import read
-    from orisel.report.outputs import tune_activations
     from orisel.scoring.spec import TuneSpec
 
     network = [f for f in ("checkpoint", "model", "data") if getattr(args, f) is not None]
@@ -364,7 +364,7 @@ def _tune_stored(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from orisel.report.outputs import tune
+    from orisel.analyses import tune
     from orisel.scoring.spec import TuneSpec
 
     out = Path(args.out)
@@ -403,7 +403,7 @@ def _needs_test_split(args: argparse.Namespace, net: Any) -> Any:
 
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
-    from orisel.report.outputs import trajectory
+    from orisel.analyses import trajectory
     from orisel.scoring.spec import TuneSpec
 
     spec = spec_from_args(TuneSpec, args)
@@ -447,7 +447,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from orisel.ablation.defaults import ablate_spec
     from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import AblateSpec
-    from orisel.report.outputs import ablate
+    from orisel.analyses import ablate
 
     spec = spec_from_args(AblateSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)
@@ -476,7 +476,7 @@ def cmd_invariance(args: argparse.Namespace) -> int:
     from orisel.ablation.defaults import invariance_spec
     from orisel.ablation.scores import UnitScores
     from orisel.ablation.spec import InvarianceSpec
-    from orisel.report.outputs import invariance
+    from orisel.analyses import invariance
 
     spec = spec_from_args(InvarianceSpec, args)
     scores = UnitScores(args.scores, spec.stimulus)

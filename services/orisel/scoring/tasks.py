@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orisel.analyses import tune_activations
 from orisel.control.celery_app import job_task
 from orisel.control.job import Job, JobState
 from orisel.control.lifecycle import JobRun, one_task_job
 from orisel.extraction.activations import read
 from orisel.kernel.errors import FailedPrecondition
-from orisel.report.outputs import tune_activations
 from orisel.runtime.settings import Settings
 from orisel.scoring.extraction import ENDED_BADLY, shared_extraction, wait_s
 from orisel.scoring.spec import SCORE_TASK, TuneSpec

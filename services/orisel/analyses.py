@@ -1,6 +1,7 @@
-"""The output folders of the analyses: each analysis computes its results in its own package
+"""Each analysis run end to end into its output folder: the numbers come from its own package
 (`scoring`, `ablation`); here they become a table, figures and a summary.json with the spec,
-the network and its provenance, committed to the folder whole (never half-written)."""
+the network and its provenance, committed to the folder whole (never half-written). The
+command line, the library and the service tasks all run analyses through these functions."""
 
 from __future__ import annotations
 
