@@ -12,10 +12,11 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from orisel.control import db as db_module
+from orisel.control import clock as clock_module
 from orisel.control import migrate
-from orisel.control.db import Due, JobDB
+from orisel.control.db import JobDB
 from orisel.control.job import JobState
+from orisel.control.outbox import Due
 from tests.control.jobdb import new_job
 from tests.stack import pg_database
 
@@ -51,7 +52,7 @@ def lease(url: str, job_id: str) -> tuple[str, float]:
 
 def skew(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """This process's clock, as the job database reads it, `seconds` off the true one."""
-    monkeypatch.setattr(db_module, "time", SimpleNamespace(time=lambda: time.time() + seconds))
+    monkeypatch.setattr(clock_module, "time", SimpleNamespace(time=lambda: time.time() + seconds))
 
 
 @pytest.mark.parametrize("seconds", [SKEW_S, -SKEW_S])

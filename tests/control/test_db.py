@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from orisel.control import migrate
-from orisel.control.db import Due, JobDB, NewJob
+from orisel.control.db import JobDB
 from orisel.control.job import JobState
+from orisel.control.outbox import Due
+from orisel.control.rows import NewJob
 from orisel.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from orisel.store.backend import ArtifactRef
 from tests.control.jobdb import new_job

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from orisel.api.common.v1 import common_pb2
 from orisel.api.training.v1 import training_pb2
 from orisel.client.jobs import JobClient
-from orisel.control.db import UNREACHABLE_S
+from orisel.control.engine import UNREACHABLE_S
 from orisel.control.job import Job, JobState
 from orisel.rpc.server import RETRY_HEADER
 from orisel.runtime.settings import get_settings

@@ -16,8 +16,9 @@ import threading
 import time
 from typing import Protocol
 
-from orisel.control.db import Due, JobDB
+from orisel.control.db import JobDB
 from orisel.control.job import KINDS, JobState
+from orisel.control.outbox import Due
 from orisel.runtime import metrics
 from orisel.runtime.settings import Settings
 

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, text
 
-from orisel.control.db import make_engine
+from orisel.control.engine import make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 LOCK_ID = 0x0715E1  # an arbitrary advisory-lock number that names "orisel migrations"

@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any
 
-from orisel.control.db import JobDB, NewJob, check_id, open_db
+from orisel.control.db import JobDB, open_db
 from orisel.control.job import KINDS, Job, JobState
+from orisel.control.rows import NewJob, check_id
 from orisel.kernel.errors import InvalidArgument
 from orisel.rpc.server import Registration
 from orisel.runtime.settings import Settings
@@ -174,7 +175,7 @@ class JobVerbs:
             msg = job.to_proto()
             size += msg.ByteSize()
             if size > MAX_PAGE_BYTES and out:
-                from orisel.control.db import encode_token
+                from orisel.control.queries import encode_token
 
                 return out, encode_token(jobs[i - 1])
             out.append(msg)

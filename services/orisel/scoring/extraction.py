@@ -13,8 +13,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from orisel.control.db import JobDB, canonical
+from orisel.control.db import JobDB
 from orisel.control.job import Job, JobState
+from orisel.control.rows import canonical
 from orisel.control.schema import KEY_LEN
 from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec
 from orisel.scoring.spec import TuneSpec

@@ -51,7 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from orisel.control import migrate
-    from orisel.control.db import make_engine
+    from orisel.control.engine import make_engine
 
     url = get_settings().database_url
     if args.db_action == "upgrade":
