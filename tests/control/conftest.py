@@ -10,6 +10,7 @@ import pytest
 
 from orisel.control import migrate
 from orisel.control.db import JobDB
+from tests.control.fakeclock import FakeClock
 from tests.stack import pg_database
 
 
@@ -26,5 +27,19 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def db(url: str) -> Iterator[JobDB]:
     migrate.upgrade(url)
     handle = JobDB(url, max_attempts=3)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked_db(url: str, clock: FakeClock) -> Iterator[JobDB]:
+    """The job database on `clock`: leases lapse when the test advances it."""
+    migrate.upgrade(url)
+    handle = JobDB(url, max_attempts=3, clock=clock)
     yield handle
     handle.close()

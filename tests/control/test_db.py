@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from orisel.control.outbox import Due
 from orisel.control.rows import NewJob
 from orisel.kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from orisel.store.backend import ArtifactRef
+from tests.control.fakeclock import FakeClock
 from tests.control.jobdb import new_job
 
 RACE_ROUNDS = 1000
@@ -132,39 +132,50 @@ def test_cancel_wins_every_race_with_progress(db: JobDB) -> None:
     assert sum(not f for _, f in outcomes) > 0  # the cancel did win some races
 
 
-def test_leases_lapse_and_the_controller_gives_them_back(db: JobDB) -> None:
+def test_leases_lapse_and_the_controller_gives_them_back(
+    clocked_db: JobDB, clock: FakeClock
+) -> None:
+    db = clocked_db
     job_id = new_job(db)
-    assert db.claim(job_id, "w1", lease_s=0.05) is not None
-    assert db.heartbeat(job_id, "w1", 0.05)
-    time.sleep(0.1)
+    assert db.claim(job_id, "w1", lease_s=5) is not None
+    clock.advance(4)
+    assert db.heartbeat(job_id, "w1", 5)  # renewed: 5 s from now
+    clock.advance(4)
+    assert db.reconcile(600, nothing_waiting)["expired"] == 0
+    clock.advance(2)
     counts = db.reconcile(600, nothing_waiting)
     assert counts["expired"] == 1
     job = db.get(job_id)
     assert (job.state, job.retries) == (JobState.RUNNING, 1)
     assert not db.heartbeat(job_id, "w1", 1)  # the lost worker learns it lost the job
     assert not db.progress(job_id, "w1", fraction=0.5)
-    assert db.claim(job_id, "w2", lease_s=0.05) is not None  # another worker takes it
+    assert db.claim(job_id, "w2", lease_s=5) is not None  # another worker takes it
     for _ in range(2):  # two more lapses spend max_attempts = 3
-        time.sleep(0.1)
+        clock.advance(6)
         db.reconcile(600, nothing_waiting)
-        db.claim(job_id, "w3", lease_s=0.05)
+        db.claim(job_id, "w3", lease_s=5)
     job = db.get(job_id)
     assert job.state == JobState.FAILED
     assert "lost its worker 3 times" in job.error
 
 
-def test_a_worker_that_finds_a_lapsed_lease_first_spends_the_same_retry(db: JobDB) -> None:
+def test_a_worker_that_finds_a_lapsed_lease_first_spends_the_same_retry(
+    clocked_db: JobDB, clock: FakeClock
+) -> None:
     """The message sent again after a worker died can be taken before the controller looks:
     the lost worker still costs one retry, and the last one ends the job instead of a claim."""
+    db = clocked_db
     job_id = new_job(db)
-    assert db.claim(job_id, "w1", lease_s=0.05) is not None
+    assert db.claim(job_id, "w1", lease_s=5) is not None
     for retries in (1, 2):
-        time.sleep(0.1)
-        job = db.claim(job_id, f"w{retries + 1}", lease_s=0.05)
+        clock.advance(4)
+        assert db.claim(job_id, "early", lease_s=5) is None  # still held
+        clock.advance(2)
+        job = db.claim(job_id, f"w{retries + 1}", lease_s=5)
         assert job is not None
         assert job.retries == retries
         assert [e.type for e in db.events(job_id)][-2:] == ["lease-expired", "claimed"]
-    time.sleep(0.1)
+    clock.advance(6)
     assert db.claim(job_id, "w4", lease_s=30) is None
     job = db.get(job_id)
     assert (job.state, job.retries) == (JobState.FAILED, 3)
@@ -172,11 +183,14 @@ def test_a_worker_that_finds_a_lapsed_lease_first_spends_the_same_retry(db: JobD
 
 
 @pytest.mark.integration  # many threads against the real database server, many rounds
-def test_the_controller_and_workers_race_for_lapsed_leases_and_count_each_once(db: JobDB) -> None:
+def test_the_controller_and_workers_race_for_lapsed_leases_and_count_each_once(
+    clocked_db: JobDB, clock: FakeClock
+) -> None:
+    db = clocked_db
     ids = [new_job(db) for _ in range(RACE_ROUNDS // 10)]
     for job_id in ids:
-        assert db.claim(job_id, "lost", lease_s=0.01) is not None
-    time.sleep(0.05)
+        assert db.claim(job_id, "lost", lease_s=1) is not None
+    clock.advance(2)
     go = threading.Barrier(5)
 
     def controller() -> None:

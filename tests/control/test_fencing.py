@@ -26,6 +26,7 @@ from orisel.control.lifecycle import JobRun, JobStopped
 from orisel.control.schema import jobs
 from orisel.runtime.settings import Settings
 from orisel.store.backend import ArtifactRef, LocalStore, get_bytes, put_if_absent
+from tests.control.fakeclock import FakeClock
 from tests.control.jobdb import new_job
 from tests.control.proxy import Proxy
 from tests.procs import guarded
@@ -44,13 +45,14 @@ def _attempt(db: JobDB, job_id: str, settings: Settings) -> JobRun:
 
 
 def test_a_stale_attempt_never_writes_after_its_job_changed_hands(
-    db: JobDB, tmp_path: Path
+    clocked_db: JobDB, clock: FakeClock, tmp_path: Path
 ) -> None:
+    db = clocked_db
     store_root = tmp_path / "store"
-    settings = Settings(database_url=db.url, store="local", store_root=store_root, lease_s=0.05)
+    settings = Settings(database_url=db.url, store="local", store_root=store_root, lease_s=5)
     job_id = new_job(db)
     stale = _attempt(db, job_id, settings)  # no heartbeat: a worker paused, or cut off
-    time.sleep(0.1)  # its lease lapses
+    clock.advance(6)  # its lease lapses
     fresh = _attempt(db, job_id, settings.model_copy(update={"lease_s": 60.0}))
     assert fresh.job.attempts == stale.job.attempts + 1
     files = {}
@@ -94,13 +96,16 @@ def test_a_stale_attempt_never_writes_after_its_job_changed_hands(
     assert {e.principal for e in db.events(job_id)[handed_over:]} == {fresh.worker}
 
 
-def test_the_job_changes_hands_only_after_a_write_under_way(db: JobDB, tmp_path: Path) -> None:
+def test_the_job_changes_hands_only_after_a_write_under_way(
+    clocked_db: JobDB, clock: FakeClock, tmp_path: Path
+) -> None:
     """A write begun while the lease held (its token valid) lands before the next claim, not
     after it: the claim waits for it."""
-    settings = Settings(database_url=db.url, store="local", store_root=tmp_path, lease_s=0.05)
+    db = clocked_db
+    settings = Settings(database_url=db.url, store="local", store_root=tmp_path, lease_s=5)
     job_id = new_job(db)
     stale = _attempt(db, job_id, settings)
-    time.sleep(0.1)  # its lease lapses; no other worker has taken the job yet
+    clock.advance(6)  # its lease lapses; no other worker has taken the job yet
     claimed = threading.Event()
     taken: list[JobRun | None] = []
 

@@ -17,7 +17,7 @@ import time
 from typing import Protocol
 
 from orisel.control.db import JobDB
-from orisel.control.job import KINDS, JobState
+from orisel.control.job import KINDS, Job, JobState
 from orisel.control.outbox import Due
 from orisel.runtime import metrics
 from orisel.runtime.settings import Settings
@@ -111,12 +111,21 @@ class Controller:
         """Run a round now (something was just created)."""
         self._wake.set()
 
+    def _created(self, job: Job) -> None:
+        self.kick()
+
     def start(self) -> Controller:
+        """Run rounds in a thread, and one at once whenever this process's JobDB creates a
+        job (a Submit to a front end in this process, or embedded mode's), so its message
+        goes out without waiting for the next round."""
+        self.db.on_created.append(self._created)
         self._thread = threading.Thread(target=self.run_forever, daemon=True, name="controller")
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        if self._created in self.db.on_created:
+            self.db.on_created.remove(self._created)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
