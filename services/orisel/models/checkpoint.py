@@ -35,8 +35,12 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    """Write `ckpt` so that equal contents give equal bytes, whichever worker wrote it.
+
+    Saved through an open file: torch.save given a path names the archive's records after
+    the file (here a random temporary name), so the same state saved twice differed."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        torch.save(ckpt, out)
 
 
 def copy_checkpoint(src: Path, dst: Path) -> None:

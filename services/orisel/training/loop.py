@@ -455,7 +455,10 @@ class Trainer:
             "metrics": metrics,
             "running": vars(self.state.running).copy(),
             "best": self.state.best,
-            "mean_image": torch.from_numpy(self.data.mean),
+            # In C order: the mean's layout follows the images' (C order when freshly
+            # decoded, a transposed view when read from the cache), and torch.save keeps
+            # strides, so workers with and without the cache stored different bytes.
+            "mean_image": torch.from_numpy(self.data.mean).contiguous(),
             "data_sha256": self.data.sha256,
         }
         path = self.run_dir / entry["file"]

@@ -9,6 +9,8 @@ complete.
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -51,28 +53,48 @@ def _data_path(spec: dict[str, Any], store: ArtifactStore, settings: Settings) -
     return settings.data
 
 
+def _attempt_dir(settings: Settings, run: JobRun) -> Path:
+    """This attempt's own folder for the job: work_dir/runs/<job>/<attempt>. Never shared with
+    another attempt, which may be a zombie (cut off from the database, its lease lapsed) that
+    trains on and writes its run folder until it learns it was fenced; folders of other
+    attempts are removed, as all of theirs that counts is in the store."""
+    job_dir = settings.work_dir / "runs" / run.job.id
+    if job_dir.is_dir():
+        for old in job_dir.iterdir():
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    return job_dir / re.sub(r"[^A-Za-z0-9._-]", "_", run.worker)
+
+
 def _restore(store: ArtifactStore, prefix: str, run_dir: Path) -> None:
-    """Bring down what resuming the run stored under `prefix` needs: the latest manifest, the
-    latest checkpoint and the best one (best.pt is a copy of it). Objects are written once, so
-    the manifest of each segment has its own key: manifests/<step>.json."""
+    """Make `run_dir` the run as the store holds it under `prefix`: its newest segment
+    manifest (each segment's has its own key, manifests/<step>.json, as objects are written
+    once), the checkpoint that manifest ends at and the best one (best.pt is a copy of it).
+
+    The store is the only source: whatever the folder held is discarded first. A local run
+    newer than the store's is one whose upload never landed (a fenced attempt's, or this
+    worker's own cut off before its upload), and a segment continued from it would train
+    from a state the store cannot reproduce and end at steps the undisturbed run never
+    stored (one segment's manifest missing, checkpoints that no stored manifest names)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
     refs = {r.key.removeprefix(prefix): r for r in store.list(prefix)}
     manifests = sorted(k for k in refs if k.startswith(SEGMENT_MANIFESTS))
     if not manifests:
         return
-    stored_step = int(Path(manifests[-1]).stem)
-    local = run_dir / MANIFEST
-    local_history = read_manifest(run_dir).get("history", []) if local.is_file() else []
-    # Another worker may have trained later segments: the store's newest manifest wins over
-    # this worker's older copy (a newer local one is this worker's own unfinished upload).
-    if not local_history or local_history[-1]["step"] < stored_step:
-        local.unlink(missing_ok=True)
-        store.get_file(refs[manifests[-1]], local)
-    ckpts = sorted(k for k in refs if k.startswith("checkpoints/"))
-    best = (read_manifest(run_dir).get("best") or {}).get("file")
-    for name in {*ckpts[-1:], *([best] if best in refs else [])}:
-        if not (run_dir / name).is_file():
-            store.get_file(refs[name], run_dir / name)
-    if best in refs and not (run_dir / BEST).is_file():
+    store.get_file(refs[manifests[-1]], run_dir / MANIFEST)
+    manifest = read_manifest(run_dir)
+    # The checkpoint the manifest ends at, not the newest stored: an attempt fenced between
+    # its checkpoints' upload and its manifest's may have stored one past it.
+    history = manifest.get("history") or [{}]
+    best = (manifest.get("best") or {}).get("file")
+    for name in {history[-1].get("file"), best} - {None}:
+        if name not in refs:
+            raise OriselError(f"{prefix}{manifests[-1]} names {name}, which is not stored")
+        store.get_file(refs[name], run_dir / name)
+    if best is not None:
         copy_checkpoint(run_dir / best, run_dir / BEST)
 
 
@@ -99,7 +121,7 @@ def segment(run: JobRun, settings: Settings) -> None:
     store = run.store
     cfg = TrainConfig.model_validate(job.spec["config"])
     ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
-    run_dir = settings.work_dir / "runs" / job.id
+    run_dir = _attempt_dir(settings, run)
     _restore(store, run_prefix(job.id), run_dir)
     trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
     total = cfg.epochs * trainer.steps_per_epoch
@@ -152,13 +174,14 @@ def population(run: JobRun, settings: Settings) -> None:
     base = TrainConfig.model_validate(job.spec["config"])
     ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
     trainers, prefixes = [], []
+    work = _attempt_dir(settings, run)
     for v in job.spec["population"]:
         data = base.data.model_copy(update={"label_corruption": v["label_corruption"]})
         # Populations submitted before the term existed have no alpha per network.
         alpha = v.get("select_reg", base.select_reg)
         cfg = base.model_copy(update={"seed": v["seed"], "data": data, "select_reg": alpha})
         name = run_name(cfg.model, v["label_corruption"], v["seed"], alpha)
-        prefix, run_dir = f"{run_prefix(job.id)}{name}/", settings.work_dir / "runs" / job.id / name
+        prefix, run_dir = f"{run_prefix(job.id)}{name}/", work / name
         _restore(store, prefix, run_dir)
         trainers.append(
             Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
