@@ -79,3 +79,20 @@ def test_exit_codes_are_documented() -> None:
     epilog = build_parser().epilog or ""
     for code in ("2  usage", "3  input", "4  refused", "5  service"):
         assert code in epilog
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--seeds", "-5"], "--seeds"),
+        (["--label-corruptions", "1.5"], "--label-corruptions"),
+        (["--select-regs", "0,101"], "--select-regs"),
+    ],
+)
+def test_a_population_network_out_of_bounds_is_refused_naming_its_flag(
+    flags: list[str], named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused before any data is read: --data names nothing.
+    args = ["train", "--population", "--data", str(tmp_path / "none"), "--out", str(tmp_path)]
+    assert main([*args, *flags]) == 2
+    assert named in capsys.readouterr().err

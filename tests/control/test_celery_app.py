@@ -11,7 +11,7 @@ from orisel.extraction.spec import EXTRACT_TASK
 from orisel.pipeline.spec import ADVANCE_TASK
 from orisel.runtime.settings import Settings
 from orisel.scoring.spec import SCORE_TASK
-from orisel.training.config import POPULATION_TASK, SEGMENT_TASK
+from orisel.training.spec import POPULATION_TASK, SEGMENT_TASK
 
 
 def test_the_worker_app_uses_the_settings_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,7 +135,7 @@ def test_a_job_reads_its_stored_class_map(tmp_path: Path, colours: Path) -> None
 
     from orisel.api.scoring.v1 import scoring_pb2
     from orisel.extraction.inputs import job_images
-    from orisel.extraction.spec import data_ref
+    from orisel.extraction.spec import ExtractJob, ModelRef, data_ref
     from orisel.store.backend import LocalStore
 
     folder = _folder(tmp_path / "images")
@@ -150,11 +150,12 @@ def test_a_job_reads_its_stored_class_map(tmp_path: Path, colours: Path) -> None
     net = orisel.load(model=f"{colours}:Colours", input_size=8, device="cpu")
     msg = scoring_pb2.ScoreSpec()
     msg.data.key = "users/me/images.tar"
-    spec = data_ref(store, msg, "spec")
+    # Every job names its network; job_images reads only the images of it.
+    spec = ExtractJob(model=ModelRef(architecture="colours"), **data_ref(store, msg, "spec"))
     with pytest.raises(InvalidArgument, match="class_map"):
         job_images(spec, net, store, tmp_path / "cache", None)
     msg.class_map.key = "users/me/names"
-    spec = data_ref(store, msg, "spec")
+    spec = ExtractJob(model=ModelRef(architecture="colours"), **data_ref(store, msg, "spec"))
     got = job_images(spec, net, store, tmp_path / "cache", None)
     assert got is not None
     np.testing.assert_array_equal(got.targets, [4, 4, 4, 3, 3, 1, 1, 1, 1])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -77,17 +76,13 @@ def test_bad_fields_are_named(fields: dict[str, object], name: str) -> None:
 def test_request_zeros_mean_defaults_and_errors_name_the_spec_field(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     got = spec_of(pipeline_pb2.SubmitRequest(spec=pipeline_pb2.PaperSpec(epochs=3)), store)
-    assert got["paper"]["epochs"] == 3
-    assert got["paper"]["label_corruptions"] == [0.0, 0.1, 0.2, 0.4]
-    assert got["data"] is None
+    assert got.paper.epochs == 3
+    assert got.paper.label_corruptions == (0.0, 0.1, 0.2, 0.4)
+    assert got.data is None
     bad = pipeline_pb2.SubmitRequest(spec=pipeline_pb2.PaperSpec(label_corruptions=[0.5, 1.5]))
     with pytest.raises(InvalidArgument) as err:
         spec_of(bad, store)
     assert err.value.field == "spec.label_corruptions"
-
-
-def _spec(child: Any) -> Any:
-    return child.spec() if callable(child.spec) else child.spec
 
 
 @pytest.mark.parametrize("population", [1, 4])
@@ -104,8 +99,8 @@ def test_the_study_trains_on_its_own_recipe_as_the_training_service_reads_it(
         select_regs=(-2.0, 2.0),
         select_train_subset=500,
     )
-    children = _train_children(spec, None, population, LocalStore(tmp_path))
-    specs = {c.name: _spec(c) for c in children}
+    children = _train_children(spec, None, population)
+    specs = {c.name: c.spec.row() for c in children}
     if population == 1:
         assert list(specs) == [
             "train/cnn7-c0-s0",
@@ -128,7 +123,7 @@ def test_the_study_trains_on_its_own_recipe_as_the_training_service_reads_it(
     assert (pushed["early_checkpoint_until"], pushed["checkpoint_every_epochs"]) == (0.0, 3)
     # On the paper's recipe the study's checkpoints are the paper's.
     same = spec.model_copy(update={"select_train_subset": None})
-    full = {c.name: _spec(c) for c in _train_children(same, None, 1, LocalStore(tmp_path))}
+    full = {c.name: c.spec.row() for c in _train_children(same, None, 1)}
     assert full["train/cnn7-c0-s0-a2"]["config"]["early_checkpoint_until"] == 2.0
 
 

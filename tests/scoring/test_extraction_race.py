@@ -14,7 +14,8 @@ from orisel.control import migrate
 from orisel.control.db import JobDB
 from orisel.control.job import Job, JobState
 from orisel.scoring.extraction import extraction_spec, shared_extraction
-from orisel.scoring.spec import SCORE_TASK, TuneSpec
+from orisel.scoring.spec import SCORE_TASK, ScoreJob, TuneSpec
+from orisel.store.backend import ArtifactRef
 from tests.stack import pg_database
 
 CKPT = {"bucket": "orisel", "key": "runs/a/best.pt", "sha256": "a" * 64, "size": 1}
@@ -81,11 +82,10 @@ def scoring_before(db: JobDB, extraction: Job) -> Job:
 
 
 def test_the_extraction_measures_what_the_scoring_scores() -> None:
-    spec = extraction_spec(
-        {"checkpoint": CKPT, "test_subset": 50, "tune": TuneSpec(layers=("layer1",)).model_dump()}
-    )
-    assert spec["checkpoint"] == CKPT
-    assert spec["test_subset"] == 50
-    assert spec["images"] is True
-    assert spec["extract"]["layers"] == ["layer1"]
-    assert "permutations" not in spec["extract"]
+    score = {"checkpoint": CKPT, "test_subset": 50, "tune": {"layers": ["layer1"]}}
+    spec = extraction_spec(ScoreJob.model_validate(score))
+    assert spec.checkpoint == ArtifactRef("orisel", "runs/a/best.pt", "a" * 64, 1)
+    assert spec.test_subset == 50
+    assert spec.images is True
+    assert spec.extract.layers == ("layer1",)
+    assert "permutations" not in spec.row()["extract"]

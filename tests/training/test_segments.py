@@ -102,7 +102,7 @@ def settings(tmp_path: Path, python_archive: Path) -> Settings:
 
 def new_job(settings: Settings, store: LocalStore, job_id: str) -> Job:
     request = training_pb2.SubmitRequest(spec=SPEC)
-    return Job(id=job_id, kind="train", state=JobState.RUNNING, spec=spec_of(request, store))
+    return Job(id=job_id, kind="train", state=JobState.RUNNING, spec=spec_of(request, store).row())
 
 
 def run_to_end(settings: Settings, store: LocalStore, job: Job, first: int = 0) -> int:

@@ -216,4 +216,4 @@ def test_a_bad_population_is_refused_naming_the_field(
     spec = _spec(model="resnet18", population=[training_pb2.Variant(seed=1)])
     with pytest.raises(grpc.RpcError) as err:
         stub.Submit(training_pb2.SubmitRequest(spec=spec))
-    assert "spec.model" in (err.value.details() or "")
+    assert "spec.population: must be cnn7 networks" in (err.value.details() or "")

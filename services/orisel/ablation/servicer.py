@@ -1,10 +1,9 @@
-"""AblationService: sweep and invariance specs to validated jobs; the verbs are shared."""
+"""AblationService: sweep and invariance specs to a SweepJob or an InvarianceJob; the verbs are
+shared."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
+from orisel.ablation.spec import AblateSpec, InvarianceJob, InvarianceSpec, SweepJob
 from orisel.api.ablation.v1 import ablation_pb2, ablation_pb2_grpc
 from orisel.extraction.spec import data_ref, network_ref
 from orisel.kernel.errors import InvalidArgument
@@ -17,7 +16,7 @@ from orisel.store.scratch import resolve
 SERVICE_NAME = ablation_pb2.DESCRIPTOR.services_by_name["AblationService"].full_name
 
 
-def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
+def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> SweepJob | InvarianceJob:
     which = request.WhichOneof("spec")
     if which is None:
         raise InvalidArgument("spec", "a sweep or an invariance spec", None)
@@ -27,16 +26,14 @@ def spec_of(request: ablation_pb2.SubmitRequest, store: ArtifactStore) -> dict[s
         raise InvalidArgument(
             f"{where}.test_subset", "0 (all test images) or more", msg.test_subset
         )
-    common = {
-        "task": which,
-        **network_ref(store, msg, where),
-        **data_ref(store, msg, where),
-        "scores": resolve(store, msg, "scores", where).__dict__,
-        "test_subset": msg.test_subset or None,
-    }
+    network = network_ref(store, msg, where) | data_ref(store, msg, where)
+    scores = resolve(store, msg, "scores", where)
+    test_subset = msg.test_subset or None
     if which == "sweep":
-        return {**common, "ablate": from_proto(AblateSpec, msg, where)}
-    return {**common, "invariance": from_proto(InvarianceSpec, msg, where)}
+        ablate = from_proto(AblateSpec, msg, where)
+        return SweepJob(**network, scores=scores, test_subset=test_subset, ablate=ablate)
+    invariance = from_proto(InvarianceSpec, msg, where)
+    return InvarianceJob(**network, scores=scores, test_subset=test_subset, invariance=invariance)
 
 
 def registration(b: Backends) -> Registration:
@@ -47,5 +44,4 @@ def registration(b: Backends) -> Registration:
         SERVICE_NAME,
         "ablation",
         lambda r: spec_of(r, b.store),
-        lambda spec: SWEEP_TASK if spec["task"] == "sweep" else INVARIANCE_TASK,
     )

@@ -1,5 +1,6 @@
-"""What an ablation sweep and a shift-invariance test are asked to do: validated specs that
-front ends check at Submit without importing torch."""
+"""What an ablation sweep and a shift-invariance test are asked to do, and their jobs (a
+sweep's chunks too): validated specs that front ends check at Submit without importing
+torch."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orisel.control.job import JobSpec
+from orisel.extraction.spec import Inputs
 from orisel.kernel.names import MAX_LAYERS, Index, LayerName, Mode, Padding, Point, Seed
 from orisel.kernel.tables import TableFormat
+from orisel.store.backend import ArtifactRef
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
 # registers them.
@@ -107,3 +111,33 @@ class InvarianceSpec(BaseModel):
     include_dead: bool = True  # as AblateSpec.include_dead
     batch_size: int = Field(500, ge=1, le=65_536)
     format: TableFormat = "csv"
+
+
+class SweepJob(Inputs):
+    """Sweep ablations of the network's layers, units ordered by the `scores` table (an
+    `orisel tune` output's units file): one chunk job per (layer, block of images)."""
+
+    TASK = SWEEP_TASK
+
+    task: Literal["sweep"] = "sweep"
+    scores: ArtifactRef
+    ablate: AblateSpec = AblateSpec()
+
+
+class ChunkJob(JobSpec):
+    """One layer of its parent sweep on the images [block[0], block[1])."""
+
+    TASK = CHUNK_TASK
+
+    layer: LayerName
+    block: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+
+
+class InvarianceJob(Inputs):
+    """Test the network's shift-invariance with units ablated by the `scores` table."""
+
+    TASK = INVARIANCE_TASK
+
+    task: Literal["invariance"] = "invariance"
+    scores: ArtifactRef
+    invariance: InvarianceSpec = InvarianceSpec()

@@ -28,7 +28,15 @@ from typing import Any, cast
 import numpy as np
 
 from orisel.ablation.scores import UnitScores
-from orisel.ablation.spec import CHUNK_TASK, INVARIANCE_TASK, SWEEP_TASK, AblateSpec, InvarianceSpec
+from orisel.ablation.spec import (
+    CHUNK_TASK,
+    INVARIANCE_TASK,
+    SWEEP_TASK,
+    AblateSpec,
+    ChunkJob,
+    InvarianceJob,
+    SweepJob,
+)
 from orisel.ablation.sweep import (
     Chunk,
     Swept,
@@ -48,16 +56,18 @@ from orisel.kernel.errors import OriselError
 from orisel.kernel.provenance import environment
 from orisel.runtime.settings import Settings
 from orisel.science.ablation import RawSweep
-from orisel.store.backend import ArtifactRef, ArtifactStore, get_bytes, put_if_absent
+from orisel.store.backend import ArtifactStore, get_bytes, put_if_absent
 from orisel.store.scratch import fetch, upload_dir
 
 
-def _inputs(job: Job, store: ArtifactStore, settings: Settings) -> tuple[Network, Path, Any, Any]:
+def _inputs(
+    spec: SweepJob | InvarianceJob, store: ArtifactStore, settings: Settings
+) -> tuple[Network, Path, Any, Any]:
     """The network, the folder holding the scores table, and the evaluation images."""
     cache = settings.work_dir / "artifacts"
-    net = job_network(job.spec, store, cache)
-    scores = fetch(store, ArtifactRef(**job.spec["scores"]), cache)
-    got = job_images(job.spec, net, store, cache, settings.data, settings.cache_dir)
+    net = job_network(spec, store, cache)
+    scores = fetch(store, spec.scores, cache)
+    got = job_images(spec, net, store, cache, settings.data, settings.cache_dir)
     if got is None:
         raise OriselError(
             "no evaluation images: the job names no data and ORISEL_DATA is not set on the worker"
@@ -74,11 +84,11 @@ def _sweep_inputs(
     job: Job, store: ArtifactStore, settings: Settings
 ) -> tuple[Network, UnitScores, Any, Any]:
     if job.id not in _SWEEP_CACHE:
-        net, scores_dir, images, labels = _inputs(job, store, settings)
-        spec = AblateSpec.model_validate(job.spec["ablate"])
+        spec = SweepJob.of(job)
+        net, scores_dir, images, labels = _inputs(spec, store, settings)
         x, y = evaluation_tensors(net, images, labels)
         _SWEEP_CACHE.clear()  # one sweep's tensors at a time
-        _SWEEP_CACHE[job.id] = (net, UnitScores(scores_dir, spec.stimulus), x, y)
+        _SWEEP_CACHE[job.id] = (net, UnitScores(scores_dir, spec.ablate.stimulus), x, y)
     return _SWEEP_CACHE[job.id]
 
 
@@ -144,18 +154,19 @@ def _load(data: bytes) -> dict[str, RawSweep]:
 @job_task(SWEEP_TASK)
 def sweep(run: JobRun, settings: Settings) -> None:
     job = run.job
-    spec = AblateSpec.model_validate(job.spec["ablate"])
+    sweep_job = SweepJob.of(job)
+    spec = sweep_job.ablate
     store = run.store
     parts = blocks(spec, image_count(job, store, settings))
     made = children_of(run)
     wanted = [
-        Child(f"chunk/{layer}/{a}-{b}", "ablation", {"layer": layer, "block": [a, b]}, CHUNK_TASK)
+        Child(f"chunk/{layer}/{a}-{b}", "ablation", ChunkJob(layer=layer, block=(a, b)))
         for layer in spec.layers
         for a, b in parts
     ]
     got = ensure_children(run, wanted, made)
     if bad := next((c for c in got if c.state in (JobState.FAILED, JobState.CANCELLED)), None):
-        run.fail(f"chunk {bad.spec['layer']} {bad.state.name.lower()}: {bad.error}")
+        run.fail(f"chunk {ChunkJob.of(bad).layer} {bad.state.name.lower()}: {bad.error}")
         return
     done = sum(c.state == JobState.SUCCEEDED for c in got)
     if done < len(got):
@@ -174,8 +185,10 @@ def sweep(run: JobRun, settings: Settings) -> None:
         record = {
             "network": network_record(net),
             "environment": environment(net.device),
-            "inputs": {k: job.spec.get(k) for k in ("checkpoint", "model", "data", "scores")},
-            "test_images": job.spec.get("test_subset"),
+            "inputs": sweep_job.model_dump(
+                mode="json", include={"checkpoint", "model", "data", "scores"}
+            ),
+            "test_images": sweep_job.test_subset,
             "tasks": len(got),
             "job": job.id,
         }
@@ -187,14 +200,14 @@ def sweep(run: JobRun, settings: Settings) -> None:
 
 @job_task(CHUNK_TASK)
 def chunk_task(run: JobRun, settings: Settings) -> None:
-    layer = run.job.spec["layer"]
-    a, b = run.job.spec["block"]
+    chunk = ChunkJob.of(run.job)
+    layer, (a, b) = chunk.layer, chunk.block
     parent = run.db.get(run.job.parent_id)
     store = run.store
     key = chunk_key(parent, layer, (a, b))
     if not store.exists(key):  # else computed by a worker that died before recording it
         net, scores, x, y = _sweep_inputs(parent, store, settings)
-        spec = AblateSpec.model_validate(parent.spec["ablate"])
+        spec = SweepJob.of(parent).ablate
         try:
             raw = run_block(net, spec, scores, layer_chunks(spec, layer), x, y, slice(a, b))
         except OriselError as exc:
@@ -208,8 +221,9 @@ def chunk_task(run: JobRun, settings: Settings) -> None:
 
 
 def _invariance(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
-    net, scores_dir, images, labels = _inputs(job, store, settings)
-    spec = InvarianceSpec.model_validate(job.spec["invariance"])
+    asked = InvarianceJob.of(job)
+    net, scores_dir, images, labels = _inputs(asked, store, settings)
+    spec = asked.invariance
     units = UnitScores(scores_dir, spec.stimulus)
     invariance(net, spec, units, images, out, {"job": job.id}, labels)
 

@@ -8,6 +8,7 @@ services validate); split by command they would share every helper below."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -32,6 +33,7 @@ from orisel.kernel.errors import (
 from orisel.kernel.provenance import sha256_file
 from orisel.runtime.settings import get_settings
 from orisel.training.config import run_name
+from orisel.training.spec import Member
 
 log = logging.getLogger("orisel")
 
@@ -85,10 +87,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_given = {
         k: v for k, v in vars(args).items() if k in SplitSpec.model_fields and v is not None
     }
-    try:
-        cfg = TrainConfig.model_validate({**given, "data": data_given})
-    except ValidationError as exc:
-        raise OriselError(validation_message(exc)) from exc
+
+    def config(split: dict[str, Any]) -> TrainConfig:
+        try:
+            return TrainConfig.model_validate({**given, "data": split})
+        except ValidationError as exc:
+            raise OriselError(validation_message(exc)) from exc
+
+    cfg = config(data_given)
     if args.select_regs and not args.population:
         raise InvalidArgument("--select-regs", "given with --population (else --select-reg)", None)
     if args.max_steps is not None and args.max_steps < 1:
@@ -106,13 +112,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and (run_dir / "manifest.json").is_file():
         stored = json.loads((run_dir / "manifest.json").read_text())
         # The stored split decides which data the run uses; flags may only confirm it.
-        spec = SplitSpec.model_validate({**stored["config"]["data"], **data_given})
-        cfg = cfg.model_copy(update={"data": spec})
+        cfg = config({**stored["config"]["data"], **data_given})
+    members = _members(args, cfg) if args.population else []
     source = _data_path(args)
     ds = load_cifar10(source, args.cache_dir or settings.cache_dir)
     explicit = set(given) | ({"data"} if data_given else set())
-    if args.population:
-        return _train_population(args, cfg, ds, source, explicit)
+    if members:
+        return _train_population(args, cfg, members, ds, source, explicit)
     data = prepare(ds, cfg.data)
     trainer = Trainer.open(
         cfg,
@@ -144,7 +150,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_population(
-    args: argparse.Namespace, cfg: Any, ds: Any, source: Path, explicit: set[str]
+    args: argparse.Namespace,
+    cfg: Any,
+    members: list[Member],
+    ds: Any,
+    source: Path,
+    explicit: set[str],
 ) -> int:
     """Every (label corruption, seed) of the grid trained as one stacked model; each network
     in its own run folder under --out, named as the pipeline names them."""
@@ -152,33 +163,24 @@ def _train_population(
     from orisel.training.loop import Trainer
     from orisel.training.population import PopulationTrainer
 
-    corruptions = [float(c) for c in args.label_corruptions or [cfg.data.label_corruption]]
-    seeds = [int(x) for x in args.seeds or [cfg.seed]]
-    alphas = [_alpha(cfg, a) for a in args.select_regs or [cfg.select_reg]]
     root = Path(args.out or get_settings().runs_dir)
     trainers = []
-    for c in corruptions:
-        data = prepare(ds, cfg.data.model_copy(update={"label_corruption": c}))
-        for seed in seeds:
-            for alpha in alphas:
-                one = cfg.model_copy(
-                    update={
-                        "seed": seed,
-                        "data": cfg.data.model_copy(update={"label_corruption": c}),
-                        "select_reg": alpha,
-                    }
-                )
-                trainers.append(
-                    Trainer.open(
-                        one,
-                        data,
-                        root / run_name(cfg.model, c, seed, alpha),
-                        resume=args.resume,
-                        explicit=explicit | {"seed", "select_reg"},
-                        data_source=str(source),
-                        progress=False,
-                    )
-                )
+    prepared: dict[float, Any] = {}  # one split per corruption, shared by its networks
+    for member in members:
+        one = member.config(cfg)
+        if member.label_corruption not in prepared:
+            prepared[member.label_corruption] = prepare(ds, one.data)
+        trainers.append(
+            Trainer.open(
+                one,
+                prepared[member.label_corruption],
+                root / member.name(cfg.model),
+                resume=args.resume,
+                explicit=explicit | {"seed", "select_reg"},
+                data_source=str(source),
+                progress=False,
+            )
+        )
     summaries = PopulationTrainer(trainers, progress=not args.quiet).run(max_steps=args.max_steps)
     lines = [
         f"population of {len(trainers)} networks in {root}: "
@@ -195,12 +197,31 @@ def _train_population(
     return 0
 
 
-def _alpha(cfg: Any, text: object) -> float:
-    """One --select-regs value, bounded as --select-reg is."""
-    try:
-        return float(type(cfg).model_validate({"select_reg": text}).select_reg)
-    except ValidationError as exc:
-        raise InvalidArgument("--select-regs", validation_message(exc), text) from exc
+# The flag that gives each field of a population's networks.
+MEMBER_FLAGS = {
+    "seed": "--seeds",
+    "label_corruption": "--label-corruptions",
+    "select_reg": "--select-regs",
+}
+
+
+def _members(args: argparse.Namespace, cfg: Any) -> list[Member]:
+    """The grid --label-corruptions x --seeds x --select-regs, each network validated as the
+    training service validates a population's; an error names the flag."""
+    grid = itertools.product(
+        args.label_corruptions or [cfg.data.label_corruption],
+        args.seeds or [cfg.seed],
+        args.select_regs or [cfg.select_reg],
+    )
+    out = []
+    for c, seed, alpha in grid:
+        try:
+            out.append(Member(seed=seed, label_corruption=c, select_reg=alpha))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            flag = MEMBER_FLAGS[str(err["loc"][0])]
+            raise InvalidArgument(flag, err["msg"].lower(), err.get("input")) from exc
+    return out
 
 
 def _output(text: str | None) -> str | int | None:

@@ -1,12 +1,22 @@
-"""A job as every layer sees it: an immutable snapshot of one row of the job database."""
+"""A job as every layer sees it: an immutable snapshot of one row of the job database, and
+the typed spec its row holds."""
 
 from __future__ import annotations
 
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Self
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
+
+from orisel.kernel.errors import FailedPrecondition
 from orisel.store.backend import ArtifactRef
 
 KINDS = ("training", "extraction", "scoring", "ablation", "pipeline")
@@ -119,3 +129,50 @@ class Job:
             attempts=self.attempts,
             seq=self.version,
         )
+
+
+class JobSpec(BaseModel):
+    """What a job of one kind is asked to do, as its row holds it: each capability's spec.py
+    declares one per kind with the task that runs it; the servicer (or a parent job) builds
+    it, the row stores `row()`, and the task reads it back with `of(job)`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TASK: ClassVar[str]
+    # Fields a row holds only when they are set, as rows were written before specs were
+    # typed: a reused idempotency key is compared with the row's bytes (spec_sha256), so the
+    # same request must still write the same JSON.
+    SPARSE: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def task_name(self) -> str:
+        """The Celery task that runs this job."""
+        return self.TASK
+
+    def sparse(self) -> frozenset[str]:
+        """The fields left out of the row when they are None."""
+        return self.SPARSE
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        drop = self.sparse()
+        return {k: v for k, v in out.items() if v is not None or k not in drop}
+
+    def row(self) -> dict[str, Any]:
+        """The spec as the job's row stores it (JSON)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def of(cls, job: Job) -> Self:
+        """`job`'s spec read as this kind's; a row it cannot read fails the job, naming the
+        field."""
+        try:
+            return cls.model_validate(job.spec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ".".join(["spec", *(str(p) for p in err["loc"])])
+            why = err["msg"].removeprefix("Value error, ").lower()
+            raise FailedPrecondition(
+                f"job {job.id}: its spec is no {cls.__name__}: {name}: {why}"
+            ) from exc

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from orisel.control.db import JobDB
-from orisel.control.job import Job, JobState
+from orisel.control.job import Job, JobSpec, JobState
 from orisel.kernel.errors import FULL, OriselError, ResourceExhausted, Unavailable
 from orisel.runtime.settings import Settings
 from orisel.store.backend import ArtifactRef, ArtifactStore, Publisher
@@ -351,10 +351,7 @@ class Child:
 
     name: str  # e.g. "train/cnn7-c0-s0", "chunk/layer1"
     kind: str
-    # The job's spec, or how to make it: called only when the child is created (a pipeline's
-    # children are validated and their inputs looked up in the store once, not every run).
-    spec: dict[str, Any] | Callable[[], dict[str, Any]]
-    task: str
+    spec: JobSpec  # which names the task that runs it
 
 
 def children_of(run: JobRun) -> dict[str, Job]:
@@ -373,8 +370,8 @@ def ensure_children(run: JobRun, wanted: Sequence[Child], made: dict[str, Job]) 
             run.check()
             made[c.name], _ = run.db.create(
                 c.kind,
-                c.spec() if callable(c.spec) else c.spec,
-                task=c.task,
+                c.spec.row(),
+                task=c.spec.task_name,
                 queue=c.kind,
                 owner=run.job.owner,
                 idempotency_key=f"{run.job.id}/{c.name}",

@@ -5,18 +5,17 @@ the worker's content-addressed cache, so no request field names a path)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from orisel.data.classes import ClassMap, match_classes, read_class_map
 from orisel.extraction.network import Network, load_network
+from orisel.extraction.spec import Inputs
 from orisel.kernel.errors import FailedPrecondition
-from orisel.store.backend import ArtifactRef, ArtifactStore
+from orisel.store.backend import ArtifactStore
 from orisel.store.scratch import fetch
 
 log = logging.getLogger(__name__)
@@ -111,32 +110,34 @@ def labelled_images(
     return Labelled(ds.test_images[keep], labels, len(ds.classes), ds.sha256, labels)
 
 
-def job_network(spec: Mapping[str, Any], store: ArtifactStore, cache: Path) -> Network:
+def job_network(spec: Inputs, store: ArtifactStore, cache: Path) -> Network:
     """The network a job's spec names: an orisel checkpoint, a torchvision architecture (with
     stored weights or random ones) or a torch.export program."""
-    if spec.get("checkpoint"):
-        return load_network(fetch(store, ArtifactRef(**spec["checkpoint"]), cache), device="auto")
-    model = spec["model"]
-    if model.get("program"):
+    if spec.checkpoint is not None:
+        return load_network(fetch(store, spec.checkpoint, cache), device="auto")
+    model = spec.model
+    if model is None:
+        raise FailedPrecondition("the job names no network")
+    if model.program is not None:
         from orisel.models.registry import exported_model
 
-        ref = ArtifactRef(**model["program"])
-        module, exported_size = exported_model(fetch(store, ref, cache), model.get("input_size"))
-        size = model.get("input_size") or exported_size or 224
+        ref = model.program
+        module, exported_size = exported_model(fetch(store, ref, cache), model.input_size)
+        size = model.input_size or exported_size or 224
         return Network.from_module(module, size, name=ref.key, device="auto")
-    weights = fetch(store, ArtifactRef(**model["weights"]), cache) if model.get("weights") else None
+    weights = fetch(store, model.weights, cache) if model.weights is not None else None
     return load_network(
         None,
-        model["architecture"],
+        model.architecture,
         str(weights) if weights is not None else None,
         "auto",
         False,
-        model.get("input_size"),
+        model.input_size,
     )
 
 
 def job_images(
-    spec: Mapping[str, Any],
+    spec: Inputs,
     net: Network,
     store: ArtifactStore,
     cache: Path,
@@ -144,10 +145,8 @@ def job_images(
     cache_dir: Path | None = None,
 ) -> Labelled | None:
     """The labelled images a job's spec names, else the worker's configured data set."""
-    source = fetch(store, ArtifactRef(**spec["data"]), cache) if spec.get("data") else fallback
+    source = fetch(store, spec.data, cache) if spec.data is not None else fallback
     if source is None:
         return None
-    class_map = (
-        fetch(store, ArtifactRef(**spec["class_map"]), cache) if spec.get("class_map") else None
-    )
-    return labelled_images(net, source, spec.get("test_subset"), cache_dir, class_map)
+    class_map = fetch(store, spec.class_map, cache) if spec.class_map is not None else None
+    return labelled_images(net, source, spec.test_subset, cache_dir, class_map)

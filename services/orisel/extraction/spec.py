@@ -1,16 +1,18 @@
 """Which network, which stimuli, which layers and how responses are reduced: the extraction
-spec and the network reference, light enough for front ends (no torch)."""
+spec, the network and images a job reads, and the extraction job, light enough for front
+ends (no torch)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orisel.control.job import JobSpec
 from orisel.kernel.errors import InvalidArgument
 from orisel.kernel.names import MAX_LAYERS, LayerName, Reduction, Tokens
-from orisel.store.backend import ArtifactStore
+from orisel.store.backend import ArtifactRef, ArtifactStore
 from orisel.store.scratch import resolve
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
@@ -52,7 +54,63 @@ ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MIN_INPUT, MAX_INPUT = 16, 1024
 
 
-def network_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
+class ModelRef(BaseModel):
+    """A network that is not an orisel checkpoint: a torchvision `architecture` (with stored
+    `weights`, else random ones) or a torch.export or TorchScript `program`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: str | None = Field(None, pattern=f"^{ARCHITECTURE.pattern}$")
+    weights: ArtifactRef | None = None
+    program: ArtifactRef | None = None
+    input_size: int | None = Field(None, ge=MIN_INPUT, le=MAX_INPUT)
+
+    @model_validator(mode="after")
+    def _one_network(self) -> ModelRef:
+        if (self.architecture is None) == (self.program is None):
+            raise ValueError("a torchvision architecture or a program, exactly one")
+        if self.weights is not None and self.architecture is None:
+            raise ValueError("weights for an architecture, not a program")
+        return self
+
+
+class Inputs(JobSpec):
+    """The network a job reads (an orisel `checkpoint` or a `model`) and its labelled images:
+    `data` (the worker's data set when None), an image folder's `class_map`, `test_subset`
+    images of them (None: all)."""
+
+    SPARSE = frozenset({"checkpoint", "model", "data", "class_map"})
+
+    checkpoint: ArtifactRef | None = None
+    model: ModelRef | None = None
+    data: ArtifactRef | None = None
+    class_map: ArtifactRef | None = None
+    test_subset: int | None = Field(None, ge=1)
+
+    def needs_network(self) -> bool:
+        """Whether this job reads a network (one that reads stored activations does not)."""
+        return True
+
+    @model_validator(mode="after")
+    def _one_network(self) -> Inputs:
+        named = (self.checkpoint is not None) + (self.model is not None)
+        if named != (1 if self.needs_network() else 0):
+            wanted = "exactly one" if self.needs_network() else "neither, with activations"
+            raise ValueError(f"an orisel checkpoint or a model: {wanted}")
+        return self
+
+
+class ExtractJob(Inputs):
+    """Measure the responses `extract` asks for of the network, and of its test images where
+    `images` (else stimuli only)."""
+
+    TASK = EXTRACT_TASK
+
+    images: bool = False
+    extract: ExtractSpec = ExtractSpec()
+
+
+def network_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, ArtifactRef | ModelRef]:
     """The network a request names, checked at the edge: an orisel `checkpoint`, or a `model`
     (a torchvision architecture with optional weights, or a torch.export or TorchScript
     program), each reference resolved in the store. Weights and programs are data: no request
@@ -63,7 +121,7 @@ def network_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
             f"{where}.checkpoint", "an orisel checkpoint or a model, exactly one", None
         )
     if has_ckpt:
-        return {"checkpoint": resolve(store, msg, "checkpoint", where).__dict__}
+        return {"checkpoint": resolve(store, msg, "checkpoint", where)}
     model, at = msg.model, f"{where}.model"
     if bool(model.architecture) == model.HasField("program"):
         raise InvalidArgument(
@@ -80,24 +138,20 @@ def network_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
             f"{at}.input_size", f"0 (default) or {MIN_INPUT}..{MAX_INPUT} pixels", model.input_size
         )
     return {
-        "model": {
-            "architecture": model.architecture or None,
-            "weights": resolve(store, model, "weights", at).__dict__
-            if model.HasField("weights")
-            else None,
-            "program": resolve(store, model, "program", at).__dict__
-            if model.HasField("program")
-            else None,
-            "input_size": model.input_size or None,
-        }
+        "model": ModelRef(
+            architecture=model.architecture or None,
+            weights=resolve(store, model, "weights", at) if model.HasField("weights") else None,
+            program=resolve(store, model, "program", at) if model.HasField("program") else None,
+            input_size=model.input_size or None,
+        )
     }
 
 
-def data_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
+def data_ref(store: ArtifactStore, msg: Any, where: str) -> dict[str, ArtifactRef]:
     """The labelled images a request names, if any (else the worker's configured data set),
     and the class map that matches an image folder's classes to the network's outputs."""
     return {
-        name: resolve(store, msg, name, where).__dict__
+        name: resolve(store, msg, name, where)
         for name in ("data", "class_map")
         if name in msg.DESCRIPTOR.fields_by_name and msg.HasField(name)
     }

@@ -11,7 +11,7 @@ from orisel.control.celery_app import job_task
 from orisel.control.lifecycle import JobRun
 from orisel.extraction.activations import measure, store_prefix, write
 from orisel.extraction.inputs import job_images, job_network
-from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec
+from orisel.extraction.spec import EXTRACT_TASK, ExtractJob
 from orisel.runtime.settings import Settings
 from orisel.store.backend import put_if_absent
 
@@ -21,14 +21,17 @@ def extract_task(run: JobRun, settings: Settings) -> None:
     job, store = run.job, run.store
     cache = settings.work_dir / "artifacts"
     run.progress(phase="responses", fraction=0.0)
-    net = job_network(job.spec, store, cache)
+    spec = ExtractJob.of(job)
+    net = job_network(spec, store, cache)
     got = (
-        job_images(job.spec, net, store, cache, settings.data, settings.cache_dir)
-        if job.spec.get("images")
+        job_images(spec, net, store, cache, settings.data, settings.cache_dir)
+        if spec.images
         else None
     )
-    spec = ExtractSpec.model_validate(job.spec["extract"])
-    acts = measure(net, spec, got.images, got.labels, got.n_classes) if got else measure(net, spec)
+    asked = spec.extract
+    acts = (
+        measure(net, asked, got.images, got.labels, got.n_classes) if got else measure(net, asked)
+    )
     run.check()
     prefix = store_prefix(job.owner, acts.key)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,5 @@
-"""The paper's pipeline as a spec: which networks to train and how to analyse them."""
+"""The paper's pipeline as a spec and as a job: which networks to train and how to analyse
+them, on which images."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orisel.control.job import JobSpec
 from orisel.data.prepare import MAX_IMAGES
 from orisel.kernel.names import MAX_SEED
+from orisel.store.backend import ArtifactRef
 from orisel.training.config import MAX_SELECT_REG, run_name
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
@@ -142,3 +145,13 @@ class PaperSpec(BaseModel):
         the alphas are compared among themselves."""
         epochs = self.select_epochs or self.epochs
         return epochs, self.select_train_subset or self.train_subset
+
+
+class PaperJob(JobSpec):
+    """The paper's pipeline on `data`, the images every child trains and is scored on (the
+    workers' data set when None)."""
+
+    TASK = ADVANCE_TASK
+
+    paper: PaperSpec = PaperSpec()
+    data: ArtifactRef | None = None

@@ -20,31 +20,23 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orisel.ablation import servicer as ablation_servicer
-from orisel.ablation.spec import INVARIANCE_TASK, SWEEP_TASK
-from orisel.api.ablation.v1 import ablation_pb2
-from orisel.api.common.v1 import common_pb2
-from orisel.api.extraction.v1 import extraction_pb2
-from orisel.api.scoring.v1 import scoring_pb2
-from orisel.api.training.v1 import training_pb2
+from orisel.ablation.spec import AblateSpec, InvarianceJob, InvarianceSpec, SweepJob
 from orisel.control.celery_app import job_task
 from orisel.control.job import Job, JobState
 from orisel.control.lifecycle import Child, JobRun, children_of, ensure_children
-from orisel.extraction import servicer as extraction_servicer
-from orisel.extraction.spec import EXTRACT_TASK
+from orisel.extraction.spec import ExtractJob, ExtractSpec
 from orisel.kernel.errors import OriselError
-from orisel.pipeline.spec import ADVANCE_TASK, PaperSpec, Variant
+from orisel.pipeline.spec import ADVANCE_TASK, PaperJob, PaperSpec, Variant
 from orisel.runtime.settings import Settings
-from orisel.scoring import servicer as scoring_servicer
-from orisel.scoring.spec import SCORE_TASK
+from orisel.scoring.extraction import activations_of
+from orisel.scoring.spec import ScoreJob, TuneSpec
 from orisel.store.backend import ArtifactRef, ArtifactStore
 from orisel.store.scratch import upload_dir
-from orisel.training import servicer as training_servicer
-from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, run_name
+from orisel.training.config import TrainConfig
+from orisel.training.spec import Member, TrainJob
 
 # What the selectivity study's networks are scored on.
 STUDY_STIMULI = ("gratings",)
@@ -58,63 +50,47 @@ STAGES = (
 )
 
 
-def _ref(ref: ArtifactRef | dict[str, Any]) -> common_pb2.ArtifactRef:
-    return (ref if isinstance(ref, ArtifactRef) else ArtifactRef(**ref)).to_proto()
-
-
-def _train_children(
-    spec: PaperSpec, data: dict[str, Any] | None, population: int, store: ArtifactStore
-) -> list[Child]:
+def _train_children(spec: PaperSpec, data: ArtifactRef | None, population: int) -> list[Child]:
     """One training job per network, or with `population` > 1 the networks in stacks of that
-    many, each stack one population job (one model on one device). Each is the TrainSpec a
-    client would submit, validated by the training service's own reading of it."""
+    many, each stack one population job (one model on one device)."""
 
-    def job_spec(variants: list[Variant], stacked: bool) -> Callable[[], dict[str, Any]]:
+    def job(variants: list[Variant], stacked: bool) -> TrainJob:
         study = bool(variants[0].select_reg)
         epochs, subset = spec.study_recipe() if study else (spec.epochs, spec.train_subset)
-        msg = training_pb2.TrainSpec(
-            epochs=epochs,
-            train_subset=subset or 0,
-            val_size=spec.val_size or 0,
-            # the same test images for training curves and analyses
-            test_subset=spec.test_subset or 0,
-            epochs_per_segment=spec.segment_epochs or 0,
-            data=_ref(data) if data else None,
-        )
+        # the same test images for training curves and analyses
+        split = {"train_subset": subset, "val_size": spec.val_size, "test_subset": spec.test_subset}
+        config: dict[str, Any] = {
+            "epochs": epochs,
+            "data": {k: v for k, v in split.items() if v is not None},
+        }
         if study and (epochs, subset) != (spec.epochs, spec.train_subset):
             # A short study is compared within itself: what it analyses is its networks'
             # end, so only the first and last checkpoints are evaluated and written.
-            msg.early_checkpoint_until = 0
-            msg.checkpoint_every_epochs = epochs
-        if stacked:
-            msg.population.extend(
-                training_pb2.Variant(
-                    seed=v.seed, label_corruption=v.corruption, select_reg=v.select_reg
-                )
-                for v in variants
-            )
-        else:
-            (v,) = variants
-            msg.seed, msg.label_corruption = v.seed, v.corruption
-            msg.select_reg = v.select_reg
-        return lambda: training_servicer.spec_from_proto(msg, store)
+            config |= {"early_checkpoint_until": 0, "checkpoint_every_epochs": epochs}
+        base = TrainConfig.model_validate(config)
+        members = [
+            Member(seed=v.seed, label_corruption=v.corruption, select_reg=v.select_reg)
+            for v in variants
+        ]
+        return TrainJob(
+            config=base if stacked else members[0].config(base),
+            population=members if stacked else None,
+            data=data,
+            segment_epochs=spec.segment_epochs,
+        )
 
     out = []
     plain = [v for v in spec.variants() if not v.select_reg]
     # The study's networks stack apart: their recipe may differ from the others'.
     for prefix, variants in (("stack", plain), ("study", spec.regularized())):
         if population <= 1:
-            out += [
-                Child(f"train/{v.name}", "training", job_spec([v], False), SEGMENT_TASK)
-                for v in variants
-            ]
+            out += [Child(f"train/{v.name}", "training", job([v], False)) for v in variants]
             continue
         out += [
             Child(
                 f"train/{prefix}{i // population}",
                 "training",
-                job_spec(variants[i : i + population], True),
-                POPULATION_TASK,
+                job(variants[i : i + population], True),
             )
             for i in range(0, len(variants), population)
         ]
@@ -127,11 +103,11 @@ def _runs(made: dict[str, Job]) -> dict[str, tuple[Job, str]]:
     for name, job in made.items():
         if not name.startswith("train/"):
             continue
-        for v in job.spec.get("population") or []:
-            model = job.spec["config"]["model"]
-            variant = run_name(model, v["label_corruption"], v["seed"], v.get("select_reg", 0.0))
-            out[variant] = (job, f"runs/{job.id}/{variant}/")
-        if not job.spec.get("population"):
+        train = TrainJob.of(job)
+        if train.population:
+            for variant, _ in train.networks():
+                out[variant] = (job, f"runs/{job.id}/{variant}/")
+        else:
             out[name.removeprefix("train/")] = (job, f"runs/{job.id}/")
     return out
 
@@ -165,30 +141,24 @@ def _extract_children(
     spec: PaperSpec,
     trained: dict[str, tuple[Job, str]],
     store: ArtifactStore,
-    data: dict[str, Any] | None,
+    data: ArtifactRef | None,
 ) -> list[Child]:
-    """An ExtractSpec per network to score, with the test images' responses (class
-    selectivity; the worker's data set where the pipeline names none, as scoring read them),
-    as a client would submit it, read by the extraction service's own spec_of."""
+    """An extraction per network to score, with the test images' responses (class
+    selectivity; the worker's data set where the pipeline names none, as scoring read them)."""
 
     study = {f"score/{v.name}" for v in spec.regularized()}
 
     def child(name: str, ref: ArtifactRef) -> Child:
-        msg = extraction_pb2.ExtractSpec(
-            checkpoint=_ref(ref),
-            test_subset=spec.test_subset or 0,
-            data=_ref(data) if data else None,
-            # The study needs its networks' grating tuning only (C7's manipulation).
-            stimuli=STUDY_STIMULI if name in study else (),
+        # The study needs its networks' grating tuning only (C7's manipulation).
+        asked = ExtractSpec(stimuli=STUDY_STIMULI) if name in study else ExtractSpec()
+        job = ExtractJob(
+            checkpoint=ref,
+            data=data,
+            test_subset=spec.test_subset,
+            images=name not in study,
+            extract=asked,
         )
-        request = extraction_pb2.SubmitRequest(spec=msg)
-        images = {"images": name not in study}
-        return Child(
-            f"extract/{name}",
-            "extraction",
-            lambda: extraction_servicer.spec_of(request, store) | images,
-            EXTRACT_TASK,
-        )
+        return Child(f"extract/{name}", "extraction", job)
 
     return [child(name, ref) for name, ref in _scored(spec, trained, store)]
 
@@ -199,20 +169,16 @@ def _score_children(
     store: ArtifactStore,
     made: dict[str, Job],
 ) -> list[Child]:
-    """A ScoreSpec per network on its extraction's activations, as a client would submit
-    it, read by the scoring service's own spec_of."""
+    """A scoring of each network on its extraction's activations."""
 
     study = {f"score/{v.name}" for v in spec.regularized()}
 
     def child(name: str) -> Child:
-        activations = _output(made[f"extract/{name}"], "/summary.json")
-        msg = scoring_pb2.ScoreSpec(
-            activations=_ref(activations),
-            permutations=spec.permutations,
-            stimuli=STUDY_STIMULI if name in study else (),
-        )
-        request = scoring_pb2.SubmitRequest(spec=msg)
-        return Child(name, "scoring", lambda: scoring_servicer.spec_of(request, store), SCORE_TASK)
+        tune = TuneSpec(permutations=spec.permutations)
+        if name in study:
+            tune = TuneSpec(permutations=spec.permutations, stimuli=STUDY_STIMULI)
+        activations = activations_of(made[f"extract/{name}"])
+        return Child(name, "scoring", ScoreJob(activations=activations, tune=tune))
 
     return [child(name) for name, _ in _scored(spec, trained, store)]
 
@@ -221,42 +187,33 @@ def _analysis_children(
     spec: PaperSpec,
     trained: dict[str, tuple[Job, str]],
     scored: dict[str, Job],
-    store: ArtifactStore,
-    data: dict[str, Any] | None,
+    data: ArtifactRef | None,
 ) -> list[Child]:
     """A sweep and a shift-invariance test of each reference network, and a shift-invariance
-    test of each network of the selectivity study, as a client would submit them, read by
-    the ablation service's own spec_of."""
-
-    def child(name: str, task: str, request: ablation_pb2.SubmitRequest) -> Child:
-        return Child(name, "ablation", lambda: ablation_servicer.spec_of(request, store), task)
+    test of each network of the selectivity study."""
 
     out = []
     for v in spec.reference() + spec.regularized():
-        common: dict[str, Any] = {
-            "checkpoint": _ref(_best(trained[v.name])),
-            "scores": _ref(_output(scored[v.name], "/units.csv")),
-            "test_subset": spec.test_subset or 0,
-            "data": _ref(data) if data else None,
+        best = _best(trained[v.name])
+        scores = _output(scored[v.name], "/units.csv")
+        inputs: dict[str, Any] = {
+            "checkpoint": best,
+            "scores": scores,
+            "test_subset": spec.test_subset,
+            "data": data,
         }
-        sweep = ablation_pb2.SweepSpec(**common, random_halves=spec.random_halves)
-        inv = ablation_pb2.InvarianceSpec(**common)
         if v.select_reg:
             # C7 reads the intact network's invariance: one ablated layer, one random set
             # and no damage matching keep the conditions measured beside it few.
-            inv = ablation_pb2.InvarianceSpec(
-                **common, ablate_layers=["layer1"], seeds=[0], damage_candidates=0, damage_matched=0
+            asked = InvarianceSpec(
+                ablate_layers=("layer1",), seeds=(0,), damage_candidates=0, damage_matched=0
             )
         else:
-            request = ablation_pb2.SubmitRequest(sweep=sweep)
-            out.append(child(f"ablate/{v.name}", SWEEP_TASK, request))
-        out.append(
-            child(
-                f"invariance/{v.name}",
-                INVARIANCE_TASK,
-                ablation_pb2.SubmitRequest(invariance=inv),
-            )
-        )
+            asked = InvarianceSpec()
+            sweep = SweepJob(**inputs, ablate=AblateSpec(random_halves=spec.random_halves))
+            out.append(Child(f"ablate/{v.name}", "ablation", sweep))
+        invariance = InvarianceJob(**inputs, invariance=asked)
+        out.append(Child(f"invariance/{v.name}", "ablation", invariance))
     return out
 
 
@@ -289,7 +246,7 @@ def build_report(
         root = Path(tmp)
         for name, job in children.items():
             stage, rest = name.split("/", 1)
-            if stage == "train" and job.spec.get("population"):
+            if stage == "train" and TrainJob.of(job).population:
                 _place(store, job, root, keep=2)  # runs/<job>/<variant>/<file>
             elif stage == "train":
                 _place(store, job, root / rest, keep=1)
@@ -304,24 +261,18 @@ def build_report(
 
 
 def _stage(
-    stage: str,
-    spec: PaperSpec,
-    job: Job,
-    store: ArtifactStore,
-    made: dict[str, Job],
-    settings: Settings,
+    stage: str, pipeline: PaperJob, store: ArtifactStore, made: dict[str, Job], settings: Settings
 ) -> list[Child]:
+    spec, data = pipeline.paper, pipeline.data  # data: the images every child trains and reads
     trained = _runs(made)
-    data = job.spec.get("data")  # the images every child reads: trained on, scored on
     if stage == "train":
-        population = spec.population or settings.population_size
-        return _train_children(spec, data, population, store)
+        return _train_children(spec, data, spec.population or settings.population_size)
     if stage == "extract":
         return _extract_children(spec, trained, store, data)
     if stage == "score":
         return _score_children(spec, trained, store, made)
     scored = {k.removeprefix("score/"): j for k, j in made.items() if k.startswith("score/")}
-    return _analysis_children(spec, trained, scored, store, data)
+    return _analysis_children(spec, trained, scored, data)
 
 
 def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]) -> dict[str, Any]:
@@ -352,11 +303,12 @@ def _progress(job: Job, stage: str, before: float, weight: float, got: list[Job]
 def advance(run: JobRun, settings: Settings) -> None:
     job = run.job
     store = run.store
-    spec = PaperSpec.model_validate(job.spec["paper"])
+    pipeline = PaperJob.of(job)
+    spec = pipeline.paper
     made = children_of(run)
     before = 0.0
     for stage, weight in STAGES[:-1]:
-        got = ensure_children(run, _stage(stage, spec, job, store, made, settings), made)
+        got = ensure_children(run, _stage(stage, pipeline, store, made, settings), made)
         if bad := _failed(got):
             name = next(n for n, j in made.items() if j.id == bad.id)
             run.fail(f"{name} ({bad.kind} job {bad.id}) {bad.state.name.lower()}: {bad.error}")

@@ -1,9 +1,9 @@
 """The job verbs: Submit (idempotent by constraint), Get, Watch, Cancel, List.
 
-Each domain service passes its generated module, its job kind, how to turn a request into a
-validated spec and which task runs it; the servicer only translates messages and acts on
-its own kind only (another kind's job is NOT_FOUND). JobService offers Get/Watch/Cancel/
-List over every kind. Blocking database and store calls run on the server's executor;
+Each domain service passes its generated module, its job kind and how to turn a request into
+its kind's JobSpec (which names the task that runs it); the servicer only translates messages
+and acts on its own kind only (another kind's job is NOT_FOUND). JobService offers Get/Watch/
+Cancel/List over every kind. Blocking database and store calls run on the server's executor;
 every Watch stream waits on one shared Watcher, which polls the versions of all watched
 jobs in one query per interval, so a thousand streams cost one query, not a thousand
 threads.
@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from orisel.control.db import JobDB, open_db
-from orisel.control.job import KINDS, Job, JobState
+from orisel.control.job import KINDS, Job, JobSpec, JobState
 from orisel.control.rows import NewJob, check_id
 from orisel.kernel.errors import InvalidArgument
 from orisel.rpc.server import Registration
@@ -192,22 +192,22 @@ class JobServicer:
         db: JobDB,
         watcher: Watcher,
         batcher: SubmitBatcher,
-        spec_of: Callable[[Any], dict[str, Any]],
-        task_of: Callable[[dict[str, Any]], str],
+        spec_of: Callable[[Any], JobSpec],
     ) -> None:
         self.pb2 = pb2
         self.kind = kind
         self.db = db
         self.batcher = batcher
         self.spec_of = spec_of
-        self.task_of = task_of
         self.verbs = JobVerbs(db, kind, watcher)
 
     async def Submit(self, request: Any, context: Any) -> Any:
         # Validation may read the store (an artifact's checksum): off the event loop.
         spec = await asyncio.to_thread(self.spec_of, request)
         owner = auth.current().name
-        new = NewJob(self.kind, spec, self.task_of(spec), self.kind, request.idempotency_key, owner)
+        new = NewJob(
+            self.kind, spec.row(), spec.task_name, self.kind, request.idempotency_key, owner
+        )
         job, _ = await self.batcher.create(new)
         return self.pb2.SubmitResponse(job=job.to_proto())
 
@@ -293,9 +293,9 @@ def job_registration(
     add_servicer: Callable[[Any, Any], None],
     service_name: str,
     kind: str,
-    spec_of: Callable[[Any], dict[str, Any]],
-    task_of: Callable[[dict[str, Any]], str],
+    spec_of: Callable[[Any], JobSpec],
 ) -> Registration:
-    """One job kind's servicer on the job database."""
-    servicer = JobServicer(pb2, kind, b.db, b.watcher, b.batcher, spec_of, task_of)
+    """One job kind's servicer on the job database: `spec_of` reads a SubmitRequest as the
+    kind's JobSpec, which names the task that runs it."""
+    servicer = JobServicer(pb2, kind, b.db, b.watcher, b.batcher, spec_of)
     return add_servicer, servicer, service_name

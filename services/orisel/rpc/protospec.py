@@ -20,16 +20,18 @@ from pydantic import BaseModel, ValidationError
 from orisel.kernel.errors import InvalidArgument
 
 M = TypeVar("M", bound=Message)
+B = TypeVar("B", bound=BaseModel)
 
 
-def validated(model: type[BaseModel], fields: dict[str, Any], where: str) -> dict[str, Any]:
-    """`fields` checked by `model`, as JSON; the first problem named as `<where>.<field>`."""
+def validated(model: type[B], fields: Mapping[str, Any], where: str) -> B:
+    """`fields` read by `model`; the first problem named as `<where>.<field>`."""
     try:
-        return model.model_validate(fields).model_dump(mode="json")
+        return model.model_validate(fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"])
-        raise InvalidArgument(f"{where}.{name}", err["msg"].lower(), err.get("input")) from exc
+        allowed = err["msg"].removeprefix("Value error, ").lower()
+        raise InvalidArgument(f"{where}.{name}", allowed, err.get("input")) from exc
 
 
 def carried(model: type[BaseModel], descriptor: Descriptor) -> tuple[str, ...]:
@@ -54,9 +56,9 @@ def given(model: type[BaseModel], msg: Message) -> dict[str, Any]:
     return out
 
 
-def from_proto(model: type[BaseModel], msg: Message, where: str) -> dict[str, Any]:
-    """The spec the message asks for, validated by `model` (its defaults for what is unset),
-    as JSON; the first problem named `<where>.<field>`."""
+def from_proto(model: type[B], msg: Message, where: str) -> B:
+    """The spec the message asks for, read by `model` (its defaults for what is unset); the
+    first problem named `<where>.<field>`."""
     return validated(model, given(model, msg), where)
 
 

@@ -10,42 +10,51 @@ again a little later, until the extraction ended."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
 
 from orisel.control.db import JobDB
 from orisel.control.job import Job, JobState
 from orisel.control.rows import canonical
 from orisel.control.schema import KEY_LEN
-from orisel.extraction.spec import EXTRACT_TASK, ExtractSpec
-from orisel.scoring.spec import TuneSpec
+from orisel.extraction.spec import ExtractJob, ExtractSpec
+from orisel.kernel.errors import FailedPrecondition
+from orisel.scoring.spec import ScoreJob, StoredActivations
 
 KEY_PREFIX = "activations/"
 ENDED_BADLY = (JobState.FAILED, JobState.CANCELLED)
 # How often a waiting scoring job looks again: soon at first, then at most this often.
 WAIT_S = (1.0, 15.0)
-# The network and the images a scoring job's activations are measured from.
-INPUTS = ("checkpoint", "model", "data", "class_map", "test_subset")
 # TuneSpec fields that change no stored number (how negative responses are counted is the
 # scoring's choice), so scorings that differ only in them share one extraction.
 SCORING_ONLY = {"rectify"}
 
 
-def extraction_spec(score: Mapping[str, Any]) -> dict[str, Any]:
+def extraction_spec(score: ScoreJob) -> ExtractJob:
     """The extraction job a scoring job's spec needs: its network, its test images (the
     worker's data set when it names none, as the scoring would read) and its stimuli and
     layers."""
-    tune = TuneSpec.model_validate(score["tune"])
     fields = set(ExtractSpec.model_fields) - SCORING_ONLY
-    extract = ExtractSpec.model_validate(tune.model_dump(include=fields))
-    return {k: score[k] for k in INPUTS if score.get(k) is not None} | {
-        "images": True,
-        "extract": extract.model_dump(mode="json"),
-    }
+    return ExtractJob(
+        checkpoint=score.checkpoint,
+        model=score.model,
+        data=score.data,
+        class_map=score.class_map,
+        test_subset=score.test_subset,
+        images=True,
+        extract=ExtractSpec.model_validate(score.tune.model_dump(include=fields)),
+    )
 
 
-def extraction_key(spec: dict[str, Any]) -> str:
-    return KEY_PREFIX + hashlib.sha256(canonical(spec).encode()).hexdigest()
+def extraction_key(spec: ExtractJob) -> str:
+    return KEY_PREFIX + hashlib.sha256(canonical(spec.row()).encode()).hexdigest()
+
+
+def activations_of(extraction: Job) -> StoredActivations:
+    """The activations an extraction job stored."""
+    refs = {Path(r.key).stem: r for r in extraction.outputs}
+    if not {"summary", "responses"} <= set(refs):
+        raise FailedPrecondition(f"extraction job {extraction.id} stored no activations")
+    return StoredActivations(summary=refs["summary"], responses=refs["responses"])
 
 
 def shared_extraction(db: JobDB, score: Job) -> Job:
@@ -53,13 +62,13 @@ def shared_extraction(db: JobDB, score: Job) -> Job:
     the same job for every other (a conditional insert on its idempotency key). One that
     failed or was cancelled before `score` was submitted is followed by another, keyed after
     it, so a scoring submitted again starts the extraction again (once, too)."""
-    spec = extraction_spec(score.spec)
-    key = extraction_key(spec)
+    extraction = extraction_spec(ScoreJob.of(score))
+    key = extraction_key(extraction)
     while True:
         job, _ = db.create(
             "extraction",
-            spec,
-            task=EXTRACT_TASK,
+            extraction.row(),
+            task=extraction.task_name,
             queue="extraction",
             idempotency_key=key,
             owner=score.owner,

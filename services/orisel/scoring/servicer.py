@@ -1,4 +1,4 @@
-"""ScoringService: ScoreSpec to a validated tune job; the verbs are shared."""
+"""ScoringService: ScoreSpec to a ScoreJob; the verbs are shared."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from orisel.kernel.errors import InvalidArgument, NotFound
 from orisel.rpc.jobservice import Backends, job_registration
 from orisel.rpc.protospec import from_proto
 from orisel.rpc.server import Registration
-from orisel.scoring.spec import SCORE_TASK, TuneSpec
+from orisel.scoring.spec import ScoreJob, StoredActivations, TuneSpec
 from orisel.store.backend import ArtifactStore
 from orisel.store.scratch import resolve
 
 SERVICE_NAME = scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
 
 
-def stored_activations(store: ArtifactStore, msg: Any, where: str) -> dict[str, Any]:
+def stored_activations(store: ArtifactStore, msg: Any, where: str) -> StoredActivations:
     """The activations a request names: their summary.json and the responses.npz beside it,
     both resolved (and their reading checked) here."""
     summary = resolve(store, msg, "activations", where)
@@ -32,10 +32,10 @@ def stored_activations(store: ArtifactStore, msg: Any, where: str) -> dict[str, 
         arrays = store.stat(f"{folder}/responses.npz")
     except NotFound as exc:
         raise NotFound(f"{where}.activations: no responses.npz beside {summary.key}") from exc
-    return {"summary": summary.__dict__, "responses": arrays.__dict__}
+    return StoredActivations(summary=summary, responses=arrays)
 
 
-def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
+def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> ScoreJob:
     spec = request.spec
     if spec.HasField("activations"):
         if spec.HasField("checkpoint") or spec.HasField("model"):
@@ -45,12 +45,12 @@ def spec_of(request: scoring_pb2.SubmitRequest, store: ArtifactStore) -> dict[st
                 None,
             )
         acts = stored_activations(store, spec, "spec")
-        return {"activations": acts, "tune": from_proto(TuneSpec, spec, "spec")}
+        return ScoreJob(activations=acts, tune=from_proto(TuneSpec, spec, "spec"))
     network = network_ref(store, spec, "spec") | data_ref(store, spec, "spec")
     if spec.test_subset < 0:
         raise InvalidArgument("spec.test_subset", "0 (all test images) or more", spec.test_subset)
     tune = from_proto(TuneSpec, spec, "spec")
-    return {**network, "tune": tune, "test_subset": spec.test_subset or None}
+    return ScoreJob(**network, tune=tune, test_subset=spec.test_subset or None)
 
 
 def registration(b: Backends) -> Registration:
@@ -61,5 +61,4 @@ def registration(b: Backends) -> Registration:
         SERVICE_NAME,
         "scoring",
         lambda r: spec_of(r, b.store),
-        lambda _: SCORE_TASK,
     )

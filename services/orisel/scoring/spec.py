@@ -1,12 +1,14 @@
-"""How units are scored: the tuning spec, light enough for front ends (no torch)."""
+"""How units are scored: the tuning spec and the scoring job, light enough for front ends
+(no torch)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from orisel.extraction.spec import ExtractSpec
+from orisel.extraction.spec import ExtractSpec, Inputs
 from orisel.kernel.names import MAX_SEED
 from orisel.kernel.tables import TableFormat
+from orisel.store.backend import ArtifactRef
 
 # The Celery task names of this capability's jobs: the servicer submits them, tasks.py
 # registers them.
@@ -26,3 +28,30 @@ class TuneSpec(ExtractSpec):
     )
     seed: int = Field(0, ge=0, le=MAX_SEED)
     format: TableFormat = "csv"
+
+
+class StoredActivations(BaseModel):
+    """Activations an extraction stored: its summary.json and the responses.npz beside it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    summary: ArtifactRef
+    responses: ArtifactRef
+
+
+class ScoreJob(Inputs):
+    """Tune units on stored `activations`, or on those of the network and images named (an
+    extraction job the scoring finds or starts: scoring.extraction)."""
+
+    TASK = SCORE_TASK
+    SPARSE = Inputs.SPARSE | {"activations"}
+
+    activations: StoredActivations | None = None
+    tune: TuneSpec = TuneSpec()
+
+    def needs_network(self) -> bool:
+        return self.activations is None
+
+    def sparse(self) -> frozenset[str]:
+        # A job on stored activations reads no images: its rows never held test_subset.
+        return self.SPARSE | ({"test_subset"} if self.activations else set())

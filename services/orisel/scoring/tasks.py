@@ -8,47 +8,38 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from orisel.analyses import tune_activations
 from orisel.control.celery_app import job_task
 from orisel.control.job import Job, JobState
 from orisel.control.lifecycle import JobRun, one_task_job
 from orisel.extraction.activations import read
-from orisel.kernel.errors import FailedPrecondition
 from orisel.runtime.settings import Settings
-from orisel.scoring.extraction import ENDED_BADLY, shared_extraction, wait_s
-from orisel.scoring.spec import SCORE_TASK, TuneSpec
-from orisel.store.backend import ArtifactRef, ArtifactStore
+from orisel.scoring.extraction import ENDED_BADLY, activations_of, shared_extraction, wait_s
+from orisel.scoring.spec import SCORE_TASK, ScoreJob, StoredActivations
+from orisel.store.backend import ArtifactStore
 from orisel.store.scratch import fetch
 
 
 def _tune(
-    stored: dict[str, Any], settings: Settings, store: ArtifactStore, job: Job, out: Path
+    stored: StoredActivations, settings: Settings, store: ArtifactStore, job: Job, out: Path
 ) -> None:
     cache = settings.work_dir / "artifacts"
     # The worker's cache keeps each object in a folder of its checksum: the pair is read
     # together from a folder of its own.
     folder = out.parent / "activations"
     folder.mkdir()
-    for name in ("summary", "responses"):
-        src = fetch(store, ArtifactRef(**stored[name]), cache)
+    for ref in (stored.summary, stored.responses):
+        src = fetch(store, ref, cache)
         shutil.copyfile(src, folder / src.name)
     acts = read(folder)
-    spec = TuneSpec.model_validate(job.spec["tune"])
-    tune_activations(acts, spec, out, {"job": job.id})
-
-
-def _outputs(extraction: Job) -> dict[str, Any]:
-    refs = {Path(r.key).stem: r.__dict__ for r in extraction.outputs}
-    if not {"summary", "responses"} <= set(refs):
-        raise FailedPrecondition(f"extraction job {extraction.id} stored no activations")
-    return refs
+    tune_activations(acts, ScoreJob.of(job).tune, out, {"job": job.id})
 
 
 @job_task(SCORE_TASK)
 def score(run: JobRun, settings: Settings) -> None:
-    stored = run.job.spec.get("activations")
+    spec = ScoreJob.of(run.job)
+    stored = spec.activations
     if stored is None:
         extraction = shared_extraction(run.db, run.job)
         if extraction.state in ENDED_BADLY:
@@ -60,7 +51,7 @@ def score(run: JobRun, settings: Settings) -> None:
             run.progress(phase=f"waiting for extraction {extraction.id}", fraction=0.0)
             run.again(wait_s(time.time() - run.job.created_at))
             return
-        stored = _outputs(extraction)
+        stored = activations_of(extraction)
 
     def work(settings: Settings, store: ArtifactStore, job: Job, out: Path) -> None:
         _tune(stored, settings, store, job, out)

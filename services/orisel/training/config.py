@@ -10,11 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from orisel.data.prepare import SplitSpec
 from orisel.kernel.names import MAX_LAYERS, MAX_SEED, Fill, LayerName
 
-# The Celery task names of this capability's jobs: the servicer submits them, tasks.py
-# registers them.
-SEGMENT_TASK = "orisel.training.segment"
-POPULATION_TASK = "orisel.training.population"
-
 # Fields that may differ when a run is resumed; everything else must match the stored run.
 RESUMABLE_CHANGES = frozenset({"epochs", "device"})
 

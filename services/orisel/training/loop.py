@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
@@ -124,7 +125,13 @@ def _check_resumable(stored: TrainConfig, given: TrainConfig, explicit: set[str]
                 f"{name} is {b[name]!r} but the run was started with {a[name]!r}; only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming"
             )
-    return stored.model_copy(update={k: b[k] for k in explicit & RESUMABLE_CHANGES})
+    resumed = a | {k: b[k] for k in explicit & RESUMABLE_CHANGES}
+    try:  # validated whole: a new device must still suit the stored options (amp, compile)
+        return TrainConfig.model_validate(resumed)
+    except ValidationError as exc:
+        raise FailedPrecondition(
+            f"resuming on {b['device']}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+        ) from exc
 
 
 @dataclass

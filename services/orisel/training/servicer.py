@@ -1,8 +1,6 @@
-"""TrainingService: the TrainSpec message to a validated job spec; the verbs are shared."""
+"""TrainingService: the TrainSpec message to a TrainJob; the verbs are shared."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.data.prepare import SplitSpec
@@ -12,13 +10,14 @@ from orisel.rpc.protospec import from_proto, given, validated
 from orisel.rpc.server import Registration
 from orisel.store.backend import ArtifactStore
 from orisel.store.scratch import resolve
-from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
+from orisel.training.config import TrainConfig
+from orisel.training.spec import MAX_POPULATION, Member, TrainJob
 
 
-def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[str, Any]:
+def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> TrainJob:
     """The job's spec: its TrainConfig (the split's fields flat in the message, `data` there
-    the archive's reference), data and segment size; what the message leaves unset takes the
-    defaults. The device is the worker's."""
+    the archive's reference), its population, data and segment size; what the message leaves
+    unset takes the defaults. The device is the worker's."""
     split = from_proto(SplitSpec, spec, "spec")
     fields = {k: v for k, v in given(TrainConfig, spec).items() if k != "data"}
     config = validated(TrainConfig, {**fields, "data": split, "device": "auto"}, "spec")
@@ -27,62 +26,29 @@ def spec_from_proto(spec: training_pb2.TrainSpec, store: ArtifactStore) -> dict[
             "spec.epochs_per_segment", "0 (the service default) to 10000", spec.epochs_per_segment
         )
     population = []
-    if len(spec.population) > MAX_POPULATION:
-        raise InvalidArgument(
-            "spec.population", f"at most {MAX_POPULATION} networks", len(spec.population)
-        )
-    for i, v in enumerate(spec.population):
-        where = f"spec.population[{i}]"
-        try:
-            one = validated(
-                TrainConfig,
-                {
-                    **config,
-                    "seed": v.seed,
-                    "data": {**config["data"], "label_corruption": v.label_corruption},
-                    "select_reg": v.select_reg
-                    if v.HasField("select_reg")
-                    else config["select_reg"],
-                },
-                where,
-            )
-        except InvalidArgument as exc:  # named as the Variant's field, not the config's
-            field = exc.field.replace(f"{where}.data.", f"{where}.")
-            raise InvalidArgument(field, exc.allowed, exc.got) from exc
-        population.append(
-            {
-                "seed": one["seed"],
-                "label_corruption": one["data"]["label_corruption"],
-                "select_reg": one["select_reg"],
-            }
-        )
-    names = [
-        run_name(config["model"], v["label_corruption"], v["seed"], v["select_reg"])
-        for v in population
-    ]
-    if len(set(names)) != len(names):
-        raise InvalidArgument(
-            "spec.population", "distinct (seed, label_corruption, select_reg) networks", names
-        )
-    if population and config["model"] != "cnn7":
-        raise InvalidArgument(
-            "spec.model", "cnn7 for a population (the stacked model)", config["model"]
-        )
-    return {
-        "config": config,
-        "population": population or None,
-        # Resolved in the store: no field of the request names a path, bucket or checksum.
-        "data": resolve(store, spec, "data").__dict__ if spec.HasField("data") else None,
-        "segment_epochs": spec.epochs_per_segment or None,
-    }
+    for i, v in enumerate(spec.population[: MAX_POPULATION + 1]):
+        alpha = v.select_reg if v.HasField("select_reg") else config.select_reg
+        one = {"seed": v.seed, "label_corruption": v.label_corruption, "select_reg": alpha}
+        # Named as the Variant's field, the message's name for a member.
+        population.append(validated(Member, one, f"spec.population[{i}]"))
+    return validated(
+        TrainJob,
+        {
+            "config": config,
+            "population": population or None,
+            # Resolved in the store: no field of the request names a path, bucket or checksum.
+            "data": resolve(store, spec, "data") if spec.HasField("data") else None,
+            "segment_epochs": spec.epochs_per_segment or None,
+        },
+        "spec",
+    )
 
 
-def spec_of(request: training_pb2.SubmitRequest, store: ArtifactStore) -> dict[str, Any]:
+def spec_of(request: training_pb2.SubmitRequest, store: ArtifactStore) -> TrainJob:
     return spec_from_proto(request.spec, store)
 
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
-MAX_POPULATION = 256
 
 
 def registration(b: Backends) -> Registration:
@@ -93,5 +59,4 @@ def registration(b: Backends) -> Registration:
         SERVICE_NAME,
         "training",
         lambda r: spec_of(r, b.store),
-        lambda spec: POPULATION_TASK if spec.get("population") else SEGMENT_TASK,
     )

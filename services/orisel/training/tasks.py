@@ -30,9 +30,9 @@ from orisel.runtime import metrics
 from orisel.runtime.settings import Settings
 from orisel.store.backend import ArtifactRef, ArtifactStore, put_if_absent
 from orisel.store.scratch import fetch
-from orisel.training.config import POPULATION_TASK, SEGMENT_TASK, TrainConfig, run_name
 from orisel.training.loop import Trainer
 from orisel.training.population import PopulationTrainer
+from orisel.training.spec import POPULATION_TASK, SEGMENT_TASK, TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,9 @@ def run_prefix(job_id: str) -> str:
     return f"runs/{job_id}/"
 
 
-def _data_path(spec: dict[str, Any], store: ArtifactStore, settings: Settings) -> Path:
-    ref = spec.get("data")
-    if ref:
-        return fetch(store, ArtifactRef(**ref), settings.work_dir / "data")
+def _data_path(spec: TrainJob, store: ArtifactStore, settings: Settings) -> Path:
+    if spec.data is not None:
+        return fetch(store, spec.data, settings.work_dir / "data")
     if settings.data is None:
         raise OriselError("no data: the job names none and ORISEL_DATA is not set on the worker")
     return settings.data
@@ -119,8 +118,9 @@ def _upload(
 def segment(run: JobRun, settings: Settings) -> None:
     job = run.job
     store = run.store
-    cfg = TrainConfig.model_validate(job.spec["config"])
-    ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
+    spec = TrainJob.of(job)
+    cfg = spec.config
+    ds = load_cifar10(_data_path(spec, store, settings), settings.cache_dir)
     run_dir = _attempt_dir(settings, run)
     _restore(store, run_prefix(job.id), run_dir)
     trainer = Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
@@ -151,7 +151,7 @@ def segment(run: JobRun, settings: Settings) -> None:
     trainer.on_checkpoint = report
     trainer.on_progress = progress
     run.progress(phase="train", fraction=trainer.state.step / total)
-    epochs = job.spec.get("segment_epochs") or settings.segment_epochs
+    epochs = spec.segment_epochs or settings.segment_epochs
     stop = min(total, trainer.state.step + epochs * trainer.steps_per_epoch)
     try:
         summary = trainer.run(max_steps=stop)
@@ -171,16 +171,12 @@ def population(run: JobRun, settings: Settings) -> None:
     as one stack for `segment_epochs`, each uploaded to runs/<job>/<network>/."""
     job = run.job
     store = run.store
-    base = TrainConfig.model_validate(job.spec["config"])
-    ds = load_cifar10(_data_path(job.spec, store, settings), settings.cache_dir)
+    spec = TrainJob.of(job)
+    base = spec.config
+    ds = load_cifar10(_data_path(spec, store, settings), settings.cache_dir)
     trainers, prefixes = [], []
     work = _attempt_dir(settings, run)
-    for v in job.spec["population"]:
-        data = base.data.model_copy(update={"label_corruption": v["label_corruption"]})
-        # Populations submitted before the term existed have no alpha per network.
-        alpha = v.get("select_reg", base.select_reg)
-        cfg = base.model_copy(update={"seed": v["seed"], "data": data, "select_reg": alpha})
-        name = run_name(cfg.model, v["label_corruption"], v["seed"], alpha)
+    for name, cfg in spec.networks():
         prefix, run_dir = f"{run_prefix(job.id)}{name}/", work / name
         _restore(store, prefix, run_dir)
         trainers.append(
@@ -216,7 +212,7 @@ def population(run: JobRun, settings: Settings) -> None:
         t.on_checkpoint = report(name)
     stack.on_progress = progress
     run.progress(phase="train population", fraction=trainers[0].state.step / total)
-    epochs = job.spec.get("segment_epochs") or settings.segment_epochs
+    epochs = spec.segment_epochs or settings.segment_epochs
     stop = min(total, trainers[0].state.step + epochs * trainers[0].steps_per_epoch)
     try:
         summaries = stack.run(max_steps=stop)
