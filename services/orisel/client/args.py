@@ -7,11 +7,14 @@ import argparse
 import json
 import sys
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from orisel.kernel.errors import InvalidArgument
 from orisel.kernel.records import Result
+from orisel.runtime.settings import get_settings
 
 
 def flag_name(field: str) -> str:
@@ -30,6 +33,14 @@ def validation_message(exc: ValidationError) -> str:
         )
         parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{got}")
     return "; ".join(parts)
+
+
+def data_path(args: argparse.Namespace) -> Path:
+    """The data set --data names, else the settings' (ORISEL_DATA)."""
+    path = args.data or get_settings().data
+    if path is None:
+        raise InvalidArgument("--data", "a CIFAR-10 archive or folder (or set ORISEL_DATA)", None)
+    return Path(path)
 
 
 def comma_list(text: str) -> list[str]:

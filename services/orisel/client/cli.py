@@ -1,5 +1,5 @@
 """The `orisel` command line: the parser (its commands live in `client/local.py`,
-`client/remote.py` and `server/commands.py`), exit codes and `main`."""
+`client/train.py`, `client/remote.py` and `server/commands.py`), exit codes and `main`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from orisel.client.local import add_local_commands, cmd_train
+from orisel.client.local_parser import add_local_commands
 from orisel.client.remote import add_remote_commands
+from orisel.client.train import cmd_train
 from orisel.kernel import progress
 from orisel.kernel.errors import (
     AlreadyExists,
