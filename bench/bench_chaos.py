@@ -9,11 +9,14 @@ worker killed (SIGKILL, its pool children too) and restarted, a worker host rest
 its clock 10 minutes ahead or behind (libfaketime).
 
 Printed (and --json): jobs submitted, ended (by state), lost (not ended once the faults
-stopped and the backlog drained), duplicated (more than one job for an idempotency key, or
-other objects stored for a job than the undisturbed run's, say a manifest more), wrong
-(weights unlike the undisturbed run of the same spec), and for the jobs running on a
-faulted worker the seconds from the fault to their end (p50, p90, p99, max). Each job is
-checked once it ended and its objects deleted then, so the disk holds only the running.
+stopped and the backlog drained), duplicated (more than one job for an idempotency key),
+wrong (weights unlike the undisturbed run of the same spec), mismatched (stored objects
+unlike the undisturbed run's: a name only one has, or other bytes; tests.faults.jobs.
+objects), with how each mismatched job differs (which objects, which of their entries), and
+for the jobs running on a faulted worker the seconds from the fault to their end (p50, p90,
+p99, max). Each job is checked once it ended and its objects deleted then, so the disk
+holds only the running; --keep DIR keeps there the objects of every mismatched job, the
+undisturbed runs' and the workers' logs.
 
 Needs root (namespaces), nftables and faketime besides PostgreSQL and Redis
 (deploy/dev/services.sh installs them).
@@ -36,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +52,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import make_arrays, python_files, write_tar
 from tests.faults.hosts import Remote, remote
-from tests.faults.jobs import children_of, start_controller
+from tests.faults.jobs import children_of, differences, objects, start_controller
 from tests.stack import Stack, stack
 
 from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.control.job import Job, JobState
 from orisel.control.schema import jobs
 from orisel.store.backend import LocalStore
-from orisel.training.tasks import SEGMENT_MANIFESTS
 
 # Two segments of a few steps each: small enough for thousands, long enough to be cut.
 SPEC = {
@@ -204,12 +207,14 @@ class Checker:
     """Checks every job once it ended, then frees what it stored: thousands of runs'
     checkpoints (about 25 MB each, in the store and in the workers' folders) would fill the
     disk. A job passes when it is the undisturbed run of its spec: the same weights, and the
-    same objects stored under its prefix, with one manifest per segment."""
+    same objects stored under its prefix, byte for byte, with one manifest per segment."""
 
-    def __init__(self, live: Stack, expected: dict[int, tuple[str, list[str]]]) -> None:
-        self.live, self.expected = live, expected
+    def __init__(self, live: Stack, expected: dict[int, Reference], keep: Path | None) -> None:
+        self.live, self.expected, self.keep = live, expected, keep
         self.store = LocalStore(live.settings.store_root, live.settings.bucket)
+        self.scratch = live.settings.work_dir / "check"
         self.verdicts: dict[str, tuple[str, bool, bool]] = {}  # id: (state, weights, objects)
+        self.differences: dict[str, list[str]] = {}  # id: how its objects differ
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True, name="checker")
 
@@ -224,23 +229,41 @@ class Checker:
                 self.verdicts[job.id] = self.verdict(job)
 
     def verdict(self, job: Job) -> tuple[str, bool, bool]:
-        weights = objects = False
+        weights = same = False
         if job.state == JobState.SUCCEEDED:
-            want, names = self.expected[int(job.spec["config"]["seed"])]
-            weights = digest(self.live, job) == want
-            objects = stored(self.store, job) == names
-        for ref in self.store.list(f"runs/{job.id}/"):
-            self.store.delete(ref.key)
+            ref = self.expected[int(job.spec["config"]["seed"])]
+            weights = digest(self.live, job) == ref.digest
+            same = objects(self.store, job.id, self.scratch) == ref.objects
+            if not same:
+                found = differences(self.store, ref.job_id, job.id, self.scratch)
+                self.differences[job.id] = found
+                if self.keep is not None:
+                    self.keep_objects(job.id, ref.job_id, found)
+        for ref_ in self.store.list(f"runs/{job.id}/"):
+            self.store.delete(ref_.key)
         shutil.rmtree(self.live.settings.work_dir / "runs" / job.id, ignore_errors=True)
-        return job.state.name, weights, objects
+        shutil.rmtree(self.scratch / job.id, ignore_errors=True)
+        return job.state.name, weights, same
+
+    def keep_objects(self, job_id: str, reference_id: str, found: list[str]) -> None:
+        """The job's objects and its undisturbed twin's (once), and how they differ."""
+        assert self.keep is not None
+        for of in (job_id, reference_id):
+            if (self.keep / of).exists():
+                continue
+            for ref in self.store.list(f"runs/{of}/"):
+                self.store.get_file(ref, self.keep / of / ref.key.removeprefix(f"runs/{of}/"))
+        text = f"{job_id} against {reference_id}, the undisturbed run of its spec:\n"
+        (self.keep / job_id / "differences.txt").write_text(text + "\n".join(found) + "\n")
 
 
-def stored(store: LocalStore, job: Job) -> list[str]:
-    """The job's stored objects by name; segment manifests (named by the step a segment
-    ended at, which a redone segment moves) only counted."""
-    names = sorted(r.key.removeprefix(f"runs/{job.id}/") for r in store.list(f"runs/{job.id}/"))
-    manifests = [n for n in names if n.startswith(SEGMENT_MANIFESTS)]
-    return [n for n in names if n not in manifests] + [f"{len(manifests)} manifests"]
+@dataclass(frozen=True)
+class Reference:
+    """The undisturbed run of a spec: its job, best weights' digest and stored objects."""
+
+    job_id: str
+    digest: str
+    objects: dict[str, str]
 
 
 def figures(live: Stack, keys: list[str], checker: Checker) -> dict[str, Any]:
@@ -253,9 +276,13 @@ def figures(live: Stack, keys: list[str], checker: Checker) -> dict[str, Any]:
         "ended": sum(j.state.done for j in jobs),
         "states": dict(Counter(state for state, _, _ in verdicts)),
         "lost": sum(k not in by_key for k in keys) + sum(not j.state.done for j in jobs),
-        "duplicated": sum(n - 1 for n in by_key.values())
-        + sum(state == "SUCCEEDED" and not objects for state, _, objects in verdicts),
+        "duplicated": sum(n - 1 for n in by_key.values()),
         "wrong": sum(state == "SUCCEEDED" and not weights for state, weights, _ in verdicts),
+        "mismatched": sum(state == "SUCCEEDED" and not same for state, _, same in verdicts),
+        # What differed, counted over the mismatched jobs: each line with job ids left out.
+        "differences": dict(
+            Counter(line for found in checker.differences.values() for line in found)
+        ),
     }
 
 
@@ -267,6 +294,11 @@ def main() -> None:
     p.add_argument("--drain", type=float, default=600.0, help="seconds allowed for the backlog")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        help="keep here the objects of each mismatched job, the undisturbed runs' and the logs",
+    )
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_chaos needs root: it makes network namespaces")
@@ -279,7 +311,7 @@ def main() -> None:
         logs = root / "logs"
         logs.mkdir()
         near = Worker(live, "near", None, logs)
-        expected: dict[int, tuple[str, list[str]]] = {}
+        expected: dict[int, Reference] = {}
         for seed in range(SEEDS):  # the undisturbed runs, one per spec
             with grpc.insecure_channel(live.address) as ch:
                 spec = training_pb2.TrainSpec(**SPEC, seed=seed)  # type: ignore[arg-type]
@@ -290,13 +322,14 @@ def main() -> None:
                 time.sleep(0.1)
             assert job.state == JobState.SUCCEEDED, job.error
             store = LocalStore(live.settings.store_root, live.settings.bucket)
-            expected[seed] = (digest(live, job), stored(store, job))
+            scratch = live.settings.work_dir / "check"
+            expected[seed] = Reference(job.id, digest(live, job), objects(store, job.id, scratch))
         workers = [near]
         for i, delay in enumerate((0.0, 0.2)):
-            far = ctx.enter_context(remote(live, f"orisel-chaos{i}", 20 + i, delay_s=delay))
+            far = ctx.enter_context(remote(live, f"chaos{i}", delay_s=delay))
             workers.append(Worker(live, f"far{i}", far, logs))
         chaos = Chaos(live, workers, args.seed, args.fault_every)
-        checker = Checker(live, expected)
+        checker = Checker(live, expected, args.keep)
         keys: list[str] = []
         t0 = time.monotonic()
         chaos.thread.start()
@@ -340,7 +373,11 @@ def main() -> None:
         print(json.dumps(result, indent=1))
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
-        if result["lost"] or result["duplicated"] or result["wrong"]:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(logs, args.keep / "logs", dirs_exist_ok=True)
+            (args.keep / "figures.json").write_text(json.dumps(result, indent=1))
+        if result["lost"] or result["duplicated"] or result["wrong"] or result["mismatched"]:
             sys.exit(1)
 
 

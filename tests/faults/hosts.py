@@ -58,11 +58,11 @@ class Remote:
 
 
 @contextlib.contextmanager
-def remote(live: Stack, name: str, n: int, delay_s: float = 0.0) -> Iterator[Remote]:
-    """Host `name` (10.250.`n`.2) with this stack's settings, its database and broker
-    reached over the link; delay_s: the link's latency from that host."""
+def remote(live: Stack, name: str, delay_s: float = 0.0) -> Iterator[Remote]:
+    """Host `name` (on a free slot: tests.faults.netns.Host) with this stack's settings, its
+    database and broker reached over the link; delay_s: the link's latency from that host."""
     with (
-        netns.Host(name, n) as host,
+        netns.Host(name) as host,
         Proxy(PG, host.here, delay_s) as pg,
         Proxy(REDIS_PORT, host.here, delay_s) as broker,
     ):

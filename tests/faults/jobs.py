@@ -1,9 +1,12 @@
 """The jobs the fault tests run and how they check them: a small training job in two
 segments, submitted through the front end, waited for in the job database, and compared
-weight for weight with an undisturbed run of the same spec."""
+weight for weight with an undisturbed run of the same spec, and object for object with
+what that run stored."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -89,3 +92,74 @@ def start_controller(live: Stack) -> subprocess.Popen[bytes]:
     )
     live.procs.append(proc)
     return proc
+
+
+# Where, when and how long a run trained, not what it computed: left out of a manifest when
+# two runs' objects are compared.
+CIRCUMSTANCES = ("sessions", "environment")
+
+
+def objects(store: LocalStore, job_id: str, scratch: Path) -> dict[str, str]:
+    """What the job stored under runs/<job>/, by name: a checkpoint's sha256, a manifest's
+    over its contents less CIRCUMSTANCES. Equal for a run and its undisturbed twin: the same
+    names (one manifest per segment, at the same steps) and the same bytes."""
+    found: dict[str, str] = {}
+    for ref in store.list(f"runs/{job_id}/"):
+        name = ref.key.removeprefix(f"runs/{job_id}/")
+        if name.endswith(".json"):
+            manifest = _manifest(store.get_file(ref, scratch / job_id / name))
+            found[name] = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+        else:
+            found[name] = ref.sha256
+    return found
+
+
+def differences(store: LocalStore, want_id: str, job_id: str, scratch: Path) -> list[str]:
+    """How the objects of `job_id` differ from those of `want_id` (its undisturbed twin): each
+    name only one holds, and for an object both hold, which of its entries differ (a
+    checkpoint's by path, tensors by value and layout; a manifest's by key)."""
+    want, got = objects(store, want_id, scratch), objects(store, job_id, scratch)
+    found = [f"{name}: only the undisturbed run's" for name in sorted(want.keys() - got.keys())]
+    found += [f"{name}: not the undisturbed run's" for name in sorted(got.keys() - want.keys())]
+    for name in sorted(n for n in want.keys() & got.keys() if want[n] != got[n]):
+        a, b = (scratch / i / name for i in (want_id, job_id))
+        for i, path in zip((want_id, job_id), (a, b), strict=True):
+            if not path.is_file():
+                store.get_file(store.stat(f"runs/{i}/{name}"), path)
+        if name.endswith(".json"):
+            entries = _entries(_manifest(a), _manifest(b), "")
+        else:
+            entries = _entries(
+                torch.load(a, weights_only=False), torch.load(b, weights_only=False), ""
+            )
+        found += [f"{name}: {e}" for e in entries] or [f"{name}: equal entries, other bytes"]
+    return found
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    for key in CIRCUMSTANCES:
+        manifest.pop(key, None)
+    return manifest
+
+
+def _entries(a: Any, b: Any, at: str) -> list[str]:
+    """The paths at which two loaded objects differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [f"{at}.{k} in one only" for k in sorted(a.keys() ^ b.keys(), key=str)]
+        for k in sorted(a.keys() & b.keys(), key=str):
+            out += _entries(a[k], b[k], f"{at}.{k}")
+        return out
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b):
+        return [
+            e
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for e in _entries(x, y, f"{at}[{i}]")
+        ]
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(a, b):
+            return [f"{at or '.'}: other values"]
+        if a.stride() != b.stride():
+            return [f"{at or '.'}: equal values, strides {a.stride()} and {b.stride()}"]
+        return []
+    return [] if a == b else [f"{at or '.'}: {str(a)[:80]} and {str(b)[:80]}"]

@@ -5,8 +5,9 @@ compares what the jobs acknowledged with what is stored: every job ended, with t
 of an undisturbed run, one job per idempotency key, outputs whose checksums are the stored
 objects' and no others, and nothing recorded by a worker after its job changed hands.
 
-One stack and one undisturbed run serve the module (tests.faults.conftest); each host has
-its own link number, so the scenarios share nothing else."""
+One stack and one undisturbed run serve the module (tests.faults.conftest); each host takes
+a slot of its own (tests.faults.netns), so the scenarios, and runs beside them, share
+nothing else."""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from orisel.control.job import Job, JobState
 from orisel.rpc.server import RETRY_HEADER
 from orisel.runtime.settings import get_settings
 from orisel.store.backend import LocalStore
-from orisel.training.tasks import SEGMENT_MANIFESTS
 from tests.certs import make_pki
 from tests.faults import netns
 from tests.faults.hosts import remote
@@ -35,6 +35,7 @@ from tests.faults.jobs import (
     BOUND_S,
     SEGMENTS,
     SPEC,
+    differences,
     mid_segment,
     same_as_reference,
     start_controller,
@@ -75,23 +76,15 @@ def _checked(live: Stack, reference: Job, job: Job, key: str) -> None:
     store = LocalStore(live.settings.store_root, live.settings.bucket)
     for ref in job.outputs:
         assert store.stat(ref.key) == ref
-
-    def names(of: Job) -> list[str]:
-        return sorted(r.key.removeprefix(f"runs/{of.id}/") for r in store.list(f"runs/{of.id}/"))
-
-    # A segment's manifest is named by the step it ended at, which depends on where a redone
-    # segment resumed; there is one per segment, never one more from a fenced attempt.
-    ours, theirs = names(job), names(reference)
-    assert [n for n in ours if not n.startswith(SEGMENT_MANIFESTS)] == [
-        n for n in theirs if not n.startswith(SEGMENT_MANIFESTS)
-    ]
-    assert len([n for n in ours if n.startswith(SEGMENT_MANIFESTS)]) == SEGMENTS
+    # The same objects byte for byte, a manifest per segment at the same steps: none from a
+    # fenced attempt, no segment continued from what a fenced attempt left on its worker.
+    assert differences(store, reference.id, job.id, live.settings.work_dir / "check") == []
 
 
 def test_a_worker_partitioned_mid_segment_changes_nothing_after_the_hand_over(
     live: Stack, reference: Job, tmp_path: Path
 ) -> None:
-    with remote(live, "orisel-partition", 7) as far:
+    with remote(live, "partition") as far:
         log = tmp_path / "cut-off.log"
         far.worker(live, log)
         start_controller(live)
@@ -124,7 +117,7 @@ def test_jobs_end_the_same_over_a_slow_lossy_link(
     the worker takes a lease of 15 s (deployed: 60 s), not the 3 s the other faults use to
     be quick: the lease must outlast a heartbeat's resends, or the job is handed over and
     lost over again until its retries are spent (seen with 3 s)."""
-    with remote(live, "orisel-lossy", 8, delay_s=0.2) as far:
+    with remote(live, "lossy", delay_s=0.2) as far:
         far.host.lossy(20)
         far.worker(live, tmp_path / "lossy.log", lease_s=15.0)
         start_controller(live)
@@ -140,8 +133,8 @@ def test_workers_with_clocks_minutes_off_keep_their_leases(
     lapse at once, one ten minutes ahead does not hold it for ten minutes or take another's,
     and neither owes its next segment late."""
     with (
-        remote(live, "orisel-behind", 9) as behind,
-        remote(live, "orisel-ahead", 10) as ahead,
+        remote(live, "behind") as behind,
+        remote(live, "ahead") as ahead,
     ):
         behind.worker(live, tmp_path / "behind.log", clock="-10m")
         ahead.worker(live, tmp_path / "ahead.log", clock="+10m")
@@ -179,7 +172,7 @@ def test_a_front_end_cut_off_from_the_database_answers_and_its_watch_resumes(
     call at once with UNAVAILABLE and a retry hint, reads NOT_SERVING, and once the link
     is back serves again; a Watch through it resumes and misses nothing, a Submit retried
     with its key makes one job."""
-    with remote(live, "orisel-frontend", 11) as far:
+    with remote(live, "frontend") as far:
         pki = make_pki(tmp_path / "pki", [far.host.there])
         port, health_port = 50051, 50052  # the host's own: nothing else listens there
         far.start(
