@@ -97,7 +97,7 @@ test: lint $(KUBECTL) $(CHECKOV) ## Lint, then every tier: unit, service and int
 	deploy/dev/services.sh
 	$(BIN)/pytest -n auto --dist loadfile
 
-test-fast: $(STAMP) ## The unit tier: no server, no database
+test-fast: $(STAMP) ## The unit tier: no server, no training, no command run end to end
 	$(BIN)/pytest -m "not integration and not service" -n auto --dist loadfile
 
 test-service: $(STAMP) ## The service tier: servicers in process on PostgreSQL and Redis

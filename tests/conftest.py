@@ -154,6 +154,23 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, python_archive: Pa
     return run / "best.pt"
 
 
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory: pytest.TempPathFactory, python_archive: Path) -> Path:
+    """best.pt of a cnn7 run stopped at step 0: a network as initialised, with its run folder,
+    manifest and test metrics, and no training step (the unit tier trains nothing)."""
+    from orisel.data.prepare import SplitSpec, prepare
+    from orisel.data.sources import load_cifar10
+    from orisel.training.config import TrainConfig
+    from orisel.training.loop import Trainer
+
+    spec = SplitSpec(val_size=50)
+    cfg = TrainConfig(epochs=1, data=spec, device="cpu", early_checkpoint_until=0)
+    run = tmp_path_factory.mktemp("untrained-run") / "run"
+    data = prepare(load_cifar10(python_archive), spec)
+    Trainer.open(cfg, data, run, resume=False, progress=False).run(max_steps=0)
+    return run / "best.pt"
+
+
 def conv_of(model: nn.Module, name: str) -> nn.Conv2d:
     """A model's convolution by name, typed (a module's attributes are not)."""
     from torch import nn

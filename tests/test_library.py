@@ -45,8 +45,8 @@ def test_importing_orisel_does_not_import_torch() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=True).returncode == 0
 
 
-def test_tune_table_equals_the_files_it_writes(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
+def test_tune_table_equals_the_files_it_writes(untrained_checkpoint: Path, tmp_path: Path) -> None:
+    net = orisel.load(checkpoint=untrained_checkpoint, device="cpu")
     units = orisel.tune(net, layers=("layer1", "layer2"), out=tmp_path / "t", **SMALL)
     assert isinstance(units, pd.DataFrame)
     assert len(units) == 2 * 2 * 32  # gratings and bars x layers x channels
@@ -56,10 +56,11 @@ def test_tune_table_equals_the_files_it_writes(tiny_checkpoint: Path, tmp_path: 
         orisel.tune(net, layers=("layer1",), out=tmp_path / "t", **SMALL)
 
 
+@pytest.mark.integration  # `orisel ablate` end to end beside the API
 def test_ablate_from_a_table_matches_the_command_line(
-    tiny_checkpoint: Path, python_archive: Path, tmp_path: Path
+    untrained_checkpoint: Path, python_archive: Path, tmp_path: Path
 ) -> None:
-    net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
+    net = orisel.load(checkpoint=untrained_checkpoint, device="cpu")
     images, labels = orisel.cifar10(python_archive)
     units = orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
     sweep = {
@@ -86,7 +87,7 @@ def test_ablate_from_a_table_matches_the_command_line(
         [
             "ablate",
             "--checkpoint",
-            str(tiny_checkpoint),
+            str(untrained_checkpoint),
             "--data",
             str(python_archive),
             "--scores",
@@ -225,9 +226,9 @@ def test_cifar10_is_decoded_once_into_the_command_lines_cache(
 
 
 def test_progress_bars_are_drawn_unless_switched_off(
-    tiny_checkpoint: Path, python_archive: Path, capsys: pytest.CaptureFixture[str]
+    untrained_checkpoint: Path, python_archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    net = orisel.load(checkpoint=tiny_checkpoint, device="cpu")
+    net = orisel.load(checkpoint=untrained_checkpoint, device="cpu")
     grid = {k: v for k, v in SMALL.items() if k != "permutations"}
     units = orisel.tune(net, layers=("layer1",), stimuli=("gratings",), **SMALL)
     assert "scoring gratings" in capsys.readouterr().err

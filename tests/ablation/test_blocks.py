@@ -26,7 +26,7 @@ LAYERS = ("layer1", "layer3")
 
 @pytest.fixture(scope="module")
 def scores(
-    tiny_checkpoint: Path, python_archive: Path, tmp_path_factory: pytest.TempPathFactory
+    untrained_checkpoint: Path, python_archive: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     out = tmp_path_factory.mktemp("blocks") / "tune"
     assert (
@@ -34,7 +34,7 @@ def scores(
             [
                 "tune",
                 "--checkpoint",
-                str(tiny_checkpoint),
+                str(untrained_checkpoint),
                 "--data",
                 str(python_archive),
                 "--layers",
@@ -55,9 +55,9 @@ def scores(
 
 @pytest.mark.parametrize(("mode", "chunk_images"), [("zero", 20), ("mean", 20), ("zero", 2000)])
 def test_blocks_combine_into_the_whole_sweep(
-    tiny_checkpoint: Path, python_archive: Path, scores: Path, mode: str, chunk_images: int
+    untrained_checkpoint: Path, python_archive: Path, scores: Path, mode: str, chunk_images: int
 ) -> None:
-    net = load_network(tiny_checkpoint, device="cpu")
+    net = load_network(untrained_checkpoint, device="cpu")
     ds = load_cifar10(python_archive)
     spec = AblateSpec(
         layers=LAYERS,

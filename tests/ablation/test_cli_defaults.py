@@ -13,6 +13,8 @@ from PIL import Image
 
 from orisel.client.cli import main
 
+pytestmark = pytest.mark.integration  # `orisel tune`, `ablate` and `invariance` end to end
+
 NETWORK = """
 from torch import nn
 

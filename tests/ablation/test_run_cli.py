@@ -9,6 +9,8 @@ import pytest
 from orisel.client.cli import main
 from orisel.kernel.tables import read_table
 
+pytestmark = pytest.mark.integration  # `orisel tune`, `ablate`, `invariance`, `report` run
+
 
 @pytest.fixture(scope="module")
 def scores(

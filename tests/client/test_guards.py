@@ -22,6 +22,7 @@ def scores(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+@pytest.mark.integration  # `orisel tune` then `ablate` end to end
 def test_scores_of_another_checkpoint_are_refused_unless_allowed(
     tiny_checkpoint: Path,
     python_archive: Path,
@@ -57,6 +58,7 @@ def test_scores_of_another_checkpoint_are_refused_unless_allowed(
     assert main([*base, "--out", str(tmp_path / "b"), "--allow-mismatch"]) == 0
 
 
+@pytest.mark.integration  # reads what `orisel tune` wrote end to end
 def test_a_network_near_chance_is_called_out(tiny_checkpoint: Path, scores: Path) -> None:
     accuracy = torch.load(tiny_checkpoint, weights_only=False)["metrics"]["test"]["accuracy"]
     warnings = json.loads((scores / "summary.json").read_text())["warnings"]

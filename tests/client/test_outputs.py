@@ -50,47 +50,49 @@ def _tune(ckpt: Path, out: Path, *extra: str) -> int:
 
 
 def test_refused_outputs_are_left_byte_identical(
-    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    untrained_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "ideas.txt").write_text("my unpublished ideas\n")
     regular = tmp_path / "file.txt"
     regular.write_text("a user's file\n")
-    run = tiny_checkpoint.parent
+    run = untrained_checkpoint.parent
     for target in (notes, regular, run):
         before = _digest(target)
-        assert _tune(tiny_checkpoint, target) == 4
+        assert _tune(untrained_checkpoint, target) == 4
         assert _digest(target) == before
         assert "--out" in capsys.readouterr().err
     # Even with --force: a run folder is not an orisel output, and it holds the input.
     before = _digest(run)
-    assert _tune(tiny_checkpoint, run, "--force") == 4
+    assert _tune(untrained_checkpoint, run, "--force") == 4
     assert _digest(run) == before
 
 
 def test_an_orisel_output_is_replaced_only_with_force(
-    tiny_checkpoint: Path, tmp_path: Path
+    untrained_checkpoint: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "tune"
-    assert _tune(tiny_checkpoint, out) == 0
+    assert _tune(untrained_checkpoint, out) == 0
     assert (out / OUTPUT_MARKER).is_file()
     before = _digest(out)
-    assert _tune(tiny_checkpoint, out) == 4  # exists: refused without --force
+    assert _tune(untrained_checkpoint, out) == 4  # exists: refused without --force
     assert _digest(out) == before
-    assert _tune(tiny_checkpoint, out, "--force") == 0
+    assert _tune(untrained_checkpoint, out, "--force") == 0
     assert (out / "units.csv").is_file()
 
 
-def test_an_analysis_never_overwrites_its_inputs(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_an_analysis_never_overwrites_its_inputs(
+    untrained_checkpoint: Path, tmp_path: Path
+) -> None:
     scores = tmp_path / "tune"
-    assert _tune(tiny_checkpoint, scores) == 0
+    assert _tune(untrained_checkpoint, scores) == 0
     before = _digest(scores)
     rc = main(
         [
             "ablate",
             "--checkpoint",
-            str(tiny_checkpoint),
+            str(untrained_checkpoint),
             "--scores",
             str(scores),
             "--out",
@@ -120,10 +122,10 @@ def test_the_library_never_replaces_foreign_content(tmp_path: Path) -> None:
 
 
 def test_report_writes_over_nothing_but_an_earlier_report_and_only_with_force(
-    tiny_checkpoint: Path, tmp_path: Path
+    untrained_checkpoint: Path, tmp_path: Path
 ) -> None:
     an = tmp_path / "an"
-    assert _tune(tiny_checkpoint, an / "tune") == 0
+    assert _tune(untrained_checkpoint, an / "tune") == 0
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
     for target in (an / "tune" / "units.csv", notes):
@@ -176,7 +178,7 @@ def test_up_home_must_be_new_empty_or_an_earlier_homes(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_sigterm_leaves_no_temporary_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_sigterm_leaves_no_temporary_folder(untrained_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "outs" / "tune"
     cmd = [
         sys.executable,
@@ -184,7 +186,7 @@ def test_sigterm_leaves_no_temporary_folder(tiny_checkpoint: Path, tmp_path: Pat
         "orisel",
         "tune",
         "--checkpoint",
-        str(tiny_checkpoint),
+        str(untrained_checkpoint),
         "--out",
         str(out),
         "--permutations",

@@ -90,6 +90,7 @@ def _tune(tmp_path: Path, *args: str) -> dict[str, np.ndarray]:
     return read_table(out / "units.csv")
 
 
+@pytest.mark.integration  # `orisel tune` end to end on a ResNet
 def test_tune_a_resnet_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,8 +16,8 @@ from orisel.extraction.spec import ExtractSpec
 from orisel.kernel.errors import NotFound
 
 
-def test_responses_and_summary(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    net = load_network(tiny_checkpoint, device="cpu")
+def test_responses_and_summary(untrained_checkpoint: Path, tmp_path: Path) -> None:
+    net = load_network(untrained_checkpoint, device="cpu")
     spec = ExtractSpec(stimuli=("gratings",), layers=("layer2", "fc1"), n_phases=2)
     out = tmp_path / "responses"
     result = extract(net, spec, out, {"job": "j1"})
@@ -35,9 +35,9 @@ def test_responses_and_summary(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_layer_is_named_with_the_valid_ones_and_leaves_nothing(
-    tiny_checkpoint: Path, tmp_path: Path
+    untrained_checkpoint: Path, tmp_path: Path
 ) -> None:
-    net = load_network(tiny_checkpoint, device="cpu")
+    net = load_network(untrained_checkpoint, device="cpu")
     out = tmp_path / "responses"
     with pytest.raises(NotFound) as err:
         extract(net, ExtractSpec(layers=("layer9",)), out)

@@ -33,7 +33,7 @@ def test_the_extraction_summary_records_the_weights_analysed(tmp_path: Path) -> 
     assert state_sha256(_module(0)) == state_sha256(net.model)
 
 
-def test_a_checkpoint_is_known_by_its_files_checksum(tiny_checkpoint: Path) -> None:
-    record = network_record(load_network(tiny_checkpoint, device="cpu"))
+def test_a_checkpoint_is_known_by_its_files_checksum(untrained_checkpoint: Path) -> None:
+    record = network_record(load_network(untrained_checkpoint, device="cpu"))
     assert len(str(record["checkpoint_sha256"])) == 64
     assert "weights_sha256" not in record

@@ -18,6 +18,8 @@ from orisel.client.cli import EXIT_INPUT, EXIT_REFUSED, EXIT_USAGE, main
 from orisel.extraction.activations import read
 from orisel.kernel.tables import read_table
 
+pytestmark = pytest.mark.integration  # `orisel extract` and `tune` end to end
+
 LAYERS = "layer1,layer2,fc1"
 
 

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import orisel
 from orisel.client.cli import main
 from orisel.kernel.tables import read_table
+
+pytestmark = pytest.mark.integration  # `orisel trajectory` end to end: every checkpoint tuned
 
 FLAGS = ["--stimuli", "gratings", "--layers", "layer1,layer2", "--permutations", "3"]
 FLAGS += ["--n-orientations", "4", "--n-phases", "2", "--n-frequencies", "2", "-q"]

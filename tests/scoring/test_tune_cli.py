@@ -10,6 +10,8 @@ from orisel.client.cli import main
 from orisel.kernel.tables import read_table
 from orisel.science.statistics import fdr
 
+pytestmark = pytest.mark.integration  # `orisel tune` end to end on a trained cnn7
+
 UNITS = {
     "layer1": 32,
     "layer2": 32,

@@ -33,6 +33,7 @@ def _args(archive: Path, tmp: Path, out: str, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.integration  # `orisel train` end to end
 def test_train_json_summary(
     python_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -44,6 +45,7 @@ def test_train_json_summary(
     assert 0 <= summary["best"]["metrics"]["test"]["accuracy"] <= 1
 
 
+@pytest.mark.integration  # `orisel train` end to end, twice
 def test_resume_of_a_completed_run_changes_nothing(
     python_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

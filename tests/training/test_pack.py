@@ -70,6 +70,7 @@ def test_the_codec_is_lossless(size: int, planes: int) -> None:
     assert decode(encode(data, planes), planes) == data
 
 
+@pytest.mark.integration  # trains
 def test_a_pack_holds_the_exact_state_and_slim_copies_for_analysis(
     trained: Path, tmp_path: Path
 ) -> None:
@@ -106,6 +107,7 @@ def test_a_pack_holds_the_exact_state_and_slim_copies_for_analysis(
     assert [f["sha256"] for f in again["files"]] == [f["sha256"] for f in index["files"]]
 
 
+@pytest.mark.integration  # trains
 def test_a_damaged_or_incomplete_pack_is_refused(trained: Path, tmp_path: Path) -> None:
     src = tmp_path / "pack"
     index = pack(trained, src, part_bytes=2**20)
@@ -123,6 +125,7 @@ def test_a_damaged_or_incomplete_pack_is_refused(trained: Path, tmp_path: Path) 
         read_index(src)
 
 
+@pytest.mark.integration  # trains
 def test_a_pack_is_written_only_into_a_new_folder(trained: Path, tmp_path: Path) -> None:
     (tmp_path / "pack").mkdir()
     (tmp_path / "pack" / "notes.txt").write_text("mine")

@@ -84,6 +84,7 @@ def _recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:  # type: ig
     return singles, stacks
 
 
+@pytest.mark.integration  # trains
 def test_network_k_of_a_stack_matches_its_single_run(
     datasets: dict[float, PreparedData], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,6 +248,7 @@ def test_networks_that_cannot_share_a_step_are_refused(
         PopulationTrainer([a, b])
 
 
+@pytest.mark.integration  # `orisel train --population` end to end
 def test_the_command_line_trains_a_grid_as_one_population(
     python_archive: Path, tmp_path: Path
 ) -> None:
@@ -316,6 +318,7 @@ def _kernel_flags() -> tuple[bool, bool, bool, bool]:
     )
 
 
+@pytest.mark.integration  # trains
 def test_kernel_settings_hold_for_the_run_and_are_restored(
     datasets: dict[float, PreparedData], tmp_path: Path
 ) -> None:

@@ -27,10 +27,10 @@ LOWER = ("layer1", "layer2", "layer3")
 CPU = torch.device("cpu")
 
 
-def test_the_terms_gosi_is_tunes_on_the_same_weights(tiny_checkpoint: Path) -> None:
+def test_the_terms_gosi_is_tunes_on_the_same_weights(untrained_checkpoint: Path) -> None:
     """On tune's whole grating grid no relaxation applies: per unit and per layer the term's
     number is the one `orisel tune` writes."""
-    net = orisel.load(tiny_checkpoint, device="cpu")
+    net = orisel.load(untrained_checkpoint, device="cpu")
     table = orisel.tune(net, stimuli=("gratings",), permutations=0, layers=LOWER, progress=False)
     assert net.mean_image is not None
     cfg = TrainConfig(select_reg=1.0, select_frequencies=9, select_phases=4, device="cpu")
@@ -111,6 +111,7 @@ def _train(data: PreparedData, run: Path, alpha: float, max_steps: int | None = 
     return trainer
 
 
+@pytest.mark.integration  # trains
 def test_the_term_changes_training_and_is_recorded(tiny_data: PreparedData, tmp_path: Path) -> None:
     plain = _train(tiny_data, tmp_path / "plain", 0.0)
     pushed = _train(tiny_data, tmp_path / "pushed", 20.0)
@@ -133,6 +134,7 @@ def test_the_term_changes_training_and_is_recorded(tiny_data: PreparedData, tmp_
     assert np.mean(list(last.values())) > np.mean(list(first.values()))
 
 
+@pytest.mark.integration  # trains
 def test_a_run_with_the_term_resumes_bit_identically(
     tiny_data: PreparedData, tmp_path: Path
 ) -> None:
@@ -160,6 +162,7 @@ def _one_step(data: PreparedData, root: Path, layout: str, alphas: tuple[float, 
     return [dict(t.model.named_parameters()) for t in trainers]
 
 
+@pytest.mark.integration  # trains
 def test_a_stack_takes_each_networks_own_term(tiny_data: PreparedData, tmp_path: Path) -> None:
     """The stacked layout (the GPU's) adds to each network's step its own alpha's term, as
     the loop layout (each network's own Trainer) does. One SGD step with the term minus the
@@ -182,6 +185,7 @@ def test_a_stack_takes_each_networks_own_term(tiny_data: PreparedData, tmp_path:
     assert all(float(d.abs().max()) == 0.0 for d in moved["stacked"][2].values())
 
 
+@pytest.mark.integration  # `orisel train --select-regs` end to end
 def test_the_command_line_trains_one_network_per_alpha(
     python_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,6 +30,7 @@ def _train(
     return trainer.run(max_steps=max_steps)
 
 
+@pytest.mark.integration  # trains
 def test_one_epoch_writes_checkpoints_and_manifest(tiny_data: PreparedData, tmp_path: Path) -> None:
     summary = _train(tiny_data, tmp_path / "run", epochs=1)
     run = tmp_path / "run"
@@ -76,6 +77,7 @@ def test_one_epoch_writes_checkpoints_and_manifest(tiny_data: PreparedData, tmp_
     assert summary["status"] == "completed"
 
 
+@pytest.mark.integration  # trains
 def test_training_learns_the_tiny_task(tiny_data: PreparedData, tmp_path: Path) -> None:
     summary = _train(tiny_data, tmp_path / "run", epochs=6, deterministic=False)
     # Training accuracy only: with Keras' BN momentum (0.99) the running statistics used in
@@ -101,6 +103,7 @@ def _assert_same(a: dict[str, Any], b: dict[str, Any]) -> None:
     assert a["metrics"] == b["metrics"]
 
 
+@pytest.mark.integration  # trains
 @pytest.mark.parametrize("stop_at", [5, 8, 11])
 def test_resume_is_bit_identical(tiny_data: PreparedData, tmp_path: Path, stop_at: int) -> None:
     _train(tiny_data, tmp_path / "whole")
@@ -117,6 +120,7 @@ def test_resume_is_bit_identical(tiny_data: PreparedData, tmp_path: Path, stop_a
     assert len(again["sessions"]) == 2
 
 
+@pytest.mark.integration  # trains
 def test_an_interrupted_run_records_its_session_and_resumes_exactly(
     tiny_data: PreparedData, tmp_path: Path
 ) -> None:
@@ -138,6 +142,7 @@ def test_an_interrupted_run_records_its_session_and_resumes_exactly(
     _assert_same(_final_state(tmp_path / "whole"), _final_state(run))
 
 
+@pytest.mark.integration  # trains
 def test_resume_may_extend_epochs(tiny_data: PreparedData, tmp_path: Path) -> None:
     _train(tiny_data, tmp_path / "whole", epochs=3)
     _train(tiny_data, tmp_path / "grown", epochs=2)
@@ -154,13 +159,13 @@ def test_resume_may_extend_epochs(tiny_data: PreparedData, tmp_path: Path) -> No
 
 
 def test_existing_run_needs_resume(tiny_data: PreparedData, tmp_path: Path) -> None:
-    _train(tiny_data, tmp_path / "run", epochs=1, early_checkpoint_until=0)
+    _train(tiny_data, tmp_path / "run", max_steps=0)  # a run folder, its step-0 state
     with pytest.raises(FailedPrecondition, match="already holds a run; pass --resume"):
         _train(tiny_data, tmp_path / "run", epochs=1)
 
 
 def test_resume_refuses_a_changed_recipe(tiny_data: PreparedData, tmp_path: Path) -> None:
-    _train(tiny_data, tmp_path / "run", epochs=1, early_checkpoint_until=0)
+    _train(tiny_data, tmp_path / "run", max_steps=0)  # a run folder, its step-0 state
     with pytest.raises(FailedPrecondition, match=r"lr is 0.01 but the run was started with 0.001"):
         Trainer.open(
             tiny_config(lr=0.01),
@@ -173,13 +178,13 @@ def test_resume_refuses_a_changed_recipe(tiny_data: PreparedData, tmp_path: Path
 
 
 def test_checkpoint_of_another_model_is_refused(tiny_data: PreparedData, tmp_path: Path) -> None:
-    _train(tiny_data, tmp_path / "run", epochs=1, early_checkpoint_until=0)
+    _train(tiny_data, tmp_path / "run", max_steps=0)  # a run folder, its step-0 state
     with pytest.raises(FailedPrecondition, match="is for model 'cnn7', not 'resnet18'"):
         load_checkpoint(list_checkpoints(tmp_path / "run")[-1], "resnet18")
 
 
 def test_resume_refuses_other_data(tiny_data: PreparedData, tmp_path: Path) -> None:
-    _train(tiny_data, tmp_path / "run", epochs=1, early_checkpoint_until=0)
+    _train(tiny_data, tmp_path / "run", max_steps=0)  # a run folder, its step-0 state
     other = PreparedData(**{**vars(tiny_data), "sha256": "f" * 64})
     with pytest.raises(FailedPrecondition, match="sha256 ffffffffffff differs"):
         Trainer.open(tiny_config(), other, tmp_path / "run", resume=True, progress=False)
