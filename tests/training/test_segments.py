@@ -113,6 +113,7 @@ def run_to_end(settings: Settings, store: LocalStore, job: Job, first: int = 0) 
     raise AssertionError("the job never ended")
 
 
+@pytest.mark.integration  # trains (two segments, each attempt)
 @pytest.mark.parametrize(
     "refused",
     [
