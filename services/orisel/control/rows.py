@@ -3,6 +3,7 @@ and events as read back."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -84,21 +85,17 @@ def new_row(new: NewJob, now: float) -> dict[str, Any]:
 
 
 def queued_job(values: dict[str, Any]) -> Job:
-    """The job a new row (new_row) holds, as committed."""
-    return Job(
-        id=values["id"],
-        kind=values["kind"],
-        state=JobState.QUEUED,
-        spec=values["spec"],
-        idempotency_key=values["idempotency_key"] or "",
-        owner=values["owner"],
-        parent_id=values["parent_id"] or "",
-        task=values["task"],
-        queue=values["queue"],
-        version=1,
-        created_at=values["created_at"],
-        updated_at=values["updated_at"],
-    )
+    """The job a new row (new_row) holds, as committed: its columns that are the Job's
+    fields, the rest at their defaults (the columns' server defaults)."""
+    fields = {f.name for f in dataclasses.fields(Job)}
+    given = {k: v for k, v in values.items() if k in fields}
+    given |= {
+        "state": JobState.QUEUED,
+        "idempotency_key": values["idempotency_key"] or "",
+        "parent_id": values["parent_id"] or "",
+        "outputs": (),
+    }
+    return Job(**given)
 
 
 def event_row(
