@@ -12,9 +12,10 @@ import pytest
 
 from tests.faults import netns
 
-pytestmark = pytest.mark.skipif(
-    not netns.available(), reason="needs root and iproute2 (network namespaces)"
-)
+pytestmark = [
+    pytest.mark.integration,  # real processes: a host's, and one killed with its host up
+    pytest.mark.skipif(not netns.available(), reason="needs root and iproute2 (namespaces)"),
+]
 
 
 def _namespaces() -> set[str]:
