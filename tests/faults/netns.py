@@ -100,6 +100,12 @@ class Host:
     def heal(self) -> None:
         """The link up, and every rule of cut() and lossy() gone."""
         _ip("link", "set", self._link, "up")
+        # Addresses left unresolved while the link was down stay so for seconds (a connect
+        # fails at once, no route to host): forgotten at both ends, they are asked again.
+        subprocess.run(["ip", "neigh", "flush", "dev", self._link], capture_output=True)
+        subprocess.run(
+            self.command(["ip", "neigh", "flush", "dev", self._far]), capture_output=True
+        )
         subprocess.run(
             self.command(["nft", "delete", "table", "inet", "orisel"]), capture_output=True
         )
