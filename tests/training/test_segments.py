@@ -19,7 +19,8 @@ from orisel.models.checkpoint import save_checkpoint
 from orisel.runtime.settings import Settings
 from orisel.store.backend import ArtifactRef, ArtifactStore, LocalStore
 from orisel.training.servicer import spec_of
-from orisel.training.tasks import segment
+from orisel.training.spec import TrainJob
+from orisel.training.tasks import population, segment
 
 # Two segments of one epoch, a checkpoint at each epoch's end.
 SPEC = training_pb2.TrainSpec(
@@ -70,7 +71,8 @@ class Attempt:
 
 def attempt(settings: Settings, job: Job, store: Any, worker: str) -> str:
     run = Attempt(job, store, worker)
-    segment(cast(JobRun, run), settings)
+    body = population if TrainJob.of(job).population else segment
+    body(cast(JobRun, run), settings)
     return run.outcome
 
 
@@ -100,8 +102,10 @@ def settings(tmp_path: Path, python_archive: Path) -> Settings:
     )
 
 
-def new_job(settings: Settings, store: LocalStore, job_id: str) -> Job:
-    request = training_pb2.SubmitRequest(spec=SPEC)
+def new_job(
+    settings: Settings, store: LocalStore, job_id: str, spec: training_pb2.TrainSpec = SPEC
+) -> Job:
+    request = training_pb2.SubmitRequest(spec=spec)
     return Job(id=job_id, kind="train", state=JobState.RUNNING, spec=spec_of(request, store).row())
 
 
@@ -145,6 +149,30 @@ def test_a_segment_starts_from_the_store_not_from_a_fenced_attempts_folder(
     # image is a transposed view: stored in C order all the same.
     best = store.get_file(store.stat("runs/disturbed/best.pt"), settings.work_dir / "best.pt")
     assert torch.load(best, weights_only=True)["mean_image"].is_contiguous()
+    assert stored(store, job, settings.work_dir / "check") == want
+
+
+@pytest.mark.integration  # trains (a population of two, two segments, three times)
+def test_a_population_resumes_from_the_segment_all_its_networks_stored(
+    settings: Settings,
+) -> None:
+    """An attempt fenced between two networks' uploads stored the first network a segment
+    further than the second: the next attempt starts both from the segment both stored
+    (the first had only its newest checkpoint to go back from, and failed)."""
+    spec = training_pb2.TrainSpec()
+    spec.CopyFrom(SPEC)
+    spec.population.extend([training_pb2.Variant(seed=0), training_pb2.Variant(seed=1)])
+    store = LocalStore(settings.store_root, settings.bucket)
+    undisturbed = new_job(settings, store, "undisturbed", spec)
+    assert run_to_end(settings, store, undisturbed) == 2
+    want = stored(store, undisturbed, settings.work_dir / "check")
+
+    job = new_job(settings, store, "disturbed", spec)
+    assert attempt(settings, job, store, "first:1:0000") == "again"
+    second = [name for name, _ in TrainJob.of(job).networks()][1]
+    with pytest.raises(JobStopped):  # its second network's manifest refused, the first's not
+        attempt(settings, job, Refusing(store, f"{second}/manifests/"), "zombie:1:0000")
+    assert run_to_end(settings, store, job, first=10) == 1
     assert stored(store, job, settings.work_dir / "check") == want
 
 

@@ -67,10 +67,17 @@ def _attempt_dir(settings: Settings, run: JobRun) -> Path:
     return job_dir / re.sub(r"[^A-Za-z0-9._-]", "_", run.worker)
 
 
-def _restore(store: ArtifactStore, prefix: str, run_dir: Path) -> None:
+def _stored_steps(store: ArtifactStore, prefix: str) -> list[int]:
+    """The steps the run under `prefix` has a segment manifest for, in order."""
+    keys = (r.key.removeprefix(prefix) for r in store.list(prefix + SEGMENT_MANIFESTS))
+    return sorted(int(Path(k).stem) for k in keys)
+
+
+def _restore(store: ArtifactStore, prefix: str, run_dir: Path, upto: int | None = None) -> None:
     """Make `run_dir` the run as the store holds it under `prefix`: its newest segment
     manifest (each segment's has its own key, manifests/<step>.json, as objects are written
-    once), the checkpoint that manifest ends at and the best one (best.pt is a copy of it).
+    once), or the newest at step `upto` or before, the checkpoint that manifest ends at and
+    the best one (best.pt is a copy of it).
 
     The store is the only source: whatever the folder held is discarded first. A local run
     newer than the store's is one whose upload never landed (a fenced attempt's, or this
@@ -80,7 +87,11 @@ def _restore(store: ArtifactStore, prefix: str, run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     refs = {r.key.removeprefix(prefix): r for r in store.list(prefix)}
-    manifests = sorted(k for k in refs if k.startswith(SEGMENT_MANIFESTS))
+    manifests = sorted(
+        k
+        for k in refs
+        if k.startswith(SEGMENT_MANIFESTS) and (upto is None or int(Path(k).stem) <= upto)
+    )
     if not manifests:
         return
     store.get_file(refs[manifests[-1]], run_dir / MANIFEST)
@@ -176,9 +187,13 @@ def population(run: JobRun, settings: Settings) -> None:
     ds = load_cifar10(_data_path(spec, store, settings), settings.cache_dir)
     trainers, prefixes = [], []
     work = _attempt_dir(settings, run)
-    for name, cfg in spec.networks():
-        prefix, run_dir = f"{run_prefix(job.id)}{name}/", work / name
-        _restore(store, prefix, run_dir)
+    networks = [(f"{run_prefix(job.id)}{name}/", name, cfg) for name, cfg in spec.networks()]
+    # Every network from the last segment all of them stored: an attempt fenced between two
+    # networks' uploads stored some a segment further than the others.
+    upto = min((_stored_steps(store, prefix) or [0])[-1] for prefix, _, _ in networks)
+    for prefix, name, cfg in networks:
+        run_dir = work / name
+        _restore(store, prefix, run_dir, upto)
         trainers.append(
             Trainer.open(cfg, prepare(ds, cfg.data), run_dir, resume=True, progress=False)
         )
