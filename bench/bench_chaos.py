@@ -59,6 +59,7 @@ from orisel.api.training.v1 import training_pb2, training_pb2_grpc
 from orisel.control.job import Job, JobState
 from orisel.control.schema import jobs
 from orisel.store.backend import LocalStore
+from orisel.training.spec import TrainJob
 
 # Two segments of a few steps each: small enough for thousands, long enough to be cut.
 SPEC = {
@@ -231,7 +232,7 @@ class Checker:
     def verdict(self, job: Job) -> tuple[str, bool, bool]:
         weights = same = False
         if job.state == JobState.SUCCEEDED:
-            ref = self.expected[int(job.spec["config"]["seed"])]
+            ref = self.expected[TrainJob.of(job).config.seed]
             weights = digest(self.live, job) == ref.digest
             same = objects(self.store, job.id, self.scratch) == ref.objects
             if not same:
