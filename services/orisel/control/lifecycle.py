@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from orisel.control.db import JobDB
 from orisel.control.job import Job, JobSpec, JobState
@@ -180,8 +180,7 @@ class JobRun:
         if self._store is None:
             from orisel.store.backend import make_store
 
-            raw = cast(Publisher, make_store(self.settings))
-            self._store = FencedStore(raw, self.db, self.job.id, self.worker)
+            self._store = FencedStore(make_store(self.settings), self.db, self.job.id, self.worker)
         return self._store
 
     def _heartbeat(self) -> None:

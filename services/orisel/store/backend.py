@@ -375,8 +375,8 @@ class S3Store(_Measured):
         return url
 
 
-def make_store(settings: Settings) -> ArtifactStore:
-    """The artifact store the settings describe."""
+def make_store(settings: Settings) -> Publisher:
+    """The artifact store the settings describe (either backend can fence its writes)."""
     if settings.store == "local":
         return LocalStore(settings.store_root, settings.bucket)
     s3 = S3Store(
