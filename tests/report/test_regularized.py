@@ -164,3 +164,48 @@ def test_a_short_study_compares_its_alphas_among_themselves() -> None:
     c7 = {r.key: r for r in claims(data.model_copy(update={"regularized": short}))}["C7"]
     assert "9 networks, alphas -1, 1, 2, 3 seed(s)" in c7.value
     assert all(q.test.df == 9 - 3 - 1 for q in c7.parts)
+
+
+def test_a_network_kept_at_its_initialization_is_left_out_and_named(tmp_path: Path) -> None:
+    """A term too strong for its recipe leaves the validation loss above the untrained
+    network's, so the kept checkpoint is step 0: the same weights at every alpha of a seed.
+    Regressing those would test the initialization, so they are left out and said."""
+    data = _study(HOLDS)
+    assert data.regularized is not None
+    stuck = {"cnn7-c0-s0-a2", "cnn7-c0-s1-a-1"}
+    reg = {
+        n: v.model_copy(update={"best": v.best.model_copy(update={"epoch": 0.0})})
+        if n in stuck
+        else v
+        for n, v in data.regularized.items()
+    }
+    c7 = {r.key: r for r in claims(data.model_copy(update={"regularized": reg}))}["C7"]
+    kept = [(s, a) for s in SEEDS for a in (0.0, *ALPHAS)]
+    kept = [(s, a) for s, a in kept if f"cnn7-c0-s{s}-a{a:g}" not in stuck]
+    y = [_outcome(s, a, HOLDS)["gosi"] for s, a in kept]
+    slope, p, df = _by_hand(y, [a for _, a in kept], [s for s, _ in kept])
+    assert c7.parts[0].test.effect == pytest.approx(slope, rel=1e-9)
+    assert c7.parts[0].test.p == pytest.approx(p, rel=1e-6)
+    assert c7.parts[0].test.df == df == 10 - 3 - 1
+    assert "10 networks" in c7.value
+    assert "2 of 12 networks left out: their kept checkpoint is their initialization" in c7.value
+    text = render(data.model_copy(update={"regularized": reg}), tmp_path / "r.md").read_text()
+    assert "| cnn7-c0-s0-a2 | 2 | 0 | 10 | 0 (initialization: left out) |" in text
+
+
+def test_a_study_kept_at_its_initialization_throughout_is_not_tested() -> None:
+    data = _study(HOLDS)
+    at_init = {
+        n: v.model_copy(update={"best": v.best.model_copy(update={"epoch": 0.0})})
+        for n, v in (data.regularized or {}).items()
+    }
+    plain = {
+        n: v.model_copy(update={"best": v.best.model_copy(update={"epoch": 0.0})})
+        for n, v in data.variants.items()
+    }
+    c7 = {
+        r.key: r
+        for r in claims(data.model_copy(update={"regularized": at_init, "variants": plain}))
+    }["C7"]
+    assert c7.verdict == "not tested"
+    assert "12 of 12 networks left out" in c7.value
