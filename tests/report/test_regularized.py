@@ -144,7 +144,9 @@ def test_collect_puts_a_network_trained_with_the_term_in_the_study(tmp_path: Pat
             "history": [{"epoch": 10.0, "metrics": {"train": None}}],
             "best": {"epoch": 10.0, "metrics": {}},
             "data": {"sha256": "b" * 64},
-            "environment": {},
+            "environment": {"device": "cpu"}
+            if name == "plain"
+            else {"device": "cuda:0", "device_name": "NVIDIA H100"},
         }
         (folder / "manifest.json").write_text(json.dumps(manifest))
     got = collect(tmp_path)
@@ -153,6 +155,9 @@ def test_collect_puts_a_network_trained_with_the_term_in_the_study(tmp_path: Pat
     assert list(got.regularized) == ["cnn7-c0-s1-a0.5"]
     assert got.regularized["cnn7-c0-s1-a0.5"].select_reg == 0.5
     assert got.variants["cnn7-c0-s0"].select_reg is None
+    # The short-run note names the device: a GPU by its model, else torch's device.
+    assert got.variants["cnn7-c0-s0"].device == "cpu"
+    assert got.regularized["cnn7-c0-s1-a0.5"].device == "NVIDIA H100"
 
 
 def test_a_short_study_compares_its_alphas_among_themselves() -> None:

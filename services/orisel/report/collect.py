@@ -132,6 +132,7 @@ def _network(folder: Path, manifest: dict[str, Any]) -> Network:
         if point is not None:
             trajectory.append(_trend(point))
     trajectory.sort(key=lambda t: t.epoch if t.epoch is not None else -1.0)
+    env = manifest["environment"]
     return Network.model_validate(
         {
             "corruption": float(config["data"]["label_corruption"]),
@@ -142,7 +143,8 @@ def _network(folder: Path, manifest: dict[str, Any]) -> Network:
             "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
             "data_sha256": manifest["data"]["sha256"],
             "code_version": manifest["environment"].get("code_version"),
-            "device": manifest["environment"].get("device_name"),
+            # A GPU's model where there is one, else the torch device (cpu, mps).
+            "device": env.get("device_name") or env.get("device"),
             "history": [
                 {"epoch": h["epoch"], **{s: h["metrics"][s] for s in ("train", "test")}}
                 for h in manifest["history"]
